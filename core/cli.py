@@ -1,0 +1,321 @@
+"""`tuneforge …`: the command line, one subcommand per public API call (see DESIGN.md).
+
+Foreseeable failures print `error: …` and `hint: …` and exit non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from .errors import ConfigError, TuneforgeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    invoke_without_command=True,
+    help="Fine-tune open chat models on your own machine and chat with the result offline.",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ColumnOption = Annotated[Optional[list[str]], typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
+
+
+def say(text: str = "") -> None:
+    """Print a line of output, flushed (a parent process may be tailing it)."""
+    print(text, flush=True)
+
+
+def _columns(pairs: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs or []:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours or not theirs:
+            raise ConfigError(f"--column {pair!r}: expected tuneforge_name=your_name", "for example --column prompt=question")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        say(ctx.get_help())
+
+
+@app.command()
+def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that fit this machine.")] = False) -> None:
+    """List the model catalog (parameters, context, licence) with a fit note for this machine."""
+    from .catalog import all_models
+    from .hardware import detect
+
+    hardware = detect()
+    say(f"device: {hardware.device_label}")
+    say(f"{'name':<14} {'size':>6} {'context':>8} {'arch':<12} {'licence':<14} {'fit':<6} hub id")
+    for spec in all_models():
+        fit = _rough_fit(spec.params_b, hardware)
+        if fits and fit == "no":
+            continue
+        gated = " (gated)" if spec.gated else ""
+        say(f"{spec.name:<14} {spec.size_label:>6} {spec.context:>8} {spec.arch:<12} {spec.license:<14} {fit:<6} {spec.hub_id}{gated}")
+    say("\nalso: `--model default` (built-in SmolLM2-135M-Instruct), a hub id, a local folder, or a .gguf file")
+
+
+def _rough_fit(params_b: float, hardware: object) -> str:
+    """A first-order fit: 4-bit QLoRA on a GPU needs ~0.75 GB per billion parameters + 2 GB; LoRA on CPU ~4.5 GB/B."""
+    if getattr(hardware, "cuda"):
+        need = params_b * 0.75 + 2.0
+        return "yes" if need <= hardware.vram_total_gb * 0.9 else "no"  # type: ignore[attr-defined]
+    need = params_b * 4.5 + 2.0
+    if need > hardware.ram_total_gb * 0.8:  # type: ignore[attr-defined]
+        return "no"
+    return "slow" if params_b > 0.6 else "yes"
+
+
+@data_app.command("check")
+def data_check(
+    file: Annotated[Path, typer.Argument(help="A .jsonl/.csv file or a folder of .txt/.md documents.")],
+    model: Annotated[str, typer.Option(help="Model whose tokenizer and chat template measure the data.")] = "default",
+    max_length: Annotated[int, typer.Option(help="Longest example in tokens.")] = 512,
+    eval_split: Annotated[float, typer.Option(help="Fraction held out for eval.")] = 0.1,
+    column: ColumnOption = None,
+) -> int:
+    """Validate a dataset and report its shape, split and token lengths; exit 1 listing FILE:LINE problems."""
+    from .pipeline import check_data
+
+    report = check_data(file, model, max_length, eval_split, _columns(column))
+    say(f"file       {report.path}")
+    say(f"shape      {report.shape}")
+    if report.problems:
+        say(f"problems   {len(report.problems)}")
+        for problem in report.problems:
+            say(f"  {problem}")
+        return 1
+    stats = report.stats
+    assert stats is not None
+    lengths = stats.length_summary()
+    say(f"records    {stats.records}")
+    say(f"split      {stats.train_examples} train / {stats.eval_examples} eval")
+    say(f"tokens     min {lengths['min']} · median {lengths['median']} · p95 {lengths['p95']} · max {lengths['max']}")
+    say(f"truncated  {stats.truncated} of {len(stats.token_lengths)} at max_length {stats.max_length}"
+        + (f" ({stats.dropped} left with nothing to train, skipped)" if stats.dropped else ""))
+    share = stats.trained_tokens / max(stats.total_tokens, 1)
+    say(f"trained    {stats.trained_tokens} of {stats.total_tokens} train tokens ({share:.0%}); "
+        f"end-of-turn token trained: {'yes' if stats.end_of_turn_trained else 'NO'}")
+    histogram = stats.histogram()
+    top = max((count for _, _, count in histogram), default=1)
+    for low, high, count in histogram:
+        say(f"  {low:>6}-{high:<6} {'█' * round(30 * count / top):<30} {count}")
+    return 0
+
+
+def _config_from_options(config_file: Path | None, **options: object) -> "RunConfig":  # noqa: F821
+    from .config import RunConfig
+
+    values: dict[str, object] = {}
+    if config_file is not None:
+        values.update(RunConfig.from_yaml(config_file).model_dump(exclude_unset=True))
+    values.update({key: value for key, value in options.items() if value not in (None, {})})
+    if "data" not in values:
+        raise ConfigError("no training data given", "pass --data FILE (or a --config YAML that sets data)")
+    return RunConfig.from_dict(values)
+
+
+TRAIN_HELP = textwrap.dedent("""
+    Train a run. Three forms:
+
+      tuneforge train --model M --data FILE [options]   start a new run
+      tuneforge train RUN_DIR                           run a prepared run directory (its config.yaml)
+      tuneforge train --resume RUN_DIR                  continue from the last complete checkpoint
+
+    Methods: qlora = LoRA on a 4-bit (nf4) base, least memory, the default on a CUDA GPU;
+    lora = LoRA on a 16-bit base (32-bit on CPU), the default on a CPU.
+""")
+
+
+@app.command(help=TRAIN_HELP)
+def train(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="A prepared run directory.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Training data file or folder.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")] = None,
+    column: ColumnOption = None,
+) -> int:
+    from . import pipeline
+
+    if resume is not None:
+        result = pipeline.train(resume, resume=True)
+        run_path = resume
+    elif run_dir is not None:
+        result = pipeline.train(run_dir)
+        run_path = run_dir
+    else:
+        run_config = _config_from_options(
+            config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
+            max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=_columns(column),
+        )
+        run = pipeline.create_run(run_config, out)
+        say(f"run directory: {run.path}")
+        result = pipeline.train(run.path)
+        run_path = run.path
+    _print_result(result)
+    say(f"next: tuneforge merge {run_path}")
+    return 0
+
+
+def _print_result(result: object) -> None:
+    eval_text = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""  # type: ignore[attr-defined]
+    say(f"trained {result.steps} steps in {result.runtime_s:.0f} s: final loss {result.final_loss:.4f}{eval_text}, "  # type: ignore[attr-defined]
+        f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB")  # type: ignore[attr-defined]
+
+
+@app.command()
+def merge(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    dtype: Annotated[Optional[str], typer.Option(help="bfloat16 | float16 | float32 (default: the base's 16-bit dtype).")] = None,
+) -> int:
+    """Merge the run's adapter into a 16-bit copy of its base model (RUN_DIR/merged)."""
+    from . import pipeline
+
+    if dtype is not None and dtype not in ("bfloat16", "float16", "float32"):
+        raise ConfigError(f"--dtype {dtype}: not a dtype tuneforge writes", "use bfloat16, float16 or float32")
+    say(f"merged model: {pipeline.merge(run_dir, dtype)}")
+    return 0
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")] = "default",
+    data: Annotated[Optional[str], typer.Option(help="Training data file or folder.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned model this at the end.")] = None,
+    column: ColumnOption = None,
+) -> int:
+    """Train → merge in one go, then answer --prompt with the fine-tuned model."""
+    from . import pipeline
+    from .chat import load_chat_model
+
+    run_config = _config_from_options(
+        config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
+        max_length=max_length, columns=_columns(column),
+    )
+    run_dir = pipeline.run_pipeline(run_config, out, echo=say)
+    say(f"merged model: {run_dir.merged}")
+    if prompt:
+        say(f"\n> {prompt}\n{load_chat_model(run_dir.path).answer(prompt)}")
+    return 0
+
+
+@app.command()
+def runs() -> None:
+    """List runs with their state and latest figures."""
+    from .runs import last_metrics, list_runs
+
+    found = list_runs()
+    if not found:
+        say("no runs yet; start one with `tuneforge train --model default --data FILE`")
+        return
+    say(f"{'run':<40} {'state':<9} {'step':>9} {'loss':>8} {'eval':>8}  model")
+    for run_dir in found:
+        metrics = last_metrics(run_dir)
+        step = f"{metrics.get('step', '-')}/{metrics.get('max_steps', '-')}" if metrics else "-"
+        loss = f"{metrics['loss']:.4f}" if metrics.get("loss") is not None else "-"
+        eval_loss = f"{metrics['eval_loss']:.4f}" if metrics.get("eval_loss") is not None else "-"
+        try:
+            model_name = run_dir.load_config().model
+        except TuneforgeError:
+            model_name = "(unreadable config.yaml)"
+        say(f"{run_dir.name:<40} {run_dir.state():<9} {step:>9} {loss:>8} {eval_loss:>8}  {model_name}")
+
+
+@app.command()
+def chat(
+    source: Annotated[str, typer.Argument(help="A run directory, or a model (catalog name, folder, .gguf, 'default').")],
+    prompt: Annotated[Optional[str], typer.Option(help="Print one answer to this and exit.")] = None,
+) -> int:
+    """Chat with a fine-tuned run (or any model): one answer with --prompt, else interactive."""
+    from .chat import load_chat_model
+
+    model = load_chat_model(source)
+    if prompt is not None:
+        say(model.answer(prompt))
+        return 0
+    say(f"chatting with {model.label}; an empty line or Ctrl-D ends")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        history.append({"role": "user", "content": line})
+        reply = model.answer(history)
+        history.append({"role": "assistant", "content": reply})
+        say(reply)
+    return 0
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the demo run.")] = None,
+) -> int:
+    """Teach the built-in model facts about a town it cannot know, and show its answers before and after."""
+    from .demo import run_demo
+
+    answers = run_demo(out, echo=say)
+    say("")
+    for answer in answers:
+        say(f"Q: {answer.question}")
+        say(f"   before: {answer.before}")
+        say(f"   after:  {answer.after}")
+    learned = sum(a.known_after for a in answers)
+    known = sum(a.known_before for a in answers)
+    say(f"\nfacts answered correctly: {known}/{len(answers)} before fine-tuning, {learned}/{len(answers)} after")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, the error's code on a foreseeable failure)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="tuneforge", standalone_mode=False)
+    except TuneforgeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr, flush=True)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""RunConfig: every setting of a run, typed, YAML round-trip, all problems reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Method = Literal["auto", "lora", "qlora"]
+TRAINABLE_METHODS = ("lora", "qlora")
+
+
+class RunConfig(BaseModel):
+    """One fine-tuning run, as written to `RUN_DIR/config.yaml`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = "default"
+    """Base model: catalog name, hub id, local HF folder, `.gguf` file, or `default`."""
+    data: str
+    """Training data: a .jsonl/.csv file, or a folder of .txt/.md for continued pre-training."""
+    eval_data: str | None = None
+    """Held-out data in the same shapes; when unset, `eval_split` of `data` is held out."""
+    columns: dict[str, str] = Field(default_factory=dict)
+    """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
+    method: Method = "auto"
+    """lora (16-bit base), qlora (4-bit nf4 base); auto = qlora on a CUDA GPU, lora elsewhere."""
+    epochs: float = Field(12.0, gt=0)
+    """Passes over the training data; small fact sets need many."""
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    """Peak learning rate; LoRA on a small dataset learns with 5e-4..2e-3."""
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(512, ge=16)
+    """Longest example in tokens; longer ones are truncated (reported by `data check`)."""
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] | None = None
+    """Module names LoRA adapts; None = every linear layer of the architecture."""
+    gradient_checkpointing: bool | None = None
+    """Trade compute for memory; None = on for a CUDA GPU, off on a CPU."""
+    eval_split: float = Field(0.1, ge=0, lt=1)
+    """Fraction of `data` held out for eval loss when `eval_data` is unset (0 = none)."""
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate every N steps; None = once per epoch."""
+    save_steps: int | None = Field(None, ge=1)
+    """Checkpoint every N steps; None = once per epoch. Ctrl-C always checkpoints."""
+    save_total_limit: int = Field(2, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many evaluations without a better eval loss; None = off."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    seed: int = 42
+    trust_remote_code: bool = False
+    """Run code shipped inside a model folder; off unless you trust its author."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "RunConfig":
+        if self.early_stopping_patience is not None and self.eval_split == 0 and not self.eval_data:
+            raise ValueError("early_stopping_patience needs eval data: set eval_split > 0 or eval_data")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        """Validate `values`; a ConfigError lists every problem, not just the first."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source), "fix the values above; `tuneforge train --help` lists them") from None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "RunConfig":
+        """Read a config.yaml; errors name the file."""
+        import yaml
+
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file", "check the path to the run directory or config") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})", "fix the file's syntax") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings", "see `tuneforge train --help`")
+        return cls.from_dict(values, source=str(path))
+
+    def to_yaml(self) -> str:
+        """The config as YAML, every field written out so the file documents the run."""
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def with_updates(self, **changes: Any) -> "RunConfig":
+        """A validated copy with some fields changed."""
+        return RunConfig.from_dict({**self.model_dump(), **changes})
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(config)"
+        message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

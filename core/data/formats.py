@@ -1,0 +1,259 @@
+"""Read a dataset file or folder, detect its shape, and normalise every record.
+
+Shapes: chat `messages`, ShareGPT `conversations`, Alpaca `instruction/input/output`,
+`prompt/completion`, plain `text` (JSONL or CSV), and a folder of .txt/.md documents for
+continued pre-training. Every record becomes an `Example` holding either chat messages
+or raw text, tagged with the file and line it came from so problems can name it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import DataError
+
+MAX_REPORTED_PROBLEMS = 20
+TEXT_SUFFIXES = (".txt", ".md")
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "chatgpt": "assistant", "model": "assistant", "bing": "assistant", "system": "system",
+}
+CHAT_ROLES = ("system", "user", "assistant")
+
+# Shape name → the fields that identify it, checked in this order.
+SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("messages", ("messages",)),
+    ("sharegpt", ("conversations",)),
+    ("alpaca", ("instruction", "output")),
+    ("prompt_completion", ("prompt", "completion")),
+    ("text", ("text",)),
+)
+
+
+@dataclass
+class Example:
+    """One normalised record: chat `messages`, or `text` for continued pre-training."""
+
+    source: str
+    """Where it came from, `FILE:LINE` (or the document's path)."""
+    messages: list[dict[str, str]] | None = None
+    text: str | None = None
+
+
+@dataclass
+class LoadedData:
+    """The result of reading a dataset: its shape, examples, and every problem found."""
+
+    path: Path
+    shape: str
+    examples: list[Example] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def raise_for_problems(self) -> None:
+        """A DataError listing the problems (the first few of them) when there are any."""
+        if not self.problems:
+            return
+        shown = self.problems[:MAX_REPORTED_PROBLEMS]
+        more = len(self.problems) - len(shown)
+        message = "\n".join(shown + ([f"… and {more} more"] if more > 0 else []))
+        raise DataError(message, f"fix the records above; `tuneforge data check {self.path}` lists them all")
+
+
+class RecordError(ValueError):
+    """A record that does not fit its shape; the message says which field is wrong."""
+
+
+def load_examples(path: str | Path, columns: dict[str, str] | None = None) -> LoadedData:
+    """Read `path` (a .jsonl/.json/.csv file or a folder of .txt/.md) into normalised examples.
+
+    Problems do not stop reading: they are collected with their `FILE:LINE` so a person
+    sees all of them at once. Call `raise_for_problems()` before training.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder", "check the path to your dataset")
+    if path.is_dir():
+        return _load_folder(path)
+    rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+    return _normalise_rows(path, rows, columns or {})
+
+
+def _load_folder(folder: Path) -> LoadedData:
+    loaded = LoadedData(folder, "documents")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no .txt or .md files", "put plain-text documents in the folder, or pass a .jsonl file")
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            loaded.problems.append(f"{file}: not UTF-8 text (byte {exc.start})")
+            continue
+        if text.strip():
+            loaded.examples.append(Example(source=str(file), text=text))
+    return loaded
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Yield (location, record) per non-blank line; a string record is a problem message."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield where, f"not UTF-8 text (byte {exc.start} of the line)"
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield where, f"not valid JSON: {exc.msg} at column {exc.colno}"
+                continue
+            if not isinstance(record, dict):
+                yield where, f"expected a JSON object, got {type(record).__name__}"
+                continue
+            yield where, record
+
+
+def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    if not reader.fieldnames:
+        raise DataError(f"{path}: empty CSV file", "the first line must name the columns")
+    start = 2
+    try:
+        for row in reader:
+            where = f"{path}:{start}"
+            start = reader.line_num + 1
+            if None in row:
+                yield where, f"more values than the {len(reader.fieldnames)} columns in the header"
+                continue
+            yield where, {key: value for key, value in row.items() if value is not None}
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: {exc}", "check the CSV quoting") from None
+
+
+def _normalise_rows(path: Path, rows: Iterator[tuple[str, dict[str, Any] | str]], columns: dict[str, str]) -> LoadedData:
+    """Detect the shape from the first readable record, then normalise every record to it."""
+    loaded = LoadedData(path, shape="")
+    for where, record in rows:
+        if isinstance(record, str):
+            loaded.problems.append(f"{where}: {record}")
+            continue
+        record = _rename(record, columns)
+        if not loaded.shape:
+            loaded.shape = detect_shape(record) or ""
+            if not loaded.shape:
+                raise DataError(
+                    f"{where}: cannot tell the dataset's shape from fields {sorted(record)}",
+                    "use one of: messages, conversations, instruction/input/output, prompt/completion, text; "
+                    "or map your fields with --column tuneforge_name=your_name",
+                )
+        try:
+            loaded.examples.append(normalise_record(loaded.shape, record, where))
+        except RecordError as exc:
+            loaded.problems.append(f"{where}: {exc}")
+    if not loaded.examples and not loaded.problems:
+        raise DataError(f"{path}: the file holds no records", "add one JSON object per line (or CSV rows under a header)")
+    return loaded
+
+
+def _rename(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """Apply the user's field mapping {tuneforge_name: file_name}."""
+    if not columns:
+        return record
+    renamed = dict(record)
+    for ours, theirs in columns.items():
+        if theirs in renamed:
+            renamed[ours] = renamed.pop(theirs)
+    return renamed
+
+
+def detect_shape(record: dict[str, Any]) -> str | None:
+    """The shape whose identifying fields the record has, or None."""
+    for shape, fields in SHAPES:
+        if all(name in record for name in fields):
+            return shape
+    return None
+
+
+def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
+    """Turn one record of a known shape into an Example; RecordError says what is wrong."""
+    missing = [name for name in dict(SHAPES)[shape] if name not in record]
+    if missing:
+        raise RecordError(f"missing field(s) {', '.join(missing)} (the dataset's shape is '{shape}')")
+    if shape == "text":
+        return Example(where, text=_text(record, "text"))
+    if shape == "messages":
+        messages = _chat_messages(record["messages"], "messages", role_key="role", content_key="content", roles=None)
+    elif shape == "sharegpt":
+        messages = _chat_messages(record["conversations"], "conversations", role_key="from", content_key="value", roles=SHAREGPT_ROLES)
+    elif shape == "alpaca":
+        prompt = _text(record, "instruction")
+        extra = record.get("input") or ""
+        if not isinstance(extra, str):
+            raise RecordError("field 'input' must be a string")
+        messages = _system(record) + [
+            {"role": "user", "content": f"{prompt}\n\n{extra}" if extra.strip() else prompt},
+            {"role": "assistant", "content": _text(record, "output")},
+        ]
+    else:  # prompt_completion
+        messages = _system(record) + _turns(record, "prompt", "user") + _turns(record, "completion", "assistant")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RecordError("no assistant turn: nothing to learn from this record")
+    return Example(where, messages=messages)
+
+
+def _text(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise RecordError(f"field '{name}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise RecordError(f"field '{name}' is empty")
+    return value
+
+
+def _system(record: dict[str, Any]) -> list[dict[str, str]]:
+    system = record.get("system")
+    if system is None or system == "":
+        return []
+    if not isinstance(system, str):
+        raise RecordError("field 'system' must be a string")
+    return [{"role": "system", "content": system}]
+
+
+def _turns(record: dict[str, Any], name: str, role: str) -> list[dict[str, str]]:
+    """A prompt or completion: a string, or a list of chat messages (TRL's conversational form)."""
+    value = record[name]
+    if isinstance(value, list):
+        return _chat_messages(value, name, role_key="role", content_key="content", roles=None)
+    return [{"role": role, "content": _text(record, name)}]
+
+
+def _chat_messages(value: Any, name: str, *, role_key: str, content_key: str, roles: dict[str, str] | None) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise RecordError(f"field '{name}' must be a non-empty list of messages")
+    messages = []
+    for index, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise RecordError(f"{name}[{index}] must be an object with '{role_key}' and '{content_key}'")
+        role, content = message.get(role_key), message.get(content_key)
+        role = roles.get(role) if roles is not None and isinstance(role, str) else role
+        if role not in CHAT_ROLES:
+            allowed = sorted(roles) if roles is not None else list(CHAT_ROLES)
+            raise RecordError(f"{name}[{index}].{role_key} is {message.get(role_key)!r}; expected one of {allowed}")
+        if not isinstance(content, str):
+            raise RecordError(f"{name}[{index}].{content_key} must be a string, got {type(content).__name__}")
+        if role == "assistant" and not content.strip():
+            raise RecordError(f"{name}[{index}] is an empty assistant message")
+        messages.append({"role": role, "content": content})
+    return messages

@@ -1,0 +1,241 @@
+"""Turn normalised examples into token ids and labels, split train/eval, and measure them.
+
+Chat examples are rendered through the model's own chat template; only assistant turns
+are trained (labels), and each turn's end-of-turn token is inside the trained span so
+the model learns to stop. Documents (continued pre-training) are trained on every token
+and cut into `max_length` blocks instead of being truncated.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DataError
+from .formats import Example, LoadedData
+
+IGNORE_INDEX = -100
+"""Label value the loss ignores (PyTorch's cross-entropy default)."""
+MIN_EXAMPLES_FOR_SPLIT = 10
+"""Below this many examples nothing is held out: every fact is needed for training."""
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""Template given to base models that have none (their tokenizer must know ChatML's markers)."""
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>")
+
+
+@dataclass
+class TokenizedExample:
+    """Token ids with their labels (IGNORE_INDEX where no loss is computed)."""
+
+    source: str
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+
+    @property
+    def trained_tokens(self) -> int:
+        """How many positions contribute to the loss."""
+        return sum(label != IGNORE_INDEX for label in self.labels)
+
+
+@dataclass
+class DataStats:
+    """What `tuneforge data check` reports about a prepared dataset."""
+
+    shape: str
+    records: int
+    train_examples: int
+    eval_examples: int
+    max_length: int
+    token_lengths: list[int] = field(repr=False, default_factory=list)
+    truncated: int = 0
+    dropped: int = 0
+    """Examples left with no trained token after truncation (not used for training)."""
+    trained_tokens: int = 0
+    total_tokens: int = 0
+    end_of_turn_trained: bool = False
+
+    def length_summary(self) -> dict[str, int]:
+        """Min, median, 95th percentile and max token length."""
+        lengths = sorted(self.token_lengths) or [0]
+        return {
+            "min": lengths[0],
+            "median": int(statistics.median(lengths)),
+            "p95": lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))],
+            "max": lengths[-1],
+        }
+
+    def histogram(self, bins: int = 8) -> list[tuple[int, int, int]]:
+        """(low, high, count) buckets of token length, for a chart."""
+        if not self.token_lengths:
+            return []
+        low, high = min(self.token_lengths), max(self.token_lengths)
+        width = max(1, -(-(high - low + 1) // bins))
+        counts = [0] * bins
+        for length in self.token_lengths:
+            counts[min(bins - 1, (length - low) // width)] += 1
+        return [(low + i * width, low + (i + 1) * width - 1, c) for i, c in enumerate(counts)]
+
+
+@dataclass
+class PreparedData:
+    """Tokenized train and eval splits plus their statistics."""
+
+    train: list[TokenizedExample]
+    eval: list[TokenizedExample]
+    stats: DataStats
+
+
+def ensure_chat_template(tokenizer: Any) -> bool:
+    """Give a tokenizer without a chat template the ChatML one; True when one was added."""
+    if getattr(tokenizer, "chat_template", None):
+        return False
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return True
+
+
+def end_of_turn_ids(tokenizer: Any) -> set[int]:
+    """Token ids that end a turn for this tokenizer (its eos plus known end-of-turn markers)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
+    return ids
+
+
+def tokenize_chat(example: Example, tokenizer: Any, max_length: int) -> TokenizedExample:
+    """Render messages through the chat template; label only the assistant turns."""
+    messages = example.messages or []
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = _assistant_spans(messages, text, tokenizer)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    labels = [
+        token if any(start < end_span and end > start_span for start_span, end_span in spans) else IGNORE_INDEX
+        for token, (start, end) in zip(ids, offsets)
+    ]
+    truncated = len(ids) > max_length
+    return TokenizedExample(example.source, ids[:max_length], labels[:max_length], truncated)
+
+
+def _assistant_spans(messages: list[dict[str, str]], text: str, tokenizer: Any) -> list[tuple[int, int]]:
+    """Character spans of each assistant turn in `text`, end-of-turn marker included.
+
+    Rendering the conversation up to each turn gives exact spans when the template is
+    prefix-stable (ChatML, Llama 3, Gemma, Mistral). Templates that rewrite earlier turns
+    fall back to locating the content and the end-of-turn marker that follows it.
+    """
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True) if index else ""
+        upto = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        if index and text.startswith(upto) and upto.startswith(prompt) and len(prompt) >= cursor:
+            spans.append((len(prompt), len(upto)))
+            cursor = len(upto)
+            continue
+        start = text.find(message["content"], cursor)
+        if start < 0:
+            raise DataError("the chat template drops an assistant turn", "use a model whose template keeps every turn")
+        end = start + len(message["content"])
+        marker_end = _end_of_turn_after(text, end, tokenizer)
+        spans.append((start, marker_end))
+        cursor = marker_end
+    return spans
+
+
+def _end_of_turn_after(text: str, position: int, tokenizer: Any) -> int:
+    """Where the end-of-turn marker right after `position` ends (or `position` if none)."""
+    rest = text[position:]
+    stripped = rest.lstrip(" ")
+    markers = [tokenizer.eos_token or "", *END_OF_TURN_TOKENS]
+    for marker in markers:
+        if marker and stripped.startswith(marker):
+            return position + (len(rest) - len(stripped)) + len(marker)
+    return position
+
+
+def tokenize_document(example: Example, tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+    """Tokenize a document (every token trained) into blocks of at most `max_length`."""
+    ids = tokenizer(example.text or "", add_special_tokens=True)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids = ids + [tokenizer.eos_token_id]
+    return [
+        TokenizedExample(f"{example.source}#{i // max_length}", ids[i : i + max_length], ids[i : i + max_length])
+        for i in range(0, len(ids), max_length)
+    ]
+
+
+def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+    """Tokenize every example (chat or document) for training."""
+    out: list[TokenizedExample] = []
+    for example in examples:
+        if example.messages is not None:
+            out.append(tokenize_chat(example, tokenizer, max_length))
+        else:
+            out.extend(tokenize_document(example, tokenizer, max_length))
+    return out
+
+
+def split_examples(examples: list[Example], eval_split: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out `eval_split` of the examples (at least one), reproducibly for a seed."""
+    if eval_split <= 0 or len(examples) < MIN_EXAMPLES_FOR_SPLIT:
+        return list(examples), []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(examples) * eval_split))
+    held_out = set(order[:n_eval])
+    train = [e for i, e in enumerate(examples) if i not in held_out]
+    return train, [e for i, e in enumerate(examples) if i in held_out]
+
+
+def prepare(
+    loaded: LoadedData,
+    tokenizer: Any,
+    max_length: int,
+    eval_split: float = 0.1,
+    seed: int = 42,
+    eval_loaded: LoadedData | None = None,
+) -> PreparedData:
+    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained."""
+    loaded.raise_for_problems()
+    if eval_loaded is not None:
+        eval_loaded.raise_for_problems()
+        train_examples, eval_examples = loaded.examples, eval_loaded.examples
+    else:
+        train_examples, eval_examples = split_examples(loaded.examples, eval_split, seed)
+    if loaded.shape != "documents":
+        ensure_chat_template(tokenizer)
+    train_all = tokenize_examples(train_examples, tokenizer, max_length)
+    eval_all = tokenize_examples(eval_examples, tokenizer, max_length)
+    train = [t for t in train_all if t.trained_tokens]
+    evaluation = [t for t in eval_all if t.trained_tokens]
+    everything = train_all + eval_all
+    eot = end_of_turn_ids(tokenizer)
+    stats = DataStats(
+        shape=loaded.shape,
+        records=len(loaded.examples) + (len(eval_loaded.examples) if eval_loaded else 0),
+        train_examples=len(train),
+        eval_examples=len(evaluation),
+        max_length=max_length,
+        token_lengths=[len(t.input_ids) for t in everything],
+        truncated=sum(t.truncated for t in everything),
+        dropped=len(everything) - len(train) - len(evaluation),
+        trained_tokens=sum(t.trained_tokens for t in train),
+        total_tokens=sum(len(t.input_ids) for t in train),
+        end_of_turn_trained=any(label in eot for t in train for label in t.labels),
+    )
+    if not train:
+        raise DataError(
+            f"{loaded.path}: no token of any training example would be trained "
+            f"({stats.truncated} of {len(everything)} examples are cut at max_length={max_length})",
+            "every example needs an assistant answer inside max_length: raise --max-length or shorten the prompts",
+        )
+    return PreparedData(train, evaluation, stats)

@@ -1,0 +1,51 @@
+"""The error hierarchy: every foreseeable failure carries a message and a hint.
+
+The CLI prints them as `error: …` / `hint: …` and exits with the class's exit code; the
+TUI shows them in a notification. Anything else is a bug and may show a traceback.
+"""
+
+from __future__ import annotations
+
+
+class TuneforgeError(Exception):
+    """A failure a person can act on: what went wrong, and what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class ConfigError(TuneforgeError):
+    """A run configuration or command-line option is invalid."""
+
+    exit_code = 2
+
+
+class DataError(TuneforgeError):
+    """A dataset file cannot be read or would train nothing."""
+
+    exit_code = 3
+
+
+class ModelError(TuneforgeError):
+    """A base model cannot be found, loaded, or is not supported."""
+
+    exit_code = 4
+
+
+class ResourceError(TuneforgeError):
+    """Not enough memory, disk or device for what was asked."""
+
+    exit_code = 5
+
+
+class ExportError(TuneforgeError):
+    """A model cannot be exported or the export failed verification."""
+
+    exit_code = 6

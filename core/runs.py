@@ -1,0 +1,162 @@
+"""The run directory contract: config.yaml, events.jsonl, train.log, checkpoints/, adapter/, merged/, export/.
+
+A run directory is the only state of a run; everything in it is a file a person can read.
+`RunDir` names its parts, appends events, and derives the run's state from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import RunConfig
+from .errors import ConfigError
+from .paths import runs_dir
+
+COMPLETE_MARKER = "tuneforge-complete"
+"""Written into a checkpoint folder after the trainer finished saving it."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory and the paths of its parts."""
+
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def events_file(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        return self.path / "merged"
+
+    @property
+    def export(self) -> Path:
+        return self.path / "export"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def load_config(self) -> RunConfig:
+        """The run's config.yaml; a ConfigError when this is not a run directory."""
+        if not self.config_file.is_file():
+            raise ConfigError(f"{self.path}: not a run directory (no config.yaml)", "list runs with `tuneforge runs`")
+        return RunConfig.from_yaml(self.config_file)
+
+    def append_event(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event line to events.jsonl, flushed so a tailing reader sees it at once."""
+        record = {"time": round(time.time(), 3), "event": event, **fields}
+        with self.events_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+            handle.flush()
+        return record
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Every event so far; a half-written last line (a crash mid-write) is skipped."""
+        if not self.events_file.is_file():
+            return
+        with self.events_file.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint the trainer finished writing (half-written ones are skipped)."""
+        if not self.checkpoints.is_dir():
+            return None
+        complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
+        return max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
+
+    def state(self) -> str:
+        """created, running, stopped, failed, trained, merged or exported — read off the files."""
+        last: dict[str, Any] = {}
+        started_pid = None
+        for event in self.events():
+            if event["event"] in ("started", "stopped", "failed", "finished"):
+                last = event
+            if event["event"] == "started":
+                started_pid = event.get("pid")
+        kind = last.get("event")
+        if kind == "started":
+            return "running" if started_pid and _pid_alive(started_pid) else "failed"
+        if kind == "finished":
+            if any(self.export.glob("*.gguf")) if self.export.is_dir() else False:
+                return "exported"
+            return "merged" if (self.merged / "config.json").is_file() else "trained"
+        return kind or "created"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
+    """Create a run directory with its config.yaml; the name says when and what."""
+    if run_dir is None:
+        stem = Path(config.model).stem if config.model.endswith(".gguf") else config.model.rsplit("/", 1)[-1]
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = runs_dir() / f"{stamp}-{_slug(stem)}"
+    run_dir = Path(run_dir).expanduser().resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir}: already exists and is not empty", "pick a new --run-dir, or resume it with `tuneforge train --resume`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)
+    from .atomic import atomic_write_text
+
+    atomic_write_text(run.config_file, config.to_yaml())
+    return run
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text.lower()).strip("-") or "run"
+
+
+def list_runs() -> list[RunDir]:
+    """Every run directory under TUNEFORGE_HOME/runs, newest first."""
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if (p / "config.yaml").is_file()]
+    return sorted(runs, key=lambda run: run.config_file.stat().st_mtime, reverse=True)
+
+
+def last_metrics(run: RunDir) -> dict[str, Any]:
+    """The latest step's figures and the latest eval loss, for listings."""
+    metrics: dict[str, Any] = {}
+    for event in run.events():
+        if event["event"] == "step":
+            metrics.update(step=event.get("step"), loss=event.get("loss"), max_steps=event.get("max_steps"))
+        elif event["event"] == "eval":
+            metrics["eval_loss"] = event.get("eval_loss")
+    return metrics

@@ -1,0 +1,104 @@
+"""Trainer callbacks: events.jsonl reporting, complete-checkpoint markers, and a graceful stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from ..runs import COMPLETE_MARKER, RunDir
+
+
+def peak_memory_gb() -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, resident set size on a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+class EventsCallback(TrainerCallback):
+    """Append step, eval and checkpoint events to the run's events.jsonl and print a progress line."""
+
+    def __init__(self, run: RunDir, echo: Callable[[str], None] | None = print) -> None:
+        self.run = run
+        self.echo = echo
+        self._last_time = time.perf_counter()
+        self._last_tokens = 0
+        self.tokens_per_second: list[float] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last_time = time.perf_counter()
+        self._last_tokens = state.num_input_tokens_seen
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        if "loss" in logs:
+            now = time.perf_counter()
+            tokens = state.num_input_tokens_seen - self._last_tokens
+            rate = tokens / max(now - self._last_time, 1e-9)
+            self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+            self.tokens_per_second.append(rate)
+            event = self.run.append_event(
+                "step",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0.0, 3),
+                loss=logs["loss"],
+                lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_second=round(rate, 1),
+                memory_gb=round(peak_memory_gb(), 3),
+            )
+            if self.echo:
+                self.echo(
+                    f"step {event['step']}/{event['max_steps']}  epoch {event['epoch']:.2f}  loss {event['loss']:.4f}  "
+                    f"{event['tokens_per_second']:.0f} tok/s"
+                )
+        if "eval_loss" in logs:
+            self.run.append_event("eval", step=state.global_step, eval_loss=logs["eval_loss"])
+            if self.echo:
+                self.echo(f"eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            # The trainer has finished writing this checkpoint; resume trusts only marked ones.
+            (checkpoint / COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
+            self.run.append_event("checkpoint", step=state.global_step, path=str(checkpoint))
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C (or SIGTERM): checkpoint at the end of the current step and stop. Second: abort."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Route SIGINT and SIGTERM to a stop request for the duration of training."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Give the signals back to whoever had them."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("stopping: saving a checkpoint after this step (press Ctrl-C again to abort without one)", flush=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
