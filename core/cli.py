@@ -296,8 +296,21 @@ def demo(
     return 0
 
 
+def quiet_libraries() -> None:
+    """Keep the libraries' progress bars and deprecation notices out of tuneforge's own output."""
+    import os
+    import warnings
+
+    for variable in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, the error's code on a foreseeable failure)."""
+    quiet_libraries()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="tuneforge", standalone_mode=False)

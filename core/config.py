@@ -28,7 +28,7 @@ class RunConfig(BaseModel):
     """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
     method: Method = "auto"
     """lora (16-bit base), qlora (4-bit nf4 base); auto = qlora on a CUDA GPU, lora elsewhere."""
-    epochs: float = Field(12.0, gt=0)
+    epochs: float = Field(6.0, gt=0)
     """Passes over the training data; small fact sets need many."""
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     """Peak learning rate; LoRA on a small dataset learns with 5e-4..2e-3."""

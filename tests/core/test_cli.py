@@ -1,0 +1,78 @@
+"""The CLI: help everywhere, FILE:LINE problems, one clean error line with a hint, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tuneforge.core.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `tuneforge` as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "tuneforge.core.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["demo"]])
+def test_help_everywhere(command, capsys):
+    assert main([*command, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_models_lists_the_catalog(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen2.5-1.5b" in out and "llama-3.1-8b" in out and "(gated)" in out
+
+
+def test_data_check_lists_problems_with_file_and_line(home, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n{oops\n" + json.dumps({"prompt": "c"}) + "\n")
+    result = run_cli("data", "check", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:2: not valid JSON" in result.stdout
+    assert f"{bad}:3: missing field(s) completion" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_data_check_reports_stats(home, default_model, capsys):
+    from tuneforge.core.demo import DEMO_DATA, demo_file
+
+    assert main(["data", "check", str(demo_file(DEMO_DATA))]) == 0
+    out = capsys.readouterr().out
+    assert "messages" in out and "32 train / 4 eval" in out and "end-of-turn token trained: yes" in out
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["train", "--model", "qwen2.5-0.5b", "--data", "x.jsonl"], 3, "no such file"),
+        (["train", "--model", "not-a-model", "--data", "{data}"], 4, "not in the catalog"),
+        (["train", "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--data", "{data}"], 4, "not in the local cache"),
+        (["train", "--data", "{data}", "--epochs", "-2"], 2, "epochs"),
+        (["merge", "{tmp}"], 2, "not a run directory"),
+        (["train", "--resume", "{tmp}"], 2, "not a run directory"),
+    ],
+)
+def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, args, code, fragment):
+    args = [a.format(data=facts_file, tmp=tmp_path) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and fragment in result.stderr
+    assert lines[-1].startswith("hint: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_runs_lists_nothing_then_a_run(home, facts_file, capsys):
+    assert main(["runs"]) == 0
+    assert "no runs yet" in capsys.readouterr().out
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.pipeline import create_run
+
+    create_run(RunConfig(data=str(facts_file)))
+    assert main(["runs"]) == 0
+    assert "created" in capsys.readouterr().out

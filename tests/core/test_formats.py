@@ -1,0 +1,111 @@
+"""Every dataset shape loads and normalises; every malformed record is named by FILE:LINE."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneforge.core.data.formats import load_examples
+from tuneforge.core.errors import DataError
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    return path
+
+
+CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+
+
+@pytest.mark.parametrize(
+    "record, shape",
+    [
+        ({"messages": CHAT}, "messages"),
+        ({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}, "sharegpt"),
+        ({"instruction": "Hi", "input": "", "output": "Hello!"}, "alpaca"),
+        ({"prompt": "Hi", "completion": "Hello!"}, "prompt_completion"),
+        ({"prompt": [CHAT[0]], "completion": [CHAT[1]]}, "prompt_completion"),
+    ],
+)
+def test_chat_shapes_normalise_to_the_same_messages(tmp_path, record, shape):
+    loaded = load_examples(write_jsonl(tmp_path / "d.jsonl", [record]))
+    assert loaded.shape == shape
+    assert not loaded.problems
+    assert loaded.examples[0].messages == CHAT
+    assert loaded.examples[0].source.endswith("d.jsonl:1")
+
+
+def test_alpaca_input_joins_the_instruction(tmp_path):
+    loaded = load_examples(write_jsonl(tmp_path / "d.jsonl", [{"instruction": "Translate", "input": "chat", "output": "cat", "system": "Be brief."}]))
+    assert loaded.examples[0].messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Translate\n\nchat"},
+        {"role": "assistant", "content": "cat"},
+    ]
+
+
+def test_text_shape(tmp_path):
+    loaded = load_examples(write_jsonl(tmp_path / "d.jsonl", [{"text": "Once upon a time."}]))
+    assert loaded.shape == "text" and loaded.examples[0].text == "Once upon a time."
+
+
+def test_csv_with_mapped_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('question,answer\n"Hi, there",Hello!\nBye,"See you,\nsoon"\n', encoding="utf-8")
+    loaded = load_examples(path, {"prompt": "question", "completion": "answer"})
+    assert loaded.shape == "prompt_completion"
+    assert [e.messages[1]["content"] for e in loaded.examples] == ["Hello!", "See you,\nsoon"]
+    assert loaded.examples[1].source.endswith("d.csv:3")
+
+
+def test_folder_of_documents(tmp_path):
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.md").write_text("# Notes\nSome text.", encoding="utf-8")
+    (tmp_path / "docs" / "sub" / "b.txt").write_text("More text.", encoding="utf-8")
+    (tmp_path / "docs" / "ignored.bin").write_bytes(b"\x00\x01")
+    loaded = load_examples(tmp_path / "docs")
+    assert loaded.shape == "documents"
+    assert [e.text for e in loaded.examples] == ["# Notes\nSome text.", "More text."]
+
+
+def test_malformed_records_are_all_reported_with_their_lines(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"messages": CHAT},
+        '{"messages": [broken',
+        "",
+        {"messages": [{"role": "user", "content": "only a question"}]},
+        {"messages": [{"role": "wizard", "content": "x"}]},
+        {"prompt": "no messages field"},
+        "[1, 2]",
+        {"messages": [{"role": "user", "content": 3}]},
+    ])
+    loaded = load_examples(path)
+    problems = "\n".join(loaded.problems)
+    assert f"{path}:2: not valid JSON" in problems
+    assert f"{path}:4: no assistant turn" in problems
+    assert f"{path}:5: messages[0].role is 'wizard'" in problems
+    assert f"{path}:6: missing field(s) messages" in problems
+    assert f"{path}:7: expected a JSON object" in problems
+    assert f"{path}:8: messages[0].content must be a string" in problems
+    assert len(loaded.examples) == 1
+    with pytest.raises(DataError) as info:
+        loaded.raise_for_problems()
+    assert f"{path}:2" in info.value.message and "data check" in info.value.hint
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps({"text": "ok"}).encode() + b"\n" + b'{"text": "caf\xe9"}\n')
+    loaded = load_examples(path)
+    assert loaded.problems == [f"{path}:2: not UTF-8 text (byte 13 of the line)"]
+
+
+def test_unknown_shape_and_empty_file_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"d.jsonl:1: cannot tell the dataset's shape"):
+        load_examples(write_jsonl(tmp_path / "d.jsonl", [{"question": "a", "answer": "b"}]))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no records"):
+        load_examples(empty)
+    with pytest.raises(DataError, match="no such file"):
+        load_examples(tmp_path / "missing.jsonl")

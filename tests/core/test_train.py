@@ -1,0 +1,109 @@
+"""Training on a tiny random Llama: loss falls, only the adapter changes, Ctrl-C checkpoints, resume continues."""
+
+from __future__ import annotations
+
+import os
+import signal
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tuneforge.core.errors import ConfigError
+from tuneforge.core.pipeline import create_run
+from tuneforge.core.runs import RunDir
+from tuneforge.core.train import TrainingStopped, train_run
+
+
+class Snapshot(TrainerCallback):
+    """Records every parameter at the start of training and the optimizer state as loaded."""
+
+    def __init__(self):
+        self.before: dict[str, torch.Tensor] = {}
+        self.after: dict[str, torch.Tensor] = {}
+        self.optimizer_state: dict | None = None
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        self.layer_types = {type(module).__name__ for module in model.modules()}
+        self.before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        if optimizer is not None:
+            self.optimizer_state = {k: {n: t.clone() for n, t in v.items()} for k, v in optimizer.state_dict()["state"].items()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def step_losses(run: RunDir) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in run.events() if e["event"] == "step"}
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_loss_falls_and_only_adapter_parameters_change(home, tiny_config, method):
+    run = create_run(tiny_config(method=method), home / "run")
+    snapshot = Snapshot()
+    result = train_run(run, echo=None, callbacks=[snapshot])
+
+    losses = list(step_losses(run).values())
+    assert losses[-1] < 0.8 * losses[0], losses
+    changed = {name for name, before in snapshot.before.items() if not torch.equal(before, snapshot.after[name])}
+    assert changed, "nothing was trained"
+    assert all("lora_" in name for name in changed), sorted(changed)[:5]
+    assert any("lora_B" in name for name in changed)
+    assert result.trainable_params < result.total_params / 2
+    assert ("Linear4bit" in snapshot.layer_types) == (method == "qlora")
+    assert (run.adapter / "adapter_config.json").is_file() and (run.adapter / "chat_template.jinja").is_file()
+    kinds = [e["event"] for e in run.events()]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and "checkpoint" in kinds
+    step = next(e for e in run.events() if e["event"] == "step")
+    assert step["tokens_per_second"] > 0 and step["memory_gb"] > 0 and step["lr"] is not None
+    assert run.state() == "trained"
+
+
+class InterruptAt(TrainerCallback):
+    """Sends this process SIGINT at a given step, as Ctrl-C in a terminal would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_checkpoints_and_resume_continues_with_the_optimizer_state(home, tiny_config):
+    config = tiny_config(max_steps=8, save_steps=100)
+    reference = create_run(config, home / "reference")
+    train_run(reference, echo=None)
+
+    run = create_run(config, home / "run")
+    with pytest.raises(TrainingStopped) as info:
+        train_run(run, echo=None, callbacks=[InterruptAt(3)])
+    assert "resume" in info.value.hint
+    checkpoint = run.last_checkpoint()
+    assert checkpoint is not None and checkpoint.name == "checkpoint-4"  # the step in flight completes
+    assert run.state() == "stopped"
+
+    with pytest.raises(ConfigError, match="already trained"):
+        train_run(run, echo=None)  # a second plain start must not silently restart from step 0
+
+    saved_optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)["state"]
+    snapshot = Snapshot()
+    train_run(run, resume=True, echo=None, callbacks=[snapshot])
+    assert snapshot.optimizer_state is not None and set(snapshot.optimizer_state) == set(saved_optimizer)
+    for key, tensors in saved_optimizer.items():
+        for name, tensor in tensors.items():
+            assert torch.equal(snapshot.optimizer_state[key][name], tensor), (key, name)
+
+    resumed_steps = [e["step"] for e in list(run.events()) if e["event"] == "step"]
+    assert resumed_steps == [1, 2, 3, 4, 5, 6, 7, 8]
+    started = [e for e in run.events() if e["event"] == "started"]
+    assert started[-1]["resume_from"].endswith("checkpoint-4")
+    expected, got = step_losses(reference), step_losses(run)
+    for step in (5, 6, 7, 8):
+        assert got[step] == pytest.approx(expected[step], rel=1e-3, abs=1e-4)
+    assert run.state() == "trained"
+
+
+def test_resume_without_a_checkpoint_is_explained(home, tiny_config):
+    run = create_run(tiny_config(), home / "run")
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
+        train_run(run, resume=True, echo=None)
