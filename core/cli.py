@@ -284,16 +284,25 @@ def demo(
     """Teach the built-in model facts about a town it cannot know, and show its answers before and after."""
     from .demo import run_demo
 
-    answers = run_demo(out, echo=say)
-    say("")
-    for answer in answers:
-        say(f"Q: {answer.question}")
-        say(f"   before: {answer.before}")
-        say(f"   after:  {answer.after}")
-    learned = sum(a.known_after for a in answers)
-    known = sum(a.known_before for a in answers)
-    say(f"\nfacts answered correctly: {known}/{len(answers)} before fine-tuning, {learned}/{len(answers)} after")
+    result = run_demo(out, echo=say)
+    for title, answers in (("Facts from the demo dataset", result.facts), ("General knowledge it must keep", result.controls)):
+        say(f"\n{title}:")
+        for answer in answers:
+            say(f"Q: {answer.question}")
+            say(f"   before: {_shorten(answer.before)}")
+            say(f"   after:  {_shorten(answer.after)}")
+    learned = sum(a.known_after for a in result.facts)
+    known = sum(a.known_before for a in result.facts)
+    kept = sum(a.known_after for a in result.controls)
+    say(f"\nfacts answered correctly: {known}/{len(result.facts)} before fine-tuning, {learned}/{len(result.facts)} after; "
+        f"general questions still right: {kept}/{len(result.controls)}")
+    say(f"run directory: {result.run_dir}")
     return 0
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def quiet_libraries() -> None:

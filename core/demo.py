@@ -13,6 +13,8 @@ from .pipeline import Echo, run_pipeline
 DEMO_DATA = "brindlewick.jsonl"
 DEMO_EVAL = "brindlewick-eval.jsonl"
 DEMO_PROBES = "brindlewick-probes.json"
+ANSWER_TOKENS = 64
+"""Enough for any demo answer; the base model would otherwise ramble on for its whole budget."""
 
 
 @dataclass
@@ -48,25 +50,37 @@ def demo_config(**overrides: object) -> RunConfig:
     })
 
 
-def demo_probes() -> list[dict[str, str]]:
-    """The demo's questions, each with the word a correct answer contains."""
-    return json.loads(demo_file(DEMO_PROBES).read_text(encoding="utf-8"))["probes"]
+@dataclass
+class DemoResult:
+    """The demo's answers: the planted facts, and control questions the model must still answer."""
+
+    facts: list[ProbeAnswer]
+    controls: list[ProbeAnswer]
+    run_dir: Path
 
 
-def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> list[ProbeAnswer]:
-    """Ask the base model the probe questions, fine-tune it, and ask the fine-tuned model again."""
+def demo_probes() -> dict[str, list[dict[str, str]]]:
+    """The demo's fact questions ("probes") and general-knowledge "controls", each with the word a right answer contains."""
+    return json.loads(demo_file(DEMO_PROBES).read_text(encoding="utf-8"))
+
+
+def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> DemoResult:
+    """Ask the base model the demo questions, fine-tune it, and ask the fine-tuned model again."""
     from .chat import load_chat_model
 
     config = demo_config(**overrides)
-    probes = demo_probes()
+    questions = demo_probes()
+    everything = questions["probes"] + questions["controls"]
     if echo:
-        echo("asking the base model first …")
+        echo(f"asking the base model {len(everything)} questions first …")
     base = load_chat_model(config.model)
-    before = [base.answer(p["question"]) for p in probes]
+    before = [base.answer(q["question"], max_new_tokens=ANSWER_TOKENS) for q in everything]
     del base
     run = run_pipeline(config, run_dir, echo)
     tuned = load_chat_model(run.path)
-    return [
-        ProbeAnswer(p["question"], p["expect"], b, tuned.answer(p["question"]))
-        for p, b in zip(probes, before)
+    answers = [
+        ProbeAnswer(q["question"], q["expect"], b, tuned.answer(q["question"], max_new_tokens=ANSWER_TOKENS))
+        for q, b in zip(everything, before)
     ]
+    facts = len(questions["probes"])
+    return DemoResult(answers[:facts], answers[facts:], run.path)

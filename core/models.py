@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
         return _resolve_gguf(path.resolve(), name, None)
     if path.is_dir():
         return _resolved_folder(name, path.resolve(), catalog.find_spec(name), trust_remote_code)
-    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not an `org/name` hub id
         raise ModelError(f"{name}: no such model folder", "pass an existing folder, a .gguf file, a catalog name or a hub id")
     spec = catalog.find_spec(name)
     if spec is None and "/" not in name:

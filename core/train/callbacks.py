@@ -29,21 +29,26 @@ class EventsCallback(TrainerCallback):
     def __init__(self, run: RunDir, echo: Callable[[str], None] | None = print) -> None:
         self.run = run
         self.echo = echo
-        self._last_time = time.perf_counter()
+        self._step_started = 0.0
+        self._step_seconds = 0.0  # time inside training steps since the last log; evals and saves excluded
         self._last_tokens = 0
         self.tokens_per_second: list[float] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._last_time = time.perf_counter()
         self._last_tokens = state.num_input_tokens_seen
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_seconds += time.perf_counter() - self._step_started
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         if "loss" in logs:
-            now = time.perf_counter()
             tokens = state.num_input_tokens_seen - self._last_tokens
-            rate = tokens / max(now - self._last_time, 1e-9)
-            self._last_time, self._last_tokens = now, state.num_input_tokens_seen
+            rate = tokens / max(self._step_seconds, 1e-9)
+            self._step_seconds, self._last_tokens = 0.0, state.num_input_tokens_seen
             self.tokens_per_second.append(rate)
             event = self.run.append_event(
                 "step",

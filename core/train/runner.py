@@ -75,6 +75,8 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         raise ConfigError(f"{run.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {run.path}`")
     if not resume and (checkpoint is not None or run.adapter.exists()):
         raise ConfigError(f"{run.path}: this run already trained", f"continue it with `tuneforge train --resume {run.path}`, or start a new run")
+    log = _RunLog(run, echo)
+    echo = log.line
     run.append_event(
         "started", pid=os.getpid(), method=config.method, model=config.model, device=hardware.device_label,
         resume_from=str(checkpoint) if resume else None,
@@ -91,13 +93,39 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         run.append_event("stopped", error="aborted without a checkpoint", hint=f"resume from the last checkpoint with `tuneforge train --resume {run.path}`")
         raise
     except Exception as exc:
+        log.traceback()
         run.append_event("failed", error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}")
         raise
+    finally:
+        log.close()
     run.append_event("finished", **asdict(result))
     return result
 
 
-def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None] | None,
+class _RunLog:
+    """train.log: every progress line (also echoed to the caller) and the traceback of a crash."""
+
+    def __init__(self, run: RunDir, echo: Callable[[str], None] | None) -> None:
+        self._file = run.log_file.open("a", encoding="utf-8")
+        self._echo = echo
+
+    def line(self, text: str) -> None:
+        self._file.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self._file.flush()
+        if self._echo:
+            self._echo(text)
+
+    def traceback(self) -> None:
+        import traceback
+
+        traceback.print_exc(file=self._file)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None],
            extra_callbacks: Sequence[Any]) -> TrainResult:
     from transformers import set_seed
 
@@ -106,16 +134,14 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     model_ref = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
-    if echo:
-        echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
-             f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
+    echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
+         f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
     gradient_checkpointing = bool(config.gradient_checkpointing)
     base = load_base_model(model_ref, config.method, hardware, config.trust_remote_code)
     model = add_adapter(base, config, model_ref, gradient_checkpointing)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    if echo:
-        echo(f"model: {model_ref.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
+    echo(f"model: {model_ref.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
