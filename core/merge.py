@@ -29,13 +29,13 @@ def merge_dtype(model_path: Path) -> str:
 
 def merge_run(run: RunDir, dtype: str | None = None) -> Path:
     """Merge `run`'s adapter into its base and write RUN_DIR/merged atomically; returns its path."""
+    config = run.load_config()
+    if not (run.adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{run.path}: no trained adapter to merge", f"train it first with `tuneforge train {run.path}`")
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    config = run.load_config()
-    if not (run.adapter / "adapter_config.json").is_file():
-        raise ConfigError(f"{run.path}: no trained adapter to merge", f"train it first with `tuneforge train {run.path}`")
     base_ref = resolve_model(config.model, config.trust_remote_code)
     dtype = dtype or merge_dtype(base_ref.path)
     base = AutoModelForCausalLM.from_pretrained(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)

@@ -41,22 +41,39 @@ class ResolvedModel:
         return self.spec.lora_targets if self.spec else catalog.lora_targets_for(self.arch)
 
 
-def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
-    """Turn a model reference into a local, validated HF folder (importing GGUF if needed)."""
+def check_model_reference(name: str) -> str:
+    """Classify a model reference without loading anything: default, gguf, folder or hub.
+
+    Raises a ModelError for references that cannot work whatever the network does:
+    a missing file or folder, a name that is neither in the catalog nor a hub id.
+    """
     if name == catalog.DEFAULT_MODEL:
-        return _resolve_gguf(default_gguf_path(), name, catalog.DEFAULT_MODEL_SPEC)
+        return "default"
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise ModelError(f"{path}: no such GGUF file", "check the path")
-        return _resolve_gguf(path.resolve(), name, None)
+        return "gguf"
     if path.is_dir():
-        return _resolved_folder(name, path.resolve(), catalog.find_spec(name), trust_remote_code)
+        return "folder"
     if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not an `org/name` hub id
         raise ModelError(f"{name}: no such model folder", "pass an existing folder, a .gguf file, a catalog name or a hub id")
-    spec = catalog.find_spec(name)
-    if spec is None and "/" not in name:
+    if "/" not in name:
         catalog.get_spec(name)  # raises with the list of catalog names
+    return "hub"
+
+
+def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
+    """Turn a model reference into a local, validated HF folder (importing GGUF if needed)."""
+    kind = check_model_reference(name)
+    if kind == "default":
+        return _resolve_gguf(default_gguf_path(), name, catalog.DEFAULT_MODEL_SPEC)
+    path = Path(name).expanduser().resolve()
+    if kind == "gguf":
+        return _resolve_gguf(path, name, None)
+    spec = catalog.find_spec(name)
+    if kind == "folder":
+        return _resolved_folder(name, path, spec, trust_remote_code)
     hub_id = spec.hub_id if spec else name
     return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code)
 
@@ -110,7 +127,7 @@ def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, tr
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{config_file}: not valid JSON ({exc})", "the download may be incomplete; fetch the model again") from None
-    if not any(folder.glob(pattern) for pattern in WEIGHT_PATTERNS):
+    if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         pickled = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
         raise ModelError(
             f"{folder}: no safetensors weights" + (" (only pickle .bin/.pt files, which can run code when loaded)" if pickled else ""),

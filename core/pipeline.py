@@ -42,10 +42,17 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
-    """A new run directory whose config.yaml is resolved for this machine (method, checkpointing)."""
+    """A new run directory whose config.yaml is resolved for this machine (method, checkpointing).
+
+    The data and the model reference are checked first, so a typo leaves no run behind.
+    """
+    from .data.formats import load_checked
     from .hardware import detect
+    from .models import check_model_reference
     from .train.runner import resolve_config
 
+    load_checked(config.data, config.eval_data, config.columns)
+    check_model_reference(config.model)
     return new_run(resolve_config(config, detect()), run_dir)
 
 

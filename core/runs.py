@@ -105,7 +105,7 @@ class RunDir:
         if kind == "started":
             return "running" if started_pid and _pid_alive(started_pid) else "failed"
         if kind == "finished":
-            if any(self.export.glob("*.gguf")) if self.export.is_dir() else False:
+            if self.export.is_dir() and any(self.export.glob("*.gguf")):
                 return "exported"
             return "merged" if (self.merged / "config.json").is_file() else "trained"
         return kind or "created"

@@ -82,6 +82,16 @@ def load_examples(path: str | Path, columns: dict[str, str] | None = None) -> Lo
     return _normalise_rows(path, rows, columns or {})
 
 
+def load_checked(data: str | Path, eval_data: str | Path | None, columns: dict[str, str] | None = None) -> tuple[LoadedData, LoadedData | None]:
+    """Load a run's training (and eval) data; a DataError lists every problem found."""
+    loaded = load_examples(data, columns)
+    loaded.raise_for_problems()
+    eval_loaded = load_examples(eval_data, columns) if eval_data else None
+    if eval_loaded is not None:
+        eval_loaded.raise_for_problems()
+    return loaded, eval_loaded
+
+
 def _load_folder(folder: Path) -> LoadedData:
     loaded = LoadedData(folder, "documents")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_directory, atomic_write_text
 from ..config import RunConfig
-from ..data.formats import LoadedData, load_examples
+from ..data.formats import load_checked
 from ..data.prepare import PreparedData, TokenizedExample, prepare
 from ..errors import ConfigError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
@@ -38,16 +38,6 @@ class TrainResult:
     trainable_params: int
     total_params: int
     peak_memory_gb: float
-
-
-def read_training_data(config: RunConfig) -> tuple[LoadedData, LoadedData | None]:
-    """Read and validate the run's data files (DataError listing every problem)."""
-    loaded = load_examples(config.data, config.columns)
-    loaded.raise_for_problems()
-    eval_loaded = load_examples(config.eval_data, config.columns) if config.eval_data else None
-    if eval_loaded is not None:
-        eval_loaded.raise_for_problems()
-    return loaded, eval_loaded
 
 
 def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
@@ -130,7 +120,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     from transformers import set_seed
 
     set_seed(config.seed)
-    loaded, eval_loaded = read_training_data(config)  # before the model: a typo should not cost a download
+    loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)  # before the model: a typo should not cost a download
     model_ref = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)

@@ -65,6 +65,8 @@ def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, a
     assert lines[0].startswith("error: ") and fragment in result.stderr
     assert lines[-1].startswith("hint: ")
     assert "Traceback" not in result.stderr
+    runs = home / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), "a failed start left a run directory behind"
 
 
 def test_runs_lists_nothing_then_a_run(home, facts_file, capsys):

@@ -14,7 +14,7 @@ from tuneforge.core.models import resolve_model
 
 def test_default_model_is_imported_into_a_plain_checkpoint(home, default_model: Path):
     resolved = resolve_model("default")
-    assert resolved.path == default_model and resolved.arch == "llama"
+    assert resolved.path.resolve() == default_model.resolve() and resolved.arch == "llama"
     config = json.loads((default_model / "config.json").read_text())
     assert "quantization_config" not in config  # a plain checkpoint, not a GGUF-backed one
     assert (default_model / "model.safetensors").is_file() and (default_model / "chat_template.jinja").is_file()
