@@ -44,15 +44,16 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """A new run directory whose config.yaml is resolved for this machine (method, checkpointing).
 
-    The data and the model reference are checked first, so a typo leaves no run behind.
+    The data is checked and the model found (downloaded or imported when needed) first,
+    so a typo or an unreachable model leaves no run behind.
     """
     from .data.formats import load_checked
     from .hardware import detect
-    from .models import check_model_reference
+    from .models import resolve_model
     from .train.runner import resolve_config
 
     load_checked(config.data, config.eval_data, config.columns)
-    check_model_reference(config.model)
+    resolve_model(config.model, config.trust_remote_code)
     return new_run(resolve_config(config, detect()), run_dir)
 
 
