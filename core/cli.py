@@ -53,29 +53,18 @@ def _root(ctx: typer.Context) -> None:
 def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that fit this machine.")] = False) -> None:
     """List the model catalog (parameters, context, licence) with a fit note for this machine."""
     from .catalog import all_models
-    from .hardware import detect
+    from .hardware import detect, rough_fit
 
     hardware = detect()
     say(f"device: {hardware.device_label}")
     say(f"{'name':<14} {'size':>6} {'context':>8} {'arch':<12} {'licence':<14} {'fit':<6} hub id")
     for spec in all_models():
-        fit = _rough_fit(spec.params_b, hardware)
+        fit = rough_fit(spec.params_b, hardware)
         if fits and fit == "no":
             continue
         gated = " (gated)" if spec.gated else ""
         say(f"{spec.name:<14} {spec.size_label:>6} {spec.context:>8} {spec.arch:<12} {spec.license:<14} {fit:<6} {spec.hub_id}{gated}")
     say("\nalso: `--model default` (built-in SmolLM2-135M-Instruct), a hub id, a local folder, or a .gguf file")
-
-
-def _rough_fit(params_b: float, hardware: object) -> str:
-    """A first-order fit: 4-bit QLoRA on a GPU needs ~0.75 GB per billion parameters + 2 GB; LoRA on CPU ~4.5 GB/B."""
-    if getattr(hardware, "cuda"):
-        need = params_b * 0.75 + 2.0
-        return "yes" if need <= hardware.vram_total_gb * 0.9 else "no"  # type: ignore[attr-defined]
-    need = params_b * 4.5 + 2.0
-    if need > hardware.ram_total_gb * 0.8:  # type: ignore[attr-defined]
-        return "no"
-    return "slow" if params_b > 0.6 else "yes"
 
 
 @data_app.command("check")

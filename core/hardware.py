@@ -57,3 +57,17 @@ def resolve_method(method: str, hardware: Hardware) -> str:
     if method != "auto":
         return method
     return "qlora" if hardware.cuda else "lora"
+
+
+def rough_fit(params_b: float, hardware: Hardware) -> str:
+    """"yes", "slow" or "no" for training a model of `params_b` billion parameters here.
+
+    First-order rule until the memory planner lands: 4-bit QLoRA on a GPU needs about
+    0.75 GB per billion parameters plus 2 GB of activations and runtime; LoRA on a CPU keeps
+    fp32 weights (4 bytes per parameter) plus the same overheads, and is slow past ~0.6 B.
+    """
+    if hardware.cuda:
+        return "yes" if params_b * 0.75 + 2.0 <= hardware.vram_total_gb * 0.9 else "no"
+    if params_b * 4.5 + 2.0 > hardware.ram_total_gb * 0.8:
+        return "no"
+    return "slow" if params_b > 0.6 else "yes"

@@ -12,7 +12,7 @@ from ..atomic import atomic_directory, atomic_write_text
 from ..config import RunConfig
 from ..data.formats import load_checked
 from ..data.prepare import PreparedData, TokenizedExample, prepare
-from ..errors import ConfigError, TuneforgeError
+from ..errors import ConfigError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..models import ResolvedModel, resolve_model
 from ..runs import RunDir
@@ -84,12 +84,31 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         raise
     except Exception as exc:
         log.traceback()
-        run.append_event("failed", error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}")
-        raise
+        foreseeable = _as_resource_error(exc, run)
+        if foreseeable is None:
+            run.append_event("failed", error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}")
+            raise
+        run.append_event("failed", error=foreseeable.message, hint=foreseeable.hint)
+        raise foreseeable from exc
     finally:
         log.close()
     run.append_event("finished", **asdict(result))
     return result
+
+
+def _as_resource_error(exc: Exception, run: RunDir) -> ResourceError | None:
+    """Out of memory and a full disk are foreseeable: say so with what to change."""
+    import errno
+
+    resume = f"then continue with `tuneforge train --resume {run.path}` if a checkpoint was saved"
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return ResourceError(
+            "training ran out of memory",
+            f"lower batch_size (raising grad_accum keeps the effective batch), max_length, or use --method qlora; {resume}",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ResourceError(f"the disk holding {run.path} is full", f"free some space or lower save_total_limit; {resume}")
+    return None
 
 
 class _RunLog:

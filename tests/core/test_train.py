@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+
 import pytest
 import torch
 from transformers import TrainerCallback
 
-from tuneforge.core.errors import ConfigError
+from tuneforge.core.errors import ConfigError, ResourceError
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.runs import RunDir
 from tuneforge.core.train import TrainingStopped, train_run
@@ -107,3 +109,31 @@ def test_resume_without_a_checkpoint_is_explained(home, tiny_config):
     run = create_run(tiny_config(), home / "run")
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         train_run(run, resume=True, echo=None)
+
+
+class FailAt(TrainerCallback):
+    """Raises an exception inside the training loop, as a full GPU or disk would."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def on_step_end(self, args, state, control, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error, fragment",
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory"),
+        (OSError(errno.ENOSPC, "No space left on device"), "disk"),
+    ],
+)
+def test_out_of_memory_and_full_disk_fail_cleanly_with_a_hint(home, tiny_config, error, fragment):
+    run = create_run(tiny_config(max_steps=3), home / "run")
+    with pytest.raises(ResourceError) as info:
+        train_run(run, echo=None, callbacks=[FailAt(error)])
+    assert fragment in info.value.message and "--resume" in info.value.hint
+    failed = [e for e in run.events() if e["event"] == "failed"]
+    assert failed and fragment in failed[-1]["error"]
+    assert run.state() == "failed"
+    assert "Traceback" in run.log_file.read_text()  # the details stay in train.log for a bug report

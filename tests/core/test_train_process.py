@@ -1,0 +1,53 @@
+"""The training child as the TUI starts it: `python -m tuneforge.core.train RUN_DIR`, stopped with SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from tuneforge.core.pipeline import create_run
+from tuneforge.core.runs import RunDir
+
+
+def wait_for_event(run: RunDir, kind: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in run.events() if e["event"] == kind]
+        if found:
+            return found[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind} event within {timeout} s; log:\n{run.log_file.read_text() if run.log_file.exists() else ''}")
+
+
+def test_sigint_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
+    run = create_run(tiny_config(max_steps=400, save_steps=1000), home / "run")
+    child = subprocess.Popen([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_event(run, "step")
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "step " in out and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("hint: continue with `tuneforge train --resume")
+    stopped = wait_for_event(run, "stopped")
+    checkpoint = run.last_checkpoint()
+    assert checkpoint is not None and "checkpoint saved" in stopped["error"]
+    stopped_at = int(checkpoint.name.split("-")[1])
+    assert stopped_at < 400
+
+    # Resume to the end (fewer steps, so the test stays short).
+    config = run.config_file.read_text().replace("max_steps: 400", f"max_steps: {stopped_at + 2}")
+    run.config_file.write_text(config)
+    resumed = subprocess.run([sys.executable, "-m", "tuneforge.core.cli", "train", "--resume", str(run.path)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(line)["step"] for line in run.events_file.read_text().splitlines() if '"event": "step"' in line]
+    assert steps[-2:] == [stopped_at + 1, stopped_at + 2]
+    assert run.state() == "trained"
