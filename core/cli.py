@@ -8,12 +8,16 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import click
 import typer
 
 from .errors import ConfigError, TuneforgeError
+
+if TYPE_CHECKING:  # both pull in heavy libraries; the CLI must start fast
+    from .config import RunConfig
+    from .train.runner import TrainResult
 
 app = typer.Typer(
     add_completion=False,
@@ -104,12 +108,11 @@ def data_check(
     return 0
 
 
-def _config_from_options(config_file: Path | None, **options: object) -> "RunConfig":  # noqa: F821
-    from .config import RunConfig
+def _config_from_options(config_file: Path | None, **options: object) -> RunConfig:
+    """A RunConfig from an optional YAML file overridden by the options the user gave."""
+    from .config import RunConfig, read_yaml_settings
 
-    values: dict[str, object] = {}
-    if config_file is not None:
-        values.update(RunConfig.from_yaml(config_file).model_dump(exclude_unset=True))
+    values: dict[str, object] = dict(read_yaml_settings(config_file)) if config_file is not None else {}
     values.update({key: value for key, value in options.items() if value not in (None, {})})
     if "data" not in values:
         raise ConfigError("no training data given", "pass --data FILE (or a --config YAML that sets data)")
@@ -147,6 +150,12 @@ def train(
 ) -> int:
     from . import pipeline
 
+    new_run_options = (model, data, eval_data, method, epochs, lr, max_length, batch_size, max_steps, out, config, column)
+    if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
+        raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
+                          "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
+    if resume is not None and run_dir is not None:
+        raise ConfigError("give either RUN_DIR or --resume RUN_DIR, not both", "to continue a stopped run: tuneforge train --resume RUN_DIR")
     if resume is not None:
         result = pipeline.train(resume, resume=True)
         run_path = resume
@@ -167,10 +176,10 @@ def train(
     return 0
 
 
-def _print_result(result: object) -> None:
-    eval_text = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""  # type: ignore[attr-defined]
-    say(f"trained {result.steps} steps in {result.runtime_s:.0f} s: final loss {result.final_loss:.4f}{eval_text}, "  # type: ignore[attr-defined]
-        f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB")  # type: ignore[attr-defined]
+def _print_result(result: TrainResult) -> None:
+    eval_text = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""
+    say(f"trained {result.steps} steps in {result.runtime_s:.0f} s: final loss {result.final_loss:.4f}{eval_text}, "
+        f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB")
 
 
 @app.command()

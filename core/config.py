@@ -77,18 +77,8 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> "RunConfig":
-        """Read a config.yaml; errors name the file."""
-        import yaml
-
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file", "check the path to the run directory or config") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})", "fix the file's syntax") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings", "see `tuneforge train --help`")
-        return cls.from_dict(values, source=str(path))
+        """Read and validate a config.yaml; errors name the file."""
+        return cls.from_dict(read_yaml_settings(path), source=str(path))
 
     def to_yaml(self) -> str:
         """The config as YAML, every field written out so the file documents the run."""
@@ -99,6 +89,21 @@ class RunConfig(BaseModel):
     def with_updates(self, **changes: Any) -> "RunConfig":
         """A validated copy with some fields changed."""
         return RunConfig.from_dict({**self.model_dump(), **changes})
+
+
+def read_yaml_settings(path: Path) -> dict[str, Any]:
+    """The settings in a YAML file, unvalidated (command-line options may still complete them)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file", "check the path to the run directory or config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})", "fix the file's syntax") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings", "see `tuneforge train --help`")
+    return values
 
 
 def _describe(exc: ValidationError, source: str) -> str:

@@ -78,3 +78,17 @@ def test_runs_lists_nothing_then_a_run(home, facts_file, capsys):
     create_run(RunConfig(data=str(facts_file)))
     assert main(["runs"]) == 0
     assert "created" in capsys.readouterr().out
+
+
+def test_a_config_file_is_completed_by_options(tmp_path, facts_file):
+    from tuneforge.core.cli import _config_from_options
+
+    config_file = tmp_path / "base.yaml"
+    config_file.write_text("epochs: 2\nlora_r: 4\n")
+    config = _config_from_options(config_file, data=str(facts_file), epochs=3.0, model=None)
+    assert (config.epochs, config.lora_r, config.data) == (3.0, 4, str(facts_file))
+
+
+def test_run_dir_and_new_run_options_do_not_mix(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--model", "default"]) == 2
+    assert "start a new run" in capsys.readouterr().err
