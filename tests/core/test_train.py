@@ -137,3 +137,15 @@ def test_out_of_memory_and_full_disk_fail_cleanly_with_a_hint(home, tiny_config,
     assert failed and fragment in failed[-1]["error"]
     assert run.state() == "failed"
     assert "Traceback" in run.log_file.read_text()  # the details stay in train.log for a bug report
+
+
+def test_early_stopping_ends_training_when_eval_loss_stops_improving(home, tiny_config, facts_file):
+    # A learning rate far below float32 resolution changes no weight: eval loss cannot improve,
+    # so with patience 1 training must end after the second evaluation, not run 20 epochs.
+    config = tiny_config(epochs=20, eval_data=str(facts_file), early_stopping_patience=1,
+                         learning_rate=1e-30, lr_scheduler="constant", warmup_ratio=0)
+    run = create_run(config, home / "run")
+    result = train_run(run, echo=None)
+    evals = [e["eval_loss"] for e in run.events() if e["event"] == "eval"]
+    assert result.steps == 4, f"early stopping did not end the run after 2 epochs: {result.steps} steps"
+    assert evals[0] == evals[1]

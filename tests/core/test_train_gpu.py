@@ -1,0 +1,23 @@
+"""On a CUDA GPU, `auto` trains QLoRA with a 16-bit compute dtype (skipped without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneforge.core.pipeline import create_run
+from tuneforge.core.train import train_run
+
+
+@pytest.mark.gpu
+def test_auto_method_is_qlora_with_16_bit_compute_on_a_gpu(home, tiny_config):
+    import torch
+
+    run = create_run(tiny_config(method="auto"), home / "run")
+    config = run.load_config()
+    assert config.method == "qlora" and config.gradient_checkpointing is True
+    train_run(run, echo=None)
+    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    assert losses[-1] < 0.8 * losses[0]
+    started = next(e for e in run.events() if e["event"] == "started")
+    assert torch.cuda.get_device_name(0) in started["device"]
+    assert next(e for e in run.events() if e["event"] == "step")["memory_gb"] < 4
