@@ -1,0 +1,1 @@
+"""HF checkpoint → GGUF: convert (pure Python, `gguf` package), quantize (libllama), verify."""

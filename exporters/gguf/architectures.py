@@ -1,0 +1,121 @@
+"""What each supported architecture looks like in GGUF: its llama.cpp name, hyperparameters, tensor layout."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import gguf
+import numpy as np
+
+from tuneforge.core.errors import ExportError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one transformers `model_type` maps onto a llama.cpp architecture."""
+
+    gguf_arch: gguf.MODEL_ARCH
+    permute_qk: bool
+    """llama.cpp's llama graph expects Q/K rows in GGML's rotary order, not HF's halves."""
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "llama": Architecture(gguf.MODEL_ARCH.LLAMA, permute_qk=True),  # Llama 2/3.x, SmolLM/SmolLM2
+    "mistral": Architecture(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
+    "qwen2": Architecture(gguf.MODEL_ARCH.QWEN2, permute_qk=False),
+    "qwen3": Architecture(gguf.MODEL_ARCH.QWEN3, permute_qk=False),
+}
+
+
+def architecture_for(config: dict[str, Any], where: str) -> Architecture:
+    """The Architecture for a model's config.json; an ExportError listing the supported ones."""
+    model_type = config.get("model_type", "?")
+    if model_type not in ARCHITECTURES:
+        raise ExportError(
+            f"{where}: GGUF export does not support the '{model_type}' architecture",
+            f"supported: {', '.join(sorted(ARCHITECTURES))}",
+        )
+    return ARCHITECTURES[model_type]
+
+
+def head_dim(config: dict[str, Any]) -> int:
+    """Per-head dimension (explicit in Qwen3 configs, derived elsewhere)."""
+    return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+
+
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """RoPE settings from either the transformers 5 `rope_parameters` or the older `rope_scaling`/`rope_theta`."""
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    return params
+
+
+def add_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None:
+    """The hyperparameters llama.cpp reads for the llama, qwen2 and qwen3 graphs."""
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_context_length(config.get("max_position_embeddings", 4096))
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(config["num_attention_heads"])
+    writer.add_head_count_kv(config.get("num_key_value_heads", config["num_attention_heads"]))
+    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    writer.add_vocab_size(config["vocab_size"])
+    dim = head_dim(config)
+    writer.add_rope_dimension_count(dim)
+    if dim != config["hidden_size"] // config["num_attention_heads"]:
+        writer.add_key_length(dim)
+        writer.add_value_length(dim)
+    rope = rope_parameters(config)
+    writer.add_rope_freq_base(float(rope["rope_theta"]))
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope["factor"])
+    elif kind == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(rope["factor"])
+        writer.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+    elif kind not in (None, "default", "llama3"):  # llama3 scaling travels as the rope_freqs tensor
+        raise ExportError(f"RoPE scaling '{kind}' is not supported by the GGUF export", "export a model without it")
+
+
+def permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder Q/K rows from HF's rotate-half layout to GGML's interleaved pairs."""
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(weights.shape))
+
+
+def transform(arch: Architecture, config: dict[str, Any], name: str, data: np.ndarray) -> np.ndarray:
+    """Apply the architecture's layout change to one HF tensor."""
+    if arch.permute_qk:
+        if name.endswith(("q_proj.weight", "q_proj.bias")):
+            return permute_for_rope(data, config["num_attention_heads"])
+        if name.endswith(("k_proj.weight", "k_proj.bias")):
+            return permute_for_rope(data, config.get("num_key_value_heads", config["num_attention_heads"]))
+    return data
+
+
+def extra_tensors(config: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
+    """Tensors GGUF needs that HF checkpoints compute instead: Llama 3.1's RoPE frequency factors."""
+    rope = rope_parameters(config)
+    if (rope.get("rope_type") or rope.get("type")) != "llama3":
+        return
+    dim = head_dim(config)
+    freqs = 1.0 / (float(rope["rope_theta"]) ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor = rope.get("factor", 8.0)
+    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    old_context = rope.get("original_max_position_embeddings", 8192)
+    factors = []
+    for freq in freqs:
+        wavelength = 2 * math.pi / freq
+        if wavelength < old_context / high:
+            factors.append(1.0)
+        elif wavelength > old_context / low:
+            factors.append(factor)
+        else:
+            smooth = (old_context / wavelength - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    yield gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", np.asarray(factors, dtype=np.float32)
