@@ -1,0 +1,64 @@
+"""An Ollama Modelfile beside the GGUF: FROM, a TEMPLATE matching the chat template, stops, default system prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuneforge.core.atomic import atomic_write_text
+from tuneforge.core.errors import ExportError
+
+# Ollama templates are Go templates; a Jinja chat template cannot be translated mechanically,
+# so each chat format tuneforge exports has its Ollama equivalent written out here.
+TEMPLATES = {
+    "chatml": (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n",
+        ("<|im_end|>", "<|im_start|>"),
+    ),
+    "llama3": (
+        "<|begin_of_text|>{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
+        "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
+        ("<|eot_id|>", "<|start_header_id|>"),
+    ),
+}
+PROBE = "tuneforge-probe-message"
+
+
+def chat_format(chat_template: str) -> str:
+    """The chat format a Jinja chat template implements (chatml or llama3)."""
+    if "<|im_start|>" in chat_template:
+        return "chatml"
+    if "<|start_header_id|>" in chat_template:
+        return "llama3"
+    raise ExportError("the chat template is neither ChatML nor Llama 3 style", "Ollama Modelfiles are written for those two formats")
+
+
+def default_system_prompt(tokenizer: Any, fmt: str) -> str | None:
+    """The system prompt the template adds when a conversation has none (SmolLM2 and Qwen2.5 have one)."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": PROBE}], tokenize=False)
+    before_user = rendered.split(PROBE)[0]
+    opener = "<|im_start|>system\n" if fmt == "chatml" else "<|start_header_id|>system<|end_header_id|>\n\n"
+    closer = "<|im_end|>" if fmt == "chatml" else "<|eot_id|>"
+    if opener not in before_user:
+        return None
+    system = before_user.split(opener, 1)[1].split(closer, 1)[0]
+    return system.strip() or None
+
+
+def write_modelfile(gguf_file: Path, tokenizer: Any) -> Path:
+    """Write `Modelfile` beside `gguf_file`; returns its path."""
+    fmt = chat_format(tokenizer.chat_template or "")
+    template, stops = TEMPLATES[fmt]
+    lines = [f"FROM ./{gguf_file.name}", f'TEMPLATE """{template}"""']
+    lines += [f'PARAMETER stop "{stop}"' for stop in stops]
+    system = default_system_prompt(tokenizer, fmt)
+    if system:
+        lines.append(f'SYSTEM """{system}"""')
+    path = gguf_file.parent / "Modelfile"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def ollama_command(modelfile: Path, name: str) -> str:
+    """The command that registers the model with Ollama."""
+    return f"ollama create {name} -f {modelfile}"
