@@ -31,9 +31,30 @@ class ChatModel:
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
+    def close(self) -> None:
+        """Drop the model so its memory can be freed (the same call as GgufChat's)."""
+        self.model = None
 
-def load_chat_model(source: str | Path) -> ChatModel:
-    """Load a run (merged/ if present, else base + adapter/) or a model reference for chat."""
+
+def load_chat_model(source: str | Path) -> Any:
+    """A model that answers chat: a .gguf file or a run's verified export through llama.cpp;
+    else a run's merged model (or base + adapter) or any model reference through transformers."""
+    from tuneforge.exporters.gguf.chat import GgufChat, exported_gguf
+
+    path = Path(str(source)).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"{path}: no such GGUF file", "check the path, or export a run with `tuneforge export RUN_DIR`")
+        return GgufChat(path)
+    if (path / "config.yaml").is_file():
+        gguf_file = exported_gguf(RunDir(path).export)
+        if gguf_file is not None:
+            return GgufChat(gguf_file)
+    return load_transformers_chat(path if path.exists() else str(source))
+
+
+def load_transformers_chat(source: str | Path) -> ChatModel:
+    """Load a run (merged/ if present, else base + adapter/) or a model reference with transformers."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

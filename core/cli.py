@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import click
 import typer
 
-from .errors import ConfigError, TuneforgeError
+from .errors import ConfigError, ExportError, TuneforgeError
 
-if TYPE_CHECKING:  # both pull in heavy libraries; the CLI must start fast
+if TYPE_CHECKING:  # these pull in heavy libraries; the CLI must start fast
+    from tuneforge.exporters.export import ExportResult
+
     from .config import RunConfig
     from .train.runner import TrainResult
 
@@ -207,22 +209,62 @@ def run(
     max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens.")] = None,
     out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned model this at the end.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
+    quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,
 ) -> int:
-    """Train → merge in one go, then answer --prompt with the fine-tuned model."""
+    """Train → merge → export to GGUF → verify, then answer --prompt with the verified GGUF."""
+    from tuneforge.exporters.export import parse_quants
+
     from . import pipeline
     from .chat import load_chat_model
 
+    quants = parse_quants(quant)  # before hours of training, not after
     run_config = _config_from_options(
         config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=_columns(column),
     )
-    run_dir = pipeline.run_pipeline(run_config, out, echo=say)
-    say(f"merged model: {run_dir.merged}")
+    run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
+    assert exported is not None
+    if not _print_export(exported):
+        return ExportError.exit_code
     if prompt:
-        say(f"\n> {prompt}\n{load_chat_model(run_dir.path).answer(prompt)}")
+        chat_model = load_chat_model(run_dir.path)
+        say(f"\n> {prompt}\n{chat_model.answer(prompt)}")
+        chat_model.close()
     return 0
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="A trained run directory, or a HF model folder.")],
+    quant: Annotated[str, typer.Option(help="GGUF types, comma-separated: f16, bf16, f32, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, …")] = "q8_0,q4_k_m",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
+) -> int:
+    """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
+    from tuneforge.exporters.export import parse_quants
+
+    from . import pipeline
+
+    result = pipeline.export(source, parse_quants(quant), out, echo=say)
+    return 0 if _print_export(result) else ExportError.exit_code
+
+
+def _print_export(result: "ExportResult") -> bool:
+    """Print each file's checks; on failure print an error line and return False."""
+    for verification in result.verifications:
+        status = "verified" if verification.passed else "FAILED"
+        say(f"\n{Path(verification.file).name}  {verification.size_bytes / 2**20:.0f} MiB  {status}")
+        for check in verification.checks:
+            say(f"  {'ok ' if check.passed else 'BAD'} {check.name:<10} {check.detail}")
+    say(f"\nreport: {result.report}")
+    if result.modelfile:
+        say(f"Ollama: {result.ollama_command}")
+    if not result.passed:
+        failed = [Path(v.file).name for v in result.verifications if not v.passed]
+        print(f"error: verification failed for {', '.join(failed)}", file=sys.stderr, flush=True)
+        print(f"hint: see {result.report}; a failed file should not be used", file=sys.stderr, flush=True)
+    return result.passed
 
 
 @app.command()
@@ -249,15 +291,16 @@ def runs() -> None:
 
 @app.command()
 def chat(
-    source: Annotated[str, typer.Argument(help="A run directory, or a model (catalog name, folder, .gguf, 'default').")],
+    source: Annotated[str, typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model.")],
     prompt: Annotated[Optional[str], typer.Option(help="Print one answer to this and exit.")] = None,
 ) -> int:
-    """Chat with a fine-tuned run (or any model): one answer with --prompt, else interactive."""
+    """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive."""
     from .chat import load_chat_model
 
     model = load_chat_model(source)
     if prompt is not None:
         say(model.answer(prompt))
+        model.close()
         return 0
     say(f"chatting with {model.label}; an empty line or Ctrl-D ends")
     history: list[dict[str, str]] = []
@@ -269,9 +312,18 @@ def chat(
         if not line:
             break
         history.append({"role": "user", "content": line})
-        reply = model.answer(history)
+        if hasattr(model, "stream"):  # llama.cpp streams tokens as they come
+            pieces = []
+            for piece in model.stream(history):
+                pieces.append(piece)
+                print(piece, end="", flush=True)
+            print(flush=True)
+            reply = "".join(pieces).strip()
+        else:
+            reply = model.answer(history)
+            say(reply)
         history.append({"role": "assistant", "content": reply})
-        say(reply)
+    model.close()
     return 0
 
 
@@ -287,8 +339,8 @@ def demo(
         say(f"\n{title}:")
         for answer in answers:
             say(f"Q: {answer.question}")
-            say(f"   before: {_shorten(answer.before)}")
-            say(f"   after:  {_shorten(answer.after)}")
+            say(f"   base model:     {_shorten(answer.before)}")
+            say(f"   fine-tuned GGUF: {_shorten(answer.after)}")
     learned = sum(a.known_after for a in result.facts)
     known = sum(a.known_before for a in result.facts)
     kept = sum(a.known_after for a in result.controls)

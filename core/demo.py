@@ -13,6 +13,8 @@ from .pipeline import Echo, run_pipeline
 DEMO_DATA = "brindlewick.jsonl"
 DEMO_EVAL = "brindlewick-eval.jsonl"
 DEMO_PROBES = "brindlewick-probes.json"
+DEMO_GGUF_TYPE = "q8_0"
+"""Tiny models quantize badly below 8 bits; q8_0 keeps the 135M model's answers."""
 ANSWER_TOKENS = 64
 """Enough for any demo answer; the base model would otherwise ramble on for its whole budget."""
 
@@ -65,22 +67,29 @@ def demo_probes() -> dict[str, list[dict[str, str]]]:
 
 
 def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> DemoResult:
-    """Ask the base model the demo questions, fine-tune it, and ask the fine-tuned model again."""
-    from .chat import load_chat_model
+    """Ask the base model the demo questions, fine-tune, merge and export it, then ask the exported GGUF."""
+    from .chat import load_chat_model, load_transformers_chat
 
     config = demo_config(**overrides)
     questions = demo_probes()
     everything = questions["probes"] + questions["controls"]
     if echo:
         echo(f"asking the base model {len(everything)} questions first …")
-    base = load_chat_model(config.model)
+    base = load_transformers_chat(config.model)
     before = [base.answer(q["question"], max_new_tokens=ANSWER_TOKENS) for q in everything]
-    del base
-    run = run_pipeline(config, run_dir, echo)
-    tuned = load_chat_model(run.path)
-    answers = [
-        ProbeAnswer(q["question"], q["expect"], b, tuned.answer(q["question"], max_new_tokens=ANSWER_TOKENS))
-        for q, b in zip(everything, before)
-    ]
+    base.close()
+    run, exported = run_pipeline(config, run_dir, echo, quants=[DEMO_GGUF_TYPE])
+    if exported is not None and not exported.passed:
+        from .errors import ExportError
+
+        raise ExportError("the demo's GGUF failed verification", f"see {exported.report}")
+    tuned = load_chat_model(run.path)  # the verified GGUF, through llama.cpp
+    try:
+        answers = [
+            ProbeAnswer(q["question"], q["expect"], b, tuned.answer(q["question"], max_new_tokens=ANSWER_TOKENS))
+            for q, b in zip(everything, before)
+        ]
+    finally:
+        tuned.close()
     facts = len(questions["probes"])
     return DemoResult(answers[:facts], answers[facts:], run.path)

@@ -12,6 +12,8 @@ from .data.prepare import DataStats, prepare
 from .runs import RunDir, new_run
 
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
+    from tuneforge.exporters.export import ExportResult
+
     from .train.runner import TrainResult
 
 Echo = Callable[[str], None] | None
@@ -71,8 +73,16 @@ def merge(run_dir: str | Path, dtype: str | None = None) -> Path:
     return merge_run(RunDir(Path(run_dir).expanduser().resolve()), dtype)
 
 
-def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = print) -> RunDir:
-    """Train → merge in a new run directory; returns the run."""
+def export(source: str | Path, quants: list[str] | None = None, out: Path | None = None, echo: Echo = print) -> "ExportResult":
+    """Export a run or model folder to verified GGUF files (see tuneforge.exporters.export)."""
+    from tuneforge.exporters.export import export as export_gguf
+
+    return export_gguf(Path(source), quants, out, echo)
+
+
+def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = print,
+                 quants: list[str] | None = None) -> tuple[RunDir, "ExportResult | None"]:
+    """Train → merge → (with `quants`) export and verify, in a new run directory."""
     run = create_run(config, run_dir)
     if echo:
         echo(f"run directory: {run.path}")
@@ -80,4 +90,4 @@ def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = pr
     if echo:
         echo("merging the adapter into the base …")
     merge(run.path)
-    return run
+    return run, (export(run.path, quants, echo=echo) if quants else None)
