@@ -76,24 +76,7 @@ def smol_tokenizer(default_model: Path):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory, default_model: Path) -> Path:
     """A 2-layer random Llama with SmolLM2's real tokenizer, saved as a HF folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(default_model)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        # Embeddings large enough that a normalised hidden state can reach confident logits;
-        # at the usual 0.02 the loss of a 64-wide model cannot fall far below ln(vocab).
-        initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_model("llama", default_model, tmp_path_factory.mktemp("tiny-llama"))
 
 
 FACTS = [
@@ -124,3 +107,56 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
         return RunConfig(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2's real tokenizer (151,936 tokens, Qwen chat template), from the vocabulary-only GGUF
+    that llama-cpp-python's source distribution carries; fetched once and cached."""
+    import importlib.metadata
+    import subprocess
+    import sys
+    import tarfile
+
+    cache = Path(request.config.cache.mkdir("llama-vocab"))
+    vocab = cache / "ggml-vocab-qwen2.gguf"
+    if not vocab.is_file():
+        version = importlib.metadata.version("llama-cpp-python")
+        download = tmp_path_factory.mktemp("sdist")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        f"llama-cpp-python=={version}", "-d", str(download)], check=True, timeout=600)
+        archive = next(download.glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith("vendor/llama.cpp/models/ggml-vocab-qwen2.gguf"))
+            with tar.extractfile(member) as source:  # type: ignore[union-attr]
+                vocab.write_bytes(source.read())
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("qwen-tokenizer")
+    AutoTokenizer.from_pretrained(cache, gguf_file=vocab.name).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
+    """A 2-layer random model of `kind` (llama, qwen2, qwen3) with a real tokenizer, saved as a HF folder.
+
+    Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
+    logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
+    }[kind]
+    extra = {"head_dim": 16} if kind == "qwen3" else {}
+    config = config_class(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra,
+    )
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target

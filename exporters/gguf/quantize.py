@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def quantize(source: Path, out_file: Path, qtype: str) -> Path:
     """Write `source` (an f16/bf16/f32 GGUF) quantized to `qtype`, atomically."""
     import llama_cpp
 
+    # libllama reports every tensor it quantizes; keep its errors only.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     if qtype not in QUANT_TYPES:
         raise ExportError(f"unknown quantization type '{qtype}'", f"use one of: f16, bf16, f32, q8_0, {', '.join(QUANT_TYPES)}")
     params = llama_cpp.llama_model_quantize_default_params()

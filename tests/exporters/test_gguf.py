@@ -1,0 +1,123 @@
+"""GGUF export on tiny random models of every supported architecture, with real tokenizers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneforge.core.errors import ExportError, ResourceError
+from tuneforge.exporters.export import export, parse_quants
+from tuneforge.exporters.gguf import convert as convert_module
+from tuneforge.exporters.gguf.convert import convert
+
+from ..conftest import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "llama": build_tiny_model("llama", default_model, root / "llama"),
+        "qwen2": build_tiny_model("qwen2", qwen_tokenizer_dir, root / "qwen2"),
+        "qwen3": build_tiny_model("qwen3", qwen_tokenizer_dir, root / "qwen3"),
+    }
+
+
+def checks_of(verification) -> dict:
+    return {check.name: check for check in verification.checks}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
+    result = export(tiny_models[arch], ["f16", "q8_0", "q4_0"], out=tmp_path / "out", echo=None)
+
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.gguf")) == [f"{arch}-{q}.gguf" for q in ("f16", "q4_0", "q8_0")]
+    f16, q8, q4 = result.verifications
+    for verification in result.verifications:
+        checks = checks_of(verification)
+        assert checks["loads"].passed and checks["tokenizer"].passed, checks["tokenizer"].figures
+        assert checks["tokenizer"].figures["probes"] >= 6  # chat-formatted probes with special tokens included
+    assert checks_of(f16)["logits"].figures["top1_agreement"] >= 0.99
+    assert checks_of(f16)["logits"].passed
+    assert abs(checks_of(f16)["perplexity"].figures["delta"]) < 0.01 * checks_of(f16)["perplexity"].figures["hf"]
+    # A random model's flat distributions make top-1 fragile under quantization; perplexity is the steadier figure.
+    assert checks_of(q8)["logits"].figures["top1_agreement"] >= 0.7
+    assert abs(checks_of(q8)["perplexity"].figures["delta"]) < 0.05 * checks_of(q8)["perplexity"].figures["hf"]
+    assert q4.size_bytes < q8.size_bytes < f16.size_bytes
+    report = json.loads(result.report.read_text())
+    assert [Path(f["file"]).name for f in report["files"]] == [f"{arch}-{q}.gguf" for q in ("f16", "q8_0", "q4_0")]
+    assert not list((tmp_path / "out").glob(".*partial")), "a temporary file was left behind"
+
+
+def test_the_tokenizer_and_template_travel_in_the_file(tiny_models, tmp_path):
+    from gguf import GGUFReader
+
+    path = convert(tiny_models["qwen2"], tmp_path / "q.gguf", "f16")
+    fields = GGUFReader(path).fields
+    assert fields["tokenizer.ggml.pre"].contents() == "qwen2"
+    assert "<|im_start|>" in fields["tokenizer.chat_template"].contents()
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    types = fields["tokenizer.ggml.token_type"].contents()
+    assert types[tokens.index("<|im_end|>")] == 3  # CONTROL
+    assert fields["tokenizer.ggml.eos_token_id"].contents() is not None
+
+
+def test_unsupported_architecture_is_refused_before_any_work(tmp_path, tiny_models):
+    folder = tmp_path / "gpt2ish"
+    folder.mkdir()
+    config = json.loads((tiny_models["llama"] / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt_neox"}))
+    with pytest.raises(ExportError) as info:
+        export(folder, ["f16"], out=tmp_path / "out", echo=None)
+    assert "gpt_neox" in info.value.message and "llama" in info.value.hint and "qwen2" in info.value.hint
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_mid_write_leaves_no_gguf(tiny_models, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_encode = convert_module._encode
+
+    def failing_encode(data, qtype):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(28, "No space left on device")
+        return real_encode(data, qtype)
+
+    monkeypatch.setattr(convert_module, "_encode", failing_encode)
+    with pytest.raises(OSError):
+        convert(tiny_models["llama"], tmp_path / "model.gguf", "f16")
+    assert list(tmp_path.iterdir()) == [], "a half-written file was left behind"
+
+
+def test_too_little_disk_is_refused_up_front(tiny_models, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1024))
+    with pytest.raises(ResourceError, match="MiB free"):
+        convert(tiny_models["llama"], tmp_path / "model.gguf", "f16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_modelfile_has_template_stops_and_default_system_prompt(tiny_models, tmp_path):
+    result = export(tiny_models["llama"], ["f16"], out=tmp_path / "out", echo=None)
+    if result.modelfile is None:  # a random model may not stop within the chat check's limit
+        from tuneforge.exporters.ollama import write_modelfile
+        from transformers import AutoTokenizer
+
+        modelfile = write_modelfile(tmp_path / "out" / "llama-f16.gguf", AutoTokenizer.from_pretrained(tiny_models["llama"]))
+    else:
+        modelfile = result.modelfile
+    text = modelfile.read_text()
+    assert text.startswith("FROM ./llama-f16.gguf\n")
+    assert "<|im_start|>{{ .Role }}" in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text
+
+
+def test_quant_list_is_validated_before_work():
+    assert parse_quants("q8_0, Q4_K_M,q8_0") == ["q8_0", "q4_k_m"]
+    with pytest.raises(ExportError, match="q9"):
+        parse_quants("q8_0,q9")
