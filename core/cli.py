@@ -240,13 +240,17 @@ def export(
     source: Annotated[Path, typer.Argument(help="A trained run directory, or a HF model folder.")],
     quant: Annotated[str, typer.Option(help="GGUF types, comma-separated: f16, bf16, f32, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, …")] = "q8_0,q4_k_m",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
+    adapter_only: Annotated[bool, typer.Option("--adapter-only", help="Write the LoRA adapter as a GGUF adapter (plus an f16 base) instead of merged weights.")] = False,
 ) -> int:
     """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
-    from tuneforge.exporters.export import parse_quants
+    from tuneforge.exporters.export import export_adapter, parse_quants
 
     from . import pipeline
 
-    result = pipeline.export(source, parse_quants(quant), out, echo=say)
+    if adapter_only:
+        result = export_adapter(source, out, echo=say)
+    else:
+        result = pipeline.export(source, parse_quants(quant), out, echo=say)
     return 0 if _print_export(result) else ExportError.exit_code
 
 

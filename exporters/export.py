@@ -67,16 +67,62 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
     for qtype, path in files:
         _say(echo, f"verifying {path.name} …")
         verifications.append(verify_gguf(path, qtype, hf_model, tokenizer, eval_texts))
-    report = out_dir / "export-report.json"
     passing = [Path(v.file) for v in verifications if v.passed]
     modelfile = write_modelfile(passing[0], tokenizer) if passing else None
+    return _finish(source, out_dir, verifications, modelfile, name, [p for _, p in files])
+
+
+def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str], None] | None = print) -> ExportResult:
+    """Export a run's LoRA adapter as a GGUF adapter plus an f16 GGUF of its base, verified together
+    against the merged model (llama.cpp applies the adapter at load time)."""
+    from .gguf.adapter import convert_adapter
+
+    run_path = Path(run_path).expanduser().resolve()
+    run = RunDir(run_path)
+    _locate(run_path, out)  # the same checks as a full export: a run with a trained adapter
+    base_dir = _base_of(run_path)
+    base_config = gguf_convert.read_model_config(base_dir)
+    architecture_for(base_config, str(base_dir))
+    out_dir = out or run.export
+    adapter_file = convert_adapter(run.adapter, base_config, out_dir / f"{run.name}-lora.gguf")
+    base_file = out_dir / f"{base_dir.name}-f16.gguf"
+    if not base_file.is_file():
+        _say(echo, f"converting the base model to {base_file.name} …")
+        gguf_convert.convert(base_dir, base_file, "f16", name=base_dir.name)
+    merged, tokenizer = _merged_in_memory(run)
+    _say(echo, f"verifying {adapter_file.name} over {base_file.name} …")
+    verification = verify_gguf(base_file, "lora", merged, tokenizer, _eval_texts(run_path, tokenizer), lora_path=adapter_file)
+    modelfile = write_modelfile(base_file, tokenizer, adapter=adapter_file) if verification.passed else None
+    return _finish(run_path, out_dir, [verification], modelfile, run.name, [adapter_file, base_file])
+
+
+def _merged_in_memory(run: RunDir) -> tuple[Any, Any]:
+    """The run's merged model in fp32 (from merged/ when present, else merged in memory) and its tokenizer."""
+    if (run.merged / "config.json").is_file():
+        return _load_reference(run.merged)
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(_base_of(run.path), dtype=torch.float32)
+    return PeftModel.from_pretrained(base, run.adapter).merge_and_unload().eval(), AutoTokenizer.from_pretrained(run.adapter)
+
+
+def _finish(source: Path, out_dir: Path, verifications: list[Verification], modelfile: Path | None,
+            name: str, files: list[Path]) -> ExportResult:
+    """Write export-report.json (and the run's `exported` event) and build the result."""
+    report = out_dir / "export-report.json"
     command = ollama_command(modelfile, re.sub(r"[^a-z0-9._-]+", "-", name.lower())) if modelfile else None
+    # The report covers every file in the folder: a later export replaces its own files' entries only.
+    previous = json.loads(report.read_text(encoding="utf-8")).get("files", []) if report.is_file() else []
+    entries = {entry["file"]: entry for entry in previous if Path(entry["file"]).is_file()}
+    entries.update({v.file: v.to_dict() for v in verifications})
     atomic_write_text(report, json.dumps({
-        "source": str(model_dir), "files": [v.to_dict() for v in verifications],
+        "source": str(source), "files": list(entries.values()),
         "modelfile": str(modelfile) if modelfile else None, "ollama_command": command,
     }, indent=2))
     if (source / "config.yaml").is_file():
-        RunDir(source).append_event("exported", files=[str(p) for _, p in files], passed=all(v.passed for v in verifications))
+        RunDir(source).append_event("exported", files=[str(p) for p in files], passed=all(v.passed for v in verifications))
     return ExportResult(out_dir, verifications, report, modelfile, command)
 
 

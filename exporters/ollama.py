@@ -45,11 +45,12 @@ def default_system_prompt(tokenizer: Any, fmt: str) -> str | None:
     return system.strip() or None
 
 
-def write_modelfile(gguf_file: Path, tokenizer: Any) -> Path:
-    """Write `Modelfile` beside `gguf_file`; returns its path."""
+def write_modelfile(gguf_file: Path, tokenizer: Any, adapter: Path | None = None) -> Path:
+    """Write `Modelfile` beside `gguf_file` (with an ADAPTER line for a LoRA GGUF); returns its path."""
     fmt = chat_format(tokenizer.chat_template or "")
     template, stops = TEMPLATES[fmt]
-    lines = [f"FROM ./{gguf_file.name}", f'TEMPLATE """{template}"""']
+    lines = [f"FROM ./{gguf_file.name}"] + ([f"ADAPTER ./{adapter.name}"] if adapter else [])
+    lines.append(f'TEMPLATE """{template}"""')
     lines += [f'PARAMETER stop "{stop}"' for stop in stops]
     system = default_system_prompt(tokenizer, fmt)
     if system:

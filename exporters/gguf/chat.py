@@ -46,7 +46,10 @@ def exported_gguf(export_dir: Path) -> Path | None:
     if not report.is_file():
         return None
     data: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
-    passing = [Path(f["file"]) for f in data.get("files", []) if f.get("passed") and Path(f["file"]).is_file()]
+    files = [f for f in data.get("files", []) if f.get("gguf_type") != "lora"]  # an adapter needs its base to load
+    passing = [Path(f["file"]) for f in files if f.get("passed") and Path(f["file"]).is_file()]
+    if not files:
+        return None
     if not passing:
         raise ExportError(f"{report}: no exported file passed verification", "see the report, then export again")
     return passing[0]

@@ -30,6 +30,8 @@ CHAT_PROBE = [
 ]
 CHAT_REPLY_LIMIT = 128
 """A chat turn must end within this many tokens."""
+LOSSLESS_TYPES = ("f32", "f16", "bf16", "lora")
+"""Types held to LOSSLESS_TOP1 (a LoRA adapter is f32, applied over an f16 base)."""
 LOSSLESS_TOP1 = 0.99
 """f32/f16/bf16 must agree with the HF model on the next token at this share of positions."""
 
@@ -102,12 +104,13 @@ def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_
                 lora_path: Path | None = None) -> Verification:
     """Run every check on `path` against `hf_model`/`tokenizer` (the model it was exported from)."""
     checks: list[Check] = []
+    subject = lora_path or path  # with an adapter, the adapter file is what is being verified
     try:
         context = open_gguf(path, lora_path=lora_path)
         llm = context.__enter__()
     except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unloadable files
         checks.append(Check("loads", False, f"llama.cpp cannot load it: {exc}"))
-        return Verification(str(path), gguf_type, path.stat().st_size if path.exists() else 0, checks)
+        return Verification(str(subject), gguf_type, subject.stat().st_size if subject.exists() else 0, checks)
     try:
         checks.append(Check("loads", True, "llama.cpp loads the file", {"n_vocab": llm.n_vocab()}))
         checks.append(_check_tokenizer(llm, tokenizer))
@@ -115,7 +118,7 @@ def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_
         checks.append(_check_chat(llm))
     finally:
         context.__exit__(None, None, None)
-    return Verification(str(path), gguf_type, path.stat().st_size, checks)
+    return Verification(str(subject), gguf_type, subject.stat().st_size, checks)
 
 
 def chat_texts(tokenizer: Any) -> list[str]:
@@ -157,7 +160,7 @@ def _check_logits(llm: Any, hf_model: Any, tokenizer: Any, eval_texts: list[str]
         nll_b, _ = _nll(exported, ids)
         nll_hf, nll_gguf, counted = nll_hf + nll_a, nll_gguf + nll_b, counted + n
     top1 = agree / max(positions, 1)
-    lossless = gguf_type in ("f32", "f16", "bf16")
+    lossless = gguf_type in LOSSLESS_TYPES
     ppl_hf, ppl_gguf = math.exp(nll_hf / max(counted, 1)), math.exp(nll_gguf / max(counted, 1))
     top1_check = Check(
         "logits", top1 >= LOSSLESS_TOP1 if lossless else True,

@@ -121,3 +121,25 @@ def test_quant_list_is_validated_before_work():
     assert parse_quants("q8_0, Q4_K_M,q8_0") == ["q8_0", "q4_k_m"]
     with pytest.raises(ExportError, match="q9"):
         parse_quants("q8_0,q9")
+
+
+def test_lora_adapter_gguf_over_the_base_gives_the_merged_logits(home, tiny_config, tmp_path):
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import train_run
+    from tuneforge.exporters.export import export_adapter
+    from tuneforge.exporters.gguf.verify import gguf_logits, open_gguf
+
+    run = create_run(tiny_config(max_steps=8), home / "run")
+    train_run(run, echo=None)
+    result = export_adapter(run.path, echo=None)
+
+    (verification,) = result.verifications
+    checks = checks_of(verification)
+    assert Path(verification.file).name == "run-lora.gguf" and verification.gguf_type == "lora"
+    assert checks["tokenizer"].passed
+    assert checks["logits"].passed and checks["logits"].figures["top1_agreement"] >= 0.99, checks["logits"].figures
+    # The adapter really changes the base: without it, llama.cpp's logits differ.
+    base_gguf = next(p for p in run.export.glob("*-f16.gguf"))
+    with open_gguf(base_gguf) as plain, open_gguf(base_gguf, lora_path=Path(verification.file)) as adapted:
+        ids = [1, 2, 3, 4, 5, 6, 7, 8]
+        assert abs(gguf_logits(plain, ids) - gguf_logits(adapted, ids)).max() > 1e-2
