@@ -138,17 +138,19 @@ def qwen_tokenizer_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
-    """A 2-layer random model of `kind` (llama, qwen2, qwen3) with a real tokenizer, saved as a HF folder.
+    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
     """
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config_class, model_class = {
         "llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
+        "phi3": (Phi3Config, Phi3ForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind == "qwen3" else {}
     config = config_class(

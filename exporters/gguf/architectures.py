@@ -26,6 +26,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mistral": Architecture(gguf.MODEL_ARCH.LLAMA, permute_qk=True),
     "qwen2": Architecture(gguf.MODEL_ARCH.QWEN2, permute_qk=False),
     "qwen3": Architecture(gguf.MODEL_ARCH.QWEN3, permute_qk=False),
+    "phi3": Architecture(gguf.MODEL_ARCH.PHI3, permute_qk=False),  # Phi-3.x, Phi-4-mini (fused qkv and gate_up)
 }
 
 
@@ -63,13 +64,22 @@ def add_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None
     writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
     writer.add_vocab_size(config["vocab_size"])
     dim = head_dim(config)
-    writer.add_rope_dimension_count(dim)
+    rope = rope_parameters(config)
+    writer.add_rope_dimension_count(int(dim * rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 1.0))))
     if dim != config["hidden_size"] // config["num_attention_heads"]:
         writer.add_key_length(dim)
         writer.add_value_length(dim)
-    rope = rope_parameters(config)
     writer.add_rope_freq_base(float(rope["rope_theta"]))
     kind = rope.get("rope_type") or rope.get("type")
+    if config.get("model_type") == "phi3":
+        # llama.cpp tells Phi-4 from Phi-3 by a zero sliding window.
+        writer.add_sliding_window(config.get("sliding_window") or 0)
+        writer.add_rope_scaling_orig_ctx_len(config.get("original_max_position_embeddings") or config.get("max_position_embeddings", 4096))
+        if kind in ("longrope", "su"):
+            scale = config["max_position_embeddings"] / config["original_max_position_embeddings"]
+            original = config["original_max_position_embeddings"]
+            writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+            return
     if kind == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(rope["factor"])
@@ -99,9 +109,14 @@ def transform(arch: Architecture, config: dict[str, Any], name: str, data: np.nd
 
 
 def extra_tensors(config: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
-    """Tensors GGUF needs that HF checkpoints compute instead: Llama 3.1's RoPE frequency factors."""
+    """Tensors GGUF needs that HF checkpoints keep in the config: RoPE factors (Llama 3.1, Phi-3 LongRoPE)."""
     rope = rope_parameters(config)
-    if (rope.get("rope_type") or rope.get("type")) != "llama3":
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind in ("longrope", "su") and rope.get("long_factor"):
+        yield gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] + ".weight", np.asarray(rope["long_factor"], dtype=np.float32)
+        yield gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] + ".weight", np.asarray(rope["short_factor"], dtype=np.float32)
+        return
+    if kind != "llama3":
         return
     dim = head_dim(config)
     freqs = 1.0 / (float(rope["rope_theta"]) ** (np.arange(0, dim, 2, dtype=np.float32) / dim))

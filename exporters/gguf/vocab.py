@@ -28,6 +28,7 @@ PRE_TOKENIZERS = {
     "e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea": "qwen2",  # Qwen2, Qwen2.5
     "d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c": "qwen2",  # Qwen3
     "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249": "smollm",  # SmolLM, SmolLM2
+    "ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e": "gpt-4o",  # Phi-4-mini (o200k)
 }
 
 
@@ -38,7 +39,7 @@ def pre_tokenizer_name(tokenizer: Any) -> str:
     if digest not in PRE_TOKENIZERS:
         raise ExportError(
             f"the tokenizer's pre-tokenizer is not one llama.cpp is known to reproduce (fingerprint {digest[:12]})",
-            "tuneforge exports the tokenizers of Llama 3, Qwen2/2.5/3 and SmolLM; use a model of those families",
+            "tuneforge exports the tokenizers of Llama 3, Qwen2/2.5/3, SmolLM and Phi-4; use a model of those families",
         )
     return PRE_TOKENIZERS[digest]
 
@@ -56,7 +57,7 @@ def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None
         raise ExportError(
             f"{tokenizer_file}: a {model.get('type')} tokenizer{' with byte fallback' if model.get('byte_fallback') else ''} "
             "(SentencePiece style)",
-            "tuneforge exports byte-level BPE tokenizers (Llama 3, Qwen, SmolLM); this one is not supported yet",
+            "tuneforge exports byte-level BPE tokenizers (Llama 3, Qwen, SmolLM, Phi-4); this one is not supported yet",
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokens, types = _tokens_and_types(tokenizer, vocab_size)
