@@ -31,6 +31,14 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+ModelOption = Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
+DataOption = Annotated[Optional[str], typer.Option(help="Training data file or folder.")]
+EvalDataOption = Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")]
+MethodOption = Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")]
+EpochsOption = Annotated[Optional[float], typer.Option(help="Passes over the data.")]
+LrOption = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+MaxLengthOption = Annotated[Optional[int], typer.Option(help="Longest example in tokens.")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")]
 ColumnOption = Annotated[Optional[list[str]], typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
 
 
@@ -137,17 +145,17 @@ TRAIN_HELP = textwrap.dedent("""
 def train(
     run_dir: Annotated[Optional[Path], typer.Argument(help="A prepared run directory.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Training data file or folder.")] = None,
-    eval_data: Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens.")] = None,
+    model: ModelOption = None,
+    data: DataOption = None,
+    eval_data: EvalDataOption = None,
+    method: MethodOption = None,
+    epochs: EpochsOption = None,
+    lr: LrOption = None,
+    max_length: MaxLengthOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per step.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
     out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")] = None,
+    config: ConfigOption = None,
     column: ColumnOption = None,
 ) -> int:
     from . import pipeline
@@ -200,15 +208,15 @@ def merge(
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")] = "default",
-    data: Annotated[Optional[str], typer.Option(help="Training data file or folder.")] = None,
-    eval_data: Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens.")] = None,
+    model: ModelOption = "default",
+    data: DataOption = None,
+    eval_data: EvalDataOption = None,
+    method: MethodOption = None,
+    epochs: EpochsOption = None,
+    lr: LrOption = None,
+    max_length: MaxLengthOption = None,
     out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")] = None,
+    config: ConfigOption = None,
     prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
     quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,

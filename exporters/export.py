@@ -152,11 +152,17 @@ def _locate(source: Path, out: Path | None) -> tuple[Path, Path, Path | None, st
 
 
 def _load_reference(model_dir: Path) -> tuple[Any, Any]:
-    """The HF model (fp32, eval mode) and tokenizer every GGUF is compared with."""
+    """The HF model (eval mode) and tokenizer every GGUF is compared with.
+
+    fp32 for small models (exact reference); past ~2 GB of weights bf16, so that a 7B/8B
+    reference and the GGUF under test fit together in a 32 GB workstation's RAM.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    weight_bytes = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+    dtype = torch.float32 if weight_bytes < 2 * 2**30 else torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import gguf
@@ -11,7 +10,7 @@ import numpy as np
 
 from tuneforge.core.errors import ExportError
 
-from . import architectures
+from . import architectures, atomic_gguf_writer
 
 
 def convert_adapter(adapter_dir: Path, base_config: dict, out_file: Path) -> Path:
@@ -41,10 +40,7 @@ def convert_adapter(adapter_dir: Path, base_config: dict, out_file: Path) -> Pat
                 # The base's Q/K rows are permuted for llama.cpp's rotary layout; B holds those rows.
                 data = architectures.transform(arch, base_config, module, data)
             pairs.append((target + (".lora_a" if ".lora_A." in key else ".lora_b"), np.ascontiguousarray(data, dtype=np.float32)))
-    partial = out_file.with_name(f".{out_file.name}.partial")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(partial, arch=gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
-    try:
+    with atomic_gguf_writer(out_file, arch.gguf_arch) as writer:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(lora_config["lora_alpha"]))
@@ -53,10 +49,4 @@ def convert_adapter(adapter_dir: Path, base_config: dict, out_file: Path) -> Pat
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
-        writer.close()
-        os.replace(partial, out_file)
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
     return out_file

@@ -8,7 +8,6 @@ under a temporary name and renamed into place once complete.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from tuneforge.core.errors import ExportError, ResourceError
 
-from . import architectures
+from . import architectures, atomic_gguf_writer
 from .vocab import add_vocab
 
 OUTTYPES = {
@@ -66,9 +65,7 @@ def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | N
             f"{out_file.name} needs about {needed >> 20} MiB; {free >> 20} MiB free in {out_file.parent}",
             "free some disk space, or export to another folder with --out",
         )
-    partial = out_file.with_name(f".{out_file.name}.partial")
-    writer = gguf.GGUFWriter(partial, arch=gguf.MODEL_ARCH_NAMES[arch.gguf_arch])
-    try:
+    with atomic_gguf_writer(out_file, arch.gguf_arch) as writer:
         writer.add_name(name or model_dir.name)
         writer.add_file_type(file_type)
         if qtype == gguf.GGMLQuantizationType.Q8_0:
@@ -76,19 +73,13 @@ def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | N
         architectures.add_hyperparameters(writer, config)
         add_vocab(writer, model_dir, config["vocab_size"])
         for tensor in plan:
-            writer.add_tensor_info(tensor.gguf_name, gguf.quant_shape_to_byte_shape(tensor.shape, tensor.qtype) if _is_quant(tensor.qtype) else tensor.shape,
-                                   _numpy_dtype(tensor.qtype), _nbytes(tensor), raw_dtype=tensor.qtype)
+            shape = gguf.quant_shape_to_byte_shape(tensor.shape, tensor.qtype) if _is_quant(tensor.qtype) else tensor.shape
+            writer.add_tensor_info(tensor.gguf_name, shape, _numpy_dtype(tensor.qtype), _nbytes(tensor), raw_dtype=tensor.qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for tensor, data in _tensor_data(model_dir, config, arch, plan):
+        for _, data in _tensor_data(model_dir, config, arch, plan):
             writer.write_tensor_data(data)
-        writer.close()
-        os.replace(partial, out_file)
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
     return out_file
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 from pathlib import Path
 
-from tuneforge.core.errors import ExportError
+from tuneforge.core.errors import ExportError, ResourceError
 
 QUANT_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")
 """Types made by libllama from an f16 file (f32, f16, bf16 and q8_0 are written by the converter)."""
@@ -26,6 +27,11 @@ def quantize(source: Path, out_file: Path, qtype: str) -> Path:
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     if qtype not in QUANT_TYPES:
         raise ExportError(f"unknown quantization type '{qtype}'", f"use one of: f16, bf16, f32, q8_0, {', '.join(QUANT_TYPES)}")
+    needed = int(source.stat().st_size * BITS_PER_WEIGHT[qtype] / 16) + (64 << 20)  # the source is f16
+    free = shutil.disk_usage(out_file.parent).free
+    if free < needed:
+        raise ResourceError(f"{out_file.name} needs about {needed >> 20} MiB; {free >> 20} MiB free in {out_file.parent}",
+                            "free some disk space, or export to another folder with --out")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}")
     params.nthread = os.cpu_count() or 1

@@ -69,6 +69,21 @@ def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None
     if not special.merges:
         raise ExportError(f"{tokenizer_file}: no BPE merges", "the tokenizer file looks incomplete")
     special.add_to_gguf(writer, quiet=True)
+    end_of_turn = _end_of_turn_id(tokenizer)
+    if end_of_turn is not None:
+        writer.add_eot_token_id(end_of_turn)
+
+
+def _end_of_turn_id(tokenizer: Any) -> int | None:
+    """The token that closes a chat turn in this tokenizer's template (so llama.cpp stops there)."""
+    from tuneforge.core.data.prepare import END_OF_TURN_TOKENS
+
+    template = tokenizer.chat_template or ""
+    vocab = tokenizer.get_vocab()
+    for token in END_OF_TURN_TOKENS:
+        if token in template and token in vocab:
+            return vocab[token]
+    return None
 
 
 def _tokens_and_types(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
