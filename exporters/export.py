@@ -68,7 +68,7 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
         _say(echo, f"verifying {path.name} …")
         verifications.append(verify_gguf(path, qtype, hf_model, tokenizer, eval_texts))
     passing = [Path(v.file) for v in verifications if v.passed]
-    modelfile = write_modelfile(passing[0], tokenizer) if passing else None
+    modelfile = _modelfile(passing[0], tokenizer) if passing else None
     return _finish(source, out_dir, verifications, modelfile, name, [p for _, p in files])
 
 
@@ -92,8 +92,16 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     merged, tokenizer = _merged_in_memory(run)
     _say(echo, f"verifying {adapter_file.name} over {base_file.name} …")
     verification = verify_gguf(base_file, "lora", merged, tokenizer, _eval_texts(run_path, tokenizer), lora_path=adapter_file)
-    modelfile = write_modelfile(base_file, tokenizer, adapter=adapter_file) if verification.passed else None
+    modelfile = _modelfile(base_file, tokenizer, adapter=adapter_file) if verification.passed else None
     return _finish(run_path, out_dir, [verification], modelfile, run.name, [adapter_file, base_file])
+
+
+def _modelfile(gguf_file: Path, tokenizer: Any, adapter: Path | None = None) -> Path | None:
+    """An Ollama Modelfile, or None when the chat format has no Ollama template here (the GGUF still works)."""
+    try:
+        return write_modelfile(gguf_file, tokenizer, adapter)
+    except ExportError:
+        return None
 
 
 def _merged_in_memory(run: RunDir) -> tuple[Any, Any]:

@@ -109,48 +109,64 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
     return make
 
 
+LLAMA_CPP_VOCABS = ("qwen2", "llama-spm")
+"""Vocabulary-only GGUFs from llama-cpp-python's source distribution that the tests use."""
+
+
 @pytest.fixture(scope="session")
-def qwen_tokenizer_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Qwen2's real tokenizer (151,936 tokens, Qwen chat template), from the vocabulary-only GGUF
-    that llama-cpp-python's source distribution carries; fetched once and cached."""
+def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A factory: family name → a folder with that family's real tokenizer (Qwen2: 151,936
+    tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary), from the
+    vocabulary-only GGUFs in llama-cpp-python's sdist, fetched once and cached."""
     import importlib.metadata
     import subprocess
     import sys
     import tarfile
 
     cache = Path(request.config.cache.mkdir("llama-vocab"))
-    vocab = cache / "ggml-vocab-qwen2.gguf"
-    if not vocab.is_file():
+    if not all((cache / f"ggml-vocab-{name}.gguf").is_file() for name in LLAMA_CPP_VOCABS):
         version = importlib.metadata.version("llama-cpp-python")
         download = tmp_path_factory.mktemp("sdist")
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                         f"llama-cpp-python=={version}", "-d", str(download)], check=True, timeout=600)
         archive = next(download.glob("llama_cpp_python-*.tar.gz"))
+        wanted = {f"vendor/llama.cpp/models/ggml-vocab-{name}.gguf" for name in LLAMA_CPP_VOCABS}
         with tarfile.open(archive) as tar:
-            member = next(m for m in tar.getmembers() if m.name.endswith("vendor/llama.cpp/models/ggml-vocab-qwen2.gguf"))
-            with tar.extractfile(member) as source:  # type: ignore[union-attr]
-                vocab.write_bytes(source.read())
-    from transformers import AutoTokenizer
+            for member in tar.getmembers():
+                if any(member.name.endswith(w) for w in wanted):
+                    with tar.extractfile(member) as source:  # type: ignore[union-attr]
+                        (cache / Path(member.name).name).write_bytes(source.read())
 
-    folder = tmp_path_factory.mktemp("qwen-tokenizer")
-    AutoTokenizer.from_pretrained(cache, gguf_file=vocab.name).save_pretrained(folder)
+    def folder(name: str) -> Path:
+        from transformers import AutoTokenizer
+
+        target = tmp_path_factory.mktemp(f"{name}-tokenizer")
+        AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
+        return target
+
     return folder
 
 
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
+    """Qwen2's real tokenizer with the Qwen chat template."""
+    return vocab_tokenizer("qwen2")
+
+
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
-    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3) with a real tokenizer, saved as a HF folder.
+    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3, mistral) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
     """
     import torch
-    from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+    from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Phi3Config,
+                              Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config_class, model_class = {
         "llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
-        "phi3": (Phi3Config, Phi3ForCausalLM),
+        "phi3": (Phi3Config, Phi3ForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind == "qwen3" else {}
     config = config_class(

@@ -122,7 +122,9 @@ def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_
 
 
 def chat_texts(tokenizer: Any) -> list[str]:
-    """Chat-formatted probe texts rendered by the model's own template."""
+    """Chat-formatted probe texts rendered by the model's own template (none without a template)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
     return [
         tokenizer.apply_chat_template(CHAT_PROBE, tokenize=False, add_generation_prompt=True),
         tokenizer.apply_chat_template(CHAT_PROBE[:3], tokenize=False),
@@ -131,6 +133,12 @@ def chat_texts(tokenizer: Any) -> list[str]:
 
 def _check_tokenizer(llm: Any, tokenizer: Any) -> Check:
     probes = list(TOKENIZER_PROBES) + chat_texts(tokenizer)
+    figures: dict[str, Any] = {}
+    if llm.metadata.get("tokenizer.ggml.model") == "llama":
+        # SentencePiece always puts its "▁" before the text; HF's Metaspace ("first") does not when the
+        # text already starts with a space. llama.cpp cannot express that, so such texts are left out.
+        probes = [p for p in probes if not p[:1].isspace()]
+        figures["known_difference"] = "text that begins with whitespace gets one more leading space in llama.cpp"
     mismatches = []
     for text in probes:
         expected = tokenizer.encode(text, add_special_tokens=False)
@@ -139,11 +147,11 @@ def _check_tokenizer(llm: Any, tokenizer: Any) -> Check:
             mismatches.append({"text": text[:80], "hf": expected[:24], "gguf": list(got)[:24]})
     return Check("tokenizer", not mismatches,
                  "same token ids as the HF tokenizer" if not mismatches else f"{len(mismatches)} of {len(probes)} probes tokenize differently",
-                 {"probes": len(probes), "mismatches": mismatches})
+                 {"probes": len(probes), "mismatches": mismatches, **figures})
 
 
 def _check_logits(llm: Any, hf_model: Any, tokenizer: Any, eval_texts: list[str], gguf_type: str) -> list[Check]:
-    texts = chat_texts(tokenizer) + list(eval_texts)
+    texts = list(TOKENIZER_PROBES) + chat_texts(tokenizer) + list(eval_texts)  # both models get the HF ids
     agree = positions = 0
     max_abs = 0.0
     nll_hf = nll_gguf = 0.0

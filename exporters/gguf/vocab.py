@@ -45,7 +45,11 @@ def pre_tokenizer_name(tokenizer: Any) -> str:
 
 
 def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None:
-    """Add the tokenizer of `model_dir` to `writer`, padded to the model's `vocab_size`."""
+    """Add the tokenizer of `model_dir` to `writer`, padded to the model's `vocab_size`.
+
+    Byte-level BPE (Llama 3, Qwen, SmolLM, Phi-4) becomes llama.cpp's `gpt2` tokenizer;
+    SentencePiece-style BPE with byte fallback (Llama 2, Mistral) becomes its `llama` one.
+    """
     from transformers import AutoTokenizer
 
     tokenizer_file = model_dir / "tokenizer.json"
@@ -53,20 +57,28 @@ def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None
         raise ExportError(f"{model_dir}: no tokenizer.json", "export needs the fast tokenizer file the model came with")
     spec = json.loads(tokenizer_file.read_text(encoding="utf-8"))
     model = spec.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
+    if model.get("type") != "BPE":
         raise ExportError(
-            f"{tokenizer_file}: a {model.get('type')} tokenizer{' with byte fallback' if model.get('byte_fallback') else ''} "
-            "(SentencePiece style)",
-            "tuneforge exports byte-level BPE tokenizers (Llama 3, Qwen, SmolLM, Phi-4); this one is not supported yet",
+            f"{tokenizer_file}: a {model.get('type')} tokenizer",
+            "tuneforge exports BPE tokenizers (Llama, Mistral, Qwen, SmolLM, Phi-4); this one is not supported yet",
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    sentencepiece = bool(model.get("byte_fallback"))
     tokens, types = _tokens_and_types(tokenizer, vocab_size)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer))
+    if sentencepiece:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_scores(_merge_scores(tokens, model.get("merges", [])))
+        writer.add_add_space_prefix(_prepends_space(spec))
+        types = [gguf.TokenType.BYTE if _is_byte_token(t) and kind == gguf.TokenType.NORMAL else kind for t, kind in zip(tokens, types)]
+        if tokenizer.unk_token_id is not None:
+            types[tokenizer.unk_token_id] = gguf.TokenType.UNKNOWN
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
-    if not special.merges:
+    special = gguf.SpecialVocab(model_dir, load_merges=not sentencepiece, n_vocab=len(tokens))
+    if not sentencepiece and not special.merges:
         raise ExportError(f"{tokenizer_file}: no BPE merges", "the tokenizer file looks incomplete")
     special.add_to_gguf(writer, quiet=True)
     end_of_turn = _end_of_turn_id(tokenizer)
@@ -84,6 +96,29 @@ def _end_of_turn_id(tokenizer: Any) -> int | None:
         if token in template and token in vocab:
             return vocab[token]
     return None
+
+
+def _merge_scores(tokens: list[str], merges: list[Any]) -> list[float]:
+    """SentencePiece scores llama.cpp can merge by: a token made by an earlier merge scores higher.
+
+    The HF form of a SentencePiece vocabulary lists merges in the order of the original
+    piece scores, so minus the merge's rank gives llama.cpp the same merge priority.
+    """
+    rank: dict[str, int] = {}
+    for index, merge in enumerate(merges):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(left + right, index)
+    return [-float(rank[token]) if token in rank else 0.0 for token in tokens]
+
+
+def _prepends_space(spec: dict[str, Any]) -> bool:
+    """Whether the tokenizer puts "▁" before the text (Llama 2, Mistral do; Gemma does not)."""
+    text = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
+    return '"Prepend"' in text or ('"Metaspace"' in text and '"prepend_scheme": "never"' not in text)
+
+
+def _is_byte_token(token: str) -> bool:
+    return len(token) == 6 and token.startswith("<0x") and token.endswith(">")
 
 
 def _tokens_and_types(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
