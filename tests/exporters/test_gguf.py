@@ -153,3 +153,21 @@ def test_lora_adapter_gguf_over_the_base_gives_the_merged_logits(home, tiny_conf
     with open_gguf(base_gguf) as plain, open_gguf(base_gguf, lora_path=Path(verification.file)) as adapted:
         ids = [1, 2, 3, 4, 5, 6, 7, 8]
         assert abs(gguf_logits(plain, ids) - gguf_logits(adapted, ids)).max() > 1e-2
+
+
+def test_f32_is_lossless_and_bf16_close(tiny_models, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # Checkpoints on the hub are bf16; a bf16 GGUF of one keeps every weight exactly.
+    source = tmp_path / "qwen2-bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_models["qwen2"], dtype=torch.bfloat16).save_pretrained(source)
+    AutoTokenizer.from_pretrained(tiny_models["qwen2"]).save_pretrained(source)
+    bf16, f32 = export(source, ["bf16", "f32"], out=tmp_path / "out", echo=None).verifications
+
+    assert checks_of(f32)["logits"].passed and checks_of(f32)["logits"].figures["top1_agreement"] >= 0.99
+    # llama.cpp computes bf16 dot products at bf16 precision: near-ties of a random model can flip.
+    assert checks_of(bf16)["logits"].figures["top1_agreement"] >= 0.9
+    perplexity = checks_of(bf16)["perplexity"].figures
+    assert abs(perplexity["delta"]) < 0.02 * perplexity["hf"]
+    assert f32.size_bytes > 1.5 * bf16.size_bytes  # both carry the same ~6 MB of vocabulary metadata
