@@ -106,7 +106,7 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
     except GatedRepoError:
         raise ModelError(
             f"{name} ({hub_id}) is gated: its licence must be accepted on the hub first",
-            f"accept it on the model's hub page, run `hf auth login`, then try again",
+            "accept it on the model's hub page, run `hf auth login`, then try again",
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(f"{name}: no such model on the hub", "check the hub id, or pick one from `tuneforge models`") from None
