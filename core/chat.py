@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import ModelError
 from .models import resolve_model
@@ -30,6 +30,10 @@ class ChatModel:
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> Iterator[str]:
+        """The reply as pieces, like GgufChat.stream (transformers generation gives it as one)."""
+        yield self.answer(messages, max_new_tokens)
 
     def close(self) -> None:
         """Drop the model so its memory can be freed (the same call as GgufChat's)."""

@@ -326,17 +326,12 @@ def chat(
         if not line:
             break
         history.append({"role": "user", "content": line})
-        if hasattr(model, "stream"):  # llama.cpp streams tokens as they come
-            pieces = []
-            for piece in model.stream(history):
-                pieces.append(piece)
-                print(piece, end="", flush=True)
-            print(flush=True)
-            reply = "".join(pieces).strip()
-        else:
-            reply = model.answer(history)
-            say(reply)
-        history.append({"role": "assistant", "content": reply})
+        pieces = []
+        for piece in model.stream(history):  # llama.cpp gives tokens as they come
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        print(flush=True)
+        history.append({"role": "assistant", "content": "".join(pieces).strip()})
     model.close()
     return 0
 

@@ -41,7 +41,7 @@ class GgufChat:
 
 
 def exported_gguf(export_dir: Path) -> Path | None:
-    """The GGUF an export recommends: the Modelfile's file, from the verified report."""
+    """The first model GGUF (not an adapter) that passed verification in an export's report; None without one."""
     report = export_dir / "export-report.json"
     if not report.is_file():
         return None

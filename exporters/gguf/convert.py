@@ -7,6 +7,7 @@ under a temporary name and renamed into place once complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | N
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for _, data in _tensor_data(model_dir, config, arch, plan):
+        for data in _tensor_data(config, arch, plan):
             writer.write_tensor_data(data)
     return out_file
 
@@ -106,12 +107,12 @@ def _plan_tensors(model_dir: Path, config: dict[str, Any], arch: architectures.A
                 if gguf_name is None:
                     raise ExportError(f"{file.name}: tensor '{hf_name}' has no GGUF counterpart", "the checkpoint has layers this architecture does not")
                 shape = tuple(handle.get_slice(hf_name).get_shape())
-                yield _PlannedTensor(hf_name, gguf_name, shape, _tensor_type(gguf_name, shape, qtype), file)
+                yield _PlannedTensor(hf_name, gguf_name, shape, _tensor_type(shape, qtype), file)
     for gguf_name, data in architectures.extra_tensors(config):
         yield _PlannedTensor(None, gguf_name, data.shape, gguf.GGMLQuantizationType.F32)
 
 
-def _tensor_type(gguf_name: str, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
+def _tensor_type(shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
     """Norms and biases stay F32; a weight whose rows do not fit Q8_0 blocks falls back to F16."""
     if len(shape) < 2 or wanted == gguf.GGMLQuantizationType.F32:
         return gguf.GGMLQuantizationType.F32
@@ -133,26 +134,23 @@ def _nbytes(tensor: _PlannedTensor) -> int:
     return int(np.prod(tensor.shape)) // block * type_size
 
 
-def _tensor_data(model_dir: Path, config: dict[str, Any], arch: architectures.Architecture,
-                 plan: list[_PlannedTensor]) -> Iterator[tuple[_PlannedTensor, np.ndarray]]:
+def _tensor_data(config: dict[str, Any], arch: architectures.Architecture,
+                 plan: list[_PlannedTensor]) -> Iterator[np.ndarray]:
     """Load, transform and encode each planned tensor in plan order."""
     from safetensors import safe_open
 
     extras = dict(architectures.extra_tensors(config))
-    handles: dict[Path, Any] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        handles: dict[Path, Any] = {}
         for tensor in plan:
             if tensor.hf_name is None:
                 data = extras[tensor.gguf_name]
             else:
                 if tensor.source not in handles:
-                    handles[tensor.source] = safe_open(tensor.source, framework="pt").__enter__()
+                    handles[tensor.source] = stack.enter_context(safe_open(tensor.source, framework="pt"))
                 data = handles[tensor.source].get_tensor(tensor.hf_name).float().numpy()
                 data = architectures.transform(arch, config, tensor.hf_name, data)
-            yield tensor, _encode(data, tensor.qtype)
-    finally:
-        for handle in handles.values():
-            handle.__exit__(None, None, None)
+            yield _encode(data, tensor.qtype)
 
 
 def _encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:

@@ -104,21 +104,19 @@ def _nll(logits: np.ndarray, ids: list[int]) -> tuple[float, int]:
 def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_texts: list[str],
                 lora_path: Path | None = None) -> Verification:
     """Run every check on `path` against `hf_model`/`tokenizer` (the model it was exported from)."""
-    checks: list[Check] = []
     subject = lora_path or path  # with an adapter, the adapter file is what is being verified
-    try:
-        context = open_gguf(path, lora_path=lora_path)
-        llm = context.__enter__()
-    except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unloadable files
-        checks.append(Check("loads", False, f"llama.cpp cannot load it: {exc}"))
-        return Verification(str(subject), gguf_type, subject.stat().st_size if subject.exists() else 0, checks)
-    try:
-        checks.append(Check("loads", True, "llama.cpp loads the file", {"n_vocab": llm.n_vocab()}))
-        checks.append(_check_tokenizer(llm, tokenizer))
-        checks.extend(_check_logits(llm, hf_model, tokenizer, eval_texts, gguf_type))
-        checks.append(_check_chat(llm))
-    finally:
-        context.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        try:
+            llm = stack.enter_context(open_gguf(path, lora_path=lora_path))
+        except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unloadable files
+            failed = Check("loads", False, f"llama.cpp cannot load it: {exc}")
+            return Verification(str(subject), gguf_type, subject.stat().st_size if subject.exists() else 0, [failed])
+        checks = [
+            Check("loads", True, "llama.cpp loads the file", {"n_vocab": llm.n_vocab()}),
+            _check_tokenizer(llm, tokenizer),
+            *_check_logits(llm, hf_model, tokenizer, eval_texts, gguf_type),
+            _check_chat(llm),
+        ]
     return Verification(str(subject), gguf_type, subject.stat().st_size, checks)
 
 
