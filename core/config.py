@@ -16,7 +16,7 @@ TRAINABLE_METHODS = ("lora", "qlora")
 class RunConfig(BaseModel):
     """One fine-tuning run, as written to `RUN_DIR/config.yaml`."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     model: str = "default"
     """Base model: catalog name, hub id, local HF folder, `.gguf` file, or `default`."""
@@ -33,15 +33,23 @@ class RunConfig(BaseModel):
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     """Peak learning rate; LoRA on a small dataset learns with 5e-4..2e-3."""
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """How the learning rate moves after warmup; cosine decays it smoothly to zero."""
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    """Share of steps spent ramping the learning rate up from zero."""
     weight_decay: float = Field(0.0, ge=0)
+    """L2 pull of the adapter weights towards zero; 0 is usual for LoRA."""
     max_length: int = Field(512, ge=16)
     """Longest example in tokens; longer ones are truncated (reported by `data check`)."""
     batch_size: int = Field(8, ge=1)
+    """Examples per forward pass; memory grows with it."""
     grad_accum: int = Field(1, ge=1)
+    """Forward passes per optimizer step: a larger effective batch without more memory."""
     lora_r: int = Field(16, ge=1)
+    """LoRA rank: capacity of the adapter; 8–64 covers most uses."""
     lora_alpha: int = Field(32, ge=1)
+    """LoRA scale; the update is multiplied by alpha / r (2 × r is a common choice)."""
     lora_dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapter's input; helps against overfitting on larger datasets."""
     lora_targets: list[str] | None = None
     """Module names LoRA adapts; None = every linear layer of the architecture."""
     gradient_checkpointing: bool | None = None
@@ -53,11 +61,13 @@ class RunConfig(BaseModel):
     save_steps: int | None = Field(None, ge=1)
     """Checkpoint every N steps; None = once per epoch. Ctrl-C always checkpoints."""
     save_total_limit: int = Field(2, ge=1)
+    """Checkpoints kept on disk; older ones are deleted."""
     early_stopping_patience: int | None = Field(None, ge=1)
     """Stop after this many evaluations without a better eval loss; None = off."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
     seed: int = 42
+    """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False
     """Run code shipped inside a model folder; off unless you trust its author."""
 

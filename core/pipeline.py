@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .config import RunConfig
 from .data.formats import load_examples
-from .data.prepare import DataStats, prepare
+from .data.prepare import DataStats, prepare, trained_segments
 from .runs import RunDir, new_run
 
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
@@ -21,12 +21,14 @@ Echo = Callable[[str], None] | None
 
 @dataclass
 class DataReport:
-    """What `check_data` found: the detected shape, every problem, and (without problems) the stats."""
+    """What `check_data` found: the detected shape, every problem, and (without problems) the stats
+    and the first training example as (text, trained) runs."""
 
     path: Path
     shape: str
     problems: list[str]
     stats: DataStats | None
+    preview: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
@@ -40,7 +42,8 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
     tokenizer = load_tokenizer(resolve_model(model).path)
     prepared = prepare(loaded, tokenizer, max_length, eval_split, seed)
-    return DataReport(loaded.path, loaded.shape, [], prepared.stats)
+    preview = trained_segments(prepared.train[0], tokenizer)
+    return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:

@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .config import RunConfig
 from .errors import ConfigError
 from .paths import runs_dir
+
+if TYPE_CHECKING:  # pydantic takes a quarter second to import; the TUI lists runs without it
+    from .config import RunConfig
 
 COMPLETE_MARKER = "tuneforge-complete"
 """Written into a checkpoint folder after the trainer finished saving it."""
@@ -62,6 +64,8 @@ class RunDir:
 
     def load_config(self) -> RunConfig:
         """The run's config.yaml; a ConfigError when this is not a run directory."""
+        from .config import RunConfig
+
         if not self.config_file.is_file():
             raise ConfigError(f"{self.path}: not a run directory (no config.yaml)", "list runs with `tuneforge runs`")
         return RunConfig.from_yaml(self.config_file)
@@ -92,23 +96,64 @@ class RunDir:
         complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
         return max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
+    def training_pid(self) -> int | None:
+        """The process id of the training child while it runs (launched or started), else None."""
+        pid = None
+        for event in self.events():
+            if event["event"] in ("launched", "started"):
+                pid = event.get("pid")
+            elif event["event"] in ("stopped", "failed", "finished"):
+                pid = None
+        return pid if pid and _pid_alive(pid) else None
+
     def state(self) -> str:
-        """created, running, stopped, failed, trained, merged or exported — read off the files."""
+        """created, running, stopped, failed, trained, merged or exported — read off the files.
+
+        A run whose child was launched (or started training) but whose process is gone
+        without a final event died hard (killed, out of memory): that is `failed`.
+        """
         last: dict[str, Any] = {}
         started_pid = None
         for event in self.events():
-            if event["event"] in ("started", "stopped", "failed", "finished"):
+            if event["event"] in ("launched", "started", "stopped", "failed", "finished"):
                 last = event
-            if event["event"] == "started":
+            if event["event"] in ("launched", "started"):
                 started_pid = event.get("pid")
         kind = last.get("event")
-        if kind == "started":
+        if kind in ("launched", "started"):
             return "running" if started_pid and _pid_alive(started_pid) else "failed"
         if kind == "finished":
             if self.export.is_dir() and any(self.export.glob("*.gguf")):
                 return "exported"
             return "merged" if (self.merged / "config.json").is_file() else "trained"
         return kind or "created"
+
+
+class EventTail:
+    """Reads a run's events.jsonl incrementally, as a live view polls it while the child appends."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        """The events appended since the last call; a line still being written waits for the next."""
+        try:
+            with self.run.events_file.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        events = []
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
 
 
 def _pid_alive(pid: int) -> bool:
@@ -118,7 +163,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a child that exited but was not yet reaped by its parent still answers signal 0
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    except (OSError, IndexError):
+        return True
 
 
 def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:

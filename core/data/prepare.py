@@ -184,6 +184,18 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) 
     return out
 
 
+def trained_segments(example: TokenizedExample, tokenizer: Any) -> list[tuple[str, bool]]:
+    """The example's text as runs of trained (True) and masked (False) tokens, to show what is learned."""
+    runs: list[tuple[list[int], bool]] = []
+    for token, label in zip(example.input_ids, example.labels):
+        trained = label != IGNORE_INDEX
+        if runs and runs[-1][1] == trained:
+            runs[-1][0].append(token)
+        else:
+            runs.append(([token], trained))
+    return [(tokenizer.decode(ids), trained) for ids, trained in runs]
+
+
 def split_examples(examples: list[Example], eval_split: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Hold out `eval_split` of the examples (at least one), reproducibly for a seed."""
     if eval_split <= 0 or len(examples) < MIN_EXAMPLES_FOR_SPLIT:
