@@ -14,6 +14,7 @@ import click
 import typer
 
 from .errors import ConfigError, ExportError, TuneforgeError
+from .quiet import quiet_libraries
 
 if TYPE_CHECKING:  # these pull in heavy libraries; the CLI must start fast
     from tuneforge.exporters.export import ExportResult
@@ -59,8 +60,14 @@ def _columns(pairs: list[str] | None) -> dict[str, str]:
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
+    """With no command: open the app in a terminal, or print this help when output is not a terminal."""
     if ctx.invoked_subcommand is None:
-        say(ctx.get_help())
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from tuneforge.tui.app import main as open_app
+
+            open_app()
+        else:
+            say(ctx.get_help())
 
 
 @app.command()
@@ -208,7 +215,7 @@ def merge(
 
 @app.command()
 def run(
-    model: ModelOption = "default",
+    model: ModelOption = None,
     data: DataOption = None,
     eval_data: EvalDataOption = None,
     method: MethodOption = None,
@@ -362,18 +369,6 @@ def demo(
 def _shorten(text: str, width: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def quiet_libraries() -> None:
-    """Keep the libraries' progress bars and deprecation notices out of tuneforge's own output."""
-    import os
-    import warnings
-
-    for variable in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
-        os.environ.setdefault(variable, "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,10 @@ def start_training(run: RunDir, resume: bool = False) -> subprocess.Popen:
     if resume and run.last_checkpoint() is None:
         raise ConfigError(f"{run.path}: has no complete checkpoint to resume from", "start it from the beginning instead")
     command = training_command(run, resume)
+    env = {**os.environ, "TQDM_DISABLE": "1"}  # progress bars would fill train.log; events.jsonl has the progress
     with run.log_file.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                 start_new_session=True, cwd=run.path)
+                                 start_new_session=True, cwd=run.path, env=env)
     run.append_event("launched", pid=child.pid, command=command)
     return child
 

@@ -129,31 +129,56 @@ class RunDir:
         return kind or "created"
 
 
-class EventTail:
-    """Reads a run's events.jsonl incrementally, as a live view polls it while the child appends."""
+class LineTail:
+    """Reads a growing text file incrementally: each `read()` returns the lines completed since the last."""
 
-    def __init__(self, run: RunDir) -> None:
-        self.run = run
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._offset = 0
         self._partial = b""
 
-    def read(self) -> list[dict[str, Any]]:
-        """The events appended since the last call; a line still being written waits for the next."""
+    def read(self) -> list[str]:
+        """New complete lines; a line still being written waits for the next call."""
         try:
-            with self.run.events_file.open("rb") as handle:
+            with self.path.open("rb") as handle:
                 handle.seek(self._offset)
                 data = handle.read()
         except FileNotFoundError:
             return []
         self._offset += len(data)
         *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in lines]
+
+
+class EventTail:
+    """Reads a run's events.jsonl incrementally, as a live view polls it while the child appends."""
+
+    def __init__(self, run: RunDir) -> None:
+        self._lines = LineTail(run.events_file)
+
+    def read(self) -> list[dict[str, Any]]:
+        """The events appended since the last call."""
         events = []
-        for line in lines:
+        for line in self._lines.read():
             try:
                 events.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
         return events
+
+
+def failure_cause(run: RunDir) -> tuple[str, str]:
+    """Why a run stopped or failed, as (message, hint): its last stopped/failed event, or else —
+    for a child that was killed before it could say — the last lines of its train.log."""
+    last: dict[str, Any] = {}
+    for event in run.events():
+        if event["event"] in ("launched", "started", "stopped", "failed", "finished"):
+            last = event
+    if last.get("event") in ("stopped", "failed"):
+        return last.get("error", "stopped"), last.get("hint") or ""
+    tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if run.log_file.is_file() else []
+    message = " / ".join(line.strip() for line in tail) or "the training process ended without a word (killed, or out of memory)"
+    return f"training process died: {message}", f"resume from the last checkpoint with `tuneforge train --resume {run.path}`"
 
 
 def _pid_alive(pid: int) -> bool:

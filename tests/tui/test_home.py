@@ -1,0 +1,71 @@
+"""Home: the hardware panel, recent runs with their state, keys help, the command palette's actions."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from tuneforge.core.config import RunConfig
+from tuneforge.core.runs import new_run
+from tuneforge.tui.app import TuneforgeApp
+from tuneforge.tui.screens.home import HomeScreen
+
+from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
+
+
+async def test_home_shows_the_machine_and_invites_a_first_run(home):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        hardware = text_of(app, "#hardware")
+        assert "no CUDA" in hardware and "24.0 GB" in hardware and "100 GB free" in hardware
+        assert "LoRA" in hardware
+        assert app.screen.query_one("#runs-empty").display
+        assert app.screen.query_one("#open").disabled
+
+
+async def test_the_hardware_probe_fills_the_panel_after_the_first_screen(home):
+    app = TuneforgeApp()
+    async with app.run_test(size=SIZE) as pilot:
+        assert "probing" in text_of(app, "#hardware")
+        await wait_until(pilot, lambda: app.hardware is not None, 120, "the hardware probe")
+        await pilot.pause()
+        assert "RAM" in text_of(app, "#hardware")
+
+
+async def test_runs_are_listed_with_the_state_read_from_their_files(home, facts_file):
+    config = RunConfig(data=str(facts_file))
+    trained = new_run(config, home / "runs" / "a-trained")
+    trained.append_event("started", pid=1)
+    trained.append_event("step", step=3, max_steps=3, loss=0.5)
+    trained.append_event("finished")
+    failed = new_run(config, home / "runs" / "b-failed")
+    failed.append_event("started", pid=999_999_999)  # no such process: the child died without a word
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#runs", DataTable)
+        rows = {table.get_row(key)[0]: [str(cell) for cell in table.get_row(key)] for key in table.rows}
+        assert rows["a-trained"][1:4] == ["trained", "3/3", "0.500"]
+        assert rows["b-failed"][1] == "failed"
+        assert not app.screen.query_one("#runs-empty").display
+
+
+async def test_question_mark_toggles_the_keys_of_the_screen(home):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert app.screen.query("HelpPanel")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert not app.screen.query("HelpPanel")
+
+
+async def test_the_command_palette_offers_the_main_actions(home, facts_file):
+    new_run(RunConfig(data=str(facts_file)), home / "runs" / "my-run")
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"New fine-tune", "Home", "Open run my-run"} <= set(titles)
+        await pilot.press("n")
+        assert type(app.screen).__name__ == "ModelScreen"

@@ -1,0 +1,111 @@
+"""Train: the form's validation and memory estimate; Start launches a real training child that the
+live view follows; the child outlives the app, a new app re-attaches to it, and Stop and Resume work."""
+
+from __future__ import annotations
+
+import signal
+import os
+
+import pytest
+from textual.widgets import DataTable, Input, ProgressBar
+
+from tuneforge.core.runs import RunDir, list_runs
+from tuneforge.tui.app import TuneforgeApp
+from tuneforge.tui.screens.train import TrainFormScreen
+
+from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
+
+
+@pytest.fixture()
+def form_app(home, tiny_llama, facts_file):
+    """An app whose session has picked the tiny model and the facts file (as the first two steps do)."""
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    return app
+
+
+@pytest.fixture()
+def no_children_left(home):
+    """Kill any training child a failed test leaves behind."""
+    yield
+    for run in list_runs():
+        pid = run.training_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+
+def set_fields(app, **values: str) -> None:
+    for name, value in values.items():
+        app.screen.query_one(f"#field-{name}", Input).value = value
+
+
+async def test_bad_values_are_explained_and_start_creates_nothing(form_app, home):
+    async with form_app.run_test(size=SIZE) as pilot:
+        await form_app.push_screen(TrainFormScreen())
+        set_fields(form_app, learning_rate="abc")
+        await pilot.pause()
+        assert "number" in text_of(form_app, "#help-learning_rate").lower()
+        await pilot.press("ctrl+s")
+        assert "learning rate: not a number" in text_of(form_app, "#form-errors")
+        set_fields(form_app, learning_rate="5", epochs="0")
+        await pilot.press("ctrl+s")
+        errors = text_of(form_app, "#form-errors")
+        assert "learning_rate" in errors and "epochs" in errors  # every problem at once
+        assert not list_runs()
+
+
+async def test_the_memory_estimate_follows_the_batch_size(form_app):
+    async with form_app.run_test(size=SIZE) as pilot:
+        await form_app.push_screen(TrainFormScreen())
+        before = text_of(form_app, "#memory")
+        assert "Memory estimate (CPU)" in before and "fits" in before
+        set_fields(form_app, batch_size="64")
+        await pilot.pause()
+        after = text_of(form_app, "#memory")
+        total = [float(line.split()[1]) for text in (before, after) for line in text.splitlines() if line.startswith("total")]
+        assert total[1] > total[0]
+
+
+async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, home, no_children_left):
+    # Start: the form launches `tuneforge train RUN_DIR` and the live view shows its steps.
+    async with form_app.run_test(size=SIZE) as pilot:
+        await form_app.push_screen(TrainFormScreen())
+        set_fields(form_app, max_steps="3000", learning_rate="0.005")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: type(form_app.screen).__name__ == "RunScreen", 60, "the run's live view")
+        run: RunDir = form_app.screen.run
+        await wait_until(pilot, lambda: bool(form_app.screen.progress.last), 180, "the first step")
+        await pilot.pause()
+        assert form_app.screen.query_one("#progress", ProgressBar).progress >= 1
+        assert "tok/s" in text_of(form_app, "#figures")
+        assert not form_app.screen.query_one("#stop").disabled
+    # Closing the app leaves the child training.
+    assert run.state() == "running" and run.training_pid() is not None
+
+    # A new app lists the run as running and re-attaches to its live view.
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#runs", DataTable)
+        assert str(table.get_row_at(0)[1]) == "running"
+        await pilot.press("o")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RunScreen", 10, "the live view")
+        seen = app.screen.progress.last["step"] if app.screen.progress.last else 0
+        await wait_until(pilot, lambda: app.screen.progress.last.get("step", 0) > seen, 60, "a new step after re-attaching")
+        assert len(app.screen.progress.steps) >= 2  # the history before re-attaching is replayed
+
+        # Stop: the child checkpoints at the end of the step and exits; Resume becomes available.
+        await pilot.press("s")
+        await wait_until(pilot, lambda: run.state() == "stopped", 120, "the run to stop")
+        await pilot.pause(1)
+        assert "checkpoint saved" in text_of(app, "#figures")
+        assert not app.screen.query_one("#resume").disabled and app.screen.query_one("#stop").disabled
+        stopped_at = app.screen.progress.last["step"]
+
+        # Resume continues from the checkpoint in a new child.
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.screen.progress.last["step"] > stopped_at, 180, "a step after resuming")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: run.state() == "stopped", 120, "the resumed run to stop")
+    resumed = [e for e in run.events() if e["event"] == "started"][-1]
+    assert resumed["resume_from"].endswith(f"checkpoint-{stopped_at}")

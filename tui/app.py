@@ -1,0 +1,147 @@
+"""The tuneforge app: a guided, keyboard-first walk from a base model to a verified GGUF and a chat.
+
+Home → Model → Data → Train (form, then the run's live view) → Export → Chat. Every screen
+is a thin shell over tuneforge.core: one user action is one core call, run in a worker;
+training runs as a child process (`tuneforge train RUN_DIR`) that outlives the app.
+Screens other than Home are imported when first opened, so the app starts fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from tuneforge.core.hardware import Hardware
+from tuneforge.core.runs import RunDir, list_runs
+
+from .errors import describe
+from .screens.home import HomeScreen
+from .session import Session
+
+
+class TuneforgeApp(App[None]):
+    """The application; `hardware` fills in once the probe (which imports torch) is done."""
+
+    TITLE = "tuneforge"
+    SUB_TITLE = "fine-tune · export · chat, offline"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("question_mark,f1", "toggle_keys", "Keys"),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+
+    hardware: reactive[Hardware | None] = reactive(None)
+
+    def __init__(self, hardware: Hardware | None = None) -> None:
+        """`hardware` skips the probe (tests and screenshots pass a fixed machine)."""
+        super().__init__()
+        self.session = Session()
+        self._given_hardware = hardware
+
+    def get_default_screen(self) -> Screen:
+        return HomeScreen()
+
+    def on_mount(self) -> None:
+        if self._given_hardware is not None:
+            self.hardware = self._given_hardware
+        else:
+            self.probe_hardware()
+
+    @work(thread=True, exit_on_error=False, group="hardware")
+    def probe_hardware(self) -> None:
+        """Detect GPU, RAM and disk off the UI thread (torch takes seconds to import)."""
+        from tuneforge.core.hardware import detect
+        from tuneforge.core.paths import tuneforge_home
+
+        try:
+            hardware = detect(tuneforge_home())
+        except Exception as exc:  # noqa: BLE001 - the app works without the probe; say why it failed
+            self.call_from_thread(self.notify, f"could not probe the hardware: {describe(exc)[0]}", severity="warning")
+            return
+        self.call_from_thread(setattr, self, "hardware", hardware)
+
+    def action_toggle_keys(self) -> None:
+        """Show or hide the key bindings of the current screen."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    # Navigation, shared by buttons, bindings and the command palette.
+
+    def go_home(self) -> None:
+        """Back to the Home screen, closing the screens above it."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_home(self) -> None:
+        """The `escape` of screens that sit above Home directly."""
+        self.go_home()
+
+    def new_finetune(self) -> None:
+        """Start the guided flow at the model picker."""
+        from .screens.model import ModelScreen
+
+        self.go_home()
+        self.push_screen(ModelScreen())
+
+    def open_run(self, run: RunDir) -> None:
+        """The run's live view: progress, loss chart, stop/resume, and the way on to export and chat."""
+        from .screens.run import RunScreen
+
+        self.go_home()
+        self.push_screen(RunScreen(run))
+
+    def open_export(self, run: RunDir) -> None:
+        """The export screen of a trained run."""
+        from .screens.export import ExportScreen
+
+        self.push_screen(ExportScreen(run))
+
+    def open_chat(self, source: RunDir | Path) -> None:
+        """Chat with a run's model (its verified GGUF when exported) or a GGUF file."""
+        from .screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(source))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New fine-tune", "Pick a model, check data, train", self.new_finetune)
+        yield SystemCommand("Home", "Hardware and recent runs", self.go_home)
+        for run in list_runs()[:10]:
+            yield SystemCommand(f"Open run {run.name}", f"{run.state()} · {run.path}", lambda run=run: self.open_run(run))
+
+
+def main() -> None:
+    """Open the app (what `tuneforge` with no arguments does).
+
+    Native libraries (llama.cpp, CUDA) write notices straight to file descriptor 2, where
+    Textual draws the screen. While the app runs, Textual draws on a duplicate of the
+    terminal and descriptor 2 goes to TUNEFORGE_HOME/tui.log, so nothing scribbles over it.
+    """
+    import os
+    import sys
+
+    from tuneforge.core.paths import tuneforge_home
+    from tuneforge.core.quiet import quiet_libraries
+
+    quiet_libraries(progress_bars=False)
+    log_file = tuneforge_home() / "tui.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    original = sys.__stderr__
+    terminal = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
+    with log_file.open("a", encoding="utf-8") as log:
+        sys.__stderr__ = terminal
+        os.dup2(log.fileno(), 2)
+        try:
+            TuneforgeApp().run()
+        finally:
+            os.dup2(terminal.fileno(), 2)
+            sys.__stderr__ = original
+            terminal.close()

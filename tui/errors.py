@@ -1,0 +1,55 @@
+"""Errors reach the person as a modal with the core's message and hint, never as a traceback."""
+
+from __future__ import annotations
+
+import traceback
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from tuneforge.core.errors import TuneforgeError
+from tuneforge.core.paths import tuneforge_home
+
+
+class ErrorModal(ModalScreen[None]):
+    """A problem, its hint, and an OK button."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__()
+        self.message = message
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="error-box"):
+            yield Static("Problem", classes="title")
+            yield Static(self.message, id="error-message", markup=False)
+            if self.hint:
+                yield Static(f"Hint: {self.hint}", id="error-hint", markup=False)
+            yield Button("OK", id="error-ok", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss()
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """(message, hint) for an exception: the core's own, or for an unforeseen one a log file to read."""
+    if isinstance(exc, TuneforgeError):
+        return exc.message, exc.hint
+    log = tuneforge_home() / "tui.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as handle:
+            traceback.print_exception(exc, file=handle)
+    except OSError:
+        return f"unexpected error: {type(exc).__name__}: {exc}", ""
+    return f"unexpected error: {type(exc).__name__}: {exc}", f"the details are in {log}"
+
+
+def show_error(app: App, exc: BaseException) -> None:
+    """Show `exc` in an ErrorModal (call on the app's thread)."""
+    app.push_screen(ErrorModal(*describe(exc)))

@@ -1,0 +1,200 @@
+"""Data: pick a file or folder, check it with the model's tokenizer, see problems, stats and a rendered example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.validation import Integer, Number
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from tuneforge.core.demo import DEMO_DATA, demo_file
+
+from ..errors import show_error
+
+if TYPE_CHECKING:
+    from tuneforge.core.pipeline import DataReport
+
+PREVIEW_CHARS = 1200
+"""The rendered example is cut here: enough to see the template and the trained answer."""
+
+
+def stats_text(report: DataReport) -> str:
+    """The dataset's figures: counts, lengths, truncation, the trained share."""
+    stats = report.stats
+    assert stats is not None
+    lengths = stats.length_summary()
+    total = len(stats.token_lengths) or 1
+    lines = [
+        f"format      {report.shape}",
+        f"examples    {stats.records} → {stats.train_examples} train, {stats.eval_examples} eval",
+        f"tokens      {lengths['min']}–{lengths['max']}, median {lengths['median']}, p95 {lengths['p95']}",
+        f"truncated   {stats.truncated} ({100 * stats.truncated / total:.0f}%) at {stats.max_length}",
+        f"trained     {100 * stats.trained_tokens / max(stats.total_tokens, 1):.0f}% of {stats.total_tokens} tokens",
+        f"end of turn {'trained (learns to stop)' if stats.end_of_turn_trained else 'NOT trained'}",
+    ]
+    if stats.dropped:
+        lines.append(f"dropped     {stats.dropped} with no answer left inside max length")
+    return "\n".join(lines)
+
+
+def histogram_text(report: DataReport, bins: int = 6, width: int = 16) -> Text:
+    """Token lengths as a horizontal bar chart, one row per length bucket."""
+    assert report.stats is not None
+    buckets = report.stats.histogram(bins)
+    most = max((count for _, _, count in buckets), default=0) or 1
+    text = Text("examples by token length\n", style="bold")
+    for low, high, count in buckets:
+        bar = "█" * round(width * count / most) or ("▏" if count else "")
+        text.append(f"{low:>5}–{high:<5} ")
+        text.append(bar, style="cyan")
+        text.append(f" {count}\n")
+    return text
+
+
+def preview_text(segments: list[tuple[str, bool]]) -> Text:
+    """The first example as the model sees it: trained tokens highlighted, masked ones dimmed."""
+    text = Text()
+    used = 0
+    for piece, trained in segments:
+        piece = piece[: max(0, PREVIEW_CHARS - used)]
+        used += len(piece)
+        text.append(piece, style="bold black on green" if trained else "dim")
+    if used >= PREVIEW_CHARS:
+        text.append(" …", style="dim")
+    return text
+
+
+class DataScreen(Screen):
+    """Step 2: the training data."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+o", "browse", "Browse…"),
+        Binding("ctrl+s", "sample", "Sample data"),
+        Binding("ctrl+n", "next", "Next"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        session = self.app.session
+        yield Header()
+        yield Static(f"Step 2 of 4 · Training data for {Path(session.model).name}", classes="step")
+        with Horizontal(id="data-source"):
+            yield Input(session.data or "", compact=True, placeholder="a .jsonl / .csv file or a folder of .txt/.md", id="data-path")
+            yield Button("Browse…", id="browse", compact=True)
+            yield Button("Sample", id="sample", compact=True)
+        with Horizontal(id="data-options"):
+            yield Label("max length")
+            yield Input(str(session.max_length), compact=True, id="max-length", validators=[Integer(minimum=16)], type="integer")
+            yield Label("eval split")
+            yield Input(str(session.eval_split), compact=True, id="eval-split", validators=[Number(minimum=0, maximum=0.9)], type="number")
+            yield Button("Check", id="check", variant="primary", compact=True)
+        yield Static("Pick a dataset, or press Sample for the shipped one (facts about a made-up town).", id="data-status")
+        with VerticalScroll(id="data-results"):
+            yield Static("", id="problems", classes="error")
+            with Horizontal(id="data-figures"):
+                yield Static("", id="stats")
+                yield Static("", id="histogram")
+            yield Static("", id="preview")
+        with Horizontal(classes="buttons"):
+            yield Button("Next: training settings", id="next", variant="success", disabled=True, compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#data-figures").display = False
+        session = self.app.session
+        if session.report is not None and session.report.stats is not None:
+            self.show_report(session.report)
+        self.query_one("#data-path", Input).focus()
+
+    @on(Button.Pressed, "#browse")
+    def action_browse(self) -> None:
+        from ..pickers import PathPicker
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.query_one("#data-path", Input).value = str(path)
+                self.action_check()
+
+        start = Path(self.query_one("#data-path", Input).value or Path.cwd()).expanduser()
+        self.app.push_screen(PathPicker("A dataset file, or a folder of .txt/.md", start), chosen)
+
+    @on(Button.Pressed, "#sample")
+    def action_sample(self) -> None:
+        self.query_one("#data-path", Input).value = str(demo_file(DEMO_DATA))
+        self.action_check()
+
+    @on(Button.Pressed, "#check")
+    @on(Input.Submitted)
+    def action_check(self) -> None:
+        """Validate the fields, then check the data in a worker."""
+        path = self.query_one("#data-path", Input).value.strip()
+        status = self.query_one("#data-status", Static)
+        fields = [self.query_one("#max-length", Input), self.query_one("#eval-split", Input)]
+        invalid = [f for f in fields if not f.is_valid]
+        if not path:
+            status.update(Text("Pick a dataset first.", style="red"))
+        elif invalid:
+            status.update(Text(f"{invalid[0].id}: " + "; ".join(invalid[0].validate(invalid[0].value).failure_descriptions),
+                               style="red"))
+        else:
+            self.query_one("#next", Button).disabled = True
+            status.update("Checking … (the first use of a model loads its tokenizer; a GGUF model is imported once, up to a minute)")
+            self.check(path, int(fields[0].value), float(fields[1].value))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data")
+    def check(self, path: str, max_length: int, eval_split: float) -> None:
+        from tuneforge.core.pipeline import check_data
+
+        session = self.app.session
+        try:
+            report = check_data(path, session.model, max_length, eval_split)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
+            self.app.call_from_thread(self._failed, exc)
+            return
+        session.data, session.max_length, session.eval_split = str(report.path), max_length, eval_split
+        session.report = report
+        self.app.call_from_thread(self.show_report, report)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.query_one("#data-status", Static).update(Text("The check failed; see the message.", style="red"))
+        show_error(self.app, exc)
+
+    def show_report(self, report: DataReport) -> None:
+        """Problems (each FILE:LINE) or the stats, the length histogram and the rendered example."""
+        status = self.query_one("#data-status", Static)
+        problems = self.query_one("#problems", Static)
+        figures = self.query_one("#data-figures")
+        if report.problems:
+            status.update(Text(f"{report.path.name}: {len(report.problems)} problem(s); fix them and check again.", style="bold red"))
+            problems.update("\n".join(report.problems))
+            figures.display = False
+            self.query_one("#preview", Static).update("")
+            self.query_one("#next", Button).disabled = True
+            return
+        status.update(Text(f"{report.path.name}: {report.shape} data, no problems.", style="bold green"))
+        problems.update("")
+        figures.display = True
+        self.query_one("#stats", Static).update(stats_text(report))
+        self.query_one("#histogram", Static).update(histogram_text(report))
+        legend = Text("Example as trained: ", style="bold")
+        legend.append("highlighted", style="bold black on green")
+        legend.append(" = learned (the answer and its end-of-turn), ")
+        legend.append("dim", style="dim")
+        legend.append(" = context only\n\n")
+        self.query_one("#preview", Static).update(legend + preview_text(report.preview))
+        self.query_one("#next", Button).disabled = False
+        self.query_one("#next", Button).focus()
+
+    @on(Button.Pressed, "#next")
+    def action_next(self) -> None:
+        from .train import TrainFormScreen
+
+        if not self.query_one("#next", Button).disabled:
+            self.app.push_screen(TrainFormScreen())

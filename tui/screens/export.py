@@ -1,0 +1,152 @@
+"""Export: pick GGUF types (with estimated sizes), export and verify, read the report, get the Ollama command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Log, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from tuneforge.core.memory import model_shape
+from tuneforge.core.runs import RunDir
+from tuneforge.exporters.gguf.quantize import BITS_PER_WEIGHT
+
+from ..errors import show_error
+
+QUANT_CHOICES = (
+    ("f16", "lossless, largest"),
+    ("q8_0", "near-lossless, half of f16"),
+    ("q6_k", "very close"),
+    ("q5_k_m", "close, smaller"),
+    ("q4_k_m", "the usual size/quality trade"),
+    ("q4_0", "small, older format"),
+)
+DEFAULT_QUANTS = ("q8_0",)
+
+
+def size_label(params_b: float | None, qtype: str) -> str:
+    """The estimated file size of `qtype` for a model of `params_b` billion parameters."""
+    if params_b is None:
+        return "size unknown"
+    mib = params_b * 1e9 * BITS_PER_WEIGHT[qtype] / 8 / 2**20
+    return f"~{mib / 1024:.1f} GiB" if mib >= 1024 else f"~{mib:.0f} MiB"
+
+
+def read_report(run: RunDir) -> dict[str, Any] | None:
+    """The run's export-report.json, or None before the first export."""
+    path = run.export / "export-report.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def report_text(report: dict[str, Any], run: RunDir) -> Text:
+    """export-report.json as a person reads it, plus where the files go next (Ollama, llama.cpp)."""
+    text = Text()
+    for entry in report.get("files", []):
+        text.append(f"{Path(entry['file']).name}  {entry['gguf_type']}  {entry['size_bytes'] / 2**20:.0f} MiB  ", style="bold")
+        text.append("PASS\n" if entry["passed"] else "FAIL\n", style="bold green" if entry["passed"] else "bold red")
+        for check in entry["checks"]:
+            text.append(f"  {'✓' if check['passed'] else '✗'} {check['name']:<11}", style="green" if check["passed"] else "red")
+            text.append(f"{check['detail']}\n")
+    if report.get("modelfile"):
+        text.append("\nOllama: ", style="bold")
+        text.append(f"{report['modelfile']}\n  {report.get('ollama_command', '')}\n")
+    text.append("\nllama.cpp, LM Studio: ", style="bold")
+    text.append(f"the .gguf files in {run.export}")
+    return text
+
+
+class ExportScreen(Screen):
+    """Step 4: GGUF export with verification."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("x", "export", "Export"),
+        Binding("c", "chat", "Chat"),
+    ]
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__()
+        self.run = run
+
+    def compose(self) -> ComposeResult:
+        config = self.run.load_config()
+        shape = model_shape(config.model)
+        params_b = shape[0] if shape else None
+        yield Header()
+        yield Static(f"Step 4 of 4 · Export {self.run.name} to GGUF (each file is verified against the trained model)",
+                     classes="step")
+        with Horizontal(id="export-top"):
+            yield SelectionList[str](
+                *(Selection(f"{q:<7} {size_label(params_b, q):>11}  {why}", q, q in DEFAULT_QUANTS) for q, why in QUANT_CHOICES),
+                id="quants",
+            )
+            yield Log(id="export-log", max_lines=200)
+        with VerticalScroll(id="export-results"):
+            yield Static("No export yet. Pick the types and press x.", id="report")
+        with Horizontal(classes="buttons"):
+            yield Button("Export and verify", id="export", variant="primary", compact=True)
+            yield Button("Chat", id="chat", variant="success", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        report = read_report(self.run)
+        if report:
+            self.show_report(report)
+        self.query_one("#chat", Button).disabled = not report
+        self.query_one("#quants", SelectionList).focus()
+
+    @on(Button.Pressed, "#export")
+    def action_export(self) -> None:
+        quants = self.query_one("#quants", SelectionList).selected
+        if not quants:
+            self.notify("Pick at least one GGUF type.", severity="warning")
+            return
+        self.query_one("#export", Button).disabled = True
+        self.query_one("#export-log", Log).write_line(f"exporting {', '.join(quants)} …")
+        self.export(list(quants))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def export(self, quants: list[str]) -> None:
+        from tuneforge.core.pipeline import export
+
+        log = self.query_one("#export-log", Log)
+        try:
+            result = export(self.run.path, quants, echo=lambda line: self.app.call_from_thread(log.write_line, line))
+        except Exception as exc:  # noqa: BLE001 - shown with its hint
+            self.app.call_from_thread(self._finished, None, exc)
+            return
+        self.app.call_from_thread(self._finished, result.passed, None)
+
+    def _finished(self, passed: bool | None, exc: BaseException | None) -> None:
+        self.query_one("#export", Button).disabled = False
+        if exc is not None:
+            show_error(self.app, exc)
+            return
+        report = read_report(self.run)
+        if report:
+            self.show_report(report)
+        self.query_one("#chat", Button).disabled = False
+        if passed:
+            self.notify("Every file passed verification. Press c to chat with it.", title="exported")
+        else:
+            self.notify("A file failed verification; see the report.", title="export", severity="error")
+
+    def show_report(self, report: dict[str, Any]) -> None:
+        """The verification report: each file with PASS/FAIL, then each check with its figures."""
+        self.query_one("#report", Static).update(report_text(report, self.run))
+
+    @on(Button.Pressed, "#chat")
+    def action_chat(self) -> None:
+        if not self.query_one("#chat", Button).disabled:
+            self.app.open_chat(self.run)

@@ -1,0 +1,136 @@
+"""Home: what this machine has, the recent runs with their state, and the way to a new fine-tune."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Static
+
+from tuneforge.core.hardware import Hardware
+from tuneforge.core.runs import RunDir, last_metrics, list_runs
+
+REFRESH_SECONDS = 2.0
+STATE_STYLE = {"running": "bold yellow", "failed": "bold red", "stopped": "yellow", "exported": "bold green",
+               "merged": "green", "trained": "green"}
+
+
+def hardware_text(hardware: Hardware | None) -> str:
+    """The hardware panel's lines, and what they mean for training."""
+    if hardware is None:
+        return "probing the GPU, memory and disk …"
+    lines = []
+    if hardware.cuda:
+        lines += [f"GPU   {hardware.gpu_name}",
+                  f"VRAM  {hardware.vram_total_gb:.1f} GB ({hardware.vram_free_gb:.1f} free)",
+                  f"CUDA  yes · bf16 {'yes' if hardware.bf16 else 'no (fp16)'}"]
+    else:
+        lines += ["GPU   none (no CUDA)", "      training runs on the CPU"]
+    lines += [f"RAM   {hardware.ram_total_gb:.1f} GB ({hardware.ram_available_gb:.1f} free)",
+              f"Disk  {hardware.disk_free_gb:.0f} GB free"]
+    method = "QLoRA (4-bit)" if hardware.cuda else "LoRA (QLoRA needs CUDA)"
+    lines += ["", f"Default method: {method}"]
+    return "\n".join(lines)
+
+
+class HomeScreen(Screen):
+    """The first screen: hardware panel, recent runs, New fine-tune."""
+
+    BINDINGS = [
+        Binding("n", "new", "New fine-tune"),
+        Binding("o", "open", "Open run"),
+        Binding("g", "chat_file", "Chat with a GGUF"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="home"):
+            with Vertical(id="hardware-panel", classes="panel"):
+                yield Static("This machine", classes="title")
+                yield Static(hardware_text(None), id="hardware")
+            with Vertical(id="runs-panel", classes="panel"):
+                yield Static("Recent runs", classes="title")
+                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield Static("No runs yet. Press n to fine-tune your first model:\n"
+                             "the built-in SmolLM2-135M and a sample dataset work offline.", id="runs-empty")
+        with Horizontal(classes="buttons"):
+            yield Button("New fine-tune", id="new", variant="primary", compact=True)
+            yield Button("Open run", id="open", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.add_columns("run", "state", "step", "loss", "eval")
+        self.watch(self.app, "hardware", self._show_hardware)
+        self.refresh_runs()
+        self.set_interval(REFRESH_SECONDS, self.refresh_runs)
+
+    def _show_hardware(self, hardware: Hardware | None) -> None:
+        self.query_one("#hardware", Static).update(hardware_text(hardware))
+
+    def refresh_runs(self) -> None:
+        """Re-read the run directories (cheap: a few small files each)."""
+        from rich.text import Text
+
+        table = self.query_one("#runs", DataTable)
+        runs = list_runs()
+        selected = table.cursor_row
+        table.clear()
+        for run in runs:
+            metrics = last_metrics(run)
+            state = run.state()
+            step = f"{metrics['step']}/{metrics['max_steps']}" if metrics.get("step") else ""
+            table.add_row(run.name, Text(state, style=STATE_STYLE.get(state, "")), step,
+                          _figure(metrics.get("loss")), _figure(metrics.get("eval_loss")), key=str(run.path))
+        if runs:
+            table.move_cursor(row=min(selected, len(runs) - 1))
+        table.display = bool(runs)
+        self.query_one("#runs-empty").display = not runs
+        self.query_one("#open", Button).disabled = not runs
+
+    def action_new(self) -> None:
+        self.app.new_finetune()
+
+    def action_open(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        if table.row_count:
+            self._open(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_chat_file(self) -> None:
+        from pathlib import Path
+
+        from ..pickers import PathPicker
+
+        def chosen(path: Path | None) -> None:
+            if path is None:
+                return
+            if path.suffix.lower() != ".gguf":
+                self.notify(f"{path.name} is not a .gguf file", severity="error")
+                return
+            self.app.open_chat(path)
+
+        self.app.push_screen(PathPicker("Chat with a GGUF file", Path.cwd(), folders=False), chosen)
+
+    @on(DataTable.RowSelected, "#runs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open(event.row_key.value)
+
+    def _open(self, path: str | None) -> None:
+        from pathlib import Path
+
+        if path:
+            self.app.open_run(RunDir(Path(path)))
+
+    @on(Button.Pressed, "#new")
+    def _new_pressed(self) -> None:
+        self.action_new()
+
+    @on(Button.Pressed, "#open")
+    def _open_pressed(self) -> None:
+        self.action_open()
+
+
+def _figure(value: float | None) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else ""

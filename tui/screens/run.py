@@ -1,0 +1,215 @@
+"""A run's live view: progress, ETA, tokens/s, memory, the loss and eval-loss chart, Stop and Resume.
+
+It tails the run's events.jsonl and train.log, so it works the same for a run this app
+launched and for one it re-attaches to after being closed and opened again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause
+
+POLL_SECONDS = 0.5
+ACTIVE_STATES = ("running",)
+DONE_STATES = ("trained", "merged", "exported")
+
+
+def duration(seconds: float) -> str:
+    """1h02m, 3m05s or 42s."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """Figures folded from a run's events: steps, losses, speed, memory, ETA."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.eval_steps: list[int] = []
+        self.eval_losses: list[float] = []
+        self.last: dict[str, Any] = {}
+        self.started_at: float | None = None
+        self.first_step: int | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Fold one event in."""
+        kind = event.get("event")
+        if kind == "started":
+            self.started_at, self.first_step = event.get("time"), None
+        elif kind == "step":
+            self.steps.append(event["step"])
+            self.losses.append(event["loss"])
+            self.last = event
+            if self.first_step is None:
+                self.first_step = event["step"] - 1
+        elif kind == "eval":
+            self.eval_steps.append(event["step"])
+            self.eval_losses.append(event["eval_loss"])
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left at the pace since (re)start; None before the first step."""
+        if not self.last or self.started_at is None or self.first_step is None:
+            return None
+        done = self.last["step"] - self.first_step
+        left = self.last["max_steps"] - self.last["step"]
+        return (now - self.started_at) / max(done, 1) * left
+
+    def summary(self, now: float, running: bool) -> str:
+        """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB · loss 0.53 · eval 0.61"""
+        if not self.last:
+            return "waiting for the first step (loading the model) …" if running else "no training steps yet"
+        last = self.last
+        parts = [f"step {last['step']}/{last['max_steps']}", f"epoch {last.get('epoch', 0):.1f}"]
+        eta = self.eta(now) if running else None
+        if eta is not None:
+            parts.append(f"ETA {duration(eta)}")
+        parts += [f"{last.get('tokens_per_second', 0):.0f} tok/s", f"{last.get('memory_gb', 0):.1f} GB",
+                  f"loss {last['loss']:.3f}"]
+        if self.eval_losses:
+            parts.append(f"eval {self.eval_losses[-1]:.3f}")
+        return " · ".join(parts)
+
+
+class RunScreen(Screen):
+    """The live view of one run, and its hub: Stop, Resume, Export, Chat."""
+
+    BINDINGS = [
+        Binding("escape", "app.home", "Home"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("e", "export", "Export"),
+        Binding("c", "chat", "Chat"),
+    ]
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__()
+        self.run = run
+        self.events = EventTail(run)
+        self.log_lines = LineTail(run.log_file)
+        self.progress = Progress()
+        self.state = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self.run.name, id="run-title", classes="step")
+        yield ProgressBar(id="progress", show_eta=False)
+        yield Static("", id="figures")
+        yield PlotextPlot(id="loss-chart")
+        yield Log(id="train-log", max_lines=200)
+        with Horizontal(classes="buttons"):
+            yield Button("Stop", id="stop", variant="error", compact=True)
+            yield Button("Resume", id="resume", variant="warning", compact=True)
+            yield Button("Export", id="export", variant="primary", compact=True)
+            yield Button("Chat", id="chat", variant="success", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        try:
+            config = self.run.load_config()
+            self.title_line = f"{self.run.name} · {config.model} · {config.method} · {config.data}"
+        except Exception as exc:  # noqa: BLE001 - a damaged config.yaml still lets the person see the run
+            self.title_line = f"{self.run.name} · config.yaml unreadable: {exc}"
+        self.poll()
+        self.set_interval(POLL_SECONDS, self.poll)
+
+    def poll(self) -> None:
+        """Fold in new events and log lines; redraw what changed."""
+        self.app.session.reap_children()
+        events = self.events.read()
+        for event in events:
+            self.progress.add(event)
+        lines = [line for line in self.log_lines.read() if line.strip()]
+        if lines:
+            self.query_one("#train-log", Log).write_lines(lines)
+        state = self.run.state()
+        if events or state != self.state:
+            self._redraw(state, changed=state != self.state)
+        self.state = state
+
+    def _redraw(self, state: str, changed: bool) -> None:
+        running = state in ACTIVE_STATES
+        title = Text(self.title_line + " · ")
+        title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow"}.get(state, "bold green"))
+        self.query_one("#run-title", Static).update(title)
+        last = self.progress.last
+        bar = self.query_one("#progress", ProgressBar)
+        if last:
+            bar.update(total=last["max_steps"], progress=last["step"])
+        figures = Text(self.progress.summary(time.time(), running))
+        if state in ("failed", "stopped"):
+            message, hint = failure_cause(self.run)
+            figures.append(f"\n{message}", style="red" if state == "failed" else "yellow")
+            if hint:
+                figures.append(f"\nhint: {hint}", style="dim")
+            if changed and self.state == "running":
+                self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning")
+        elif state in DONE_STATES and changed and self.state == "running":
+            self.notify("Training finished. Press e to export to GGUF.", title="done")
+        self.query_one("#figures", Static).update(figures)
+        self._plot()
+        can_resume = state in ("stopped", "failed") and self.run.last_checkpoint() is not None
+        self.query_one("#stop", Button).disabled = not running
+        self.query_one("#resume", Button).disabled = not can_resume
+        self.query_one("#export", Button).disabled = state not in DONE_STATES
+        self.query_one("#chat", Button).disabled = state not in DONE_STATES
+
+    def _plot(self) -> None:
+        plot = self.query_one("#loss-chart", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss")
+        if self.progress.steps:
+            plt.plot(self.progress.steps, self.progress.losses, label="train")
+        if self.progress.eval_steps:
+            plt.plot(self.progress.eval_steps, self.progress.eval_losses, label="eval", marker="dot")
+        plot.refresh()
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        """Ask the child to checkpoint and exit (it finishes the current step first)."""
+        from tuneforge.core.launch import stop_training
+
+        if stop_training(self.run):
+            self.notify("Stopping: a checkpoint is saved at the end of this step.")
+        else:
+            self.notify("This run is not training.", severity="warning")
+
+    @on(Button.Pressed, "#resume")
+    def action_resume(self) -> None:
+        """Continue from the last complete checkpoint in a new child."""
+        from tuneforge.core.launch import start_training
+
+        from ..errors import show_error
+
+        try:
+            self.app.session.children[self.run.path] = start_training(self.run, resume=True)
+        except Exception as exc:  # noqa: BLE001 - shown with its hint
+            show_error(self.app, exc)
+            return
+        self.notify("Resuming from the last checkpoint …")
+        self.poll()
+
+    @on(Button.Pressed, "#export")
+    def action_export(self) -> None:
+        if self.run.state() in DONE_STATES:
+            self.app.open_export(self.run)
+
+    @on(Button.Pressed, "#chat")
+    def action_chat(self) -> None:
+        if self.run.state() in DONE_STATES:
+            self.app.open_chat(self.run)

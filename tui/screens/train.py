@@ -1,0 +1,224 @@
+"""Train: the run's settings as a form with one explanation per field, a live memory estimate, and Start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.validation import Integer, Number
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from tuneforge.core.config import RunConfig
+from tuneforge.core.errors import ConfigError
+from tuneforge.core.memory import MemoryEstimate, estimate_training_memory, model_shape
+
+from ..errors import show_error
+
+
+@dataclass(frozen=True)
+class Field:
+    """One form field: a RunConfig setting, its label, and how its text becomes a value."""
+
+    name: str
+    label: str
+    kind: str  # "int", "float", "optional-int", or "choice"
+    choices: tuple[tuple[str, Any], ...] = ()
+    minimum: float | None = None
+
+
+FIELDS = (
+    Field("method", "method", "choice", (("auto", "auto"), ("LoRA", "lora"), ("QLoRA (4-bit)", "qlora"))),
+    Field("epochs", "epochs", "float", minimum=0.01),
+    Field("learning_rate", "learning rate", "float", minimum=1e-7),
+    Field("batch_size", "batch size", "int", minimum=1),
+    Field("grad_accum", "grad accum", "int", minimum=1),
+    Field("max_length", "max length", "int", minimum=16),
+    Field("lora_r", "LoRA rank", "int", minimum=1),
+    Field("lora_alpha", "LoRA alpha", "int", minimum=1),
+    Field("eval_split", "eval split", "float", minimum=0),
+    Field("early_stopping_patience", "early stop", "optional-int", minimum=1),
+    Field("max_steps", "max steps", "optional-int", minimum=1),
+    Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
+)
+EFFECTIVE_BATCH = 8
+"""The batch the defaults aim for; when it does not fit, gradient accumulation makes up the rest."""
+
+
+def parse_field(field: Field, text: str) -> Any:
+    """The value of a text field (None for an empty optional one); ValueError when it is not a number."""
+    text = text.strip()
+    if field.kind == "optional-int" and not text:
+        return None
+    return int(text) if field.kind in ("int", "optional-int") else float(text)
+
+
+def default_values(model: str, max_length: int, eval_split: float, seq_len: int, on_gpu: bool,
+                   budget_gb: float) -> dict[str, Any]:
+    """RunConfig's defaults, with the batch halved (and accumulation raised) until the estimate fits."""
+    values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
+    values.update(model=model, max_length=max_length, eval_split=eval_split, batch_size=EFFECTIVE_BATCH, grad_accum=1)
+    shape = model_shape(model)
+    while shape and values["batch_size"] > 1:
+        estimate = estimate_for(values, shape, seq_len, on_gpu, budget_gb)
+        if estimate.verdict == "fits":
+            break
+        values["batch_size"] //= 2
+        values["grad_accum"] = EFFECTIVE_BATCH // values["batch_size"]
+    return values
+
+
+def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, on_gpu: bool, budget_gb: float) -> MemoryEstimate:
+    """The memory estimate of the form's current values (`shape` from model_shape)."""
+    method = values["method"] if values["method"] != "auto" else ("qlora" if on_gpu else "lora")
+    checkpointing = on_gpu if values["gradient_checkpointing"] is None else values["gradient_checkpointing"]
+    params_b, dims = shape
+    return estimate_training_memory(params_b, dims, method=method, batch_size=values["batch_size"],
+                                    seq_len=min(seq_len, values["max_length"]), lora_r=values["lora_r"],
+                                    gradient_checkpointing=checkpointing, on_gpu=on_gpu, budget_gb=budget_gb)
+
+
+def estimate_text(estimate: MemoryEstimate) -> Text:
+    """The breakdown as the side panel shows it."""
+    text = Text(f"Memory estimate ({estimate.device})\n\n", style="bold")
+    for name, gb in estimate.parts:
+        text.append(f"{name:<17}{gb:6.2f} GB\n")
+    style = {"fits": "bold green", "tight": "bold yellow", "too big": "bold red"}[estimate.verdict]
+    text.append(f"{'total':<17}{estimate.total_gb:6.2f} GB\n", style="bold")
+    text.append(f"of {estimate.budget_gb:.1f} GB: ")
+    text.append(estimate.verdict, style=style)
+    if estimate.verdict != "fits":
+        text.append("\nlower the batch size (raise grad accum) or max length", style="yellow")
+    return text
+
+
+class TrainFormScreen(Screen):
+    """Step 3: the settings, then Start."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+s", "start", "Start training"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        session = self.app.session
+        hardware = self.app.hardware
+        self.on_gpu = bool(hardware and hardware.cuda)
+        self.budget_gb = (hardware.vram_total_gb if self.on_gpu else hardware.ram_available_gb) if hardware else 0.0
+        stats = session.report.stats if session.report else None
+        self.seq_len = stats.length_summary()["max"] if stats else session.max_length
+        self.shape = model_shape(session.model)
+        self.defaults = default_values(session.model, session.max_length, session.eval_split, self.seq_len,
+                                       self.on_gpu, self.budget_gb or 1e9)
+
+    def compose(self) -> ComposeResult:
+        session = self.app.session
+        descriptions = {name: info.description or "" for name, info in RunConfig.model_fields.items()}
+        yield Header()
+        yield Static(f"Step 3 of 4 · Training settings · {Path(session.model).name} on {Path(session.data or '').name}",
+                     classes="step")
+        with Horizontal(id="train-body"):
+            with VerticalScroll(id="train-form"):
+                for field in FIELDS:
+                    with Vertical(classes="field"):
+                        with Horizontal(classes="field-row"):
+                            yield Label(field.label, classes="field-label")
+                            yield self._widget(field)
+                        yield Static(descriptions[field.name], id=f"help-{field.name}", classes="field-help")
+            yield Static("", id="memory")
+        yield Static("", id="form-errors", classes="error")
+        with Horizontal(classes="buttons"):
+            yield Button("Start training", id="start", variant="success", compact=True)
+        yield Footer()
+
+    def _widget(self, field: Field) -> Input | Select:
+        value = self.defaults[field.name]
+        if field.kind == "choice":
+            return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
+        validator = (Integer if "int" in field.kind else Number)(minimum=field.minimum)
+        text = "" if value is None else str(value)
+        placeholder = "off" if field.name == "early_stopping_patience" else "by epochs" if field.name == "max_steps" else ""
+        return Input(text, placeholder=placeholder, validators=[validator], id=f"field-{field.name}",
+                     valid_empty=field.kind == "optional-int", compact=True)
+
+    def on_mount(self) -> None:
+        self.update_estimate()
+        auto = "qlora" if self.on_gpu else "lora"
+        self.query_one("#help-method", Static).update(f"{RunConfig.model_fields['method'].description} Here auto = {auto}.")
+
+    def values(self) -> dict[str, Any]:
+        """The form's values; a ValueError names the first field that is not a number."""
+        values: dict[str, Any] = {"model": self.app.session.model, "data": self.app.session.data}
+        for field in FIELDS:
+            widget = self.query_one(f"#field-{field.name}")
+            if isinstance(widget, Select):
+                values[field.name] = widget.value
+            else:
+                try:
+                    values[field.name] = parse_field(field, widget.value)
+                except ValueError:
+                    raise ValueError(f"{field.label}: not a number") from None
+        return values
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def update_estimate(self, event: Input.Changed | Select.Changed | None = None) -> None:
+        """Per-field validation messages, and the memory estimate of the current values."""
+        if isinstance(event, Input.Changed) and event.input.id:
+            name = event.input.id.removeprefix("field-")
+            help_line = self.query_one(f"#help-{name}", Static)
+            result = event.validation_result
+            if result is not None and not result.is_valid:
+                help_line.update(Text("; ".join(result.failure_descriptions), style="red"))
+            else:
+                help_line.update(RunConfig.model_fields[name].description or "")
+        memory = self.query_one("#memory", Static)
+        if self.shape is None:
+            memory.update("Memory estimate\n\nnot available for this model\n(its dimensions are unknown until it is imported)")
+            return
+        if not self.budget_gb:
+            memory.update("Memory estimate\n\nwaiting for the hardware probe …")
+            return
+        try:
+            memory.update(estimate_text(estimate_for(self.values(), self.shape, self.seq_len, self.on_gpu, self.budget_gb)))
+        except ValueError as exc:
+            memory.update(Text(f"Memory estimate\n\n{exc}", style="red"))
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        """Validate everything at once, then create the run and launch its training child."""
+        errors = self.query_one("#form-errors", Static)
+        try:
+            config = RunConfig.from_dict(self.values(), source="settings")
+        except (ValueError, ConfigError) as exc:
+            errors.update(getattr(exc, "message", str(exc)))
+            self.notify("Some settings need fixing; see below the form.", severity="error")
+            return
+        errors.update("")
+        self.query_one("#start", Button).disabled = True
+        self.notify("Creating the run and starting training …")
+        self.start(config)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="start")
+    def start(self, config: RunConfig) -> None:
+        from tuneforge.core.launch import start_training
+        from tuneforge.core.pipeline import create_run
+
+        try:
+            run = create_run(config)
+            self.app.session.children[run.path] = start_training(run)
+        except Exception as exc:  # noqa: BLE001 - shown as a message with its hint
+            self.app.call_from_thread(self._failed, exc)
+            return
+        self.app.call_from_thread(self.app.open_run, run)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.query_one("#start", Button).disabled = False
+        show_error(self.app, exc)

@@ -1,0 +1,33 @@
+"""What the person chose so far in this app session: the model, the data and its check."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge.core.pipeline import DataReport
+
+
+@dataclass
+class Session:
+    """The guided flow's choices, shared by the screens; nothing here is the state of a run."""
+
+    model: str = "default"
+    """The base model reference, as the CLI's --model takes it."""
+    data: str | None = None
+    """The checked training data file or folder."""
+    max_length: int = 512
+    eval_split: float = 0.1
+    report: DataReport | None = None
+    """The last data check of `data` with `model`."""
+    children: dict[Path, subprocess.Popen[Any]] = field(default_factory=dict)
+    """Training children this app launched, so they are reaped when they exit."""
+
+    def reap_children(self) -> None:
+        """Collect the exit status of finished children (else they linger as zombies while the app runs)."""
+        for path, child in list(self.children.items()):
+            if child.poll() is not None:
+                del self.children[path]
