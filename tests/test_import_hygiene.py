@@ -1,4 +1,4 @@
-"""core and exporters never import Textual; the CLI starts without importing torch."""
+"""core and exporters never import Textual; the CLI and the app start without importing torch."""
 
 import subprocess
 import sys
@@ -25,3 +25,15 @@ def test_headless_packages_do_not_import_textual(package):
 def test_cli_starts_without_heavy_libraries():
     modules = imported_modules("import tuneforge.core.cli, tuneforge.core.pipeline")
     assert not {"torch", "transformers", "peft", "trl", "textual"} & modules
+
+
+def test_the_app_starts_without_heavy_libraries():
+    screens = ", ".join(f"tuneforge.tui.screens.{name}" for name in ("home", "model", "data", "train", "run", "export", "chat"))
+    modules = imported_modules(f"import tuneforge.tui.app, {screens}")
+    assert not {"torch", "transformers", "peft", "trl", "llama_cpp"} & modules
+
+
+def test_the_first_screen_needs_no_pydantic_or_plotting():
+    """Home is all the app imports before its first frame; the other screens load when opened."""
+    modules = imported_modules("import tuneforge.tui.app")
+    assert not {"pydantic", "textual_plotext", "tuneforge.tui.screens.model"} & modules

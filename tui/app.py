@@ -30,7 +30,7 @@ class TuneforgeApp(App[None]):
 
     TITLE = "tuneforge"
     SUB_TITLE = "fine-tune · export · chat, offline"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     BINDINGS = [
         Binding("question_mark,f1", "toggle_keys", "Keys"),
         Binding("ctrl+q", "quit", "Quit"),
@@ -50,8 +50,8 @@ class TuneforgeApp(App[None]):
     def on_mount(self) -> None:
         if self._given_hardware is not None:
             self.hardware = self._given_hardware
-        else:
-            self.probe_hardware()
+        else:  # after the first frame: importing torch in a thread would hold the GIL and delay it
+            self.call_after_refresh(self.probe_hardware)
 
     @work(thread=True, exit_on_error=False, group="hardware")
     def probe_hardware(self) -> None:

@@ -92,3 +92,27 @@ def test_a_config_file_is_completed_by_options(tmp_path, facts_file):
 def test_run_dir_and_new_run_options_do_not_mix(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--model", "default"]) == 2
     assert "start a new run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_the_model_in_a_config_file_is_not_overridden_by_a_default(command, tmp_path, facts_file, monkeypatch):
+    from tuneforge.core import pipeline
+
+    seen = {}
+
+    def capture(config, *args, **kwargs):
+        seen["model"] = config.model
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "create_run" if command == "train" else "run_pipeline", capture)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(f"model: /models/mine\ndata: {facts_file}\n")
+    with pytest.raises(SystemExit):
+        main([command, "--config", str(config_file)])
+    assert seen["model"] == "/models/mine"
+
+
+def test_the_tuneforge_command_prints_help_when_not_in_a_terminal():
+    launched = subprocess.run([sys.executable, "-c", "import sys; from tuneforge.core.launcher import main; sys.exit(main())"],
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert launched.returncode == 0 and "Usage" in launched.stdout
