@@ -59,3 +59,17 @@ async def test_field_validation_stops_the_check(home, facts_file):
         app.screen.query_one("#max-length", Input).value = "8"
         await check(app, pilot, facts_file)
         assert "max-length" in text_of(app, "#data-status") and app.session.report is None
+
+
+async def test_a_core_error_is_a_modal_with_its_hint_not_a_traceback(home, facts_file):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model = "qwen2.5-0.5b"  # not in the local cache, and tests run with the hub offline
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(DataScreen())
+        await check(app, pilot, facts_file)
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ErrorModal"
+        assert "not in the local cache" in text_of(app, "#error-message")
+        assert "--model default" in text_of(app, "#error-hint")
+        await pilot.press("enter")
+        assert isinstance(app.screen, DataScreen) and "failed" in text_of(app, "#data-status")

@@ -109,3 +109,22 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         await wait_until(pilot, lambda: run.state() == "stopped", 120, "the resumed run to stop")
     resumed = [e for e in run.events() if e["event"] == "started"][-1]
     assert resumed["resume_from"].endswith(f"checkpoint-{stopped_at}")
+
+
+async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(home, facts_file):
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.runs import new_run
+    from tuneforge.tui.screens.run import RunScreen
+
+    run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "killed")
+    run.append_event("launched", pid=999_999_999)
+    run.log_file.write_text("loading the model …\nKilled\n")
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(RunScreen(run))
+        await pilot.pause()
+        figures = text_of(app, "#figures")
+        assert "training process died" in figures and "Killed" in figures
+        assert "failed" in text_of(app, "#run-title")
+        assert app.screen.query_one("#resume").disabled  # nothing to resume from: no checkpoint
+        assert app.screen.query_one("#export").disabled
