@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import on
@@ -59,3 +60,15 @@ class PathPicker(ModalScreen[Path | None]):
     @on(Button.Pressed, "#picker-cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def browse_into(field: Input, title: str, then: Callable[[], None]) -> None:
+    """Open a PathPicker at the field's path (or the working folder); put the choice in `field`, then call `then`."""
+
+    def chosen(path: Path | None) -> None:
+        if path is not None:
+            field.value = str(path)
+            then()
+
+    start = Path(field.value.strip() or Path.cwd()).expanduser()
+    field.app.push_screen(PathPicker(title, start), chosen)

@@ -73,3 +73,24 @@ async def test_a_core_error_is_a_modal_with_its_hint_not_a_traceback(home, facts
         assert "--model default" in text_of(app, "#error-hint")
         await pilot.press("enter")
         assert isinstance(app.screen, DataScreen) and "failed" in text_of(app, "#data-status")
+
+
+async def test_the_file_picker_fills_in_the_path_and_checks_it(home, tiny_llama, facts_file):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model = str(tiny_llama)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(DataScreen())
+        await pilot.press("ctrl+o")
+        assert type(app.screen).__name__ == "PathPicker"
+        field = app.screen.query_one("#picker-path", Input)
+        field.focus()
+        field.value = str(facts_file.parent / "missing.jsonl")
+        await pilot.press("enter")
+        assert "no such file" in text_of(app, "#picker-error")
+        field.value = str(facts_file)
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, DataScreen)
+        assert app.screen.query_one("#data-path", Input).value == str(facts_file)
+        assert "no problems" in text_of(app, "#data-status")

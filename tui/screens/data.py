@@ -115,15 +115,9 @@ class DataScreen(Screen):
 
     @on(Button.Pressed, "#browse")
     def action_browse(self) -> None:
-        from ..pickers import PathPicker
+        from ..pickers import browse_into
 
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.query_one("#data-path", Input).value = str(path)
-                self.action_check()
-
-        start = Path(self.query_one("#data-path", Input).value or Path.cwd()).expanduser()
-        self.app.push_screen(PathPicker("A dataset file, or a folder of .txt/.md", start), chosen)
+        browse_into(self.query_one("#data-path", Input), "A dataset file, or a folder of .txt/.md", self.action_check)
 
     @on(Button.Pressed, "#sample")
     def action_sample(self) -> None:

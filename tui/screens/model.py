@@ -141,14 +141,9 @@ class ModelScreen(Screen):
 
     @on(Button.Pressed, "#browse")
     def action_browse(self) -> None:
-        from ..pickers import PathPicker
+        from ..pickers import browse_into
 
-        def chosen(path: Path | None) -> None:
-            if path is not None:
-                self.query_one("#model-path", Input).value = str(path)
-                self._use_path()
-
-        self.app.push_screen(PathPicker("A model folder (with config.json) or a .gguf file", Path.cwd()), chosen)
+        browse_into(self.query_one("#model-path", Input), "A model folder (with config.json) or a .gguf file", self._use_path)
 
     def action_focus_search(self) -> None:
         self.query_one("#search", Input).focus()
