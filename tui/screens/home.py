@@ -74,6 +74,7 @@ class HomeScreen(Screen):
         """Re-read the run directories (cheap: a few small files each)."""
         from rich.text import Text
 
+        self.app.session.reap_children()
         table = self.query_one("#runs", DataTable)
         runs = list_runs()
         selected = table.cursor_row

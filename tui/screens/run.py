@@ -21,7 +21,6 @@ from textual_plotext import PlotextPlot
 from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause
 
 POLL_SECONDS = 0.5
-ACTIVE_STATES = ("running",)
 DONE_STATES = ("trained", "merged", "exported")
 
 
@@ -141,7 +140,7 @@ class RunScreen(Screen):
         self.state = state
 
     def _redraw(self, state: str, changed: bool) -> None:
-        running = state in ACTIVE_STATES
+        running = state == "running"
         title = Text(self.title_line + " · ")
         title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow"}.get(state, "bold green"))
         self.query_one("#run-title", Static).update(title)
