@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pydantic takes a quarter second to import; the TUI lists ru
 
 COMPLETE_MARKER = "tuneforge-complete"
 """Written into a checkpoint folder after the trainer finished saving it."""
+LIFECYCLE_EVENTS = ("launched", "started", "stopped", "failed", "finished")
+"""The events that change whether a run is training; the newest one decides its state."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,18 @@ class RunDir:
         complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
         return max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
+    def last_lifecycle_event(self) -> dict[str, Any]:
+        """The newest launched, started, stopped, failed or finished event ({} for a fresh run)."""
+        last: dict[str, Any] = {}
+        for event in self.events():
+            if event["event"] in LIFECYCLE_EVENTS:
+                last = event
+        return last
+
     def training_pid(self) -> int | None:
         """The process id of the training child while it runs (launched or started), else None."""
-        pid = None
-        for event in self.events():
-            if event["event"] in ("launched", "started"):
-                pid = event.get("pid")
-            elif event["event"] in ("stopped", "failed", "finished"):
-                pid = None
+        last = self.last_lifecycle_event()
+        pid = last.get("pid") if last.get("event") in ("launched", "started") else None
         return pid if pid and _pid_alive(pid) else None
 
     def state(self) -> str:
@@ -112,16 +118,10 @@ class RunDir:
         A run whose child was launched (or started training) but whose process is gone
         without a final event died hard (killed, out of memory): that is `failed`.
         """
-        last: dict[str, Any] = {}
-        started_pid = None
-        for event in self.events():
-            if event["event"] in ("launched", "started", "stopped", "failed", "finished"):
-                last = event
-            if event["event"] in ("launched", "started"):
-                started_pid = event.get("pid")
+        last = self.last_lifecycle_event()
         kind = last.get("event")
         if kind in ("launched", "started"):
-            return "running" if started_pid and _pid_alive(started_pid) else "failed"
+            return "running" if last.get("pid") and _pid_alive(last["pid"]) else "failed"
         if kind == "finished":
             if self.export.is_dir() and any(self.export.glob("*.gguf")):
                 return "exported"
@@ -170,10 +170,7 @@ class EventTail:
 def failure_cause(run: RunDir) -> tuple[str, str]:
     """Why a run stopped or failed, as (message, hint): its last stopped/failed event, or else —
     for a child that was killed before it could say — the last lines of its train.log."""
-    last: dict[str, Any] = {}
-    for event in run.events():
-        if event["event"] in ("launched", "started", "stopped", "failed", "finished"):
-            last = event
+    last = run.last_lifecycle_event()
     if last.get("event") in ("stopped", "failed"):
         return last.get("error", "stopped"), last.get("hint") or ""
     tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if run.log_file.is_file() else []
