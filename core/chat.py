@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +19,19 @@ class ChatModel:
     model: Any
     tokenizer: Any
     label: str
+    adapters: tuple[str, ...] = ()
+    """Names of the adapters loaded on the one base (see load_adapters_chat); `use` switches."""
+    active: str | None = None
+    base_label: str = ""
+
+    def use(self, name: str) -> None:
+        """Answer with adapter `name` from now on, or with the bare base for "base"."""
+        if name != "base" and name not in self.adapters:
+            raise ModelError(f"no adapter named {name!r}", f"choose one of: base, {', '.join(self.adapters)}")
+        if name != "base":
+            self.model.set_adapter(name)
+        self.active = name
+        self.label = f"{name} (on {self.base_label})"
 
     def answer(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> str:
         """The model's greedy reply to `messages` (or to one user message given as a string)."""
@@ -27,7 +41,8 @@ class ChatModel:
             messages = [{"role": "user", "content": messages}]
         inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
-        with torch.inference_mode():
+        base_only = self.active == "base"
+        with torch.inference_mode(), (self.model.disable_adapter() if base_only else contextlib.nullcontext()):
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
@@ -71,13 +86,7 @@ def load_transformers_chat(source: str | Path) -> ChatModel:
             model = AutoModelForCausalLM.from_pretrained(run.merged, dtype=dtype).to(device)
             return ChatModel(model, AutoTokenizer.from_pretrained(run.merged), f"{run.name} (merged)")
         if (run.adapter / "adapter_config.json").is_file():
-            from peft import PeftModel
-
-            config = run.load_config()
-            base = resolve_model(config.model, config.trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
-            model = PeftModel.from_pretrained(model, run.adapter)
-            return ChatModel(model, AutoTokenizer.from_pretrained(run.adapter), f"{run.name} (adapter)")
+            return load_adapters_chat([path])
         raise ModelError(f"{path}: this run has no trained model yet", f"train it with `tuneforge train {path}`")
     resolved = resolve_model(str(source))
     model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(device)
@@ -86,3 +95,43 @@ def load_transformers_chat(source: str | Path) -> ChatModel:
 
     ensure_chat_template(tokenizer)
     return ChatModel(model, tokenizer, resolved.name)
+
+
+def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
+    """Load the runs' common base once with every run's adapter on it, named after its run.
+
+    The first run's adapter answers first; `ChatModel.use(name)` switches to another, or to
+    "base" for the base alone, without loading the base again.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .merge import require_mergeable
+    from .methods import method_spec
+
+    runs = [RunDir(Path(p).expanduser().resolve()) for p in run_paths]
+    configs = [run.load_config() for run in runs]
+    for run, config in zip(runs, configs):
+        if not (run.adapter / "adapter_config.json").is_file():
+            raise ModelError(f"{run.path}: no trained adapter", "name runs of adapter methods that finished training")
+        if method_spec(config.method).objective == "reward":
+            require_mergeable(run)  # explains why a reward model cannot chat
+        if config.model != configs[0].model:
+            raise ModelError(f"{run.name} adapts {config.model}, but {runs[0].name} adapts {configs[0].model}",
+                             "adapters share one loaded base only when they were trained on the same base")
+    dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    base = resolve_model(configs[0].model, configs[0].trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
+    model = PeftModel.from_pretrained(model, runs[0].adapter, adapter_name=runs[0].name)
+    for run in runs[1:]:
+        try:
+            model.load_adapter(run.adapter, adapter_name=run.name)
+        except Exception as exc:  # peft cannot mix some adapter kinds (e.g. prompt tuning with LoRA) on one model
+            raise ModelError(f"{run.name}: cannot load its adapter beside {runs[0].name}'s ({exc})",
+                             "chat with it on its own: tuneforge chat RUN_DIR") from None
+    names = tuple(run.name for run in runs)
+    chat = ChatModel(model, AutoTokenizer.from_pretrained(runs[0].adapter), names[0], names, base_label=base.name)
+    chat.use(names[0])
+    return chat

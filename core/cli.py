@@ -14,6 +14,7 @@ import click
 import typer
 
 from .errors import ConfigError, ExportError, TuneforgeError
+from .methods import METHODS, method_help
 from .quiet import quiet_libraries
 
 if TYPE_CHECKING:  # these pull in heavy libraries; the CLI must start fast
@@ -35,7 +36,9 @@ app.add_typer(data_app, name="data")
 ModelOption = Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
 DataOption = Annotated[Optional[str], typer.Option(help="Training data file or folder.")]
 EvalDataOption = Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")]
-MethodOption = Annotated[Optional[str], typer.Option(help="qlora | lora | auto.")]
+MethodOption = Annotated[Optional[str], typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
+TeacherOption = Annotated[Optional[str], typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
+AdapterFromOption = Annotated[Optional[str], typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]
 EpochsOption = Annotated[Optional[float], typer.Option(help="Passes over the data.")]
 LrOption = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
 MaxLengthOption = Annotated[Optional[int], typer.Option(help="Longest example in tokens.")]
@@ -143,9 +146,8 @@ TRAIN_HELP = textwrap.dedent("""
       tuneforge train RUN_DIR                           run a prepared run directory (its config.yaml)
       tuneforge train --resume RUN_DIR                  continue from the last complete checkpoint
 
-    Methods: qlora = LoRA on a 4-bit (nf4) base, least memory, the default on a CUDA GPU;
-    lora = LoRA on a 16-bit base (32-bit on CPU), the default on a CPU.
-""")
+    Methods (--method; other settings of each go in a --config YAML, see RUN_DIR/config.yaml):
+""") + "\n\b\n" + textwrap.indent(method_help(), "  ") + "\n"
 
 
 @app.command(help=TRAIN_HELP)
@@ -164,10 +166,13 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
     config: ConfigOption = None,
     column: ColumnOption = None,
+    teacher: TeacherOption = None,
+    adapter_from: AdapterFromOption = None,
 ) -> int:
     from . import pipeline
 
-    new_run_options = (model, data, eval_data, method, epochs, lr, max_length, batch_size, max_steps, out, config, column)
+    new_run_options = (model, data, eval_data, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
+                       teacher, adapter_from)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
@@ -183,6 +188,7 @@ def train(
         run_config = _config_from_options(
             config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=_columns(column),
+            teacher=teacher, adapter_from=adapter_from,
         )
         run = pipeline.create_run(run_config, out)
         say(f"run directory: {run.path}")
@@ -227,6 +233,8 @@ def run(
     prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
     quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,
+    teacher: TeacherOption = None,
+    adapter_from: AdapterFromOption = None,
 ) -> int:
     """Train → merge → export to GGUF → verify, then answer --prompt with the verified GGUF."""
     from tuneforge.exporters.export import parse_quants
@@ -237,7 +245,7 @@ def run(
     quants = parse_quants(quant)  # before hours of training, not after
     run_config = _config_from_options(
         config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
-        max_length=max_length, columns=_columns(column),
+        max_length=max_length, columns=_columns(column), teacher=teacher, adapter_from=adapter_from,
     )
     run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None
@@ -290,40 +298,61 @@ def _print_export(result: "ExportResult") -> bool:
 
 @app.command()
 def runs() -> None:
-    """List runs with their state and latest figures."""
+    """List runs with their state, latest figures, and the base and method each one trained."""
     from .runs import last_metrics, list_runs
 
     found = list_runs()
     if not found:
         say("no runs yet; start one with `tuneforge train --model default --data FILE`")
         return
-    say(f"{'run':<40} {'state':<9} {'step':>9} {'loss':>8} {'eval':>8}  model")
+    say(f"{'run':<40} {'state':<9} {'step':>9} {'loss':>8} {'eval':>8}  {'method':<8} base")
     for run_dir in found:
         metrics = last_metrics(run_dir)
         step = f"{metrics.get('step', '-')}/{metrics.get('max_steps', '-')}" if metrics else "-"
         loss = f"{metrics['loss']:.4f}" if metrics.get("loss") is not None else "-"
         eval_loss = f"{metrics['eval_loss']:.4f}" if metrics.get("eval_loss") is not None else "-"
         try:
-            model_name = run_dir.load_config().model
+            config = run_dir.load_config()
+            method, base = config.method, config.model
+            if config.adapter_from:
+                base += f" (continues {Path(config.adapter_from).name})"
         except TuneforgeError:
-            model_name = "(unreadable config.yaml)"
-        say(f"{run_dir.name:<40} {run_dir.state():<9} {step:>9} {loss:>8} {eval_loss:>8}  {model_name}")
+            method, base = "?", "(unreadable config.yaml)"
+        say(f"{run_dir.name:<40} {run_dir.state():<9} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
+
+
+@app.command()
+def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run directories.")]) -> int:
+    """Compare finished runs: method, trainable parameters, peak memory, speed, losses, forgetting, accuracy."""
+    from .compare import compared_run, format_table
+
+    say(format_table([compared_run(path) for path in runs]))
+    return 0
 
 
 @app.command()
 def chat(
-    source: Annotated[str, typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model.")],
+    sources: Annotated[list[str], typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model; several runs of one base share it.")],
     prompt: Annotated[Optional[str], typer.Option(help="Print one answer to this and exit.")] = None,
 ) -> int:
-    """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive."""
-    from .chat import load_chat_model
+    """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive.
 
-    model = load_chat_model(source)
+    Several run directories load their common base once with each run's adapter: --prompt
+    prints every adapter's answer; interactively, `/use NAME` switches (`/use base` for none).
+    """
+    from .chat import load_adapters_chat, load_chat_model
+
+    model = load_chat_model(sources[0]) if len(sources) == 1 else load_adapters_chat([Path(s) for s in sources])
     if prompt is not None:
-        say(model.answer(prompt))
+        for name in model.adapters or (None,):
+            if name is not None:
+                model.use(name)
+                say(f"[{name}]")
+            say(model.answer(prompt))
         model.close()
         return 0
-    say(f"chatting with {model.label}; an empty line or Ctrl-D ends")
+    switch = f"; /use NAME switches adapter ({', '.join(('base', *model.adapters))})" if model.adapters else ""
+    say(f"chatting with {model.label}; an empty line or Ctrl-D ends{switch}")
     history: list[dict[str, str]] = []
     while True:
         try:
@@ -332,6 +361,13 @@ def chat(
             break
         if not line:
             break
+        if model.adapters and line.startswith("/use "):
+            try:
+                model.use(line.removeprefix("/use ").strip())
+                say(f"now answering: {model.label}")
+            except TuneforgeError as exc:
+                say(f"{exc.message}; {exc.hint}")
+            continue
         history.append({"role": "user", "content": line})
         pieces = []
         for piece in model.stream(history):  # llama.cpp gives tokens as they come

@@ -9,8 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ConfigError
 
-Method = Literal["auto", "lora", "qlora"]
-TRAINABLE_METHODS = ("lora", "qlora")
+Method = Literal[
+    "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
+]
+"""Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
+SMALL_DATASET = 1000
+"""Below this many training examples, early stopping on eval loss is on unless set otherwise."""
+DEFAULT_PATIENCE = 3
 
 
 class RunConfig(BaseModel):
@@ -27,11 +32,11 @@ class RunConfig(BaseModel):
     columns: dict[str, str] = Field(default_factory=dict)
     """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
     method: Method = "auto"
-    """lora (16-bit base), qlora (4-bit nf4 base); auto = qlora on a CUDA GPU, lora elsewhere."""
+    """What is trained, and how; auto = qlora on a CUDA GPU, lora elsewhere."""
     epochs: float = Field(6.0, gt=0)
     """Passes over the training data; small fact sets need many."""
-    learning_rate: float = Field(1e-3, gt=0, lt=1)
-    """Peak learning rate; LoRA on a small dataset learns with 5e-4..2e-3."""
+    learning_rate: float | None = Field(None, gt=0, lt=1)
+    """Peak learning rate; None = the method's default (LoRA 1e-3, full 2e-5, prompt tuning 3e-2, DPO 5e-5, …)."""
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     """How the learning rate moves after warmup; cosine decays it smoothly to zero."""
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -62,10 +67,30 @@ class RunConfig(BaseModel):
     """Checkpoint every N steps; None = once per epoch. Ctrl-C always checkpoints."""
     save_total_limit: int = Field(2, ge=1)
     """Checkpoints kept on disk; older ones are deleted."""
-    early_stopping_patience: int | None = Field(None, ge=1)
-    """Stop after this many evaluations without a better eval loss; None = off."""
+    early_stopping_patience: int | None = Field(None, ge=0)
+    """Stop after this many evaluations without a better eval loss; 0 = off; None = 3 for datasets under 1,000 examples."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
+    freeze_layers: int = Field(2, ge=0)
+    """freeze: how many of the top decoder layers train (0 = only `freeze_patterns`)."""
+    freeze_patterns: list[str] = Field(default_factory=list)
+    """freeze: parameter-name patterns that also train, e.g. `*.mlp.*` or `model.norm.*` (shell-style)."""
+    virtual_tokens: int = Field(20, ge=1)
+    """prefix, ptuning, prompt: how many learned virtual tokens are put before every input."""
+    beta: float = Field(0.1, gt=0)
+    """dpo: how far the model may move from the base (lower = further); orpo: weight of the odds-ratio term."""
+    teacher: str | None = None
+    """distill: the teacher model (catalog name, hub id, folder, .gguf, or a trained run directory)."""
+    distill_temperature: float = Field(2.0, gt=0)
+    """distill: softens both distributions before the KL; 1–4 is usual."""
+    distill_weight: float = Field(0.5, ge=0, le=1)
+    """distill: share of the loss that is KL to the teacher; the rest is cross-entropy on the answers."""
+    distill_generate: bool = False
+    """distill: train on the teacher's own greedy answers to the prompts instead of the dataset's answers."""
+    adapter_from: str | None = None
+    """Continue training an existing adapter of the same base: a run directory or an adapter folder."""
+    forgetting_probe: bool = True
+    """Measure perplexity on a small general-text set before and after training (forgetting)."""
     seed: int = 42
     """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False
@@ -73,8 +98,14 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "RunConfig":
-        if self.early_stopping_patience is not None and self.eval_split == 0 and not self.eval_data:
+        if self.early_stopping_patience and self.eval_split == 0 and not self.eval_data:
             raise ValueError("early_stopping_patience needs eval data: set eval_split > 0 or eval_data")
+        if self.method == "distill" and not self.teacher:
+            raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
+        if self.teacher and self.method != "distill":
+            raise ValueError(f"teacher is only used by method distill, not {self.method}")
+        if self.adapter_from and self.method in ("full", "freeze"):
+            raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self
 
     @classmethod

@@ -13,7 +13,8 @@ from typing import Any
 
 from .atomic import atomic_directory
 from .data.prepare import end_of_turn_ids
-from .errors import ConfigError
+from .errors import ConfigError, ExportError
+from .methods import method_spec
 from .models import resolve_model
 from .runs import RunDir
 
@@ -27,9 +28,36 @@ def merge_dtype(model_path: Path) -> str:
     return dtype if dtype in SIXTEEN_BIT else "float16"
 
 
+def require_mergeable(run: RunDir) -> bool:
+    """Refuse, with what to do instead, a run whose result cannot become plain model weights;
+    True when training already wrote whole weights to RUN_DIR/merged (full, freeze)."""
+    method = run.load_config().method
+    spec = method_spec(method)
+    if spec.objective == "reward":
+        raise ExportError(
+            f"{run.path}: a reward model scores answers and does not write them; it has no chat weights to merge or export",
+            "load RUN_DIR/adapter with peft's AutoPeftModelForSequenceClassification to score answers",
+        )
+    if spec.weights == "prompt":
+        raise ExportError(
+            f"{run.path}: {method} learns virtual tokens fed to the model at every call, not changes to its weights, "
+            "so it cannot be merged or become a GGUF file",
+            f"chat with it through transformers: tuneforge chat {run.path}",
+        )
+    if spec.weights == "whole" and not (run.merged / "config.json").is_file():
+        raise ConfigError(f"{run.path}: no trained model yet", f"train it first with `tuneforge train {run.path}`")
+    return spec.weights == "whole"
+
+
 def merge_run(run: RunDir, dtype: str | None = None) -> Path:
-    """Merge `run`'s adapter into its base and write RUN_DIR/merged atomically; returns its path."""
+    """Merge `run`'s adapter into its base and write RUN_DIR/merged atomically; returns its path.
+
+    Methods that train the model's own weights (full, freeze) wrote merged/ when training
+    finished: their merge returns it as it is.
+    """
     config = run.load_config()
+    if require_mergeable(run):
+        return run.merged
     if not (run.adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{run.path}: no trained adapter to merge", f"train it first with `tuneforge train {run.path}`")
     import torch
@@ -41,7 +69,7 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
     base = AutoModelForCausalLM.from_pretrained(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)
     merged = PeftModel.from_pretrained(base, run.adapter).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)
-    generation = _generation_config(base_ref.path, tokenizer, GenerationConfig)
+    generation = generation_config(base_ref.path, tokenizer, GenerationConfig)
     with atomic_directory(run.merged) as staging:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -50,7 +78,7 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
     return run.merged
 
 
-def _generation_config(base_path: Path, tokenizer: Any, generation_config_class: Any) -> Any:
+def generation_config(base_path: Path, tokenizer: Any, generation_config_class: Any) -> Any:
     """The base's generation config, with every end-of-turn token as a stop token."""
     try:
         generation = generation_config_class.from_pretrained(base_path)

@@ -55,10 +55,22 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     from .data.formats import load_checked
     from .hardware import detect
     from .models import resolve_model
-    from .train.runner import resolve_config
+    from .methods import method_spec
+    from .train.runner import require_pairs, resolve_config
 
-    load_checked(config.data, config.eval_data, config.columns)
-    resolve_model(config.model, config.trust_remote_code)
+    loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)
+    if method_spec(config.method).pairs_data:
+        require_pairs(loaded, eval_loaded, config.method)
+    student = resolve_model(config.model, config.trust_remote_code)
+    if config.adapter_from:
+        from .train.setup import adapter_folder
+
+        adapter_folder(config.adapter_from)
+    if config.method == "distill":
+        from .train.distill import check_same_tokenizer, resolve_teacher
+        from .train.setup import load_tokenizer
+
+        check_same_tokenizer(student, resolve_teacher(config), load_tokenizer(student.path, config.trust_remote_code))
     return new_run(resolve_config(config, detect()), run_dir)
 
 
@@ -86,6 +98,12 @@ def export(source: str | Path, quants: list[str] | None = None, out: Path | None
 def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = print,
                  quants: list[str] | None = None) -> tuple[RunDir, "ExportResult | None"]:
     """Train → merge → (with `quants`) export and verify, in a new run directory."""
+    from .errors import ConfigError
+    from .methods import method_spec
+
+    if not method_spec(config.method).mergeable:  # say so before training, not after
+        raise ConfigError(f"method {config.method} cannot be merged into the model's weights or exported to GGUF",
+                          f"train it with `tuneforge train --method {config.method} …`, then chat with `tuneforge chat RUN_DIR`")
     run = create_run(config, run_dir)
     if echo:
         echo(f"run directory: {run.path}")

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pydantic takes a quarter second to import; the TUI lists ru
 
 COMPLETE_MARKER = "tuneforge-complete"
 """Written into a checkpoint folder after the trainer finished saving it."""
+BASE_RECORD = "tuneforge-base.json"
+"""Written beside a trained adapter (or full model): which base model it belongs to."""
 LIFECYCLE_EVENTS = ("launched", "started", "stopped", "failed", "finished")
 """The events that change whether a run is training; the newest one decides its state."""
 

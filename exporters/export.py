@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from tuneforge.core.atomic import atomic_write_text
 from tuneforge.core.errors import ExportError
+from tuneforge.core.merge import require_mergeable
 from tuneforge.core.runs import RunDir
 
 from .gguf import convert as gguf_convert
@@ -151,7 +152,7 @@ def _locate(source: Path, out: Path | None) -> tuple[Path, Path, Path | None, st
     """(model folder, output folder, run folder for eval texts, file name stem) for a run or model folder."""
     if (source / "config.yaml").is_file():
         run = RunDir(source)
-        if not (run.adapter / "adapter_config.json").is_file():
+        if not require_mergeable(run) and not (run.adapter / "adapter_config.json").is_file():
             raise ExportError(f"{source}: this run has no trained adapter yet", f"train it first: tuneforge train {source}")
         return run.merged, (out or run.export), source, run.name
     if (source / "config.json").is_file():

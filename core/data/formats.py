@@ -1,9 +1,12 @@
 """Read a dataset file or folder, detect its shape, and normalise every record.
 
-Shapes: chat `messages`, ShareGPT `conversations`, Alpaca `instruction/input/output`,
+Shapes: preference `pairs` (prompt/chosen/rejected, or chosen/rejected conversations),
+chat `messages`, ShareGPT `conversations`, Alpaca `instruction/input/output`,
 `prompt/completion`, plain `text` (JSONL or CSV), and a folder of .txt/.md documents for
 continued pre-training. Every record becomes an `Example` holding either chat messages
-or raw text, tagged with the file and line it came from so problems can name it.
+or raw text, tagged with the file and line it came from so problems can name it. A pair
+keeps its chosen answer as the last message and its rejected answer beside it, so the
+same file also trains the SFT methods on the chosen answers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ CHAT_ROLES = ("system", "user", "assistant")
 
 # Shape name → the fields that identify it, checked in this order.
 SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("pairs", ("chosen", "rejected")),
     ("messages", ("messages",)),
     ("sharegpt", ("conversations",)),
     ("alpaca", ("instruction", "output")),
@@ -42,6 +46,8 @@ class Example:
     """Where it came from, `FILE:LINE` (or the document's path)."""
     messages: list[dict[str, str]] | None = None
     text: str | None = None
+    rejected: str | None = None
+    """For preference pairs: the rejected answer to the same prompt (the chosen one ends `messages`)."""
 
 
 @dataclass
@@ -165,7 +171,7 @@ def _normalise_rows(path: Path, rows: Iterator[tuple[str, dict[str, Any] | str]]
             if not loaded.shape:
                 raise DataError(
                     f"{where}: cannot tell the dataset's shape from fields {sorted(record)}",
-                    "use one of: messages, conversations, instruction/input/output, prompt/completion, text; "
+                    "use one of: messages, prompt/chosen/rejected, conversations, instruction/input/output, prompt/completion, text; "
                     "or map your fields with --column tuneforge_name=your_name",
                 )
         try:
@@ -203,6 +209,8 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         raise RecordError(f"missing field(s) {', '.join(missing)} (the dataset's shape is '{shape}')")
     if shape == "text":
         return Example(where, text=_text(record, "text"))
+    if shape == "pairs":
+        return _pair(record, where)
     if shape == "messages":
         messages = _chat_messages(record["messages"], "messages", role_key="role", content_key="content", roles=None)
     elif shape == "sharegpt":
@@ -221,6 +229,34 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
     if not any(m["role"] == "assistant" for m in messages):
         raise RecordError("no assistant turn: nothing to learn from this record")
     return Example(where, messages=messages)
+
+
+def _pair(record: dict[str, Any], where: str) -> Example:
+    """prompt + chosen + rejected (strings or chat messages), or two whole conversations that
+    differ only in their last (assistant) message."""
+    chosen = _answer_turns(record, "chosen")
+    rejected = _answer_turns(record, "rejected")
+    if "prompt" in record:
+        prompt = _system(record) + _turns(record, "prompt", "user")
+    else:  # conversations: the shared beginning is the prompt
+        prompt, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
+        if prompt != _answer_turns(record, "rejected")[:-1]:
+            raise RecordError("'chosen' and 'rejected' must be the same conversation up to their last message")
+    if not prompt or prompt[-1]["role"] != "user":
+        raise RecordError("a pair needs a prompt ending with a user message")
+    if len(chosen) != 1 or len(rejected) != 1 or chosen[0]["role"] != "assistant" or rejected[0]["role"] != "assistant":
+        raise RecordError("'chosen' and 'rejected' must each end with one assistant answer")
+    if chosen[0]["content"] == rejected[0]["content"]:
+        raise RecordError("'chosen' and 'rejected' are the same answer: nothing to prefer")
+    return Example(where, messages=prompt + chosen, rejected=rejected[0]["content"])
+
+
+def _answer_turns(record: dict[str, Any], name: str) -> list[dict[str, str]]:
+    """A pair's answer: a string (one assistant message) or a list of chat messages."""
+    value = record[name]
+    if isinstance(value, list):
+        return _chat_messages(value, name, role_key="role", content_key="content", roles=None)
+    return [{"role": "assistant", "content": _text(record, name)}]
 
 
 def _text(record: dict[str, Any], name: str) -> str:

@@ -1,4 +1,4 @@
-"""Run one training job in a run directory: data → base + adapter → TRL SFT → adapter/."""
+"""Run one training job in a run directory: data → base made trainable for the method → TRL trainer → adapter/ or merged/."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_directory, atomic_write_text
-from ..config import RunConfig
-from ..data.formats import load_checked
-from ..data.prepare import PreparedData, TokenizedExample, prepare
-from ..errors import ConfigError, ResourceError, TuneforgeError
+from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
+from ..data.formats import LoadedData, load_checked
+from ..data.prepare import PreparedData, prepare, split_examples
+from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
+from ..methods import method_spec
 from ..models import ResolvedModel, resolve_model
-from ..runs import RunDir
+from ..runs import BASE_RECORD, RunDir
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
-from .setup import add_adapter, load_base_model, load_tokenizer
+from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
+from .guards import OverfitWatch, general_perplexity
+from .setup import load_base_model, load_tokenizer, make_trainable
+from .trainers import build_trainer, held_out_accuracy, training_arguments
 
 
 class TrainingStopped(TuneforgeError):
@@ -38,11 +42,21 @@ class TrainResult:
     trainable_params: int
     total_params: int
     peak_memory_gb: float
+    method: str = ""
+    eval_accuracy: float | None = None
+    """Held-out accuracy: next-token accuracy on answers (SFT, distill) or chosen-over-rejected (dpo, orpo, reward)."""
+    accuracy_of: str | None = None
+    general_perplexity_before: float | None = None
+    """Perplexity on general text before training, and after (the forgetting probe); None when not measured."""
+    general_perplexity_after: float | None = None
 
 
 def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
     """Settle `auto` choices for this machine so config.yaml records what actually runs."""
-    updates: dict[str, Any] = {"method": resolve_method(config.method, hardware)}
+    method = resolve_method(config.method, hardware)
+    updates: dict[str, Any] = {"method": method}
+    if config.learning_rate is None:
+        updates["learning_rate"] = method_spec(method).learning_rate
     if config.gradient_checkpointing is None:
         updates["gradient_checkpointing"] = hardware.cuda
     return config.with_updates(**updates)
@@ -63,7 +77,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     checkpoint = run.last_checkpoint()
     if resume and checkpoint is None:
         raise ConfigError(f"{run.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {run.path}`")
-    if not resume and (checkpoint is not None or run.adapter.exists()):
+    if not resume and (checkpoint is not None or run.adapter.exists() or run.merged.exists()):
         raise ConfigError(f"{run.path}: this run already trained", f"continue it with `tuneforge train --resume {run.path}`, or start a new run")
     log = _RunLog(run, echo)
     echo = log.line
@@ -139,22 +153,38 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     from transformers import set_seed
 
     set_seed(config.seed)
+    spec = method_spec(config.method)
     loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)  # before the model: a typo should not cost a download
+    if spec.pairs_data:
+        require_pairs(loaded, eval_loaded, config.method)
     model_ref = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
+    teacher = None
+    if spec.objective == "distill":
+        teacher_path = resolve_teacher(config)
+        check_same_tokenizer(model_ref, teacher_path, tokenizer)
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
+    config = _settle_early_stopping(run, config, data, echo)
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
     gradient_checkpointing = bool(config.gradient_checkpointing)
     base = load_base_model(model_ref, config.method, hardware, config.trust_remote_code)
-    model = add_adapter(base, config, model_ref, gradient_checkpointing)
+    probe_forgetting = config.forgetting_probe and spec.objective != "reward"
+    perplexity_before = general_perplexity(base, tokenizer) if probe_forgetting else None
+    model = make_trainable(base, config, model_ref, gradient_checkpointing)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     echo(f"model: {model_ref.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
+    if spec.objective == "distill":
+        teacher = load_teacher(teacher_path, base.dtype, base.device, config.trust_remote_code)
+        echo(f"teacher: {teacher_path} ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
+    train_set, eval_set = _training_sets(config, data, loaded, eval_loaded, teacher, tokenizer, echo)
 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
-    trainer = _build_trainer(run, config, hardware, model, tokenizer, data, [events, stop, *extra_callbacks], gradient_checkpointing)
+    args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing)
+    callbacks = [events, stop, OverfitWatch(run, echo), *extra_callbacks]
+    trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
     started = time.perf_counter()
     stop.install()
     try:
@@ -166,8 +196,12 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
             f"training stopped at step {trainer.state.global_step}; checkpoint saved",
             f"continue with `tuneforge train --resume {run.path}`",
         )
-    eval_loss = _final_eval_loss(trainer) if data.eval else None
-    save_adapter(run, model, tokenizer, model_ref)
+    eval_loss = _final_eval_loss(trainer) if eval_set else None
+    accuracy, accuracy_of = held_out_accuracy(trainer, spec.objective)
+    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting else None
+    if perplexity_before is not None:
+        echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
+    save_trained(run, model, tokenizer, model_ref, spec.weights == "whole")
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
     return TrainResult(
@@ -179,7 +213,47 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         trainable_params=trainable,
         total_params=total,
         peak_memory_gb=round(peak_memory_gb(), 3),
+        method=config.method,
+        eval_accuracy=accuracy,
+        accuracy_of=accuracy_of,
+        general_perplexity_before=_round(perplexity_before),
+        general_perplexity_after=_round(perplexity_after),
     )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, eval_loaded: LoadedData | None,
+                   teacher: Any, tokenizer: Any, echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+    """What the trainer consumes: tokenized answers, or the pair Examples split as `prepare` splits them."""
+    if method_spec(config.method).pairs_data:
+        if eval_loaded is not None:
+            return loaded.examples, eval_loaded.examples
+        return split_examples(loaded.examples, config.eval_split, config.seed)
+    if teacher is not None and config.distill_generate:
+        echo("distill: the teacher answers every training prompt …")
+        train_examples, eval_examples = (split_examples(loaded.examples, config.eval_split, config.seed)
+                                         if eval_loaded is None else (loaded.examples, eval_loaded.examples))
+        answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
+        regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
+                              LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
+        return regenerated.train, regenerated.eval
+    return data.train, data.eval
+
+
+def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, echo: Callable[[str], None]) -> RunConfig:
+    """Early stopping left unset (None) is on for a small dataset with eval data; config.yaml records the choice."""
+    if config.early_stopping_patience is not None:
+        return config
+    small = data.stats.train_examples < SMALL_DATASET and bool(data.eval)
+    settled = config.with_updates(early_stopping_patience=DEFAULT_PATIENCE if small else 0)
+    if small:
+        echo(f"small dataset: early stopping after {DEFAULT_PATIENCE} evaluations without a better eval loss "
+             "(set early_stopping_patience: 0 to turn it off)")
+    atomic_write_text(run.config_file, settled.to_yaml())
+    return settled
 
 
 def _final_eval_loss(trainer: Any) -> float:
@@ -189,80 +263,36 @@ def _final_eval_loss(trainer: Any) -> float:
     return logged[-1] if logged else trainer.evaluate()["eval_loss"]  # EventsCallback records a fresh one
 
 
-def _as_dataset(examples: list[TokenizedExample]) -> Any:
-    from datasets import Dataset
-
-    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
-
-
-def _build_trainer(run: RunDir, config: RunConfig, hardware: Hardware, model: Any, tokenizer: Any,
-                   data: PreparedData, callbacks: list[Any], gradient_checkpointing: bool) -> Any:
-    from transformers import EarlyStoppingCallback, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
-
-    has_eval = bool(data.eval)
-    eval_strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
-    early_stopping = has_eval and config.early_stopping_patience is not None
-    save_strategy = "steps" if config.save_steps else "epoch"
-    save_steps = config.save_steps or 500
-    if early_stopping:  # the best checkpoint can only be kept when saves line up with evals
-        save_strategy, save_steps = eval_strategy, config.eval_steps or 500
-    args = SFTConfig(
-        output_dir=str(run.checkpoints),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        logging_steps=1,
-        eval_strategy=eval_strategy,
-        eval_steps=config.eval_steps,
-        save_strategy=save_strategy,
-        save_steps=save_steps,
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=early_stopping,
-        metric_for_best_model="eval_loss" if early_stopping else None,
-        greater_is_better=False if early_stopping else None,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=hardware.cuda and hardware.bf16,
-        fp16=hardware.cuda and not hardware.bf16,
-        use_cpu=not hardware.cuda,
-        gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
-        max_length=config.max_length,
-        include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_pin_memory=hardware.cuda,
-    )
-    if early_stopping:
-        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=_as_dataset(data.train),
-        eval_dataset=_as_dataset(data.eval) if has_eval else None,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    # EventsCallback prints the progress lines; the trainer's raw log dicts would repeat them.
-    trainer.remove_callback(PrinterCallback)
-    return trainer
-
-
-def save_adapter(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedModel) -> None:
-    """Write the final adapter and the tokenizer (with the chat template training used) atomically."""
+def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedModel, whole_model: bool) -> None:
+    """Write the result atomically with its tokenizer (and the chat template training used):
+    an adapter to RUN_DIR/adapter, or, for methods that train the model's own weights, the
+    16-bit model to RUN_DIR/merged, where an adapter run's merge would put it."""
     import json
 
-    with atomic_directory(run.adapter) as staging:
-        model.save_pretrained(staging)
+    target = run.merged if whole_model else run.adapter
+    with atomic_directory(target) as staging:
+        if whole_model:
+            import torch
+            from transformers import GenerationConfig
+
+            from ..merge import generation_config, merge_dtype
+
+            model.to(getattr(torch, merge_dtype(model_ref.path))).save_pretrained(staging, safe_serialization=True)
+            generation_config(model_ref.path, tokenizer, GenerationConfig).save_pretrained(staging)
+        else:
+            model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "tuneforge-base.json").write_text(
+        (staging / BASE_RECORD).write_text(
             json.dumps({"model": model_ref.name, "path": str(model_ref.path), "arch": model_ref.arch}, indent=2),
             encoding="utf-8",
         )
+
+
+def require_pairs(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
+    """Preference methods need chosen/rejected pairs in both training and eval data."""
+    for data in (loaded, eval_loaded):
+        if data is not None and data.shape != "pairs":
+            raise DataError(
+                f"{data.path}: method {method} trains on chosen/rejected pairs, but this is '{data.shape}' data",
+                'write one JSON object a line: {"prompt": "…", "chosen": "better answer", "rejected": "worse answer"}',
+            )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..errors import ModelError, ResourceError
+from ..errors import ConfigError, ModelError, ResourceError
 from ..hardware import Hardware
+from ..methods import PROMPT_METHODS, method_spec
 from ..models import ResolvedModel
+from ..runs import BASE_RECORD
 
 
 def torch_dtype(name: str) -> Any:
@@ -33,11 +36,15 @@ def load_tokenizer(path: Any, trust_remote_code: bool = False) -> Any:
 
 
 def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust_remote_code: bool = False) -> Any:
-    """The frozen base for `method`: 4-bit nf4 with double quantization for qlora, 16/32-bit for lora."""
-    from transformers import AutoModelForCausalLM
+    """The base for `method`: 4-bit nf4 with double quantization for qlora; fp32 master weights for
+    methods that train the model's own weights (the trainer computes in bf16/fp16 on a GPU);
+    the compute dtype otherwise. The reward method gets a scalar-scoring head instead of the LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    spec = method_spec(method)
     compute = torch_dtype(hardware.compute_dtype)
-    kwargs: dict[str, Any] = {"dtype": compute, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype("float32") if spec.weights == "whole" else compute,
+                              "trust_remote_code": trust_remote_code}
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -47,39 +54,136 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-        # Keep the small non-quantized parts (norms, embeddings) in fp32 on CPU as well.
     if hardware.cuda:
         kwargs["device_map"] = {"": 0}
+    loader = AutoModelForCausalLM
+    if spec.objective == "reward":
+        loader, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     try:
-        return AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
+        return loader.from_pretrained(model.path, **kwargs)
     except Exception as exc:
         if "out of memory" in str(exc).lower():
             raise ResourceError(f"{model.name} does not fit in memory for {method}", "use --method qlora, a smaller model, or a shorter --max-length") from None
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None
 
 
-def add_adapter(base: Any, config: RunConfig, model: ResolvedModel, gradient_checkpointing: bool) -> Any:
-    """Wrap the base in a fresh LoRA adapter; for a 4-bit base, prepare it for k-bit training first."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
+def make_trainable(base: Any, config: RunConfig, model: ResolvedModel, gradient_checkpointing: bool) -> Any:
+    """Mark what `config.method` trains: a new or continued peft adapter, virtual tokens, or the base's own weights."""
+    spec = method_spec(config.method)
     if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
+    elif gradient_checkpointing and spec.weights != "whole":
         base.enable_input_require_grads()
+    if spec.weights == "whole":
+        return unfreeze(base, config)
+    if config.adapter_from:
+        return continue_adapter(base, config, model)
+    from peft import get_peft_model
+
+    return get_peft_model(base, peft_config(config, model, base))
+
+
+def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
+    """The peft configuration for an adapter or prompt method, with tuneforge's defaults."""
+    import peft
+
+    task = "SEQ_CLS" if config.method == "reward" else "CAUSAL_LM"
+    if config.method in PROMPT_METHODS:
+        common = {"task_type": task, "num_virtual_tokens": config.virtual_tokens}
+        if config.method == "prefix":
+            return peft.PrefixTuningConfig(**common)
+        if config.method == "ptuning":
+            return peft.PromptEncoderConfig(**common, encoder_hidden_size=base.config.hidden_size)
+        # Starting from real words converges far faster than random vectors (Lester et al., 2021).
+        return peft.PromptTuningConfig(**common, prompt_tuning_init=peft.PromptTuningInit.TEXT,
+                                       prompt_tuning_init_text=PROMPT_INIT_TEXT, tokenizer_name_or_path=str(model.path))
+    if config.method == "ia3":
+        targets = [t for t in IA3_TARGETS if t in _module_names(base)]
+        feedforward = [t for t in targets if t in IA3_FEEDFORWARD]
+        if not feedforward or len(targets) == len(feedforward):
+            raise ModelError(f"{model.name}: no k_proj/v_proj/down_proj layers for IA3", "use --method lora for this architecture")
+        return peft.IA3Config(task_type=task, target_modules=targets, feedforward_modules=feedforward)
     targets = config.lora_targets or list(model.lora_targets)
-    present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
-    missing = [t for t in targets if t not in present]
+    missing = [t for t in targets if t not in _module_names(base)]
     if missing:
+        present = sorted(p for p in _module_names(base) if "proj" in p)
         raise ModelError(
             f"{model.name}: no layers named {', '.join(missing)} to adapt",
-            f"set lora_targets to layers the model has, e.g. {', '.join(sorted(p for p in present if 'proj' in p)[:8])}",
+            f"set lora_targets to layers the model has, e.g. {', '.join(present[:8])}",
         )
-    lora = LoraConfig(
+    return peft.LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
+        use_dora=config.method == "dora",
         bias="none",
-        task_type="CAUSAL_LM",
+        task_type=task,
     )
-    return get_peft_model(base, lora)
+
+
+PROMPT_INIT_TEXT = "Answer the question accurately and concisely."
+IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
+IA3_FEEDFORWARD = ("down_proj",)
+
+
+def _module_names(model: Any) -> set[str]:
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+
+
+def unfreeze(model: Any, config: RunConfig) -> Any:
+    """full: every parameter trains. freeze: only the top `freeze_layers` decoder layers and
+    parameters matching `freeze_patterns`; a ConfigError when that selects nothing."""
+    import fnmatch
+    import re
+
+    if config.method == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model
+    names = [name for name, _ in model.named_parameters()]
+    layer_of = {name: int(m.group(1)) for name in names if (m := re.search(r"\.layers\.(\d+)\.", name))}
+    layers = max(layer_of.values(), default=-1) + 1
+    first_trained = layers - min(config.freeze_layers, layers)
+    chosen = {name for name in names if layer_of.get(name, -1) >= first_trained}
+    chosen |= {name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in config.freeze_patterns)}
+    if not chosen:
+        raise ConfigError(
+            f"freeze: no parameter selected (freeze_layers={config.freeze_layers}, patterns {config.freeze_patterns})",
+            f"raise freeze_layers (the model has {layers} layers) or give patterns matching names like {names[-1]}",
+        )
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in chosen)
+    return model
+
+
+def continue_adapter(base: Any, config: RunConfig, model: ResolvedModel) -> Any:
+    """Load the adapter named by `adapter_from` to train further; it must belong to this base and method."""
+    import json
+
+    from peft import PeftModel
+
+    folder = adapter_folder(config.adapter_from or "")
+    recorded = folder / BASE_RECORD
+    if recorded.is_file():
+        base_name = json.loads(recorded.read_text(encoding="utf-8")).get("model")
+        if base_name not in (model.name, config.model, str(model.path)):
+            raise ConfigError(f"{folder}: this adapter was trained on {base_name}, not {model.name}",
+                              f"continue it with --model {base_name}, or start a new adapter")
+    expected = peft_config(config, model, base).peft_type
+    saved = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    if saved.get("peft_type") != str(expected.value) or bool(saved.get("use_dora")) != (config.method == "dora"):
+        raise ConfigError(f"{folder}: a {saved.get('peft_type')} adapter cannot continue as method {config.method}",
+                          "use the method the adapter was trained with")
+    return PeftModel.from_pretrained(base, folder, is_trainable=True)
+
+
+def adapter_folder(reference: str) -> Path:
+    """The adapter folder of a run directory, or a folder holding adapter_config.json itself."""
+    path = Path(reference).expanduser()
+    for candidate in (path / "adapter", path):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate.resolve()
+    raise ConfigError(f"{reference}: no adapter here (no adapter_config.json)", "name a trained run directory or its adapter/ folder")

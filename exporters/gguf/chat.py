@@ -12,6 +12,9 @@ from tuneforge.core.errors import ExportError, ModelError
 class GgufChat:
     """A GGUF model that answers chat messages greedily (or streams the answer)."""
 
+    adapters: tuple[str, ...] = ()
+    """No switchable adapters: a GGUF holds its fine-tune in its weights (the same attribute as ChatModel's)."""
+
     def __init__(self, path: Path, n_ctx: int = 4096) -> None:
         import llama_cpp
 

@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.memory import MemoryEstimate, estimate_training_memory, model_shape
+from tuneforge.core.methods import METHODS
 
 from ..errors import show_error
 
@@ -28,25 +29,32 @@ class Field:
 
     name: str
     label: str
-    kind: str  # "int", "float", "optional-int", or "choice"
+    kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", or "choice"
     choices: tuple[tuple[str, Any], ...] = ()
     minimum: float | None = None
 
 
 FIELDS = (
-    Field("method", "method", "choice", (("auto", "auto"), ("LoRA", "lora"), ("QLoRA (4-bit)", "qlora"))),
+    Field("method", "method", "choice", tuple((name, name) for name in METHODS)),
     Field("epochs", "epochs", "float", minimum=0.01),
-    Field("learning_rate", "learning rate", "float", minimum=1e-7),
+    Field("learning_rate", "learning rate", "optional-float", minimum=1e-7),
     Field("batch_size", "batch size", "int", minimum=1),
     Field("grad_accum", "grad accum", "int", minimum=1),
     Field("max_length", "max length", "int", minimum=16),
     Field("lora_r", "LoRA rank", "int", minimum=1),
     Field("lora_alpha", "LoRA alpha", "int", minimum=1),
     Field("eval_split", "eval split", "float", minimum=0),
-    Field("early_stopping_patience", "early stop", "optional-int", minimum=1),
+    Field("early_stopping_patience", "early stop", "optional-int", minimum=0),
     Field("max_steps", "max steps", "optional-int", minimum=1),
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
+    Field("teacher", "teacher", "optional-text"),
 )
+PLACEHOLDERS = {
+    "learning_rate": "the method's default",
+    "early_stopping_patience": "auto: on for small data",
+    "max_steps": "by epochs",
+    "teacher": "distill only: model or run directory",
+}
 EFFECTIVE_BATCH = 8
 """The batch the defaults aim for; when it does not fit, gradient accumulation makes up the rest."""
 
@@ -54,8 +62,10 @@ EFFECTIVE_BATCH = 8
 def parse_field(field: Field, text: str) -> Any:
     """The value of a text field (None for an empty optional one); ValueError when it is not a number."""
     text = text.strip()
-    if field.kind == "optional-int" and not text:
+    if field.kind.startswith("optional") and not text:
         return None
+    if field.kind == "optional-text":
+        return text
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
 
@@ -80,6 +90,7 @@ def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, on_gpu: bool,
     checkpointing = on_gpu if values["gradient_checkpointing"] is None else values["gradient_checkpointing"]
     params_b, dims = shape
     return estimate_training_memory(params_b, dims, method=method, batch_size=values["batch_size"],
+                                    freeze_layers=values.get("freeze_layers", 2),
                                     seq_len=min(seq_len, values["max_length"]), lora_r=values["lora_r"],
                                     gradient_checkpointing=checkpointing, on_gpu=on_gpu, budget_gb=budget_gb)
 
@@ -142,16 +153,22 @@ class TrainFormScreen(Screen):
         value = self.defaults[field.name]
         if field.kind == "choice":
             return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
-        validator = (Integer if "int" in field.kind else Number)(minimum=field.minimum)
         text = "" if value is None else str(value)
-        placeholder = "off" if field.name == "early_stopping_patience" else "by epochs" if field.name == "max_steps" else ""
-        return Input(text, placeholder=placeholder, validators=[validator], id=f"field-{field.name}",
-                     valid_empty=field.kind == "optional-int", compact=True)
+        placeholder = PLACEHOLDERS.get(field.name, "")
+        validators = [] if field.kind == "optional-text" else [(Integer if "int" in field.kind else Number)(minimum=field.minimum)]
+        return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
+                     valid_empty=field.kind.startswith("optional"), compact=True)
 
     def on_mount(self) -> None:
         self.update_estimate()
-        auto = "qlora" if self.on_gpu else "lora"
-        self.query_one("#help-method", Static).update(f"{RunConfig.model_fields['method'].description} Here auto = {auto}.")
+        self.describe_method(self.defaults["method"])
+
+    def describe_method(self, method: str) -> None:
+        """The chosen method's one-line explanation under its field (and what auto means here)."""
+        summary = METHODS[method].summary
+        if method == "auto":
+            summary = f"{RunConfig.model_fields['method'].description} Here auto = {'qlora' if self.on_gpu else 'lora'}."
+        self.query_one("#help-method", Static).update(summary)
 
     def values(self) -> dict[str, Any]:
         """The form's values; a ValueError names the first field that is not a number."""
@@ -171,6 +188,8 @@ class TrainFormScreen(Screen):
     @on(Select.Changed)
     def update_estimate(self, event: Input.Changed | Select.Changed | None = None) -> None:
         """Per-field validation messages, and the memory estimate of the current values."""
+        if isinstance(event, Select.Changed) and event.select.id == "field-method":
+            self.describe_method(str(event.value))
         if isinstance(event, Input.Changed) and event.input.id:
             name = event.input.id.removeprefix("field-")
             help_line = self.query_one(f"#help-{name}", Static)

@@ -1,0 +1,101 @@
+"""`tuneforge compare RUN…`: the trade-offs of finished runs side by side, from their `finished` events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .runs import RunDir
+
+
+@dataclass
+class ComparedRun:
+    """One finished run's figures, as its `finished` event recorded them."""
+
+    name: str
+    method: str
+    trainable_params: int
+    total_params: int
+    peak_memory_gb: float
+    tokens_per_second: float | None
+    final_loss: float
+    eval_loss: float | None
+    perplexity_before: float | None
+    perplexity_after: float | None
+    accuracy: float | None
+    accuracy_of: str | None
+    runtime_s: float
+
+    @property
+    def forgetting(self) -> float | None:
+        """Relative change of general-text perplexity over training (+0.05 = 5 % worse)."""
+        if not self.perplexity_before or self.perplexity_after is None:
+            return None
+        return self.perplexity_after / self.perplexity_before - 1
+
+
+def compared_run(path: Path) -> ComparedRun:
+    """The figures of the run in `path`; a ConfigError when it has not finished training."""
+    run = RunDir(Path(path).expanduser().resolve())
+    if not run.config_file.is_file():
+        raise ConfigError(f"{path}: not a run directory (no config.yaml)", "name run directories; `tuneforge runs` lists them")
+    finished = [e for e in run.events() if e["event"] == "finished"]
+    if not finished:
+        raise ConfigError(f"{run.name}: has not finished training (state: {run.state()})", "compare runs once they finished")
+    event = finished[-1]
+    return ComparedRun(
+        name=run.name,
+        method=event.get("method") or run.load_config().method,
+        trainable_params=event["trainable_params"],
+        total_params=event["total_params"],
+        peak_memory_gb=event["peak_memory_gb"],
+        tokens_per_second=event.get("tokens_per_second") or None,  # 0 = the trainer did not count tokens
+        final_loss=event["final_loss"],
+        eval_loss=event.get("eval_loss"),
+        perplexity_before=event.get("general_perplexity_before"),
+        perplexity_after=event.get("general_perplexity_after"),
+        accuracy=event.get("eval_accuracy"),
+        accuracy_of=event.get("accuracy_of"),
+        runtime_s=event["runtime_s"],
+    )
+
+
+COLUMNS = ("run", "method", "trainable", "peak GB", "tok/s", "train loss", "eval loss", "forgetting", "eval accuracy", "time")
+
+
+def comparison_rows(runs: list[ComparedRun]) -> list[tuple[str, ...]]:
+    """The table's rows as text, one per run, in COLUMNS order."""
+    def number(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    rows = []
+    for run in runs:
+        share = run.trainable_params / max(run.total_params, 1)
+        accuracy = "-" if run.accuracy is None else f"{run.accuracy:.1%} {'pairs' if run.accuracy_of == 'pair accuracy' else 'tokens'}"
+        rows.append((
+            run.name, run.method, f"{_count(run.trainable_params)} ({share:.2%})", f"{run.peak_memory_gb:.2f}",
+            number(run.tokens_per_second, ".0f"), f"{run.final_loss:.3f}", number(run.eval_loss, ".3f"),
+            number(run.forgetting, "+.1%"), accuracy, f"{run.runtime_s:.0f}s",
+        ))
+    return rows
+
+
+def format_table(runs: list[ComparedRun]) -> str:
+    """A plain-text table (fixed-width columns) with a legend."""
+    rows = [COLUMNS, *comparison_rows(runs)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append("")
+    lines.append("forgetting: change of perplexity on general text over training (+ = the model lost some general skill).")
+    lines.append("eval accuracy: next-token accuracy on held-out answers (tokens), or chosen ranked above rejected (pairs).")
+    return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)

@@ -1,0 +1,71 @@
+"""The fine-tuning methods tuneforge offers: what each trains, with which objective, and where its result can go.
+
+One table drives the CLI's `--method` help, the TUI's method list, the trainer each run
+uses, and whether merge and GGUF export accept the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Objective = Literal["sft", "dpo", "orpo", "reward", "distill"]
+Weights = Literal["adapter", "prompt", "whole", "none"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One `--method` choice."""
+
+    name: str
+    summary: str
+    """One line for `--help` and the UI."""
+    objective: Objective
+    """What the loss is: next-token SFT, a preference loss, a reward ranking loss, or distillation."""
+    weights: Weights
+    """What it trains: a LoRA-family adapter, virtual prompt tokens, or the model's own weights."""
+    learning_rate: float
+    """Default peak learning rate for a small dataset (each family wants a very different one)."""
+
+    @property
+    def mergeable(self) -> bool:
+        """True when the result can become plain model weights (and so a GGUF)."""
+        return self.weights in ("adapter", "whole") and self.objective != "reward"
+
+    @property
+    def pairs_data(self) -> bool:
+        """True when the method trains on chosen/rejected pairs rather than answers."""
+        return self.objective in ("dpo", "orpo", "reward")
+
+
+METHODS: dict[str, MethodSpec] = {m.name: m for m in (
+    MethodSpec("auto", "qlora on a CUDA GPU, lora on a CPU", "sft", "adapter", 1e-3),
+    MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA)", "sft", "adapter", 1e-3),
+    MethodSpec("qlora", "LoRA on a 4-bit nf4 base: the least memory (QLoRA)", "sft", "adapter", 1e-3),
+    MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning", "sft", "adapter", 1e-3),
+    MethodSpec("ia3", "learned rescaling of keys, values and MLP activations (IA3): the fewest parameters", "sft", "adapter", 2e-2),
+    MethodSpec("full", "every weight: most capacity, ~16 bytes per parameter of memory, most forgetting", "sft", "whole", 2e-5),
+    MethodSpec("freeze", "only the top layers (or parameters matching patterns); the rest frozen", "sft", "whole", 1e-4),
+    MethodSpec("prefix", "learned key/value prefixes in every layer (prefix tuning); no GGUF", "sft", "prompt", 1e-2),
+    MethodSpec("ptuning", "virtual input tokens from a small MLP encoder (P-tuning); no GGUF", "sft", "prompt", 1e-2),
+    MethodSpec("prompt", "learned virtual input tokens (prompt tuning); no GGUF", "sft", "prompt", 3e-2),
+    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "adapter", 5e-5),
+    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "adapter", 5e-4),
+    MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "adapter", 2e-4),
+    MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "adapter", 1e-3),
+)}
+"""Every method, in the order the help and the UI list them."""
+
+PROMPT_METHODS = tuple(name for name, spec in METHODS.items() if spec.weights == "prompt")
+LORA_FAMILY = ("lora", "qlora", "dora", "dpo", "orpo", "reward", "distill")
+"""Methods whose adapter is a (possibly DoRA) LoRA; lora_r, lora_alpha and lora_targets apply."""
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The spec for a method name (names are validated by RunConfig before they get here)."""
+    return METHODS[name]
+
+
+def method_help() -> str:
+    """The method list for `--help`: one `name: summary` per line."""
+    return "\n".join(f"{spec.name}: {spec.summary}" for spec in METHODS.values())

@@ -1,0 +1,124 @@
+"""Knowledge distillation: a student learns a teacher's token distributions (Hinton et al., 2015).
+
+The loss on each trained (answer) token is `weight × T² × KL(teacher_T ‖ student_T) +
+(1 − weight) × cross-entropy`, with both distributions softened by temperature T. With
+`distill_generate` the answers themselves are first replaced by the teacher's own greedy
+answers (sequence-level distillation, Kim & Rush, 2016). Teacher and student must share a
+tokenizer, or the two distributions would be over different tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trl import SFTTrainer
+
+from ..config import RunConfig
+from ..data.formats import Example
+from ..errors import ConfigError
+from ..models import ResolvedModel, resolve_model
+from ..runs import RunDir
+from .setup import load_tokenizer
+
+TEACHER_ANSWER_TOKENS = 256
+
+
+def resolve_teacher(config: RunConfig) -> Path:
+    """The teacher's model folder: a trained run's merged weights, or any model reference."""
+    reference = config.teacher or ""
+    path = Path(reference).expanduser()
+    if (path / "config.yaml").is_file():
+        run = RunDir(path.resolve())
+        if (run.merged / "config.json").is_file():
+            return run.merged
+        raise ConfigError(f"{reference}: this run has no merged weights to teach with",
+                          f"merge it first: tuneforge merge {reference}")
+    return resolve_model(reference, config.trust_remote_code).path
+
+
+def check_same_tokenizer(student: ResolvedModel, teacher_path: Path, student_tokenizer: Any) -> Any:
+    """The teacher's tokenizer, after checking it maps every token to the same id as the student's."""
+    teacher_tokenizer = load_tokenizer(teacher_path)
+    if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
+        raise ConfigError(
+            f"teacher {teacher_path} and student {student.name} use different tokenizers",
+            "distillation compares token distributions: pick a teacher of the same family (e.g. a larger Qwen2.5 for a Qwen2.5 student)",
+        )
+    return teacher_tokenizer
+
+
+def load_teacher(path: Path, dtype: Any, device: Any, trust_remote_code: bool = False) -> Any:
+    """The teacher, frozen, in eval mode on the student's device."""
+    from transformers import AutoModelForCausalLM
+
+    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def teacher_answers(examples: list[Example], teacher: Any, tokenizer: Any) -> list[Example]:
+    """The examples with each final answer replaced by the teacher's greedy answer to the same prompt."""
+    import torch
+
+    answered = []
+    for example in examples:
+        messages = example.messages or []
+        if not messages or messages[-1]["role"] != "assistant":
+            answered.append(example)
+            continue
+        inputs = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = {k: v.to(teacher.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            output = teacher.generate(**inputs, max_new_tokens=TEACHER_ANSWER_TOKENS, do_sample=False,
+                                      pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        answered.append(Example(example.source, messages[:-1] + [{"role": "assistant", "content": text or messages[-1]["content"]}]))
+    return answered
+
+
+def distillation_terms(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float) -> tuple[Any, Any, Any]:
+    """(KL × T², cross-entropy, token accuracy) over the positions whose next token is trained."""
+    import torch
+    import torch.nn.functional as F
+
+    student = student_logits[:, :-1].float()
+    teacher = teacher_logits[:, :-1].float()
+    targets = labels[:, 1:]
+    mask = targets != -100
+    student, teacher, targets = student[mask], teacher[mask], targets[mask]
+    if targets.numel() == 0:
+        zero = student_logits.sum() * 0.0
+        return zero, zero, torch.tensor(0.0)
+    kl = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1),
+                  log_target=True, reduction="batchmean") * temperature**2
+    cross_entropy = F.cross_entropy(student, targets)
+    accuracy = (student.argmax(-1) == targets).float().mean()
+    return kl, cross_entropy, accuracy
+
+
+class DistillTrainer(SFTTrainer):
+    """TRL's SFT trainer with the distillation loss; logs `kl` and `mean_token_accuracy` like SFT does."""
+
+    def __init__(self, *args: Any, teacher: Any, temperature: float, weight: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # the loss is a batch mean: let the trainer scale it for accumulation
+        self.teacher = teacher
+        self.temperature = temperature
+        self.weight = weight
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        import torch
+
+        mode = "train" if model.training else "eval"
+        labels = inputs["labels"]
+        forward = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        outputs = model(**forward, use_cache=False)
+        with torch.no_grad():
+            teacher_logits = self.teacher(**forward, use_cache=False).logits
+        kl, cross_entropy, accuracy = distillation_terms(outputs.logits, teacher_logits, labels, self.temperature)
+        loss = self.weight * kl + (1 - self.weight) * cross_entropy
+        self._metrics[mode]["kl"].append(kl.item())
+        self._metrics[mode]["mean_token_accuracy"].append(accuracy.item())
+        return (loss, outputs) if return_outputs else loss

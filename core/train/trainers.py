@@ -1,0 +1,143 @@
+"""One TRL trainer per objective, all sharing tuneforge's training arguments.
+
+sft and distill train on tokenized answers (SFTTrainer, or its distillation subclass);
+dpo, orpo and reward train on chosen/rejected pairs (DPOTrainer, ORPOTrainer, RewardTrainer).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..config import RunConfig
+from ..data.formats import Example
+from ..data.prepare import TokenizedExample
+from ..hardware import Hardware
+from ..methods import method_spec
+from ..runs import RunDir
+
+ACCURACY_KEYS = {
+    "sft": ("eval_mean_token_accuracy", "token accuracy"),
+    "distill": ("eval_mean_token_accuracy", "token accuracy"),
+    "dpo": ("eval_rewards/accuracies", "pair accuracy"),
+    "orpo": ("eval_rewards/accuracies", "pair accuracy"),
+    "reward": ("eval_accuracy", "pair accuracy"),
+}
+"""Where each trainer logs its held-out accuracy, and what that accuracy measures."""
+
+
+def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_eval: bool,
+                       gradient_checkpointing: bool) -> dict[str, Any]:
+    """The TrainingArguments every objective shares: schedule, evaluation, checkpoints, precision."""
+    eval_strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
+    early_stopping = has_eval and bool(config.early_stopping_patience)
+    save_strategy = "steps" if config.save_steps else "epoch"
+    save_steps = config.save_steps or 500
+    if early_stopping:  # the best checkpoint can only be kept when saves line up with evals
+        save_strategy, save_steps = eval_strategy, config.eval_steps or 500
+    return dict(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        logging_steps=1,
+        eval_strategy=eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss" if early_stopping else None,
+        greater_is_better=False if early_stopping else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=hardware.cuda and hardware.bf16,
+        fp16=hardware.cuda and not hardware.bf16,
+        use_cpu=not hardware.cuda,
+        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=hardware.cuda,
+    )
+
+
+def tokenized_dataset(examples: list[TokenizedExample]) -> Any:
+    """Pre-tokenized ids and labels, which SFTTrainer takes as they are."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
+
+
+def pairs_dataset(examples: list[Example]) -> Any:
+    """Chosen/rejected pairs in TRL's conversational form (the trainers apply the chat template)."""
+    from datasets import Dataset
+
+    rows = [
+        {
+            "prompt": (e.messages or [])[:-1],
+            "chosen": (e.messages or [])[-1:],
+            "rejected": [{"role": "assistant", "content": e.rejected or ""}],
+        }
+        for e in examples
+    ]
+    return Dataset.from_list(rows)
+
+
+def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer: Any, train: list[Any],
+                  evaluation: list[Any], callbacks: list[Any], teacher: Any = None) -> Any:
+    """The trainer for `config.method`'s objective; `train`/`evaluation` are tokenized examples
+    (sft, distill) or pair Examples (dpo, orpo, reward)."""
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental; the warning says nothing to a user
+    objective = method_spec(config.method).objective
+    if args["load_best_model_at_end"]:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
+    common = dict(model=model, processing_class=tokenizer, callbacks=callbacks)
+    if objective in ("sft", "distill"):
+        from trl import SFTConfig
+
+        datasets = dict(train_dataset=tokenized_dataset(train), eval_dataset=tokenized_dataset(evaluation) if evaluation else None)
+        sft_args = SFTConfig(**args, max_length=config.max_length)
+        if objective == "sft":
+            from trl import SFTTrainer
+
+            trainer = SFTTrainer(args=sft_args, **datasets, **common)
+        else:
+            from .distill import DistillTrainer
+
+            trainer = DistillTrainer(args=sft_args, **datasets, **common, teacher=teacher,
+                                     temperature=config.distill_temperature, weight=config.distill_weight)
+    else:
+        datasets = dict(train_dataset=pairs_dataset(train), eval_dataset=pairs_dataset(evaluation) if evaluation else None)
+        if objective == "dpo":
+            from trl import DPOConfig, DPOTrainer
+
+            # With a peft model and no ref_model, the reference is the same model with its adapter off.
+            trainer = DPOTrainer(args=DPOConfig(**args, beta=config.beta, max_length=config.max_length), **datasets, **common)
+        elif objective == "orpo":
+            from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+            trainer = ORPOTrainer(args=ORPOConfig(**args, beta=config.beta, max_length=config.max_length), **datasets, **common)
+        else:
+            from trl import RewardConfig, RewardTrainer
+
+            trainer = RewardTrainer(args=RewardConfig(**args, max_length=config.max_length), **datasets, **common)
+    # EventsCallback prints the progress lines; the trainer's raw log dicts would repeat them.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def held_out_accuracy(trainer: Any, objective: str) -> tuple[float | None, str | None]:
+    """The last logged held-out accuracy and what it measures (None without eval data)."""
+    key, kind = ACCURACY_KEYS[objective]
+    values = [entry[key] for entry in trainer.state.log_history if key in entry]
+    return (round(float(values[-1]), 4), kind) if values else (None, None)
