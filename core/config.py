@@ -104,6 +104,8 @@ class RunConfig(BaseModel):
             raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
         if self.teacher and self.method != "distill":
             raise ValueError(f"teacher is only used by method distill, not {self.method}")
+        if self.method == "prefix" and self.gradient_checkpointing:
+            raise ValueError("prefix tuning cannot use gradient_checkpointing: its prefixes live in the key/value cache it turns off")
         if self.adapter_from and self.method in ("full", "freeze"):
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self

@@ -35,7 +35,11 @@ class EventsCallback(TrainerCallback):
         self.tokens_per_second: list[float] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch
+
         self._last_tokens = state.num_input_tokens_seen
+        if torch.cuda.is_available():  # a run's peak is its own, also when one process trains several
+            torch.cuda.reset_peak_memory_stats()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._step_started = time.perf_counter()

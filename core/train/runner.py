@@ -58,7 +58,8 @@ def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
     if config.learning_rate is None:
         updates["learning_rate"] = method_spec(method).learning_rate
     if config.gradient_checkpointing is None:
-        updates["gradient_checkpointing"] = hardware.cuda
+        # Prefix tuning feeds its prefixes as a key/value cache, which checkpointed layers drop.
+        updates["gradient_checkpointing"] = hardware.cuda and method != "prefix"
     return config.with_updates(**updates)
 
 

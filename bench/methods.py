@@ -1,0 +1,108 @@
+"""Train every method on one model and dataset, then print `tuneforge compare` over the runs.
+
+    python bench/methods.py                       # the default model on the shipped Brindlewick data
+    python bench/methods.py --methods lora,dora   # a subset
+    python bench/methods.py --random-shape 360m   # a randomly initialised model of that shape
+                                                  # (speed and memory on a GPU without model files)
+
+Every run gets the same step budget and batch, and early stopping is off, so the rows
+compare like with like. SFT methods train on brindlewick.jsonl and are evaluated on
+brindlewick-eval.jsonl; dpo, orpo and reward train on brindlewick-pairs.jsonl (the shipped
+answers chosen over the base model's own made-up answers) with a quarter held out;
+distill learns from the finished lora run's merged model as its teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tuneforge.core.compare import compared_run, format_table
+from tuneforge.core.config import RunConfig
+from tuneforge.core.demo import demo_file
+from tuneforge.core.methods import METHODS
+from tuneforge.core.pipeline import create_run, merge
+from tuneforge.core.quiet import quiet_libraries
+from tuneforge.core.runs import failure_cause
+
+SHAPES = {
+    # SmolLM2-360M's dimensions (hidden, layers, intermediate, heads, kv heads), random weights.
+    "360m": (960, 32, 2560, 15, 5),
+    # Qwen2.5-1.5B's dimensions.
+    "1.5b": (1536, 28, 8960, 12, 2),
+}
+
+
+def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
+    """A Llama of `shape` with random weights and the default model's (or `tokenizer_dir`'s) tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tuneforge.core.models import resolve_model
+
+    if (target / "config.json").is_file():
+        return str(target)
+    hidden, layers, intermediate, heads, kv_heads = SHAPES[shape]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("default").path)
+    config = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tokenizer),
+                         max_position_embeddings=2048, tie_word_embeddings=True, torch_dtype="bfloat16",
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return str(target)
+
+
+def method_config(method: str, model: str, steps: int, teacher: str | None) -> RunConfig:
+    """The run config of one row: shared budget, the method's own defaults otherwise."""
+    common = dict(model=model, method=method, max_steps=steps, batch_size=8, early_stopping_patience=0,
+                  eval_steps=max(1, steps // 3), save_steps=steps)
+    if METHODS[method].pairs_data:
+        return RunConfig(**common, data=str(demo_file("brindlewick-pairs.jsonl")), eval_split=0.25)
+    extra = {"teacher": teacher} if method == "distill" else {}
+    return RunConfig(**common, data=str(demo_file("brindlewick.jsonl")), eval_data=str(demo_file("brindlewick-eval.jsonl")), **extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--random-shape", choices=sorted(SHAPES))
+    parser.add_argument("--methods", default=",".join(m for m in METHODS if m != "auto"))
+    parser.add_argument("--tokenizer", help="tokenizer folder for --random-shape (default: the default model's)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=Path("bench-methods"))
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = random_model(args.random_shape, args.out / f"random-{args.random_shape}", args.tokenizer) if args.random_shape else args.model
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "distill" in methods and "lora" in methods:  # the teacher must exist before its student trains
+        methods = ["lora", *[m for m in methods if m != "lora"]]
+    finished = []
+    stamp = time.strftime("%H%M%S")
+    for method in methods:
+        teacher = str(args.out / f"{stamp}-lora") if method == "distill" else None
+        run = create_run(method_config(method, model, args.steps, teacher), args.out / f"{stamp}-{method}")
+        print(f"--- {method}: {run.path}", flush=True)
+        started = time.perf_counter()
+        # A process per run, as the app starts them: each run's peak memory is its own.
+        child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if child.returncode != 0:
+            print(f"    FAILED: {' — '.join(failure_cause(run))}", flush=True)
+            continue
+        if method == "lora" and "distill" in methods:
+            merge(run.path)
+        print(f"    {time.perf_counter() - started:.0f} s", flush=True)
+        finished.append(compared_run(run.path))
+    print()
+    print(format_table(finished))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
