@@ -35,3 +35,27 @@ def test_bad_yaml_names_the_file(tmp_path: Path):
 def test_early_stopping_needs_eval_data():
     with pytest.raises(ConfigError, match="eval"):
         RunConfig.from_dict({"data": "x.jsonl", "eval_split": 0, "early_stopping_patience": 2})
+
+
+def test_every_method_in_the_config_has_a_description_and_the_help_lists_it():
+    from typing import get_args
+
+    from tuneforge.core.config import Method
+    from tuneforge.core.methods import METHODS, method_help
+
+    assert list(get_args(Method)) == list(METHODS)
+    assert all(f"{name}: " in method_help() for name in METHODS)
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"method": "distill"}, "needs a teacher"),
+        ({"method": "lora", "teacher": "default"}, "only used by method distill"),
+        ({"method": "full", "adapter_from": "runs/x"}, "trains the model's own weights"),
+        ({"method": "prefix", "gradient_checkpointing": True}, "key/value cache"),
+    ],
+)
+def test_method_settings_that_cannot_work_together_are_refused(values, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig.from_dict({"data": "x.jsonl", **values})

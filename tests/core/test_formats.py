@@ -109,3 +109,32 @@ def test_unknown_shape_and_empty_file_are_refused(tmp_path):
         load_examples(empty)
     with pytest.raises(DataError, match="no such file"):
         load_examples(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."},
+        {"prompt": [CHAT[0]], "chosen": [CHAT[1]], "rejected": [{"role": "assistant", "content": "Go away."}]},
+        {"chosen": CHAT, "rejected": [CHAT[0], {"role": "assistant", "content": "Go away."}]},
+    ],
+)
+def test_preference_pairs_in_every_form_keep_the_chosen_answer_last(tmp_path, record):
+    loaded = load_examples(write_jsonl(tmp_path / "pairs.jsonl", [record]))
+    assert loaded.shape == "pairs" and not loaded.problems
+    example = loaded.examples[0]
+    assert example.messages == CHAT and example.rejected == "Go away."
+
+
+def test_broken_pairs_are_named_by_line(tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [
+        {"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."},
+        {"prompt": "Hi", "chosen": "Same.", "rejected": "Same."},
+        {"chosen": CHAT, "rejected": [{"role": "user", "content": "Other"}, {"role": "assistant", "content": "No."}]},
+        {"prompt": "Hi", "chosen": "Hello!", "rejected": 3},
+    ])
+    problems = load_examples(path).problems
+    assert len(problems) == 3
+    assert problems[0].startswith(f"{path}:2:") and "same answer" in problems[0]
+    assert problems[1].startswith(f"{path}:3:") and "same conversation" in problems[1]
+    assert problems[2].startswith(f"{path}:4:") and "'rejected' must be a string" in problems[2]

@@ -1,0 +1,266 @@
+"""Every method on a tiny random Llama: loss falls, exactly the intended parameters change,
+preference and distillation objectives move the figures they exist for, and results that
+cannot become model weights are refused by merge and export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tuneforge.core.config import RunConfig
+from tuneforge.core.errors import ConfigError, DataError, ExportError
+from tuneforge.core.merge import merge_run
+from tuneforge.core.methods import METHODS
+from tuneforge.core.pipeline import create_run, run_pipeline
+from tuneforge.core.train import train_run
+
+from ..conftest import FACTS
+from .test_train import Snapshot, step_losses
+
+
+class LogRecorder(TrainerCallback):
+    """Keeps every log dict the trainer emits (train and eval metrics)."""
+
+    def __init__(self):
+        self.logs: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
+
+    def series(self, key: str) -> list[float]:
+        return [entry[key] for entry in self.logs if key in entry]
+
+
+def changed_parameters(snapshot: Snapshot) -> set[str]:
+    return {name for name, before in snapshot.before.items() if not torch.equal(before, snapshot.after[name])}
+
+
+# method → (learning rate for the tiny random model, test that a changed parameter name is one the method trains)
+SFT_METHODS = {
+    "full": (1e-3, lambda name: True),
+    "freeze": (5e-3, lambda name: ".layers.1." in name),
+    "dora": (5e-3, lambda name: "lora_" in name),
+    "ia3": (5e-2, lambda name: "ia3_l" in name),
+    "prefix": (2e-1, lambda name: "prompt_encoder" in name),
+    "ptuning": (3e-2, lambda name: "prompt_encoder" in name),
+    "prompt": (2e-1, lambda name: "prompt_encoder" in name),
+}
+
+
+@pytest.mark.parametrize("method", sorted(SFT_METHODS))
+def test_each_method_trains_exactly_its_own_parameters(home, tiny_config, method):
+    learning_rate, trains = SFT_METHODS[method]
+    run = create_run(tiny_config(method=method, learning_rate=learning_rate, freeze_layers=1), home / "run")
+    snapshot = Snapshot()
+    result = train_run(run, echo=None, callbacks=[snapshot])
+
+    losses = list(step_losses(run).values())
+    assert losses[-1] < 0.8 * losses[0], losses
+    changed = changed_parameters(snapshot)
+    assert changed, "nothing was trained"
+    assert all(trains(name) for name in changed), sorted(n for n in changed if not trains(n))[:5]
+    trained_by_method = {name for name in snapshot.before if trains(name)}
+    assert changed == trained_by_method, sorted(trained_by_method - changed)[:5]  # and every one of them moved
+    if method == "full":
+        assert result.trainable_params == result.total_params
+    else:
+        assert result.trainable_params < result.total_params / 5
+    assert result.method == method
+    assert result.general_perplexity_before and result.general_perplexity_after  # the forgetting probe ran
+    if method == "dora":
+        assert any("lora_magnitude_vector" in name for name in changed)
+
+    whole = METHODS[method].weights == "whole"
+    assert (run.merged / "model.safetensors").is_file() == whole
+    assert (run.adapter / "adapter_config.json").is_file() == (not whole)
+    if whole:
+        assert merge_run(run) == run.merged  # full and freeze are already plain weights: nothing to merge
+        assert json.loads((run.merged / "config.json").read_text())["dtype"] in ("float16", "bfloat16")
+
+
+@pytest.mark.parametrize("method", ["prefix", "ptuning", "prompt"])
+def test_prompt_methods_refuse_merge_and_gguf_export_and_say_what_to_do(home, tiny_config, method):
+    run = create_run(tiny_config(method=method, max_steps=1), home / "run")
+    train_run(run, echo=None)
+    with pytest.raises(ExportError) as info:
+        merge_run(run)
+    assert "virtual tokens" in info.value.message and "cannot be merged" in info.value.message
+    assert f"tuneforge chat {run.path}" in info.value.hint
+
+    from tuneforge.exporters.export import export
+
+    with pytest.raises(ExportError, match="cannot be merged"):
+        export(run.path, ["q8_0"], echo=None)
+    assert not run.merged.exists() and not run.export.exists()
+
+    from tuneforge.core.chat import load_transformers_chat
+
+    chat = load_transformers_chat(run.path)  # what the hint offers instead works
+    assert isinstance(chat.answer("Who keeps the Quillon lighthouse?", max_new_tokens=4), str)
+
+
+def test_an_unmergeable_method_is_refused_by_the_pipeline_before_training(home, tiny_config):
+    with pytest.raises(ConfigError, match="cannot be merged"):
+        run_pipeline(tiny_config(method="prompt"), home / "run", echo=None, quants=["q8_0"])
+    assert not (home / "run").exists()
+
+
+@pytest.fixture()
+def pairs_file(tmp_path: Path) -> Path:
+    """Preference pairs: each fact chosen over an evasive answer."""
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": q, "chosen": a, "rejected": "I am not sure, it could be anything."} for q, a in FACTS]
+    path.write_text("\n".join(json.dumps(r) for r in rows * 4) + "\n", encoding="utf-8")
+    return path
+
+
+def test_dpo_raises_the_chosen_over_rejected_margin(home, tiny_config, pairs_file):
+    run = create_run(tiny_config(method="dpo", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3, beta=0.5), home / "run")
+    recorder, snapshot = LogRecorder(), Snapshot()
+    result = train_run(run, echo=None, callbacks=[recorder, snapshot])
+    margins = recorder.series("rewards/margins")
+    assert margins[0] == pytest.approx(0.0, abs=1e-3)  # the adapter starts as the reference model
+    assert margins[-1] > 0.5, margins
+    assert all("lora_" in name for name in changed_parameters(snapshot))
+    assert result.accuracy_of == "pair accuracy" and result.eval_accuracy == 1.0
+
+
+def test_orpo_learns_the_chosen_answers(home, tiny_config, pairs_file):
+    run = create_run(tiny_config(method="orpo", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3), home / "run")
+    result = train_run(run, echo=None)
+    losses = list(step_losses(run).values())
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert result.eval_accuracy is not None and result.eval_accuracy > 0.5
+
+
+def test_reward_model_ranks_held_out_pairs_above_chance_and_cannot_chat(home, tiny_config, pairs_file):
+    run = create_run(tiny_config(method="reward", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3), home / "run")
+    result = train_run(run, echo=None)
+    assert result.accuracy_of == "pair accuracy" and result.eval_accuracy > 0.5
+    assert result.general_perplexity_before is None  # a scoring head has no perplexity
+    with pytest.raises(ExportError, match="reward model"):
+        merge_run(run)
+
+
+def test_preference_methods_need_pairs_and_say_so_before_a_run_exists(home, tiny_config):
+    with pytest.raises(DataError) as info:
+        create_run(tiny_config(method="dpo"), home / "run")
+    assert "chosen/rejected pairs" in info.value.message and '"rejected"' in info.value.hint
+    assert not (home / "run").exists()
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, tiny_llama: Path) -> Path:
+    """A tiny Llama fully fine-tuned on the facts: a run directory with merged weights to teach with."""
+    import os
+
+    from ..conftest import FACTS as facts
+
+    root = tmp_path_factory.mktemp("teacher")
+    data = root / "facts.jsonl"
+    data.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+                              for q, a in facts * 2) + "\n", encoding="utf-8")
+    previous = os.environ.get("TUNEFORGE_HOME")
+    os.environ["TUNEFORGE_HOME"] = str(root / "home")
+    try:
+        config = RunConfig(model=str(tiny_llama), data=str(data), method="full", learning_rate=2e-3, epochs=15,
+                           batch_size=4, eval_split=0, seed=3, forgetting_probe=False)
+        run = create_run(config, root / "run")
+        train_run(run, echo=None)
+    finally:
+        if previous is None:
+            os.environ.pop("TUNEFORGE_HOME", None)
+        else:
+            os.environ["TUNEFORGE_HOME"] = previous
+    return run.path
+
+
+def test_distillation_brings_the_student_towards_its_teacher(home, tiny_config, tiny_teacher):
+    # The teacher also writes the answers first (sequence-level distillation), then the KL teaches its distributions.
+    config = tiny_config(method="distill", teacher=str(tiny_teacher), learning_rate=5e-3, distill_weight=1.0,
+                         distill_generate=True)
+    run = create_run(config, home / "run")
+    recorder, snapshot = LogRecorder(), Snapshot()
+    train_run(run, echo=None, callbacks=[recorder, snapshot])
+    kl = recorder.series("kl")
+    assert kl[-1] < 0.6 * kl[0], kl
+    assert all("lora_" in name for name in changed_parameters(snapshot))
+
+
+def test_a_teacher_with_another_tokenizer_is_refused_up_front(home, tiny_config, qwen_tokenizer_dir, tmp_path):
+    from ..conftest import build_tiny_model
+
+    teacher = build_tiny_model("qwen2", qwen_tokenizer_dir, tmp_path / "qwen-teacher")
+    with pytest.raises(ConfigError, match="different tokenizers"):
+        create_run(tiny_config(method="distill", teacher=str(teacher)), home / "run")
+    assert not (home / "run").exists()
+
+
+def test_a_run_continues_an_adapter_of_its_own_base_only(home, tiny_config, tiny_llama, tmp_path):
+    first = create_run(tiny_config(max_steps=2), home / "first")
+    train_run(first, echo=None)
+    from safetensors.torch import load_file
+
+    saved = load_file(first.adapter / "adapter_model.safetensors")
+    second = create_run(tiny_config(max_steps=1, adapter_from=str(first.path)), home / "second")
+    snapshot = Snapshot()
+    train_run(second, echo=None, callbacks=[snapshot])
+    loaded = {name: tensor for name, tensor in snapshot.before.items() if "lora_" in name}
+    assert len(loaded) == len(saved)
+    for name, tensor in saved.items():
+        match = [value for key, value in loaded.items() if key.replace(".default", "").endswith(name.removeprefix("base_model.model."))]
+        assert match and torch.equal(match[0], tensor), name  # training started from the first run's adapter
+
+    other_base = tmp_path / "other-base"
+    import shutil
+
+    shutil.copytree(tiny_llama, other_base)
+    with pytest.raises(ConfigError, match="was trained on"):
+        train_run(create_run(tiny_config(model=str(other_base), adapter_from=str(first.path)), home / "third"), echo=None)
+    with pytest.raises(ConfigError, match="cannot continue as method ia3"):
+        train_run(create_run(tiny_config(method="ia3", adapter_from=str(first.path)), home / "fourth"), echo=None)
+
+
+def test_chat_switches_between_adapters_on_one_loaded_base(home, tiny_config):
+    runs = []
+    for seed in (1, 2):
+        run = create_run(tiny_config(max_steps=3, seed=seed), home / f"run-{seed}")
+        train_run(run, echo=None)
+        runs.append(run)
+    from tuneforge.core.chat import load_adapters_chat
+
+    chat = load_adapters_chat([r.path for r in runs])
+    assert chat.adapters == ("run-1", "run-2") and chat.active == "run-1"
+    ids = chat.tokenizer("Who keeps the Quillon lighthouse?", return_tensors="pt")["input_ids"]
+
+    def logits() -> torch.Tensor:
+        with torch.inference_mode():
+            if chat.active == "base":
+                with chat.model.disable_adapter():
+                    return chat.model(ids).logits
+            return chat.model(ids).logits
+
+    first = logits()
+    chat.use("run-2")
+    second = logits()
+    chat.use("base")
+    base = logits()
+    assert not torch.allclose(first, second) and not torch.allclose(first, base)
+    assert chat.label == "base (on " + chat.base_label + ")"
+    with pytest.raises(Exception, match="no adapter named"):
+        chat.use("run-3")
+
+
+def test_small_datasets_get_early_stopping_unless_it_is_set(home, tiny_config, facts_file):
+    run = create_run(tiny_config(eval_data=str(facts_file), max_steps=2), home / "run")
+    train_run(run, echo=None)
+    config = run.load_config()
+    assert config.early_stopping_patience == 3 and config.learning_rate == 5e-3
+    off = create_run(tiny_config(eval_data=str(facts_file), max_steps=2, early_stopping_patience=0, learning_rate=None), home / "off")
+    train_run(off, echo=None)
+    assert off.load_config().early_stopping_patience == 0
+    assert off.load_config().learning_rate == METHODS["lora"].learning_rate  # the method's default, recorded
