@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .errors import ModelError
+from .errors import ModelError, TuneforgeError
 from .models import resolve_model
 from .runs import RunDir
 
@@ -135,3 +135,31 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
     chat = ChatModel(model, AutoTokenizer.from_pretrained(runs[0].adapter), names[0], names, base_label=base.name)
     chat.use(names[0])
     return chat
+
+
+def interactive_chat(model: Any, say: Callable[[str], None]) -> None:
+    """A terminal conversation: streamed answers, history kept; `/use NAME` switches adapter."""
+    switch = f"; /use NAME switches adapter ({', '.join(('base', *model.adapters))})" if model.adapters else ""
+    say(f"chatting with {model.label}; an empty line or Ctrl-D ends{switch}")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        if model.adapters and line.startswith("/use "):
+            try:
+                model.use(line.removeprefix("/use ").strip())
+                say(f"now answering: {model.label}")
+            except TuneforgeError as exc:
+                say(f"{exc.message}; {exc.hint}")
+            continue
+        history.append({"role": "user", "content": line})
+        pieces = []
+        for piece in model.stream(history):  # llama.cpp gives tokens as they come
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        print(flush=True)
+        history.append({"role": "assistant", "content": "".join(pieces).strip()})

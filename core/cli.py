@@ -340,7 +340,7 @@ def chat(
     Several run directories load their common base once with each run's adapter: --prompt
     prints every adapter's answer; interactively, `/use NAME` switches (`/use base` for none).
     """
-    from .chat import load_adapters_chat, load_chat_model
+    from .chat import interactive_chat, load_adapters_chat, load_chat_model
 
     model = load_chat_model(sources[0]) if len(sources) == 1 else load_adapters_chat([Path(s) for s in sources])
     if prompt is not None:
@@ -351,30 +351,7 @@ def chat(
             say(model.answer(prompt))
         model.close()
         return 0
-    switch = f"; /use NAME switches adapter ({', '.join(('base', *model.adapters))})" if model.adapters else ""
-    say(f"chatting with {model.label}; an empty line or Ctrl-D ends{switch}")
-    history: list[dict[str, str]] = []
-    while True:
-        try:
-            line = input("> ").strip()
-        except EOFError:
-            break
-        if not line:
-            break
-        if model.adapters and line.startswith("/use "):
-            try:
-                model.use(line.removeprefix("/use ").strip())
-                say(f"now answering: {model.label}")
-            except TuneforgeError as exc:
-                say(f"{exc.message}; {exc.hint}")
-            continue
-        history.append({"role": "user", "content": line})
-        pieces = []
-        for piece in model.stream(history):  # llama.cpp gives tokens as they come
-            pieces.append(piece)
-            print(piece, end="", flush=True)
-        print(flush=True)
-        history.append({"role": "assistant", "content": "".join(pieces).strip()})
+    interactive_chat(model, say)
     model.close()
     return 0
 

@@ -81,6 +81,9 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     run_path = Path(run_path).expanduser().resolve()
     run = RunDir(run_path)
     _locate(run_path, out)  # the same checks as a full export: a run with a trained adapter
+    if not (run.adapter / "adapter_config.json").is_file():  # full and freeze train the weights themselves
+        raise ExportError(f"{run_path}: method {run.load_config().method} trains the model's own weights; it has no adapter",
+                          f"export its weights: tuneforge export {run_path}")
     base_dir = _base_of(run_path)
     base_config = gguf_convert.read_model_config(base_dir)
     architecture_for(base_config, str(base_dir))
