@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-shape", choices=sorted(SHAPES))
     parser.add_argument("--methods", default=",".join(m for m in METHODS if m != "auto"))
     parser.add_argument("--tokenizer", help="tokenizer folder for --random-shape (default: the default model's)")
+    parser.add_argument("--teacher", help="distill's teacher (default: this invocation's lora run, merged)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("bench-methods"))
     args = parser.parse_args(argv)
@@ -80,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     model = random_model(args.random_shape, args.out / f"random-{args.random_shape}", args.tokenizer) if args.random_shape else args.model
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if "distill" in methods and "lora" in methods:  # the teacher must exist before its student trains
+    if "distill" in methods and not args.teacher:  # the teacher must exist before its student trains
         methods = ["lora", *[m for m in methods if m != "lora"]]
     finished = []
     stamp = time.strftime("%H%M%S")
     for method in methods:
-        teacher = str(args.out / f"{stamp}-lora") if method == "distill" else None
+        teacher = (args.teacher or str(args.out / f"{stamp}-lora")) if method == "distill" else None
         run = create_run(method_config(method, model, args.steps, teacher), args.out / f"{stamp}-{method}")
         print(f"--- {method}: {run.path}", flush=True)
         started = time.perf_counter()
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if child.returncode != 0:
             print(f"    FAILED: {' — '.join(failure_cause(run))}", flush=True)
             continue
-        if method == "lora" and "distill" in methods:
+        if method == "lora" and "distill" in methods and not args.teacher:
             merge(run.path)
         print(f"    {time.perf_counter() - started:.0f} s", flush=True)
         finished.append(compared_run(run.path))
