@@ -61,9 +61,14 @@ def model_shape(model: str) -> tuple[float, Shape] | None:
         intermediate = config.get("intermediate_size", 4 * hidden)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    per_layer = 4 * hidden * hidden + 3 * hidden * intermediate
+    shape = Shape(hidden, layers, intermediate, vocab)
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
-    return (layers * per_layer + embeddings) / 1e9, Shape(hidden, layers, intermediate, vocab)
+    return (layers * layer_parameters(shape) + embeddings) / 1e9, shape
+
+
+def layer_parameters(shape: Shape) -> int:
+    """Parameters of one decoder layer: four attention projections and a three-matrix (SwiGLU) MLP."""
+    return 4 * shape.hidden * shape.hidden + 3 * shape.hidden * shape.intermediate
 
 
 def lora_parameters(shape: Shape, rank: int) -> int:
@@ -76,11 +81,10 @@ def lora_parameters(shape: Shape, rank: int) -> int:
 def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, freeze_layers: int = 2,
                        virtual_tokens: int = 20) -> float:
     """How many parameters `method` trains (first order: attention and MLP matrices, no norms)."""
-    per_layer = 4 * shape.hidden * shape.hidden + 3 * shape.hidden * shape.intermediate
     if method == "full":
         return params
     if method == "freeze":
-        return min(freeze_layers, shape.layers) * per_layer
+        return min(freeze_layers, shape.layers) * layer_parameters(shape)
     if method == "ia3":
         return shape.layers * (2 * shape.hidden + shape.intermediate)
     if method == "prefix":

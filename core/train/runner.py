@@ -229,19 +229,20 @@ def _round(value: float | None) -> float | None:
 def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, eval_loaded: LoadedData | None,
                    teacher: Any, tokenizer: Any, echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
     """What the trainer consumes: tokenized answers, or the pair Examples split as `prepare` splits them."""
-    if method_spec(config.method).pairs_data:
-        if eval_loaded is not None:
-            return loaded.examples, eval_loaded.examples
-        return split_examples(loaded.examples, config.eval_split, config.seed)
-    if teacher is not None and config.distill_generate:
-        echo("distill: the teacher answers every training prompt …")
-        train_examples, eval_examples = (split_examples(loaded.examples, config.eval_split, config.seed)
-                                         if eval_loaded is None else (loaded.examples, eval_loaded.examples))
-        answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
-        regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
-                              LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
-        return regenerated.train, regenerated.eval
-    return data.train, data.eval
+    pairs = method_spec(config.method).pairs_data
+    if not pairs and not (teacher is not None and config.distill_generate):
+        return data.train, data.eval
+    if eval_loaded is not None:
+        train_examples, eval_examples = loaded.examples, eval_loaded.examples
+    else:
+        train_examples, eval_examples = split_examples(loaded.examples, config.eval_split, config.seed)
+    if pairs:
+        return train_examples, eval_examples
+    echo("distill: the teacher answers every training prompt …")
+    answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
+    regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
+                          LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
+    return regenerated.train, regenerated.eval
 
 
 def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, echo: Callable[[str], None]) -> RunConfig:

@@ -99,19 +99,20 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
         # Starting from real words converges far faster than random vectors (Lester et al., 2021).
         return peft.PromptTuningConfig(**common, prompt_tuning_init=peft.PromptTuningInit.TEXT,
                                        prompt_tuning_init_text=PROMPT_INIT_TEXT, tokenizer_name_or_path=str(model.path))
+    present = _module_names(base)  # one walk over the modules, not one per target name
     if config.method == "ia3":
-        targets = [t for t in IA3_TARGETS if t in _module_names(base)]
+        targets = [t for t in IA3_TARGETS if t in present]
         feedforward = [t for t in targets if t in IA3_FEEDFORWARD]
         if not feedforward or len(targets) == len(feedforward):
             raise ModelError(f"{model.name}: no k_proj/v_proj/down_proj layers for IA3", "use --method lora for this architecture")
         return peft.IA3Config(task_type=task, target_modules=targets, feedforward_modules=feedforward)
     targets = config.lora_targets or list(model.lora_targets)
-    missing = [t for t in targets if t not in _module_names(base)]
+    missing = [t for t in targets if t not in present]
     if missing:
-        present = sorted(p for p in _module_names(base) if "proj" in p)
+        projections = sorted(name for name in present if "proj" in name)
         raise ModelError(
             f"{model.name}: no layers named {', '.join(missing)} to adapt",
-            f"set lora_targets to layers the model has, e.g. {', '.join(present[:8])}",
+            f"set lora_targets to layers the model has, e.g. {', '.join(projections[:8])}",
         )
     return peft.LoraConfig(
         r=config.lora_r,
