@@ -18,12 +18,27 @@ PHI3_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
 @dataclass(frozen=True)
 class Shape:
-    """The dimensions that set training memory: hidden size, layers, MLP width, vocabulary."""
+    """The dimensions that set training memory: hidden size, layers, MLP width, vocabulary,
+    and the attention's query and key/value widths (heads × head size; 0 = the hidden size)."""
 
     hidden: int
     layers: int
     intermediate: int
     vocab: int
+    kv_dim: int = 0
+    """Width of the key and of the value projection: grouped-query attention makes it smaller than hidden."""
+    q_dim: int = 0
+    """Width of the query projection: larger than hidden where the head size is (Qwen3, Gemma)."""
+
+    @property
+    def queries(self) -> int:
+        """The query projection's width."""
+        return self.q_dim or self.hidden
+
+    @property
+    def keys(self) -> int:
+        """The key (and value) projection's width."""
+        return self.kv_dim or self.hidden
 
 
 @dataclass(frozen=True)
@@ -61,43 +76,43 @@ class ModelSpec:
 
 _ENTRIES: tuple[ModelSpec, ...] = (
     ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2", "llama", 0.135, 8192, "apache-2.0", False, "chatml",
-              Shape(576, 30, 1536, 49152)),
+              Shape(576, 30, 1536, 49152, kv_dim=192)),
     ModelSpec("smollm2-360m", "HuggingFaceTB/SmolLM2-360M-Instruct", "SmolLM2", "llama", 0.362, 8192, "apache-2.0", False, "chatml",
-              Shape(960, 32, 2560, 49152)),
+              Shape(960, 32, 2560, 49152, kv_dim=320)),
     ModelSpec("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B-Instruct", "SmolLM2", "llama", 1.71, 8192, "apache-2.0", False, "chatml",
               Shape(2048, 24, 8192, 49152)),
     ModelSpec("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5", "qwen2", 0.494, 32768, "apache-2.0", False, "chatml",
-              Shape(896, 24, 4864, 151936)),
+              Shape(896, 24, 4864, 151936, kv_dim=128)),
     ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct", "Qwen2.5", "qwen2", 1.54, 32768, "apache-2.0", False, "chatml",
-              Shape(1536, 28, 8960, 151936)),
+              Shape(1536, 28, 8960, 151936, kv_dim=256)),
     ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct", "Qwen2.5", "qwen2", 3.09, 32768, "qwen-research", False, "chatml",
-              Shape(2048, 36, 11008, 151936)),
+              Shape(2048, 36, 11008, 151936, kv_dim=256)),
     ModelSpec("qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct", "Qwen2.5", "qwen2", 7.62, 32768, "apache-2.0", False, "chatml",
-              Shape(3584, 28, 18944, 152064)),
+              Shape(3584, 28, 18944, 152064, kv_dim=512)),
     ModelSpec("qwen3-0.6b", "Qwen/Qwen3-0.6B", "Qwen3", "qwen3", 0.596, 32768, "apache-2.0", False, "chatml",
-              Shape(1024, 28, 3072, 151936)),
+              Shape(1024, 28, 3072, 151936, kv_dim=1024, q_dim=2048)),
     ModelSpec("qwen3-1.7b", "Qwen/Qwen3-1.7B", "Qwen3", "qwen3", 2.03, 32768, "apache-2.0", False, "chatml",
-              Shape(2048, 28, 6144, 151936)),
+              Shape(2048, 28, 6144, 151936, kv_dim=1024)),
     ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "Qwen3", "qwen3", 4.02, 32768, "apache-2.0", False, "chatml",
-              Shape(2560, 36, 9728, 151936)),
+              Shape(2560, 36, 9728, 151936, kv_dim=1024, q_dim=4096)),
     ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "Qwen3", "qwen3", 8.19, 32768, "apache-2.0", False, "chatml",
-              Shape(4096, 36, 12288, 151936)),
+              Shape(4096, 36, 12288, 151936, kv_dim=1024)),
     ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2", "llama", 1.24, 131072, "llama3.2", True, "llama3",
-              Shape(2048, 16, 8192, 128256)),
+              Shape(2048, 16, 8192, 128256, kv_dim=512)),
     ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B-Instruct", "Llama 3.2", "llama", 3.21, 131072, "llama3.2", True, "llama3",
-              Shape(3072, 28, 8192, 128256)),
+              Shape(3072, 28, 8192, 128256, kv_dim=1024)),
     ModelSpec("llama-3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "Llama 3.1", "llama", 8.03, 131072, "llama3.1", True, "llama3",
-              Shape(4096, 32, 14336, 128256)),
+              Shape(4096, 32, 14336, 128256, kv_dim=1024)),
     ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "Mistral", "mistral", 7.25, 32768, "apache-2.0", True, "mistral",
-              Shape(4096, 32, 14336, 32768)),
+              Shape(4096, 32, 14336, 32768, kv_dim=1024)),
     ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma",
-              Shape(1152, 26, 6912, 262144)),
+              Shape(1152, 26, 6912, 262144, kv_dim=256, q_dim=1024)),
     ModelSpec("gemma-2-2b", "google/gemma-2-2b-it", "Gemma 2", "gemma2", 2.61, 8192, "gemma", True, "gemma",
-              Shape(2304, 26, 9216, 256000)),
+              Shape(2304, 26, 9216, 256000, kv_dim=1024, q_dim=2048)),
     ModelSpec("phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "Phi", "phi3", 3.82, 131072, "mit", False, "phi",
               Shape(3072, 32, 8192, 32064), lora_targets=PHI3_TARGETS),
     ModelSpec("phi-4-mini", "microsoft/Phi-4-mini-instruct", "Phi", "phi3", 3.84, 131072, "mit", False, "phi",
-              Shape(3072, 32, 8192, 200064), lora_targets=PHI3_TARGETS),
+              Shape(3072, 32, 8192, 200064, kv_dim=1024), lora_targets=PHI3_TARGETS),
 )
 
 CATALOG: dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}

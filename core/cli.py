@@ -75,15 +75,16 @@ def _root(ctx: typer.Context) -> None:
 
 @app.command()
 def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that fit this machine.")] = False) -> None:
-    """List the model catalog (parameters, context, licence) with a fit note for this machine."""
+    """List the model catalog (parameters, context, licence) with whether it fits this machine (the memory planner's verdict)."""
     from .catalog import all_models
-    from .hardware import detect, rough_fit
+    from .fit import model_fit
+    from .hardware import detect
 
     hardware = detect()
     say(f"device: {hardware.device_label}")
     say(f"{'name':<14} {'size':>6} {'context':>8} {'arch':<12} {'licence':<14} {'fit':<6} hub id")
     for spec in all_models():
-        fit = rough_fit(spec.params_b, hardware)
+        fit = model_fit(spec, hardware)
         if fits and fit == "no":
             continue
         gated = " (gated)" if spec.gated else ""
@@ -137,6 +138,41 @@ def _config_from_options(config_file: Path | None, **options: object) -> RunConf
     if "data" not in values:
         raise ConfigError("no training data given", "pass --data FILE (or a --config YAML that sets data)")
     return RunConfig.from_dict(values)
+
+
+@app.command()
+def plan(
+    model: ModelOption = None,
+    data: DataOption = None,
+    method: MethodOption = None,
+    max_length: MaxLengthOption = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step.")] = None,
+    config: ConfigOption = None,
+    column: ColumnOption = None,
+) -> int:
+    """Show the memory a run will need here, term by term, what auto-fit will choose, and what merge and export need."""
+    from .pipeline import plan_run
+
+    with_data = data is not None or config is not None
+    run_config = _config_from_options(config, model=model, data=data or "-", method=method, max_length=max_length,
+                                      batch_size=batch_size, columns=_columns(column))
+    report = plan_run(run_config, with_data=with_data)
+    fit, estimate = report.fit, report.fit.plan
+    say(f"device: {report.hardware.device_label}")
+    say(f"{report.model} ({report.params_b:.3g} B parameters), {report.method}: batch {fit.batch_size} × grad_accum "
+        f"{fit.grad_accum}, longest batch {fit.max_length} tokens, gradient checkpointing "
+        f"{'on' if fit.gradient_checkpointing else 'off'}" + ("" if with_data else " (no --data: every example max_length long)"))
+    for name, gb in estimate.parts:
+        say(f"  {name:<20} {gb:7.2f} GB")
+    if estimate.reserve_gb:
+        say(f"  {'CUDA context':<20} {estimate.reserve_gb:7.2f} GB")
+    say(f"  {'total':<20} {estimate.total_gb:7.2f} GB of {estimate.budget_gb:.1f} GB free: {estimate.verdict}")
+    for change in fit.changes:
+        say(f"auto-fit: {change}")
+    say(f"after training (free disk {report.hardware.disk_free_gb:.0f} GB):")
+    for phase in (report.merge, report.export):
+        say(f"  {phase.phase:<7} RAM {phase.ram_gb:6.2f} GB, disk {phase.disk_gb:6.2f} GB  ({phase.detail})")
+    return 0 if estimate.verdict != "too big" else 1
 
 
 TRAIN_HELP = textwrap.dedent("""
@@ -202,7 +238,14 @@ def train(
 def _print_result(result: TrainResult) -> None:
     eval_text = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""
     say(f"trained {result.steps} steps in {result.runtime_s:.0f} s: final loss {result.final_loss:.4f}{eval_text}, "
-        f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB")
+        f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB{_against_plan(result)}")
+
+
+def _against_plan(result: TrainResult) -> str:
+    """The measured peak next to the plan's, e.g. " (planned 2.61 GB, -3%)"."""
+    if not result.planned_peak_gb:
+        return ""
+    return f" (planned {result.planned_peak_gb:.2f} GB, {result.peak_memory_gb / result.planned_peak_gb - 1:+.0%})"
 
 
 @app.command()

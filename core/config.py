@@ -58,7 +58,10 @@ class RunConfig(BaseModel):
     lora_targets: list[str] | None = None
     """Module names LoRA adapts; None = every linear layer of the architecture."""
     gradient_checkpointing: bool | None = None
-    """Trade compute for memory; None = on for a CUDA GPU, off on a CPU."""
+    """Recompute activations in the backward pass (less memory, ~30% slower); None = only when the memory plan needs it."""
+    auto_fit: bool = True
+    """Fit the run into free memory: lower batch_size (raising grad_accum, so the effective batch stays),
+    turn on checkpointing, and only then cut max_length, as the memory plan needs; off = train as configured."""
     eval_split: float = Field(0.1, ge=0, lt=1)
     """Fraction of `data` held out for eval loss when `eval_data` is unset (0 = none)."""
     eval_steps: int | None = Field(None, ge=1)

@@ -1,10 +1,15 @@
-"""What this machine can train with: CUDA GPU, VRAM, bf16, RAM, free disk."""
+"""What this machine can train with: GPUs, VRAM, bf16 (GPU or CPU), RAM, free disk."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""/proc/cpuinfo flags of CPUs whose matrix units compute in bf16 (Sapphire Rapids and later, Zen 4 and later):
+bf16 autocast beats fp32 there; on other CPUs bf16 is emulated and slower than fp32."""
 
 
 @dataclass(frozen=True)
@@ -16,40 +21,76 @@ class Hardware:
     vram_total_gb: float
     vram_free_gb: float
     bf16: bool
+    """The GPU computes in bf16 (compute capability 8.0 or later)."""
     ram_total_gb: float
     ram_available_gb: float
     disk_free_gb: float
+    """Free space where the run is written."""
+    gpu_count: int = 0
+    compute_capability: str | None = None
+    """The first GPU's CUDA compute capability, e.g. "8.9"."""
+    cpu_bf16: bool = False
+    """The CPU has bf16 matrix instructions (see CPU_BF16_FLAGS)."""
+    cpu_cores: int = 1
 
     @property
     def compute_dtype(self) -> str:
-        """The dtype training computes in: bf16 where supported, fp16 on older GPUs, fp32 on CPU."""
-        if not self.cuda:
-            return "float32"
-        return "bfloat16" if self.bf16 else "float16"
+        """The dtype training computes in: bf16 where the hardware has it, fp16 on older GPUs, else fp32."""
+        if self.cuda:
+            return "bfloat16" if self.bf16 else "float16"
+        return "bfloat16" if self.cpu_bf16 else "float32"
+
+    @property
+    def memory_budget_gb(self) -> float:
+        """The memory a run may use: free VRAM on a GPU, available RAM on a CPU."""
+        return self.vram_free_gb if self.cuda else self.ram_available_gb
 
     @property
     def device_label(self) -> str:
         """One line describing the device, for listings and logs."""
         if self.cuda:
-            return f"{self.gpu_name} ({self.vram_total_gb:.0f} GB, {'bf16' if self.bf16 else 'fp16'})"
-        return f"CPU ({self.ram_total_gb:.0f} GB RAM, no CUDA GPU)"
+            count = f"{self.gpu_count} × " if self.gpu_count > 1 else ""
+            return f"{count}{self.gpu_name} ({self.vram_total_gb:.0f} GB, {'bf16' if self.bf16 else 'fp16'})"
+        bf16 = ", bf16" if self.cpu_bf16 else ""
+        return f"CPU ({self.cpu_cores} cores{bf16}, {self.ram_total_gb:.0f} GB RAM, no CUDA GPU)"
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU advertises bf16 matrix instructions (False where /proc/cpuinfo is missing)."""
+    try:
+        flags = next((line for line in cpuinfo.read_text(encoding="utf-8").splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in CPU_BF16_FLAGS)
 
 
 def detect(disk_path: Path | None = None) -> Hardware:
-    """Probe the GPU through torch, and RAM and disk through psutil."""
+    """Probe the GPUs through torch, the CPU's flags, and RAM and disk through psutil."""
     import psutil
     import torch
 
     cuda = torch.cuda.is_available()
-    name, total, free, bf16 = None, 0.0, 0.0, False
+    name, total, free, bf16, count, capability = None, 0.0, 0.0, False, 0, None
     if cuda:
+        count = torch.cuda.device_count()
         name = torch.cuda.get_device_name(0)
         free_bytes, total_bytes = torch.cuda.mem_get_info(0)
         total, free = total_bytes / 2**30, free_bytes / 2**30
         bf16 = torch.cuda.is_bf16_supported()
+        capability = "{}.{}".format(*torch.cuda.get_device_capability(0))
     memory = psutil.virtual_memory()
-    disk = shutil.disk_usage(disk_path if disk_path and disk_path.exists() else Path.home())
-    return Hardware(cuda, name, total, free, bf16, memory.total / 2**30, memory.available / 2**30, disk.free / 2**30)
+    disk = shutil.disk_usage(_existing_parent(disk_path) if disk_path else Path.home())
+    return Hardware(cuda, name, total, free, bf16, memory.total / 2**30, memory.available / 2**30, disk.free / 2**30,
+                    gpu_count=count, compute_capability=capability, cpu_bf16=cpu_has_bf16(),
+                    cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _existing_parent(path: Path) -> Path:
+    """`path`, or its nearest existing parent: a run's disk is known before its folder exists."""
+    path = path.expanduser().resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def resolve_method(method: str, hardware: Hardware) -> str:
@@ -57,17 +98,3 @@ def resolve_method(method: str, hardware: Hardware) -> str:
     if method != "auto":
         return method
     return "qlora" if hardware.cuda else "lora"
-
-
-def rough_fit(params_b: float, hardware: Hardware) -> str:
-    """"yes", "slow" or "no" for training a model of `params_b` billion parameters here.
-
-    First-order rule until the memory planner lands: 4-bit QLoRA on a GPU needs about
-    0.75 GB per billion parameters plus 2 GB of activations and runtime; LoRA on a CPU keeps
-    fp32 weights (4 bytes per parameter) plus the same overheads, and is slow past ~0.6 B.
-    """
-    if hardware.cuda:
-        return "yes" if params_b * 0.75 + 2.0 <= hardware.vram_total_gb * 0.9 else "no"
-    if params_b * 4.5 + 2.0 > hardware.ram_total_gb * 0.8:
-        return "no"
-    return "slow" if params_b > 0.6 else "yes"

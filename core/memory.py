@@ -1,13 +1,25 @@
-"""A first-order estimate of training memory, term by term, so a person sees whether a run fits.
+"""The memory planner: what a training run, and the merge and export after it, will need.
 
-Terms: frozen base weights (nf4 with double quantization ≈ 0.52 bytes per parameter of the
-linear layers under QLoRA, with embeddings kept 16-bit; 16-bit on a GPU otherwise; fp32 on a
-CPU, and fp32 master weights wherever the model's own weights train), the trained parameters
-(LoRA, virtual tokens, top layers or all weights) with their gradients and AdamW states
-(16 bytes each, 12 on top of fp32 weights already counted), activations
-kept for the backward pass (or only each layer's input under gradient checkpointing), the
-logits in fp32 with their gradient (vocabulary × tokens, often the largest term), and
-the runtime (CUDA context or the Python process with its libraries).
+A plan is a list of named terms a person can read, in GiB, and is meant to match the peak a
+run records (torch.cuda.max_memory_allocated on a GPU, peak RSS on a CPU; see
+bench/plan.py for how close it comes):
+
+- **base weights**: nf4 with double quantization ≈ 0.52 bytes per parameter of the linear
+  layers under QLoRA (embeddings, made fp32 for k-bit training); 16-bit on a GPU; the compute
+  dtype on a CPU; fp32 master weights wherever the model's own weights train.
+- **trained + optimizer**: the trained parameters with their gradients and AdamW's two fp32
+  moments (16 bytes each; 12 when the fp32 weight is already counted above).
+- **activations**: what autograd keeps for the backward pass, per token and per layer that
+  gradients flow through (counted from a Llama layer's saved tensors: the layer's input and
+  normalised inputs, the attention's queries, keys, values and output, and four MLP-wide
+  tensors); under gradient checkpointing, only each layer's input plus one layer recomputed.
+- **logits**: the loss's vocabulary-wide tensors. tuneforge's SFT loss projects only the
+  answer tokens, in tiles of at most 4096 tokens × 32768 vocabulary entries; preference and
+  distillation losses hold whole fp32 logits; the reward model has none.
+- **runtime**: on a CPU the Python process with torch, transformers and TRL loaded; on a
+  GPU the CUDA context, outside the recorded peak but inside the card's budget.
+- **allocator slack** (CPU): glibc's allocator keeps the blocks of a step's freed tensors,
+  so peak RSS exceeds live memory by a share of the activations and logits.
 """
 
 from __future__ import annotations
@@ -24,33 +36,58 @@ QLORA_BYTES_PER_PARAM = 0.52
 """nf4 (4 bits) plus one fp8 scale per 64 weights and the double-quantized scales' scales."""
 ADAPTER_BYTES_PER_PARAM = 16
 """fp32 weight, fp32 gradient, and AdamW's two fp32 moments."""
-RUNTIME_GB = {"GPU": 0.6, "CPU": 1.0}
+CPU_RUNTIME_GB = 0.5
+"""Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
+CPU_ALLOCATOR_SLACK = 0.8
+"""glibc keeps freed blocks of a step's tensors: peak RSS exceeds live memory by about this share of
+a step's activations and logits (bench/plan.py measures it)."""
+CUDA_CONTEXT_GB = 0.5
+"""The CUDA context and kernels; not counted by max_memory_allocated, but taken from the card."""
+CUDA_FRAGMENTATION = 0.05
+"""The caching allocator reserves this much more than it allocates at the peak."""
+HEAD_TOKENS, HEAD_VOCAB = 4096, 32768
+"""The tile of the chunked LM head: tokens × vocabulary entries projected at once."""
+FIT_MARGIN = 0.85
+"""A plan fits when it needs at most this share of the budget."""
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """An estimate, as named terms in GiB, against the device's memory."""
+    """A plan: named terms in GiB that add up to the peak a run records, a reserve the device
+    needs beyond that (CUDA context), and the budget it is compared with."""
 
     device: str
     parts: tuple[tuple[str, float], ...]
     budget_gb: float
+    reserve_gb: float = 0.0
+
+    @property
+    def peak_gb(self) -> float:
+        """The peak the run should record (max_memory_allocated on a GPU, peak RSS on a CPU)."""
+        return sum(gb for _, gb in self.parts)
 
     @property
     def total_gb(self) -> float:
-        """The sum of all terms."""
-        return sum(gb for _, gb in self.parts)
+        """Everything the run takes from the device: the peak plus the reserve."""
+        return self.peak_gb + self.reserve_gb
 
     @property
     def verdict(self) -> str:
         """"fits" (with a 15% margin), "tight" (within the budget) or "too big"."""
-        if self.total_gb <= 0.85 * self.budget_gb:
+        if self.total_gb <= FIT_MARGIN * self.budget_gb:
             return "fits"
         return "tight" if self.total_gb <= self.budget_gb else "too big"
 
+    def as_event(self) -> dict[str, object]:
+        """The plan as fields of a `plan` event."""
+        return {"device": self.device, "parts": {name: round(gb, 3) for name, gb in self.parts},
+                "peak_gb": round(self.peak_gb, 3), "reserve_gb": round(self.reserve_gb, 3),
+                "budget_gb": round(self.budget_gb, 3), "verdict": self.verdict}
 
-def model_shape(model: str) -> tuple[float, Shape] | None:
+
+def model_shape(model: str | Path) -> tuple[float, Shape] | None:
     """Parameters (billions) and dimensions of a catalog model or a local HF folder; None when unknown."""
-    spec = find_spec(model)
+    spec = find_spec(str(model))
     if spec is not None:
         return spec.params_b, spec.shape
     config_file = Path(model).expanduser() / "config.json"
@@ -59,21 +96,25 @@ def model_shape(model: str) -> tuple[float, Shape] | None:
         config = config.get("text_config", config)
         hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
         intermediate = config.get("intermediate_size", 4 * hidden)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        heads = config.get("num_attention_heads", 1)
+        head_dim = config.get("head_dim") or hidden // heads
+        kv_heads = config.get("num_key_value_heads") or heads
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
         return None
-    shape = Shape(hidden, layers, intermediate, vocab)
+    shape = Shape(hidden, layers, intermediate, vocab, kv_dim=kv_heads * head_dim, q_dim=heads * head_dim)
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
     return (layers * layer_parameters(shape) + embeddings) / 1e9, shape
 
 
 def layer_parameters(shape: Shape) -> int:
     """Parameters of one decoder layer: four attention projections and a three-matrix (SwiGLU) MLP."""
-    return 4 * shape.hidden * shape.hidden + 3 * shape.hidden * shape.intermediate
+    attention = shape.hidden * (2 * shape.queries + 2 * shape.keys)
+    return attention + 3 * shape.hidden * shape.intermediate
 
 
 def lora_parameters(shape: Shape, rank: int) -> int:
     """Trainable parameters of LoRA on every linear layer: r × (in + out) per adapted matrix."""
-    attention = 4 * 2 * shape.hidden
+    attention = 2 * (shape.hidden + shape.queries) + 2 * (shape.hidden + shape.keys)
     mlp = 3 * (shape.hidden + shape.intermediate)
     return shape.layers * rank * (attention + mlp)
 
@@ -86,44 +127,125 @@ def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, fr
     if method == "freeze":
         return min(freeze_layers, shape.layers) * layer_parameters(shape)
     if method == "ia3":
-        return shape.layers * (2 * shape.hidden + shape.intermediate)
+        return shape.layers * (2 * shape.keys + shape.intermediate)
     if method == "prefix":
-        return shape.layers * 2 * virtual_tokens * shape.hidden
+        return shape.layers * 2 * virtual_tokens * shape.keys
     if method in ("prompt", "ptuning"):
         return virtual_tokens * shape.hidden * (1 if method == "prompt" else 4)
     return lora_parameters(shape, lora_r)
 
 
+def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_bit: bool) -> float:
+    """Bytes autograd keeps per token for one decoder layer gradients flow through.
+
+    Counted with saved-tensor hooks on Llama layers: the layer's input and its two normalised
+    inputs (4 × hidden), the rotated queries and the attention output (2 × queries), keys and
+    values (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Under 16-bit
+    autocast those are 16-bit, and the RMSNorms add fp32 copies (12 bytes per hidden unit).
+    """
+    values = 4 * shape.hidden + 2 * shape.queries + 2 * shape.keys + 4 * shape.intermediate
+    if method in LORA_FAMILY:
+        values += 7 * lora_r  # each adapter's rank-wide intermediate
+    if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
+        values += shape.queries + 2 * shape.keys + 2 * shape.hidden + 2 * shape.intermediate
+    if sixteen_bit:
+        return 2 * values + 12 * shape.hidden
+    return 4 * values
+
+
 def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batch_size: int, seq_len: int,
-                             lora_r: int, gradient_checkpointing: bool, on_gpu: bool,
-                             budget_gb: float, freeze_layers: int = 2) -> MemoryEstimate:
-    """The memory one training step needs for `method`, as a breakdown."""
+                             lora_r: int, gradient_checkpointing: bool, on_gpu: bool, budget_gb: float,
+                             freeze_layers: int = 2, compute_dtype: str | None = None,
+                             answer_share: float = 1.0, teacher_params_b: float | None = None) -> MemoryEstimate:
+    """The memory one training step of `method` needs at its peak, as a breakdown.
+
+    `seq_len` is the longest batch's length (padding included) and `answer_share` the share of
+    its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU.
+    """
     spec = method_spec(method)
     params = params_b * 1e9
+    sixteen_bit = (compute_dtype or ("bfloat16" if on_gpu else "float32")) != "float32"
+    value_bytes = 2 if sixteen_bit else 4
     embeddings = shape.vocab * shape.hidden
-    linear = max(0.0, params - embeddings)
     whole = spec.weights == "whole"
-    if on_gpu and method == "qlora":
-        weights = linear * QLORA_BYTES_PER_PARAM + embeddings * 2
+    if method == "qlora":
+        # peft's k-bit preparation makes every non-quantized weight (the embeddings) fp32.
+        weights = max(0.0, params - embeddings) * QLORA_BYTES_PER_PARAM + embeddings * 4
     else:
-        weights = params * (4 if whole or not on_gpu else 2)
-    value_bytes = 2 if on_gpu else 4
-    # Preference methods run the chosen and the rejected answer through the model together.
-    tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
-    per_layer_values = 10 * shape.hidden + 4 * shape.intermediate  # attention and SwiGLU MLP intermediates per token
-    if gradient_checkpointing:
-        activations = tokens * (shape.layers * shape.hidden + per_layer_values) * value_bytes
-    else:
-        activations = tokens * shape.layers * per_layer_values * value_bytes
-    logits = tokens * shape.vocab * 4 * 2
+        weights = params * (4 if whole else value_bytes)
+
     trained = trained_parameters(method, params, shape, lora_r, freeze_layers)
     trained_bytes = trained * (ADAPTER_BYTES_PER_PARAM - 4 if whole else ADAPTER_BYTES_PER_PARAM)
-    device = "GPU" if on_gpu else "CPU"
-    parts = (
+
+    # Preference methods run the chosen and the rejected answer through the model together.
+    tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
+    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit)
+    layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
+    residual_bytes = 4 if whole or not sixteen_bit else 2
+    if gradient_checkpointing:
+        activations = tokens * (layers * shape.hidden * residual_bytes + per_layer)
+    else:
+        activations = tokens * layers * per_layer
+
+    logits = _logits_bytes(spec.objective, tokens, answer_share, shape, on_gpu)
+    if spec.objective == "distill":  # the teacher's weights and its logits
+        weights += (teacher_params_b or params_b) * 1e9 * value_bytes
+        logits *= 2
+
+    parts = [
         ("base weights", weights / GIB),
         ("LoRA + optimizer" if method in LORA_FAMILY else "trained + optimizer", trained_bytes / GIB),
         ("activations", activations / GIB),
         ("logits", logits / GIB),
-        ("runtime", RUNTIME_GB[device]),
-    )
-    return MemoryEstimate(device, parts, budget_gb)
+    ]
+    if on_gpu:
+        reserve = CUDA_CONTEXT_GB + CUDA_FRAGMENTATION * sum(gb for _, gb in parts)
+        return MemoryEstimate("GPU", tuple(parts), budget_gb, reserve)
+    parts.append(("runtime", CPU_RUNTIME_GB))
+    parts.append(("allocator slack", CPU_ALLOCATOR_SLACK * (activations + logits) / GIB))
+    return MemoryEstimate("CPU", tuple(parts), budget_gb)
+
+
+def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Shape, on_gpu: bool) -> float:
+    """Peak bytes of the loss over the vocabulary for one micro-batch."""
+    if objective == "reward":
+        return 0.0  # a scalar score per sequence
+    if objective == "sft":
+        answers = max(1.0, tokens * answer_share)
+        tile = min(answers, HEAD_TOKENS) * min(shape.vocab, HEAD_VOCAB)
+        # One 16-bit tile on a GPU (Triton folds it in place); on a CPU the tile is folded by
+        # torch ops, which hold about five fp32 tile-sized temporaries. Plus fp32 gradients of
+        # the projected hidden states.
+        return tile * (2 if on_gpu else 20) + answers * shape.hidden * 8
+    # dpo, orpo, distill: fp32 logits, their log-softmax and its gradient.
+    return tokens * shape.vocab * 12
+
+
+@dataclass(frozen=True)
+class PhaseNeeds:
+    """RAM and disk a phase after training needs, in GiB."""
+
+    phase: str
+    ram_gb: float
+    disk_gb: float
+    detail: str
+
+
+def merge_and_export_needs(params_b: float, quants: tuple[str, ...] = ("q4_k_m",)) -> tuple[PhaseNeeds, PhaseNeeds]:
+    """What merge and export need after training: RAM for the models they hold, disk for what they write.
+
+    Merge holds the base in 16-bit while it folds the adapter in, then writes the 16-bit merged
+    model. Export writes an f16 GGUF (the source for quantization, removed afterwards unless
+    asked for) and each quantized file, then verifies each against the merged model loaded as
+    reference (fp32 below 2 GiB of weights, bf16 above) with the GGUF beside it in llama.cpp.
+    """
+    from ..exporters.gguf.quantize import BITS_PER_WEIGHT
+
+    sixteen = params_b * 1e9 * 2 / GIB
+    merge = PhaseNeeds("merge", CPU_RUNTIME_GB + sixteen, sixteen, "the base in 16-bit; the merged model written in 16-bit")
+    files = [params_b * 1e9 * BITS_PER_WEIGHT.get(q, 16.0) / 8 / GIB for q in quants]
+    reference = sixteen * (2 if sixteen < 2 else 1)
+    disk = sum(files) + (0 if "f16" in quants else sixteen)
+    export = PhaseNeeds("export", CPU_RUNTIME_GB + reference + max(files), disk,
+                        "the f16 GGUF and each quantized file; the reference model and one GGUF loaded to verify")
+    return merge, export

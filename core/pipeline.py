@@ -14,6 +14,10 @@ from .runs import RunDir, new_run
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from tuneforge.exporters.export import ExportResult
 
+    from .fit import Fit
+    from .hardware import Hardware
+    from .memory import PhaseNeeds
+
     from .train.runner import TrainResult
 
 Echo = Callable[[str], None] | None
@@ -72,6 +76,49 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
 
         check_same_tokenizer(student, resolve_teacher(config), load_tokenizer(student.path, config.trust_remote_code))
     return new_run(resolve_config(config, detect()), run_dir)
+
+
+@dataclass
+class RunPlan:
+    """What a run will need before it starts: auto-fit's choice with its memory plan, then merge and export."""
+
+    model: str
+    params_b: float
+    method: str
+    fit: "Fit"
+    merge: "PhaseNeeds"
+    export: "PhaseNeeds"
+    hardware: "Hardware"
+
+
+def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] = ("q4_k_m",)) -> RunPlan:
+    """The memory plan of `config` on this machine, auto-fitted to the data's token lengths
+    (with `with_data`; else every example is taken to be max_length long, half of it answer)."""
+    from .errors import DataError, ModelError
+    from .fit import settle
+    from .hardware import detect
+    from .memory import merge_and_export_needs, model_shape
+    from .models import resolve_model
+    from .paths import tuneforge_home
+    from .train.runner import resolve_config
+
+    hardware = detect(tuneforge_home())
+    dims = model_shape(config.model) or model_shape(resolve_model(config.model, config.trust_remote_code).path)
+    if dims is None:
+        raise ModelError(f"{config.model}: its config.json does not give the dimensions a plan needs",
+                         "check that it is a decoder-only transformer with hidden_size, num_hidden_layers and vocab_size")
+    lengths, answer_share = [config.max_length], 0.5
+    if with_data:
+        report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed)
+        if report.problems or report.stats is None:
+            raise DataError(f"{report.path}: {len(report.problems)} problem(s), first: {report.problems[0]}",
+                            f"run `tuneforge data check {report.path}` for all of them")
+        lengths = report.stats.token_lengths
+        answer_share = report.stats.trained_tokens / max(report.stats.total_tokens, 1)
+    resolved = resolve_config(config, hardware)
+    fit = settle(resolved, hardware, *dims, lengths, answer_share)
+    merge_needs, export_needs = merge_and_export_needs(dims[0], quants)
+    return RunPlan(config.model, dims[0], resolved.method, fit, merge_needs, export_needs, hardware)
 
 
 def train(run_dir: str | Path, resume: bool = False, echo: Echo = print) -> "TrainResult":

@@ -13,7 +13,9 @@ from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
 from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
+from ..fit import Fit, settle
 from ..hardware import Hardware, detect, resolve_method
+from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_model
 from ..runs import BASE_RECORD, RunDir
@@ -42,6 +44,8 @@ class TrainResult:
     trainable_params: int
     total_params: int
     peak_memory_gb: float
+    planned_peak_gb: float | None = None
+    """The memory plan's peak for this run (None when the model's dimensions are unknown)."""
     method: str = ""
     eval_accuracy: float | None = None
     """Held-out accuracy: next-token accuracy on answers (SFT, distill) or chosen-over-rejected (dpo, orpo, reward)."""
@@ -57,8 +61,9 @@ def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
     updates: dict[str, Any] = {"method": method}
     if config.learning_rate is None:
         updates["learning_rate"] = method_spec(method).learning_rate
-    if config.gradient_checkpointing is None:
-        # Prefix tuning feeds its prefixes as a key/value cache, which checkpointed layers drop.
+    if config.gradient_checkpointing is None and not config.auto_fit:
+        # Without a memory plan: on for a GPU. Prefix tuning feeds its prefixes as a key/value
+        # cache, which checkpointed layers drop.
         updates["gradient_checkpointing"] = hardware.cuda and method != "prefix"
     return config.with_updates(**updates)
 
@@ -165,6 +170,10 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         teacher_path = resolve_teacher(config)
         check_same_tokenizer(model_ref, teacher_path, tokenizer)
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
+    config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
+    if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
+        config = _record(run, config.with_updates(max_length=fit.max_length))
+        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     config = _settle_early_stopping(run, config, data, echo)
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
@@ -214,6 +223,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         trainable_params=trainable,
         total_params=total,
         peak_memory_gb=round(peak_memory_gb(), 3),
+        planned_peak_gb=round(fit.plan.peak_gb, 3) if fit else None,
         method=config.method,
         eval_accuracy=accuracy,
         accuracy_of=accuracy_of,
@@ -243,6 +253,44 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
     regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
                           LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
     return regenerated.train, regenerated.eval
+
+
+def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: ResolvedModel, data: PreparedData,
+               echo: Callable[[str], None], refit: bool = True) -> tuple[RunConfig, Fit | None]:
+    """Plan the run's memory from the model's dimensions and the longest examples, fit the batch
+    split and checkpointing to the device (with `auto_fit`; not on resume, which keeps the split
+    its checkpoint was trained with), record the plan as a `plan` event and the settled values in
+    config.yaml. A run the plan says cannot fit is refused here, before the model is loaded,
+    unless auto_fit is off."""
+    dims = model_shape(model_ref.path)
+    if dims is None:
+        echo("memory plan: the model's dimensions are unknown; training as configured")
+        return _record(run, config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))), None
+    lengths = [len(e.input_ids) for e in data.train]
+    answer_share = data.stats.trained_tokens / max(data.stats.total_tokens, 1)
+    fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths, answer_share)
+    plan = fit.plan
+    run.append_event("plan", **plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
+                     max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing, changes=list(fit.changes))
+    echo(f"memory plan: {plan.peak_gb:.2f} GB peak ({', '.join(f'{name} {gb:.2f}' for name, gb in plan.parts)}) "
+         f"of {plan.budget_gb:.1f} GB free — {plan.verdict}")
+    for change in fit.changes:
+        echo(f"auto-fit: {change}")
+    if plan.verdict == "too big" and config.auto_fit and refit:
+        raise ResourceError(
+            f"{model_ref.name} with {config.method} needs about {plan.total_gb:.1f} GB even at batch 1 with gradient "
+            f"checkpointing, and {plan.budget_gb:.1f} GB is free",
+            "use --method qlora, a smaller model or a shorter max_length, or close what else uses the memory",
+        )
+    settled = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
+                                  gradient_checkpointing=fit.gradient_checkpointing)
+    return _record(run, settled), fit
+
+
+def _record(run: RunDir, config: RunConfig) -> RunConfig:
+    """Write settled values to config.yaml, so it says what actually ran."""
+    atomic_write_text(run.config_file, config.to_yaml())
+    return config
 
 
 def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, echo: Callable[[str], None]) -> RunConfig:

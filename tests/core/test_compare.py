@@ -57,20 +57,3 @@ def test_overfitting_is_warned_once_when_eval_rises_while_train_falls(home):
     warnings = [e for e in run.events() if e["event"] == "warning"]
     assert len(warnings) == 1 and warnings[0]["step"] == 12
     assert "1.200 → 1.300" in warnings[0]["error"] and "early_stopping_patience" in warnings[0]["hint"]
-
-
-def test_the_memory_estimate_counts_what_each_method_trains():
-    from tuneforge.core.catalog import Shape
-    from tuneforge.core.memory import estimate_training_memory
-
-    shape = Shape(hidden=576, layers=30, intermediate=1536, vocab=49152)
-
-    def estimate(method: str):
-        return dict(estimate_training_memory(0.135, shape, method=method, batch_size=4, seq_len=256, lora_r=16,
-                                             gradient_checkpointing=False, on_gpu=True, budget_gb=24).parts)
-
-    lora, full, prompt, dpo = estimate("lora"), estimate("full"), estimate("prompt"), estimate("dpo")
-    assert full["base weights"] == pytest.approx(2 * lora["base weights"])  # fp32 master weights instead of 16-bit
-    assert full["trained + optimizer"] == pytest.approx(0.135e9 * 12 / 2**30)
-    assert prompt["trained + optimizer"] < 0.001 < lora["LoRA + optimizer"]
-    assert dpo["activations"] == pytest.approx(2 * lora["activations"])  # chosen and rejected together

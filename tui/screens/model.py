@@ -14,11 +14,12 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Select, St
 
 from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec, all_models
 from tuneforge.core.errors import TuneforgeError
-from tuneforge.core.hardware import Hardware, rough_fit
+from tuneforge.core.fit import model_fit
+from tuneforge.core.hardware import Hardware
 
 SIZES = (("any size", "any"), ("under 1B", "small"), ("1–4B", "medium"), ("7B and up", "large"))
-FIT_BADGES = {"yes": Text("✓ fits", style="bold green"), "slow": Text("~ slow", style="yellow"),
-              "no": Text("✗ too big", style="red")}
+FIT_BADGES = {"yes": Text("✓ fits", style="bold green"), "tight": Text("! tight", style="yellow"),
+              "slow": Text("~ slow", style="yellow"), "no": Text("✗ too big", style="red")}
 
 
 def size_class(spec: ModelSpec) -> str:
@@ -89,7 +90,7 @@ class ModelScreen(Screen):
         for name, spec in entries:
             if not matches(spec, query, size, family):
                 continue
-            fit = FIT_BADGES[rough_fit(spec.params_b, hardware)] if hardware else Text("…", style="dim")
+            fit = FIT_BADGES[model_fit(spec, hardware)] if hardware else Text("…", style="dim")
             label = f"{name} (built in)" if name == DEFAULT_MODEL else name
             licence = f"{spec.license} (gated)" if spec.gated else spec.license
             table.add_row(label, spec.size_label, spec.family, f"{spec.context // 1024}k", licence, fit, key=name)

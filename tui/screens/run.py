@@ -43,6 +43,7 @@ class Progress:
         self.last: dict[str, Any] = {}
         self.started_at: float | None = None
         self.first_step: int | None = None
+        self.planned_gb: float | None = None
 
     def add(self, event: dict[str, Any]) -> None:
         """Fold one event in."""
@@ -55,6 +56,8 @@ class Progress:
             self.last = event
             if self.first_step is None:
                 self.first_step = event["step"] - 1
+        elif kind == "plan":
+            self.planned_gb = event.get("peak_gb")
         elif kind == "eval":
             self.eval_steps.append(event["step"])
             self.eval_losses.append(event["eval_loss"])
@@ -68,7 +71,7 @@ class Progress:
         return (now - self.started_at) / max(done, 1) * left
 
     def summary(self, now: float, running: bool) -> str:
-        """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB · loss 0.53 · eval 0.61"""
+        """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB (plan 2.9) · loss 0.53 · eval 0.61"""
         if not self.last:
             return "waiting for the first step (loading the model) …" if running else "no training steps yet"
         last = self.last
@@ -76,7 +79,8 @@ class Progress:
         eta = self.eta(now) if running else None
         if eta is not None:
             parts.append(f"ETA {duration(eta)}")
-        parts += [f"{last.get('tokens_per_second', 0):.0f} tok/s", f"{last.get('memory_gb', 0):.1f} GB",
+        planned = f" (plan {self.planned_gb:.1f})" if self.planned_gb else ""
+        parts += [f"{last.get('tokens_per_second', 0):.0f} tok/s", f"{last.get('memory_gb', 0):.1f} GB{planned}",
                   f"loss {last['loss']:.3f}"]
         if self.eval_losses:
             parts.append(f"eval {self.eval_losses[-1]:.3f}")

@@ -17,7 +17,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
-from tuneforge.core.memory import MemoryEstimate, estimate_training_memory, model_shape
+from tuneforge.core.fit import Fit, settle
+from tuneforge.core.hardware import Hardware
+from tuneforge.core.memory import model_shape
 from tuneforge.core.methods import METHODS
 
 from ..errors import show_error
@@ -55,8 +57,6 @@ PLACEHOLDERS = {
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
 }
-EFFECTIVE_BATCH = 8
-"""The batch the defaults aim for; when it does not fit, gradient accumulation makes up the rest."""
 
 
 def parse_field(field: Field, text: str) -> Any:
@@ -69,41 +69,33 @@ def parse_field(field: Field, text: str) -> Any:
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
 
-def default_values(model: str, max_length: int, eval_split: float, seq_len: int, on_gpu: bool,
-                   budget_gb: float) -> dict[str, Any]:
-    """RunConfig's defaults, with the batch halved (and accumulation raised) until the estimate fits."""
+def default_values(model: str, max_length: int, eval_split: float) -> dict[str, Any]:
+    """RunConfig's defaults with the session's model, max length and eval split (auto-fit settles the batch)."""
     values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
-    values.update(model=model, max_length=max_length, eval_split=eval_split, batch_size=EFFECTIVE_BATCH, grad_accum=1)
-    shape = model_shape(model)
-    while shape and values["batch_size"] > 1:
-        estimate = estimate_for(values, shape, seq_len, on_gpu, budget_gb)
-        if estimate.verdict == "fits":
-            break
-        values["batch_size"] //= 2
-        values["grad_accum"] = EFFECTIVE_BATCH // values["batch_size"]
+    values.update(model=model, max_length=max_length, eval_split=eval_split)
     return values
 
 
-def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, on_gpu: bool, budget_gb: float) -> MemoryEstimate:
-    """The memory estimate of the form's current values (`shape` from model_shape)."""
-    method = values["method"] if values["method"] != "auto" else ("qlora" if on_gpu else "lora")
-    checkpointing = on_gpu if values["gradient_checkpointing"] is None else values["gradient_checkpointing"]
-    params_b, dims = shape
-    return estimate_training_memory(params_b, dims, method=method, batch_size=values["batch_size"],
-                                    freeze_layers=values.get("freeze_layers", 2),
-                                    seq_len=min(seq_len, values["max_length"]), lora_r=values["lora_r"],
-                                    gradient_checkpointing=checkpointing, on_gpu=on_gpu, budget_gb=budget_gb)
+def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, hardware: Hardware, answer_share: float) -> Fit:
+    """What training will settle for the form's current values: auto-fit's choice and its memory plan."""
+    config = RunConfig.from_dict({**values, "data": values.get("data") or "form"}, source="the form")
+    return settle(config, hardware, *shape, [seq_len], answer_share)
 
 
-def estimate_text(estimate: MemoryEstimate) -> Text:
-    """The breakdown as the side panel shows it."""
-    text = Text(f"Memory estimate ({estimate.device})\n\n", style="bold")
+def estimate_text(fit: Fit) -> Text:
+    """The plan's breakdown as the side panel shows it, with what auto-fit will change."""
+    estimate = fit.plan
+    text = Text(f"Memory plan ({estimate.device})\n\n", style="bold")
     for name, gb in estimate.parts:
         text.append(f"{name:<17}{gb:6.2f} GB\n")
+    if estimate.reserve_gb:
+        text.append(f"{'CUDA context':<17}{estimate.reserve_gb:6.2f} GB\n")
     style = {"fits": "bold green", "tight": "bold yellow", "too big": "bold red"}[estimate.verdict]
     text.append(f"{'total':<17}{estimate.total_gb:6.2f} GB\n", style="bold")
-    text.append(f"of {estimate.budget_gb:.1f} GB: ")
+    text.append(f"of {estimate.budget_gb:.1f} GB free: ")
     text.append(estimate.verdict, style=style)
+    for change in fit.changes:
+        text.append(f"\nauto-fit: {change}", style="yellow")
     if estimate.verdict != "fits":
         text.append("\nlower the batch size (raise grad accum) or max length", style="yellow")
     return text
@@ -120,14 +112,11 @@ class TrainFormScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         session = self.app.session
-        hardware = self.app.hardware
-        self.on_gpu = bool(hardware and hardware.cuda)
-        self.budget_gb = (hardware.vram_total_gb if self.on_gpu else hardware.ram_available_gb) if hardware else 0.0
         stats = session.report.stats if session.report else None
         self.seq_len = stats.length_summary()["max"] if stats else session.max_length
+        self.answer_share = stats.trained_tokens / max(stats.total_tokens, 1) if stats else 0.5
         self.shape = model_shape(session.model)
-        self.defaults = default_values(session.model, session.max_length, session.eval_split, self.seq_len,
-                                       self.on_gpu, self.budget_gb or 1e9)
+        self.defaults = default_values(session.model, session.max_length, session.eval_split)
 
     def compose(self) -> ComposeResult:
         session = self.app.session
@@ -167,7 +156,8 @@ class TrainFormScreen(Screen):
         """The chosen method's one-line explanation under its field (and what auto means here)."""
         summary = METHODS[method].summary
         if method == "auto":
-            summary = f"{RunConfig.model_fields['method'].description} Here auto = {'qlora' if self.on_gpu else 'lora'}."
+            on_gpu = bool(self.app.hardware and self.app.hardware.cuda)
+            summary = f"{RunConfig.model_fields['method'].description} Here auto = {'qlora' if on_gpu else 'lora'}."
         self.query_one("#help-method", Static).update(summary)
 
     def values(self) -> dict[str, Any]:
@@ -202,12 +192,13 @@ class TrainFormScreen(Screen):
         if self.shape is None:
             memory.update("Memory estimate\n\nnot available for this model\n(its dimensions are unknown until it is imported)")
             return
-        if not self.budget_gb:
+        hardware = self.app.hardware
+        if hardware is None:
             memory.update("Memory estimate\n\nwaiting for the hardware probe …")
             return
         try:
-            memory.update(estimate_text(estimate_for(self.values(), self.shape, self.seq_len, self.on_gpu, self.budget_gb)))
-        except ValueError as exc:
+            memory.update(estimate_text(estimate_for(self.values(), self.shape, self.seq_len, hardware, self.answer_share)))
+        except (ValueError, ConfigError) as exc:
             memory.update(Text(f"Memory estimate\n\n{exc}", style="red"))
 
     @on(Button.Pressed, "#start")

@@ -1,0 +1,143 @@
+"""Auto-fit: choose batch size, gradient accumulation, max length and checkpointing so a run fits.
+
+The effective batch (batch_size × grad_accum) the person asked for is kept; what changes is
+how it is split, whether activations are recomputed, and, only when nothing else fits, how
+long examples may be. Each candidate is priced by the memory planner against the device's
+free memory, with the planner's 15 % margin; the first that fits, in order of speed, wins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .catalog import ModelSpec, Shape
+from .config import RunConfig
+from .hardware import Hardware, resolve_method
+from .memory import MemoryEstimate, estimate_training_memory
+
+LENGTH_QUANTILES = (0.99, 0.95, 0.9, 0.75, 0.5)
+"""Where max_length may be cut, as quantiles of the examples' lengths, when even batch 1 does not fit."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The chosen split of the batch and its memory plan."""
+
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    gradient_checkpointing: bool
+    plan: MemoryEstimate
+    truncated: int = 0
+    """Examples longer than the chosen max_length (cut to it)."""
+    changes: tuple[str, ...] = field(default=())
+    """What differs from the configuration, in words; empty when it fits as configured."""
+
+    @property
+    def fits(self) -> bool:
+        """Whether the plan leaves the 15 % margin."""
+        return self.plan.verdict == "fits"
+
+
+def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, *, batch_size: int,
+             seq_len: int, gradient_checkpointing: bool, answer_share: float = 1.0) -> MemoryEstimate:
+    """The memory plan of `config` on `hardware` with this batch, length and checkpointing."""
+    return estimate_training_memory(
+        params_b, shape, method=resolve_method(config.method, hardware), batch_size=batch_size, seq_len=seq_len,
+        lora_r=config.lora_r, gradient_checkpointing=gradient_checkpointing, on_gpu=hardware.cuda,
+        budget_gb=hardware.memory_budget_gb, freeze_layers=config.freeze_layers, compute_dtype=hardware.compute_dtype,
+        answer_share=answer_share,
+    )
+
+
+def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, lengths: Sequence[int],
+                 answer_share: float = 1.0) -> Fit:
+    """The fastest batch split, checkpointing and max length that fit, given the examples' token lengths.
+
+    Candidates, fastest first: without checkpointing at the full batch down to a quarter of it,
+    then with checkpointing down to batch 1, each at the longest example's length; then the
+    same at shorter max lengths. The checkpointing setting is kept when the config fixes it.
+    When nothing fits, the smallest candidate comes back with its "too big" plan.
+    """
+    effective = config.batch_size * config.grad_accum
+    longest = min(config.max_length, max(lengths, default=config.max_length))
+    sizes = _halvings(config.batch_size)
+    checkpointing = config.gradient_checkpointing
+    if checkpointing is None:
+        allowed = [False] if resolve_method(config.method, hardware) == "prefix" else [False, True]
+    else:
+        allowed = [checkpointing]
+    order = [(ckpt, size) for ckpt in allowed for size in sizes if ckpt or len(allowed) == 1 or size * 4 >= config.batch_size]
+    last: Fit | None = None
+    for max_length in _length_candidates(longest, lengths):
+        for ckpt, size in order:
+            plan = plan_for(config, hardware, params_b, shape, batch_size=size, seq_len=max_length,
+                            gradient_checkpointing=ckpt, answer_share=answer_share)
+            last = Fit(size, math.ceil(effective / size), max_length, ckpt, plan,
+                       truncated=sum(1 for n in lengths if n > max_length))
+            if last.fits:
+                return _with_changes(last, config, longest)
+    assert last is not None
+    return _with_changes(last, config, longest)
+
+
+def settle(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, lengths: Sequence[int],
+           answer_share: float = 1.0) -> Fit:
+    """The fit with `auto_fit`; otherwise the configuration as it is, with its plan."""
+    if config.auto_fit:
+        return fit_training(config, hardware, params_b, shape, lengths, answer_share)
+    longest = min(config.max_length, max(lengths, default=config.max_length))
+    checkpointing = bool(config.gradient_checkpointing)
+    plan = plan_for(config, hardware, params_b, shape, batch_size=config.batch_size, seq_len=longest,
+                    gradient_checkpointing=checkpointing, answer_share=answer_share)
+    return Fit(config.batch_size, config.grad_accum, longest, checkpointing, plan)
+
+
+def model_fit(spec: ModelSpec, hardware: Hardware) -> str:
+    """"yes", "tight", "slow" or "no": whether fine-tuning catalog model `spec` here fits, after
+    auto-fit, with the default settings (auto method, batch 8, examples of 512 tokens, half answers).
+    "slow" is a CPU with a model past 0.6 B parameters, which fits but takes hours per epoch."""
+    config = RunConfig(model=spec.name, data="-")
+    fit = fit_training(config, hardware, spec.params_b, spec.shape, [config.max_length], answer_share=0.5)
+    if fit.plan.verdict == "too big" or fit.truncated:
+        return "no"
+    if fit.plan.verdict == "tight":
+        return "tight"
+    return "slow" if not hardware.cuda and spec.params_b > 0.6 else "yes"
+
+
+def _halvings(size: int) -> list[int]:
+    """size, size/2, … down to 1 (rounded up)."""
+    sizes = [size]
+    while sizes[-1] > 1:
+        sizes.append(math.ceil(sizes[-1] / 2))
+    return sizes
+
+
+def _length_candidates(longest: int, lengths: Sequence[int]) -> list[int]:
+    """The longest example's length, then shorter cuts at the length quantiles (multiples of 8, at least 16)."""
+    ordered = sorted(lengths)
+    candidates = [longest]
+    for quantile in LENGTH_QUANTILES:
+        if not ordered:
+            break
+        cut = max(16, math.ceil(ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] / 8) * 8)
+        if cut < candidates[-1]:
+            candidates.append(cut)
+    return candidates
+
+
+def _with_changes(fit: Fit, config: RunConfig, longest: int) -> Fit:
+    """Describe what the fit changed from the configuration."""
+    changes = []
+    if fit.batch_size != config.batch_size:
+        changes.append(f"batch_size {config.batch_size} → {fit.batch_size} with grad_accum {fit.grad_accum} "
+                       f"(effective batch {fit.batch_size * fit.grad_accum})")
+    if fit.gradient_checkpointing and not config.gradient_checkpointing:
+        changes.append("gradient checkpointing on (activations recomputed: less memory, about 30% slower)")
+    if fit.max_length < longest:
+        changes.append(f"max_length {config.max_length} → {fit.max_length} ({fit.truncated} longer examples cut)")
+    return Fit(fit.batch_size, fit.grad_accum, fit.max_length, fit.gradient_checkpointing, fit.plan,
+               fit.truncated, tuple(changes))

@@ -1,0 +1,231 @@
+"""The memory planner's arithmetic against hand-computed cases, and auto-fit against its budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneforge.core.catalog import CATALOG, Shape
+from tuneforge.core.config import RunConfig
+from tuneforge.core.fit import fit_training, model_fit, settle
+from tuneforge.core.hardware import Hardware, cpu_has_bf16
+from tuneforge.core.memory import GIB, estimate_training_memory, merge_and_export_needs, model_shape
+
+SMOL = Shape(576, 30, 1536, 49152, kv_dim=192)
+SMOL_PARAMS_B = 0.135
+
+
+def gpu(free_gb: float) -> Hardware:
+    return Hardware(cuda=True, gpu_name="test GPU", vram_total_gb=free_gb, vram_free_gb=free_gb, bf16=True,
+                    ram_total_gb=64, ram_available_gb=60, disk_free_gb=500, gpu_count=1, compute_capability="8.9")
+
+
+def cpu(available_gb: float) -> Hardware:
+    return Hardware(cuda=False, gpu_name=None, vram_total_gb=0, vram_free_gb=0, bf16=False, ram_total_gb=available_gb,
+                    ram_available_gb=available_gb, disk_free_gb=500, cpu_cores=2)
+
+
+def parts(estimate) -> dict[str, float]:
+    return dict(estimate.parts)
+
+
+def test_lora_on_a_gpu_term_by_term():
+    estimate = estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
+                                        gradient_checkpointing=False, on_gpu=True, budget_gb=24)
+    terms = parts(estimate)
+    # bf16 weights: 2 bytes per parameter.
+    assert terms["base weights"] == pytest.approx(0.135e9 * 2 / GIB)
+    # LoRA r=16 on q, o (576→576), k, v (576→192), gate, up, down (576↔1536), 30 layers; 16 bytes each.
+    lora = 30 * 16 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
+    assert lora == 4_884_480
+    assert terms["LoRA + optimizer"] == pytest.approx(lora * 16 / GIB)
+    # Per token and layer: 4·576 + 2·576 + 2·192 + 4·1536 + 7·16 = 10096 bf16 values, plus 12 bytes per hidden unit.
+    per_layer = 2 * 10096 + 12 * 576
+    assert terms["activations"] == pytest.approx(1024 * 30 * per_layer / GIB)
+    # One bf16 tile of 1024 answer tokens × 32768 vocabulary entries, and fp32 hidden-state gradients.
+    assert terms["logits"] == pytest.approx((1024 * 32768 * 2 + 1024 * 576 * 8) / GIB)
+    assert estimate.reserve_gb == pytest.approx(0.5 + 0.05 * estimate.peak_gb)
+    assert estimate.total_gb == pytest.approx(estimate.peak_gb + estimate.reserve_gb)
+    assert estimate.verdict == "fits"
+
+
+def test_qlora_checkpointing_and_a_cpu_change_the_terms():
+    qlora = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="qlora", batch_size=4, seq_len=256, lora_r=16,
+                                           gradient_checkpointing=True, on_gpu=True, budget_gb=24))
+    embeddings = 49152 * 576
+    # nf4 + double quantization for the linear layers; the embeddings fp32 after k-bit preparation.
+    assert qlora["base weights"] == pytest.approx(((0.135e9 - embeddings) * 0.52 + embeddings * 4) / GIB)
+    # Checkpointing keeps each layer's bf16 input, and one layer recomputed.
+    assert qlora["activations"] == pytest.approx(1024 * (30 * 576 * 2 + 2 * 10096 + 12 * 576) / GIB)
+
+    on_cpu = estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
+                                      gradient_checkpointing=False, on_gpu=False, budget_gb=24)
+    terms = parts(on_cpu)
+    assert terms["base weights"] == pytest.approx(0.135e9 * 4 / GIB)  # fp32 on a CPU
+    assert terms["activations"] == pytest.approx(1024 * 30 * 4 * 10096 / GIB)
+    # The CPU tile is folded by torch ops (about five fp32 temporaries); runtime adds the allocator's slack.
+    logits = 1024 * 32768 * 20 + 1024 * 576 * 8
+    assert terms["logits"] == pytest.approx(logits / GIB)
+    assert terms["runtime"] == 0.5
+    assert terms["allocator slack"] == pytest.approx(0.8 * (1024 * 30 * 4 * 10096 + logits) / GIB)
+    assert on_cpu.reserve_gb == 0 and on_cpu.device == "CPU"
+
+
+def test_whole_model_methods_and_objectives():
+    full = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="full", batch_size=1, seq_len=128, lora_r=16,
+                                          gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    assert full["base weights"] == pytest.approx(0.135e9 * 4 / GIB)  # fp32 master weights
+    assert full["trained + optimizer"] == pytest.approx(0.135e9 * 12 / GIB)  # gradient + two Adam moments
+
+    freeze = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="freeze", batch_size=1, seq_len=128, lora_r=16,
+                                            gradient_checkpointing=False, on_gpu=True, budget_gb=24, freeze_layers=2))
+    layer = 576 * (2 * 576 + 2 * 192) + 3 * 576 * 1536
+    assert freeze["trained + optimizer"] == pytest.approx(2 * layer * 12 / GIB)
+    # Only the two trained layers keep activations: nothing flows back below them.
+    assert freeze["activations"] == pytest.approx(128 * 2 * (2 * (4 * 576 + 2 * 576 + 2 * 192 + 4 * 1536) + 12 * 576) / GIB)
+
+    prompt = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="prompt", batch_size=1, seq_len=128, lora_r=16,
+                                            gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    assert prompt["trained + optimizer"] == pytest.approx(20 * 576 * 16 / GIB)  # 20 virtual tokens
+
+    reward = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="reward", batch_size=2, seq_len=128, lora_r=16,
+                                            gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    assert reward["logits"] == 0  # a score per sequence, no vocabulary
+    dpo = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="dpo", batch_size=2, seq_len=128, lora_r=16,
+                                         gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    sft = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=2, seq_len=128, lora_r=16,
+                                         gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    assert dpo["activations"] == pytest.approx(2 * sft["activations"])  # chosen and rejected
+    assert dpo["logits"] == pytest.approx(2 * 2 * 128 * 49152 * 12 / GIB)  # whole fp32 logits, log-softmax, gradient
+
+
+def test_merge_and_export_needs():
+    merge, export = merge_and_export_needs(1.0, ("q4_k_m", "q8_0"))
+    sixteen = 1e9 * 2 / GIB
+    assert merge.ram_gb == pytest.approx(0.5 + sixteen) and merge.disk_gb == pytest.approx(sixteen)
+    q4, q8 = 1e9 * 4.89 / 8 / GIB, 1e9 * 8.5 / 8 / GIB
+    assert export.disk_gb == pytest.approx(q4 + q8 + sixteen)  # the f16 source is written, then removed
+    assert export.ram_gb == pytest.approx(0.5 + 2 * sixteen + q8)  # fp32 reference below 2 GiB, beside the largest GGUF
+
+
+def test_model_shape_reads_grouped_query_attention(tmp_path):
+    (tmp_path / "config.json").write_text(
+        '{"hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072, "vocab_size": 151936, '
+        '"num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": true}')
+    params_b, shape = model_shape(tmp_path)
+    assert (shape.queries, shape.keys) == (2048, 1024)
+    assert params_b == pytest.approx(0.596, rel=0.01)  # Qwen3-0.6B's published 0.596 B
+    assert model_shape(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("hardware", [gpu(4), gpu(8), gpu(12), gpu(24), cpu(8), cpu(16), cpu(64)], ids=str)
+def test_auto_fit_never_proposes_a_run_over_the_budget(hardware):
+    proposals = 0
+    for spec in CATALOG.values():
+        for method in ("auto", "lora", "full", "dpo"):
+            for batch_size, grad_accum in ((8, 1), (16, 2), (3, 1)):
+                config = RunConfig(model=spec.name, data="-", method=method, batch_size=batch_size, grad_accum=grad_accum,
+                                   max_length=2048)
+                lengths = [2048, 1500, 900, 700, 400, 300, 200, 100]
+                fit = fit_training(config, hardware, spec.params_b, spec.shape, lengths, answer_share=0.5)
+                # The effective batch is kept (rounded up by at most one micro-batch).
+                assert batch_size * grad_accum <= fit.batch_size * fit.grad_accum < batch_size * grad_accum + fit.batch_size
+                if fit.fits:
+                    proposals += 1
+                    assert fit.plan.total_gb <= 0.85 * hardware.memory_budget_gb
+                    assert fit.plan.budget_gb == hardware.memory_budget_gb
+                else:  # nothing fits: the smallest candidate comes back, and says so
+                    assert fit.plan.verdict != "fits" and fit.batch_size == 1 and fit.gradient_checkpointing
+    assert proposals > 0
+
+
+def test_auto_fit_order_speed_first():
+    config = RunConfig(model="qwen2.5-1.5b", data="-", method="qlora", batch_size=8, max_length=1024)
+    spec = CATALOG["qwen2.5-1.5b"]
+    roomy = fit_training(config, gpu(80), spec.params_b, spec.shape, [1024])
+    assert (roomy.batch_size, roomy.grad_accum, roomy.gradient_checkpointing, roomy.changes) == (8, 1, False, ())
+    # A smaller card: first a smaller batch without checkpointing, then checkpointing, then shorter examples.
+    sizes = []
+    for free in (16, 8, 5, 3):
+        fit = fit_training(config, gpu(free), spec.params_b, spec.shape, [1024] + [256] * 99)
+        sizes.append((fit.batch_size, fit.gradient_checkpointing, fit.max_length))
+        assert fit.fits
+    assert sizes == sorted(sizes, key=lambda s: (-s[2], s[1], -s[0]))  # never a longer length after a cut, etc.
+    assert any("checkpointing on" in change for change in fit_training(config, gpu(8), spec.params_b, spec.shape, [1024]).changes)
+    cut = fit_training(config, gpu(3), spec.params_b, spec.shape, [1024] + [256] * 99)
+    assert cut.fits and cut.max_length == 256 and cut.truncated == 1 and any("max_length" in c for c in cut.changes)
+    # A fixed checkpointing setting is kept.
+    fixed = fit_training(config.with_updates(gradient_checkpointing=False), gpu(8), spec.params_b, spec.shape, [1024])
+    assert not fixed.gradient_checkpointing
+
+
+def test_settle_without_auto_fit_keeps_the_configuration():
+    config = RunConfig(model="qwen2.5-7b", data="-", method="lora", batch_size=8, auto_fit=False, gradient_checkpointing=False)
+    spec = CATALOG["qwen2.5-7b"]
+    fit = settle(config, gpu(8), spec.params_b, spec.shape, [512])
+    assert (fit.batch_size, fit.gradient_checkpointing) == (8, False) and fit.plan.verdict == "too big"
+
+
+def test_catalog_fit_badges_come_from_the_planner():
+    assert model_fit(CATALOG["smollm2-135m"], cpu(16)) == "yes"
+    assert model_fit(CATALOG["qwen2.5-1.5b"], cpu(16)) == "slow"
+    assert model_fit(CATALOG["qwen2.5-7b"], cpu(16)) == "no"
+    assert model_fit(CATALOG["qwen2.5-7b"], gpu(24)) == "yes"  # qlora by default on a GPU
+    assert model_fit(CATALOG["qwen2.5-7b"], gpu(4)) == "no"
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16(flags)
+    flags.write_text("processor : 0\nflags : fpu avx2\n")
+    assert not cpu_has_bf16(flags)
+    assert not cpu_has_bf16(tmp_path / "missing")
+    assert Hardware(False, None, 0, 0, False, 16, 16, 100, cpu_bf16=True).compute_dtype == "bfloat16"
+    assert cpu(16).compute_dtype == "float32"
+
+
+def tiny_plan_totals(tiny_config, batch_sizes):
+    """The planner's totals for the tiny Llama on the facts, at each batch size (CPU, no checkpointing)."""
+    from tuneforge.core.fit import plan_for
+    from tuneforge.core.pipeline import check_data
+
+    config = tiny_config()
+    stats = check_data(config.data, config.model, config.max_length, config.eval_split).stats
+    dims = model_shape(config.model)
+    share = stats.trained_tokens / stats.total_tokens
+    return [plan_for(config, cpu(64), *dims, batch_size=size, seq_len=max(stats.token_lengths),
+                     gradient_checkpointing=False, answer_share=share).total_gb for size in batch_sizes]
+
+
+def test_training_fits_itself_and_records_plan_and_peak(home, tiny_config, monkeypatch):
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import runner, train_run
+
+    batch_two, batch_four = tiny_plan_totals(tiny_config, (2, 4))
+    # Room for batch 2 but not batch 4 (with the planner's 15 % margin).
+    monkeypatch.setattr(runner, "detect", lambda path=None: cpu((batch_two + batch_four) / 2 / 0.85))
+    run = create_run(tiny_config(batch_size=4, max_steps=4), home / "fitted")
+    result = train_run(run, echo=None)
+
+    config = run.load_config()
+    assert (config.batch_size, config.grad_accum, config.gradient_checkpointing) == (2, 2, False)
+    plan = next(e for e in run.events() if e["event"] == "plan")
+    assert plan["batch_size"] == 2 and plan["changes"] and plan["verdict"] == "fits"
+    assert set(plan["parts"]) == {"base weights", "LoRA + optimizer", "activations", "logits", "runtime", "allocator slack"}
+    finished = next(e for e in run.events() if e["event"] == "finished")
+    assert finished["planned_peak_gb"] == pytest.approx(plan["peak_gb"], abs=1e-3)
+    assert finished["peak_memory_gb"] == result.peak_memory_gb > 0.3  # this process's peak RSS
+
+
+def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, monkeypatch):
+    from tuneforge.core.errors import ResourceError
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import runner, train_run
+
+    monkeypatch.setattr(runner, "detect", lambda path=None: cpu(0.3))
+    monkeypatch.setattr(runner, "load_base_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    run = create_run(tiny_config(), home / "too-big")
+    with pytest.raises(ResourceError, match="GB is free") as refused:
+        train_run(run, echo=None)
+    assert "qlora" in refused.value.hint
+    assert list(run.events())[-1]["event"] == "failed" and run.last_checkpoint() is None
