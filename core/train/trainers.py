@@ -15,6 +15,7 @@ from ..data.prepare import TokenizedExample
 from ..hardware import Hardware
 from ..methods import method_spec
 from ..runs import RunDir
+from .speed import project_answers_only
 
 ACCURACY_KEYS = {
     "sft": ("eval_mean_token_accuracy", "token accuracy"),
@@ -57,8 +58,8 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         greater_is_better=False if early_stopping else None,
         seed=config.seed,
         data_seed=config.seed,
-        bf16=hardware.cuda and hardware.bf16,
-        fp16=hardware.cuda and not hardware.bf16,
+        bf16=hardware.compute_dtype == "bfloat16",  # autocast, on a GPU or a CPU with bf16 matrix units
+        fp16=hardware.compute_dtype == "float16",
         use_cpu=not hardware.cuda,
         gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
@@ -98,6 +99,7 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental; the warning says nothing to a user
+    project_answers_only()
     objective = method_spec(config.method).objective
     if args["load_best_model_at_end"]:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]

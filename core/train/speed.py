@@ -1,0 +1,36 @@
+"""Throughput: what tuneforge's training does beyond a plain TRL script, at the same loss.
+
+- The LM head projects only the tokens that are trained (the answers), on every device.
+- bf16 autocast on CPUs with bf16 matrix units (Hardware.compute_dtype), fp32 elsewhere on CPU.
+- Gradient checkpointing only when the memory plan needs it (core/fit.py): TRL turns it on
+  by default, which recomputes every layer's forward pass.
+
+bench/train.py measures the result against the plain script.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def project_answers_only() -> None:
+    """Make TRL's chunked LM head skip prompt and padding positions on CPUs too.
+
+    TRL gathers the positions whose label is trained before the vocabulary projection only
+    where Triton runs (CUDA, XPU): on compiled backends (XLA, Neuron) a varying number of
+    positions would force a recompilation. Eager CPU training has no such cost, and the head
+    is a large share of a small model's work: a fifth of SmolLM2-135M's weights, applied twice
+    (forward, and again in the backward pass), while answers are about a third of a chat
+    example's tokens. The loss is the same sum over the same positions.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or getattr(original, "answers_only", False):
+        return
+
+    def gather_trained_positions(device: Any) -> bool:
+        return device.type == "cpu" or original(device)
+
+    gather_trained_positions.answers_only = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = gather_trained_positions

@@ -1,0 +1,47 @@
+"""The LM head projects only trained positions on a CPU too, with the same loss and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def test_answer_only_projection_same_loss_and_gradients(tiny_llama, monkeypatch):
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from tuneforge.core.train.speed import project_answers_only
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (3, 40))
+    labels = ids.clone()
+    labels[:, :25] = -100  # the prompt
+    labels[2, 32:] = -100  # padding of a shorter example
+    projected_rows = []
+    original_apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting_apply(hidden, *args):
+        projected_rows.append(hidden.shape[0])
+        return original_apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting_apply)
+
+    def loss_and_gradients():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL's choice on a CPU
+    every_loss, every_grads = loss_and_gradients()
+    project_answers_only()
+    answers_loss, answers_grads = loss_and_gradients()
+
+    assert projected_rows == [3 * 39, int((labels[:, 1:] != -100).sum())]  # every position, then only the answers
+    assert answers_loss == pytest.approx(every_loss.item(), rel=1e-6)
+    assert every_grads.keys() == answers_grads.keys()
+    for name, grad in every_grads.items():
+        torch.testing.assert_close(answers_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
