@@ -31,7 +31,8 @@ from tuneforge.core.runs import failure_cause
 SHAPES = {
     # SmolLM2-360M's dimensions (hidden, layers, intermediate, heads, kv heads), random weights.
     "360m": (960, 32, 2560, 15, 5),
-    # Qwen2.5-1.5B's dimensions.
+    # Qwen2.5-0.5B's and Qwen2.5-1.5B's dimensions.
+    "0.5b": (896, 24, 4864, 14, 2),
     "1.5b": (1536, 28, 8960, 12, 2),
 }
 

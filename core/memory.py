@@ -7,8 +7,10 @@ bench/plan.py for how close it comes):
 - **base weights**: nf4 with double quantization ≈ 0.52 bytes per parameter of the linear
   layers under QLoRA (embeddings, made fp32 for k-bit training); 16-bit on a GPU; the compute
   dtype on a CPU; fp32 master weights wherever the model's own weights train.
-- **trained + optimizer**: the trained parameters with their gradients and AdamW's two fp32
-  moments (16 bytes each; 12 when the fp32 weight is already counted above).
+- **trained + optimizer**: the trained parameters in fp32 and AdamW's two fp32 moments
+  (12 bytes each; 8 when the fp32 weight is already counted above).
+- **gradients**: 4 bytes per trained parameter, made during the backward pass as activations
+  are freed, so only what exceeds the activations and logits is counted.
 - **activations**: what autograd keeps for the backward pass, per token and per layer that
   gradients flow through (counted from a Llama layer's saved tensors: the layer's input and
   normalised inputs, the attention's queries, keys, values and output, and four MLP-wide
@@ -19,7 +21,8 @@ bench/plan.py for how close it comes):
 - **runtime**: on a CPU the Python process with torch, transformers and TRL loaded; on a
   GPU the CUDA context, outside the recorded peak but inside the card's budget.
 - **allocator slack** (CPU): glibc's allocator keeps the blocks of a step's freed tensors,
-  so peak RSS exceeds live memory by a share of the activations and logits.
+  so peak RSS exceeds live memory by a share of the activations and logits (and, under
+  checkpointing, of the intermediates made and freed again); both shares are measured.
 """
 
 from __future__ import annotations
@@ -34,13 +37,18 @@ from .methods import LORA_FAMILY, method_spec
 GIB = 2**30
 QLORA_BYTES_PER_PARAM = 0.52
 """nf4 (4 bits) plus one fp8 scale per 64 weights and the double-quantized scales' scales."""
-ADAPTER_BYTES_PER_PARAM = 16
-"""fp32 weight, fp32 gradient, and AdamW's two fp32 moments."""
+OPTIMIZER_BYTES_PER_PARAM = 8
+"""AdamW's two fp32 moments per trained parameter."""
 CPU_RUNTIME_GB = 0.5
 """Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
-CPU_ALLOCATOR_SLACK = 0.8
-"""glibc keeps freed blocks of a step's tensors: peak RSS exceeds live memory by about this share of
-a step's activations and logits (bench/plan.py measures it)."""
+CPU_ALLOCATOR_SLACK = {"adapter": 0.8, "whole": 0.6, "scaling": 0.4}
+"""glibc keeps freed blocks of a step's tensors: peak RSS exceeds live memory by this share of a
+step's activations and logits, measured by bench/plan.py for LoRA-style adapters (whose backward
+pass makes an extra input gradient per adapted matrix), whole-weight training, and IA3 (scaling
+vectors; prompt methods, with no adapter inside the layers, are counted with it)."""
+CPU_RECOMPUTE_SLACK = 0.4
+"""Under gradient checkpointing the freed intermediates of every layer's forward (and recomputed
+forward) leave about this share of what the layers would otherwise keep in glibc's free lists."""
 CUDA_CONTEXT_GB = 0.5
 """The CUDA context and kernels; not counted by max_memory_allocated, but taken from the card."""
 CUDA_FRAGMENTATION = 0.05
@@ -175,35 +183,48 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
         weights = params * (4 if whole else value_bytes)
 
     trained = trained_parameters(method, params, shape, lora_r, freeze_layers)
-    trained_bytes = trained * (ADAPTER_BYTES_PER_PARAM - 4 if whole else ADAPTER_BYTES_PER_PARAM)
+    # AdamW's two fp32 moments, and the fp32 trained weights where the base weights do not hold them.
+    trained_bytes = trained * (OPTIMIZER_BYTES_PER_PARAM + (0 if whole else 4))
 
     # Preference methods run the chosen and the rejected answer through the model together.
     tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
     per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit)
     layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
-    if gradient_checkpointing:
-        activations = tokens * (layers * shape.hidden * residual_bytes + per_layer)
-    else:
-        activations = tokens * layers * per_layer
+    every_layer = tokens * layers * per_layer  # what the layers keep without checkpointing
+    activations = tokens * (layers * shape.hidden * residual_bytes + per_layer) if gradient_checkpointing else every_layer
 
     logits = _logits_bytes(spec.objective, tokens, answer_share, shape, on_gpu)
     if spec.objective == "distill":  # the teacher's weights and its logits
         weights += (teacher_params_b or params_b) * 1e9 * value_bytes
         logits *= 2
 
+    # Gradients fill in during the backward pass while the activations are freed: only what
+    # they need beyond the activations and logits raises the peak (full fine-tuning of short examples).
+    gradients = max(0.0, trained * 4 - activations - logits)
     parts = [
         ("base weights", weights / GIB),
         ("LoRA + optimizer" if method in LORA_FAMILY else "trained + optimizer", trained_bytes / GIB),
         ("activations", activations / GIB),
         ("logits", logits / GIB),
+        *([("gradients", gradients / GIB)] if gradients else []),
     ]
     if on_gpu:
         reserve = CUDA_CONTEXT_GB + CUDA_FRAGMENTATION * sum(gb for _, gb in parts)
         return MemoryEstimate("GPU", tuple(parts), budget_gb, reserve)
     parts.append(("runtime", CPU_RUNTIME_GB))
-    parts.append(("allocator slack", CPU_ALLOCATOR_SLACK * (activations + logits) / GIB))
+    slack = CPU_ALLOCATOR_SLACK[_kind(method)] * (activations + logits)
+    if gradient_checkpointing:  # each layer's intermediates are still made, freed, and made again
+        slack += CPU_RECOMPUTE_SLACK * every_layer
+    parts.append(("allocator slack", slack / GIB))
     return MemoryEstimate("CPU", tuple(parts), budget_gb)
+
+
+def _kind(method: str) -> str:
+    """How a method's backward pass allocates: through adapters, whole weights, or scaling vectors."""
+    if method in LORA_FAMILY:
+        return "adapter"
+    return "whole" if method_spec(method).weights == "whole" else "scaling"
 
 
 def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Shape, on_gpu: bool) -> float:

@@ -192,7 +192,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
-    args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing)
+    args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, OverfitWatch(run, echo), *extra_callbacks]
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
     started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Throughput: what tuneforge's training does beyond a plain TRL script, at the same loss.
 
 - The LM head projects only the tokens that are trained (the answers), on every device.
+- Batches of examples of similar length, once the data is large enough to keep them random.
 - bf16 autocast on CPUs with bf16 matrix units (Hardware.compute_dtype), fp32 elsewhere on CPU.
 - Gradient checkpointing only when the memory plan needs it (core/fit.py): TRL turns it on
   by default, which recomputes every layer's forward pass.
@@ -11,6 +12,10 @@ bench/train.py measures the result against the plain script.
 from __future__ import annotations
 
 from typing import Any
+
+GROUPING_MIN_BATCHES = 100
+"""Length grouping sorts each group of 50 batches by length; with fewer than two such groups
+every epoch would see the same batches in the same longest-first order."""
 
 
 def project_answers_only() -> None:
@@ -34,3 +39,15 @@ def project_answers_only() -> None:
 
     gather_trained_positions.answers_only = True  # type: ignore[attr-defined]
     trl_utils._use_triton = gather_trained_positions
+
+
+def length_grouping(train_examples: int, batch_size: int) -> dict[str, Any]:
+    """TrainingArguments that put examples of similar length into one batch (less padding to
+    compute), for data of at least GROUPING_MIN_BATCHES batches; {} for smaller data."""
+    if train_examples < GROUPING_MIN_BATCHES * batch_size:
+        return {}
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}  # transformers before the sampling-strategy option

@@ -15,7 +15,7 @@ from ..data.prepare import TokenizedExample
 from ..hardware import Hardware
 from ..methods import method_spec
 from ..runs import RunDir
-from .speed import project_answers_only
+from .speed import length_grouping, project_answers_only
 
 ACCURACY_KEYS = {
     "sft": ("eval_mean_token_accuracy", "token accuracy"),
@@ -28,8 +28,10 @@ ACCURACY_KEYS = {
 
 
 def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_eval: bool,
-                       gradient_checkpointing: bool) -> dict[str, Any]:
-    """The TrainingArguments every objective shares: schedule, evaluation, checkpoints, precision."""
+                       gradient_checkpointing: bool, train_examples: int = 0) -> dict[str, Any]:
+    """The TrainingArguments every objective shares: schedule, evaluation, checkpoints, precision,
+    and length-grouped batches for tokenized SFT data of `train_examples`."""
+    tokenized = method_spec(config.method).objective in ("sft", "distill")  # pairs have no input_ids to sort by
     eval_strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
     early_stopping = has_eval and bool(config.early_stopping_patience)
     save_strategy = "steps" if config.save_steps else "epoch"
@@ -67,6 +69,7 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=hardware.cuda,
+        **(length_grouping(train_examples, config.batch_size) if tokenized else {}),
     )
 
 

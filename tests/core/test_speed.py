@@ -45,3 +45,37 @@ def test_answer_only_projection_same_loss_and_gradients(tiny_llama, monkeypatch)
     assert every_grads.keys() == answers_grads.keys()
     for name, grad in every_grads.items():
         torch.testing.assert_close(answers_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_large_data_is_batched_by_length(tiny_llama, tmp_path):
+    import random
+
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.data.prepare import TokenizedExample
+    from tuneforge.core.hardware import Hardware
+    from tuneforge.core.runs import RunDir
+    from tuneforge.core.train.setup import load_tokenizer
+    from tuneforge.core.train.trainers import build_trainer, training_arguments
+
+    rng = random.Random(0)
+    examples = []
+    for _ in range(480):
+        length = rng.randint(20, 300)
+        ids = [rng.randrange(1000, 2000) for _ in range(length)]
+        examples.append(TokenizedExample("x", ids, [-100] * (length // 2) + ids[length // 2:]))
+    config = RunConfig(model=str(tiny_llama), data="-", method="lora", batch_size=4, max_length=512, eval_split=0)
+    machine = Hardware(False, None, 0, 0, False, 16, 16, 100)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    tokenizer = load_tokenizer(tiny_llama)
+
+    def padding_share(train_examples: int) -> float:
+        args = training_arguments(RunDir(tmp_path / "run"), config, machine, False, False, train_examples)
+        trainer = build_trainer(args, config, model, tokenizer, examples, [], [])
+        masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
+        assert sum(int(mask.sum()) for mask in masks) == sum(len(e.input_ids) for e in examples)  # every token, once
+        return sum(int((mask == 0).sum()) for mask in masks) / sum(mask.numel() for mask in masks)
+
+    grouped, random_batches = padding_share(len(examples)), padding_share(0)  # 480 examples ≥ 100 batches of 4
+    assert random_batches > 0.25 and grouped < random_batches / 3, (grouped, random_batches)

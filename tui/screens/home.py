@@ -23,11 +23,13 @@ def hardware_text(hardware: Hardware | None) -> str:
         return "probing the GPU, memory and disk …"
     lines = []
     if hardware.cuda:
-        lines += [f"GPU   {hardware.gpu_name}",
+        count = f" × {hardware.gpu_count}" if hardware.gpu_count > 1 else ""
+        lines += [f"GPU   {hardware.gpu_name}{count}",
                   f"VRAM  {hardware.vram_total_gb:.1f} GB ({hardware.vram_free_gb:.1f} free)",
-                  f"CUDA  yes · bf16 {'yes' if hardware.bf16 else 'no (fp16)'}"]
+                  f"CUDA  yes · compute {hardware.compute_capability} · bf16 {'yes' if hardware.bf16 else 'no (fp16)'}"]
     else:
-        lines += ["GPU   none (no CUDA)", "      training runs on the CPU"]
+        lines += ["GPU   none (no CUDA)",
+                  f"CPU   {hardware.cpu_cores} cores · bf16 {'yes' if hardware.cpu_bf16 else 'no (fp32)'}"]
     lines += [f"RAM   {hardware.ram_total_gb:.1f} GB ({hardware.ram_available_gb:.1f} free)",
               f"Disk  {hardware.disk_free_gb:.0f} GB free"]
     method = "QLoRA (4-bit)" if hardware.cuda else "LoRA (QLoRA needs CUDA)"

@@ -1,0 +1,137 @@
+"""The memory planner's estimate against the peak each run records, over a grid of configurations.
+
+    python bench/plan.py                       # the default model on this machine (CPU or GPU)
+    python bench/plan.py --random-shape 0.5b   # a random-weight model of that shape (GPU, no model files)
+    python bench/plan.py --only lora-b8-s512
+
+Every row trains 3 steps of one configuration (auto-fit off, so the plan is of exactly that
+configuration) in its own process, on examples of one length, so that every batch is the
+planned worst case. The plan comes from the run's `plan` event, the measured peak
+(torch.cuda.max_memory_allocated on a GPU, peak RSS on a CPU) from its `finished` event.
+Target: every row within ±15 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from methods import SHAPES, random_model  # noqa: E402
+
+GRID = (
+    # method, batch, tokens per example, gradient checkpointing
+    ("lora", 1, 128, False),
+    ("lora", 4, 256, False),
+    ("lora", 8, 256, False),
+    ("lora", 8, 512, False),
+    ("lora", 8, 512, True),
+    ("lora", 4, 1024, True),
+    ("dora", 4, 256, False),
+    ("ia3", 8, 256, False),
+    ("full", 4, 256, False),
+    ("freeze", 8, 256, False),
+    ("qlora", 4, 256, False),
+    ("prompt", 8, 256, False),
+)
+WORDS = ("river stone lantern harbor meadow copper violet thunder garden pillow orbit maple candle "
+         "falcon ribbon quartz willow cobalt saddle marble tunnel velvet beacon juniper").split()
+
+
+def uniform_data(path: Path, tokens: int, tokenizer_dir: str, count: int = 32) -> Path:
+    """`count` conversations whose chat-formatted length is `tokens` (± a few) tokens each."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    rng = random.Random(0)
+    lines = []
+    for _ in range(count):
+        words = [rng.choice(WORDS) for _ in range(tokens)]
+        while True:
+            messages = [{"role": "user", "content": "Recite the list."}, {"role": "assistant", "content": " ".join(words)}]
+            length = len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+            if length <= tokens or len(words) <= 1:
+                break
+            words = words[: max(1, len(words) - max(1, (length - tokens) // 2))]
+        lines.append(json.dumps({"messages": messages}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out: Path) -> dict[str, float] | None:
+    """Train one configuration for 3 steps in a child process; its plan and measured peak."""
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.runs import failure_cause
+
+    method, batch, tokens, checkpointing = row
+    data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
+    config = RunConfig(model=model, data=str(data), method=method, batch_size=batch, max_length=tokens + 8,
+                       gradient_checkpointing=checkpointing, auto_fit=False, max_steps=3, save_steps=1000,
+                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False)
+    run = create_run(config, out / f"{time.strftime('%H%M%S')}-{name(row)}")
+    child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if child.returncode != 0:
+        print(f"    FAILED: {' — '.join(failure_cause(run))}", flush=True)
+        return None
+    events = [json.loads(line) for line in run.events_file.read_text(encoding="utf-8").splitlines()]
+    plan = next(e for e in events if e["event"] == "plan")
+    finished = next(e for e in events if e["event"] == "finished")
+    return {"planned": plan["peak_gb"], "measured": finished["peak_memory_gb"], "parts": plan["parts"]}
+
+
+def name(row: tuple[str, int, int, bool]) -> str:
+    """A row's short name, e.g. lora-b8-s512-ckpt."""
+    method, batch, tokens, checkpointing = row
+    return f"{method}-b{batch}-s{tokens}" + ("-ckpt" if checkpointing else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--random-shape", choices=sorted(SHAPES))
+    parser.add_argument("--tokenizer", help="tokenizer folder for --random-shape (default: the default model's)")
+    parser.add_argument("--only", help="comma-separated row names (e.g. lora-b8-s512,full-b4-s256)")
+    parser.add_argument("--out", type=Path, default=Path("bench-plan"))
+    args = parser.parse_args(argv)
+    from tuneforge.core.models import resolve_model
+    from tuneforge.core.quiet import quiet_libraries
+
+    quiet_libraries()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.random_shape:
+        model = random_model(args.random_shape, args.out / f"random-{args.random_shape}", args.tokenizer)
+    else:
+        model = str(resolve_model(args.model).path)
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = []
+    for row in GRID:
+        if wanted and name(row) not in wanted:
+            continue
+        print(f"--- {name(row)}", flush=True)
+        result = measure(row, model, model, args.out)
+        if result:
+            error = result["planned"] / result["measured"] - 1
+            print(f"    planned {result['planned']:.2f} GB, measured {result['measured']:.2f} GB ({error:+.1%}); "
+                  f"{json.dumps(result['parts'])}", flush=True)
+            rows.append((name(row), result["planned"], result["measured"], error))
+    print(f"\nmodel {model}")
+    print(f"{'configuration':<22} {'planned GB':>10} {'measured GB':>11} {'error':>7}")
+    print(f"{'-' * 22} {'-' * 10} {'-' * 11} {'-' * 7}")
+    for row_name, planned, measured, error in rows:
+        flag = "" if abs(error) <= 0.15 else "  outside ±15%"
+        print(f"{row_name:<22} {planned:>10.2f} {measured:>11.2f} {error:>+7.1%}{flag}")
+    worst = max((abs(r[3]) for r in rows), default=0.0)
+    print(f"\nworst error {worst:.1%} over {len(rows)} configurations (target ±15%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""tuneforge against a plain TRL SFTTrainer + peft script: same model, data, LoRA and batch.
+
+    python bench/train.py                          # the default model on a CPU, shipped Brindlewick data
+    python bench/train.py --random-shape 0.5b      # a random-weight Qwen2.5-0.5B-shaped model (on a GPU)
+    python bench/train.py --model PATH --steps 60
+
+Every side trains LoRA (rank 16, alpha 32, every linear layer) with the same learning rate,
+schedule, seed, batch and number of optimizer steps, on the same conversations, with the
+loss on the answers only; each side runs in its own process, so each peak memory is its own.
+The plain side is the script a person writes from TRL's documentation: a prompt/completion
+dataset, SFTConfig with the batch (and its default gradient checkpointing), and peft's
+LoraConfig. tuneforge runs twice: as it trains by default (auto-fit decides checkpointing),
+and with checkpointing forced on, the plain side's memory regime.
+
+Printed per side: non-padding tokens per second over the training steps (the first step,
+which includes warm-up, left out), peak memory (torch.cuda.max_memory_allocated on a GPU,
+peak RSS on a CPU), the mean loss of the last five steps, and utilisation: achieved FLOP/s
+(4 × parameters × tokens/s, the forward and input-gradient matmuls of adapter training)
+over the matmul peak measured on this machine. Then the ratios against the plain side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from methods import SHAPES, random_model  # noqa: E402  (bench/methods.py: random-weight models of a shape)
+
+LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
+CHECKPOINTED = "tuneforge, checkpointing"
+"""tuneforge with gradient checkpointing forced on, as TRL's SFTConfig has it by default: the plain side's memory regime."""
+SIDES = ("plain", "tuneforge", CHECKPOINTED)
+LEARNING_RATE = 1e-3
+
+
+def step_meter() -> Any:
+    """A TrainerCallback timing each optimizer step and counting its non-padding tokens."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepMeter(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self.tokens: list[int] = []
+            self.losses: list[float] = []
+            self._started = 0.0
+            self._seen = 0
+
+        def _sync(self) -> None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._sync()
+            self._started, self._seen = time.perf_counter(), state.num_input_tokens_seen
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._sync()
+            self.seconds.append(time.perf_counter() - self._started)
+            self.tokens.append(state.num_input_tokens_seen - self._seen)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+        def summary(self) -> dict[str, float]:
+            tokens, seconds = sum(self.tokens[1:]), sum(self.seconds[1:])  # step 1 includes warm-up
+            last = self.losses[-5:]
+            return {"tokens_per_second": tokens / seconds, "final_loss": sum(last) / len(last), "steps": len(self.seconds)}
+
+    return StepMeter()
+
+
+def peak_memory_gb() -> float:
+    """Peak CUDA allocation on a GPU, peak RSS on a CPU: what tuneforge's runs record."""
+    from tuneforge.core.train.callbacks import peak_memory_gb as recorded
+
+    return recorded()
+
+
+def conversations(data: Path) -> list[list[dict[str, str]]]:
+    """The shipped data's conversations (system, user, assistant messages)."""
+    return [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path) -> dict[str, Any]:
+    """The plain script: TRL's SFTTrainer + peft, as their documentation shows it."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    rows = [{"prompt": c[:-1], "completion": c[-1:]} for c in conversations(data)]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 device_map={"": 0} if cuda else None)
+    meter = step_meter()
+    args = SFTConfig(output_dir=str(out / "plain"), max_steps=steps, per_device_train_batch_size=batch,
+                     gradient_accumulation_steps=accum, learning_rate=LEARNING_RATE, lr_scheduler_type="cosine",
+                     warmup_steps=0.05, logging_steps=1, save_strategy="no", report_to="none", seed=42,
+                     bf16=cuda, use_cpu=not cuda, max_length=512, include_num_input_tokens_seen="non_padding",
+                     disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=LoraConfig(**LORA, target_modules="all-linear", task_type="CAUSAL_LM"),
+                         callbacks=[meter])
+    trainer.train()
+    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": sum(p.numel() for p in model.parameters())}
+
+
+def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path,
+                    checkpointing: bool | None = None) -> dict[str, Any]:
+    """The same job through tuneforge's own training path (`train_run`); `checkpointing` None lets
+    auto-fit decide, as a run does by default."""
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train.runner import train_run
+
+    config = RunConfig(model=model_path, data=str(data), method="lora", max_steps=steps, batch_size=batch,
+                       grad_accum=accum, learning_rate=LEARNING_RATE, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
+                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, save_steps=steps, seed=42,
+                       gradient_checkpointing=checkpointing)
+    run = create_run(config, out / f"tuneforge-{time.strftime('%H%M%S')}")
+    meter = step_meter()
+    result = train_run(run, echo=None, callbacks=[meter])
+    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": result.total_params}
+
+
+def matmul_peak_flops() -> float:
+    """The machine's dense matmul throughput (FLOP/s) in the dtype training computes in."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    size, dtype = (8192, torch.bfloat16) if cuda else (1024, torch.float32)
+    a = torch.randn(size, size, dtype=dtype, device="cuda" if cuda else "cpu")
+    best = float("inf")
+    for _ in range(5):
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - started) / 10)
+    return 2 * size**3 / best
+
+
+def child(args: argparse.Namespace) -> int:
+    """One side, in this process; its figures go to stdout as one JSON line."""
+    from tuneforge.core.quiet import quiet_libraries
+
+    quiet_libraries(progress_bars=False)
+    job = (args.model_path, args.data, args.steps, args.batch, args.grad_accum, args.out)
+    if args.side == "plain":
+        figures = train_plain(*job)
+    else:
+        figures = train_tuneforge(*job, checkpointing=True if args.side == CHECKPOINTED else None)
+    print("RESULT " + json.dumps(figures), flush=True)
+    return 0
+
+
+def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one side in a child process and read its figures."""
+    command = [sys.executable, __file__, "--side", side, "--model-path", model_path, "--data", str(args.data),
+               "--steps", str(args.steps), "--batch", str(args.batch), "--grad-accum", str(args.grad_accum),
+               "--out", str(args.out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        raise SystemExit(f"the {side} side failed (exit {done.returncode})")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def table(results: dict[str, dict[str, Any]], peak_flops: float) -> str:
+    """Every side and its ratios to the plain side, one row each."""
+    rows = [("side", "tokens/s", "peak GB", "final loss", "achieved TFLOP/s", "utilisation")]
+    for side, figures in results.items():
+        achieved = 4 * figures["params"] * figures["tokens_per_second"]
+        rows.append((side, f"{figures['tokens_per_second']:.1f}", f"{figures['peak_gb']:.2f}", f"{figures['final_loss']:.4f}",
+                     f"{achieved / 1e12:.3f}", f"{achieved / peak_flops:.1%}"))
+    plain = results["plain"]
+    for side, ours in results.items():
+        if side != "plain":
+            rows.append((f"{side} / plain", f"{ours['tokens_per_second'] / plain['tokens_per_second']:.2f}x",
+                         f"{ours['peak_gb'] / plain['peak_gb']:.2f}x", f"{ours['final_loss'] - plain['final_loss']:+.4f}", "", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--random-shape", choices=sorted(SHAPES))
+    parser.add_argument("--tokenizer", help="tokenizer folder for --random-shape (default: the default model's)")
+    parser.add_argument("--data", type=Path, help="a messages .jsonl (default: the shipped brindlewick.jsonl)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("bench-train"))
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.data is None:
+        from tuneforge.core.demo import demo_file
+
+        args.data = demo_file("brindlewick.jsonl")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.side:
+        return child(args)
+    from tuneforge.core.models import resolve_model
+    from tuneforge.core.quiet import quiet_libraries
+
+    quiet_libraries()
+    if args.random_shape:
+        model_path = random_model(args.random_shape, args.out / f"random-{args.random_shape}", args.tokenizer)
+    else:
+        model_path = str(resolve_model(args.model).path)
+    results = {}
+    for side in SIDES:
+        print(f"--- {side}", flush=True)
+        results[side] = run_side(side, model_path, args)
+        print(f"    {json.dumps(results[side])}", flush=True)
+    print()
+    print(f"model {model_path}, {args.steps} steps, batch {args.batch} x {args.grad_accum}, data {args.data}")
+    peak = matmul_peak_flops()
+    print(table(results, peak))
+    print(f"\nmatmul peak on this machine: {peak / 1e12:.3f} TFLOP/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
