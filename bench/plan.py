@@ -84,7 +84,8 @@ def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out
     events = [json.loads(line) for line in run.events_file.read_text(encoding="utf-8").splitlines()]
     plan = next(e for e in events if e["event"] == "plan")
     finished = next(e for e in events if e["event"] == "finished")
-    return {"planned": plan["peak_gb"], "measured": finished["peak_memory_gb"], "parts": plan["parts"]}
+    return {"planned": plan["peak_gb"], "measured": finished["peak_memory_gb"], "parts": plan["parts"],
+            "allocator": plan.get("allocator")}
 
 
 def name(row: tuple[str, int, int, bool]) -> str:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(row, model, model, args.out)
         if result:
             error = result["planned"] / result["measured"] - 1
-            print(f"    planned {result['planned']:.2f} GB, measured {result['measured']:.2f} GB ({error:+.1%}); "
+            print(f"    planned {result['planned']:.2f} GB, measured {result['measured']:.2f} GB ({error:+.1%}), "
+                  f"allocator {result['allocator'] or 'CUDA'}; "
                   f"{json.dumps(result['parts'])}", flush=True)
             rows.append((name(row), result["planned"], result["measured"], error))
     print(f"\nmodel {model}")

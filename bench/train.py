@@ -9,8 +9,9 @@ schedule, seed, batch and number of optimizer steps, on the same conversations, 
 loss on the answers only; each side runs in its own process, so each peak memory is its own.
 The plain side is the script a person writes from TRL's documentation: a prompt/completion
 dataset, SFTConfig with the batch (and its default gradient checkpointing), and peft's
-LoraConfig. tuneforge runs twice: as it trains by default (auto-fit decides checkpointing),
-and with checkpointing forced on, the plain side's memory regime.
+LoraConfig. tuneforge runs twice, each as tuneforge starts training (on tcmalloc when it is
+installed): as it trains by default (auto-fit decides checkpointing), and with checkpointing
+forced on, the plain side's memory regime.
 
 Printed per side: non-padding tokens per second over the training steps (the first step,
 which includes warm-up, left out), peak memory (torch.cuda.max_memory_allocated on a GPU,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,6 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from methods import SHAPES, random_model  # noqa: E402  (bench/methods.py: random-weight models of a shape)
+
+from tuneforge.core.allocator import training_environment  # noqa: E402
 
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
 CHECKPOINTED = "tuneforge, checkpointing"
@@ -173,7 +177,9 @@ def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, 
     command = [sys.executable, __file__, "--side", side, "--model-path", model_path, "--data", str(args.data),
                "--steps", str(args.steps), "--batch", str(args.batch), "--grad-accum", str(args.grad_accum),
                "--out", str(args.out)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # tuneforge starts its training processes on tcmalloc when it is installed (core/allocator.py); a plain script does not.
+    env = training_environment(os.environ) if side != "plain" else dict(os.environ)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])

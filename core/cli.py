@@ -169,9 +169,12 @@ def plan(
     say(f"  {'total':<20} {estimate.total_gb:7.2f} GB of {estimate.budget_gb:.1f} GB free: {estimate.verdict}")
     for change in fit.changes:
         say(f"auto-fit: {change}")
-    say(f"after training (free disk {report.hardware.disk_free_gb:.0f} GB):")
+    say(f"after training ({report.hardware.ram_available_gb:.1f} GB RAM free, {report.hardware.disk_free_gb:.0f} GB disk free):")
+    hardware = report.hardware
     for phase in (report.merge, report.export):
-        say(f"  {phase.phase:<7} RAM {phase.ram_gb:6.2f} GB, disk {phase.disk_gb:6.2f} GB  ({phase.detail})")
+        room = phase.ram_gb <= hardware.ram_available_gb and phase.disk_gb <= hardware.disk_free_gb
+        say(f"  {phase.phase:<7} RAM {phase.ram_gb:6.2f} GB, disk {phase.disk_gb:6.2f} GB: {'fits' if room else 'TOO BIG'}"
+            f"  ({phase.detail})")
     return 0 if estimate.verdict != "too big" else 1
 
 
@@ -427,8 +430,16 @@ def _shorten(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+TRAINING_COMMANDS = {"train", "run", "demo"}
+"""Commands that train in this process: they restart on tcmalloc when it is installed (core/allocator.py)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, the error's code on a foreseeable failure)."""
+    if argv is None and TRAINING_COMMANDS & set(sys.argv[1:2]):  # a real command line, not a call from Python
+        from .allocator import relaunch_on_tcmalloc
+
+        relaunch_on_tcmalloc()
     quiet_libraries()
     command = typer.main.get_command(app)
     try:

@@ -32,6 +32,8 @@ class Hardware:
     cpu_bf16: bool = False
     """The CPU has bf16 matrix instructions (see CPU_BF16_FLAGS)."""
     cpu_cores: int = 1
+    cpu_allocator: str = "glibc"
+    """The malloc training processes run on: "tcmalloc" when installed (core/allocator.py), else "glibc"."""
 
     @property
     def compute_dtype(self) -> str:
@@ -52,7 +54,12 @@ class Hardware:
             count = f"{self.gpu_count} × " if self.gpu_count > 1 else ""
             return f"{count}{self.gpu_name} ({self.vram_total_gb:.0f} GB, {'bf16' if self.bf16 else 'fp16'})"
         bf16 = ", bf16" if self.cpu_bf16 else ""
-        return f"CPU ({self.cpu_cores} cores{bf16}, {self.ram_total_gb:.0f} GB RAM, no CUDA GPU)"
+        return f"CPU ({self.cores_label}{bf16}, {self.ram_total_gb:.0f} GB RAM, no CUDA GPU)"
+
+    @property
+    def cores_label(self) -> str:
+        """"1 core", "8 cores"."""
+        return f"{self.cpu_cores} core{'' if self.cpu_cores == 1 else 's'}"
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -69,6 +76,8 @@ def detect(disk_path: Path | None = None) -> Hardware:
     import psutil
     import torch
 
+    from .allocator import training_allocator
+
     cuda = torch.cuda.is_available()
     name, total, free, bf16, count, capability = None, 0.0, 0.0, False, 0, None
     if cuda:
@@ -81,7 +90,7 @@ def detect(disk_path: Path | None = None) -> Hardware:
     memory = psutil.virtual_memory()
     disk = shutil.disk_usage(_existing_parent(disk_path) if disk_path else Path.home())
     return Hardware(cuda, name, total, free, bf16, memory.total / 2**30, memory.available / 2**30, disk.free / 2**30,
-                    gpu_count=count, compute_capability=capability, cpu_bf16=cpu_has_bf16(),
+                    gpu_count=count, compute_capability=capability, cpu_bf16=cpu_has_bf16(), cpu_allocator=training_allocator(),
                     cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+from .allocator import training_environment
 from .errors import ConfigError
 from .runs import RunDir
 
@@ -32,7 +33,8 @@ def start_training(run: RunDir, resume: bool = False) -> subprocess.Popen:
     if resume and run.last_checkpoint() is None:
         raise ConfigError(f"{run.path}: has no complete checkpoint to resume from", "start it from the beginning instead")
     command = training_command(run, resume)
-    env = {**os.environ, "TQDM_DISABLE": "1"}  # progress bars would fill train.log; events.jsonl has the progress
+    # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed.
+    env = training_environment({**os.environ, "TQDM_DISABLE": "1"})
     with run.log_file.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                  start_new_session=True, cwd=run.path, env=env)

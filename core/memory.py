@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from .catalog import Shape, find_spec
 from .methods import LORA_FAMILY, method_spec
@@ -41,14 +42,16 @@ OPTIMIZER_BYTES_PER_PARAM = 8
 """AdamW's two fp32 moments per trained parameter."""
 CPU_RUNTIME_GB = 0.5
 """Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
-CPU_ALLOCATOR_SLACK = {"adapter": 0.8, "whole": 0.6, "scaling": 0.4}
-"""glibc keeps freed blocks of a step's tensors: peak RSS exceeds live memory by this share of a
-step's activations and logits, measured by bench/plan.py for LoRA-style adapters (whose backward
-pass makes an extra input gradient per adapted matrix), whole-weight training, and IA3 (scaling
-vectors; prompt methods, with no adapter inside the layers, are counted with it)."""
-CPU_RECOMPUTE_SLACK = 0.4
-"""Under gradient checkpointing the freed intermediates of every layer's forward (and recomputed
-forward) leave about this share of what the layers would otherwise keep in glibc's free lists."""
+CPU_ALLOCATOR_SLACK = {
+    "glibc": {"adapter": 0.8, "whole": 0.6, "scaling": 0.4, "recompute": 0.4},
+    "tcmalloc": {"adapter": 0.3, "whole": 0.3, "scaling": 0.3, "recompute": 0.1},
+}
+"""Freed blocks of a step's tensors the allocator keeps: peak RSS exceeds live memory by this share
+of a step's activations and logits, measured by bench/plan.py for LoRA-style adapters (whose
+backward pass makes an extra input gradient per adapted matrix), whole-weight training and IA3
+(scaling vectors; prompt methods, with no adapter inside the layers, are counted with it); and,
+under gradient checkpointing, by this share ("recompute") of the intermediates every layer still
+makes and frees in its forward and recomputed forward."""
 CUDA_CONTEXT_GB = 0.5
 """The CUDA context and kernels; not counted by max_memory_allocated, but taken from the card."""
 CUDA_FRAGMENTATION = 0.05
@@ -120,15 +123,22 @@ def layer_parameters(shape: Shape) -> int:
     return attention + 3 * shape.hidden * shape.intermediate
 
 
-def lora_parameters(shape: Shape, rank: int) -> int:
-    """Trainable parameters of LoRA on every linear layer: r × (in + out) per adapted matrix."""
-    attention = 2 * (shape.hidden + shape.queries) + 2 * (shape.hidden + shape.keys)
-    mlp = 3 * (shape.hidden + shape.intermediate)
-    return shape.layers * rank * (attention + mlp)
+def adapted_matrices(shape: Shape, targets: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """(in, out) of each matrix LoRA adapts in one layer: `targets` by module name, None = every linear layer."""
+    h, q, kv, i = shape.hidden, shape.queries, shape.keys, shape.intermediate
+    dims = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h), "gate_proj": (h, i),
+            "up_proj": (h, i), "down_proj": (i, h), "qkv_proj": (h, q + 2 * kv), "gate_up_proj": (h, 2 * i)}
+    names = targets or ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    return [dims[name] for name in names if name in dims]
+
+
+def lora_parameters(shape: Shape, rank: int, targets: Sequence[str] | None = None) -> int:
+    """Trainable parameters of LoRA: r × (in + out) per adapted matrix and layer."""
+    return shape.layers * rank * sum(n_in + n_out for n_in, n_out in adapted_matrices(shape, targets))
 
 
 def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, freeze_layers: int = 2,
-                       virtual_tokens: int = 20) -> float:
+                       virtual_tokens: int = 20, lora_targets: Sequence[str] | None = None) -> float:
     """How many parameters `method` trains (first order: attention and MLP matrices, no norms)."""
     if method == "full":
         return params
@@ -140,10 +150,11 @@ def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, fr
         return shape.layers * 2 * virtual_tokens * shape.keys
     if method in ("prompt", "ptuning"):
         return virtual_tokens * shape.hidden * (1 if method == "prompt" else 4)
-    return lora_parameters(shape, lora_r)
+    return lora_parameters(shape, lora_r, lora_targets)
 
 
-def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_bit: bool) -> float:
+def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_bit: bool,
+                               lora_targets: Sequence[str] | None = None) -> float:
     """Bytes autograd keeps per token for one decoder layer gradients flow through.
 
     Counted with saved-tensor hooks on Llama layers: the layer's input and its two normalised
@@ -153,7 +164,7 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
     """
     values = 4 * shape.hidden + 2 * shape.queries + 2 * shape.keys + 4 * shape.intermediate
     if method in LORA_FAMILY:
-        values += 7 * lora_r  # each adapter's rank-wide intermediate
+        values += len(adapted_matrices(shape, lora_targets)) * lora_r  # each adapter's rank-wide intermediate
     if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
         values += shape.queries + 2 * shape.keys + 2 * shape.hidden + 2 * shape.intermediate
     if sixteen_bit:
@@ -164,11 +175,13 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
 def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batch_size: int, seq_len: int,
                              lora_r: int, gradient_checkpointing: bool, on_gpu: bool, budget_gb: float,
                              freeze_layers: int = 2, compute_dtype: str | None = None,
-                             answer_share: float = 1.0, teacher_params_b: float | None = None) -> MemoryEstimate:
+                             answer_share: float = 1.0, teacher_params_b: float | None = None,
+                             lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc") -> MemoryEstimate:
     """The memory one training step of `method` needs at its peak, as a breakdown.
 
     `seq_len` is the longest batch's length (padding included) and `answer_share` the share of
-    its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU.
+    its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU;
+    `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps.
     """
     spec = method_spec(method)
     params = params_b * 1e9
@@ -182,13 +195,13 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     else:
         weights = params * (4 if whole else value_bytes)
 
-    trained = trained_parameters(method, params, shape, lora_r, freeze_layers)
+    trained = trained_parameters(method, params, shape, lora_r, freeze_layers, lora_targets=lora_targets)
     # AdamW's two fp32 moments, and the fp32 trained weights where the base weights do not hold them.
     trained_bytes = trained * (OPTIMIZER_BYTES_PER_PARAM + (0 if whole else 4))
 
     # Preference methods run the chosen and the rejected answer through the model together.
     tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
-    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit)
+    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets)
     layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
     every_layer = tokens * layers * per_layer  # what the layers keep without checkpointing
@@ -213,9 +226,10 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
         reserve = CUDA_CONTEXT_GB + CUDA_FRAGMENTATION * sum(gb for _, gb in parts)
         return MemoryEstimate("GPU", tuple(parts), budget_gb, reserve)
     parts.append(("runtime", CPU_RUNTIME_GB))
-    slack = CPU_ALLOCATOR_SLACK[_kind(method)] * (activations + logits)
+    shares = CPU_ALLOCATOR_SLACK[cpu_allocator]
+    slack = shares[_kind(method)] * (activations + logits)
     if gradient_checkpointing:  # each layer's intermediates are still made, freed, and made again
-        slack += CPU_RECOMPUTE_SLACK * every_layer
+        slack += shares["recompute"] * every_layer
     parts.append(("allocator slack", slack / GIB))
     return MemoryEstimate("CPU", tuple(parts), budget_gb)
 

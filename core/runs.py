@@ -66,6 +66,13 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    def save_config(self, config: RunConfig) -> RunConfig:
+        """Write `config` to config.yaml atomically (settled values, so the file says what ran); returns it."""
+        from .atomic import atomic_write_text
+
+        atomic_write_text(self.config_file, config.to_yaml())
+        return config
+
     def load_config(self) -> RunConfig:
         """The run's config.yaml; a ConfigError when this is not a run directory."""
         from .config import RunConfig
@@ -204,9 +211,7 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
         raise ConfigError(f"{run_dir}: already exists and is not empty", "pick a new --run-dir, or resume it with `tuneforge train --resume`")
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
-    from .atomic import atomic_write_text
-
-    atomic_write_text(run.config_file, config.to_yaml())
+    run.save_config(config)
     return run
 
 

@@ -5,23 +5,23 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
-from ..atomic import atomic_directory, atomic_write_text
+from ..allocator import allocator_in_use
+from ..atomic import atomic_directory
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
 from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
-from ..fit import Fit, settle
 from ..hardware import Hardware, detect, resolve_method
-from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_model
 from ..runs import BASE_RECORD, RunDir
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
+from .planning import fit_memory
 from .setup import load_base_model, load_tokenizer, make_trainable
 from .trainers import build_trainer, held_out_accuracy, training_arguments
 
@@ -75,11 +75,11 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     `callbacks` are extra transformers TrainerCallbacks (observers for tests and tools).
     """
     config = run.load_config()
-    hardware = detect(run.path)
+    # The plan's CPU terms depend on the malloc this very process runs on.
+    hardware = replace(detect(run.path), cpu_allocator=allocator_in_use())
     resolved = resolve_config(config, hardware)
     if resolved != config:
-        atomic_write_text(run.config_file, resolved.to_yaml())
-        config = resolved
+        config = run.save_config(resolved)
     checkpoint = run.last_checkpoint()
     if resume and checkpoint is None:
         raise ConfigError(f"{run.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {run.path}`")
@@ -172,7 +172,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
     if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
-        config = _record(run, config.with_updates(max_length=fit.max_length))
+        config = run.save_config(config.with_updates(max_length=fit.max_length))
         data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     config = _settle_early_stopping(run, config, data, echo)
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
@@ -255,44 +255,6 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
     return regenerated.train, regenerated.eval
 
 
-def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: ResolvedModel, data: PreparedData,
-               echo: Callable[[str], None], refit: bool = True) -> tuple[RunConfig, Fit | None]:
-    """Plan the run's memory from the model's dimensions and the longest examples, fit the batch
-    split and checkpointing to the device (with `auto_fit`; not on resume, which keeps the split
-    its checkpoint was trained with), record the plan as a `plan` event and the settled values in
-    config.yaml. A run the plan says cannot fit is refused here, before the model is loaded,
-    unless auto_fit is off."""
-    dims = model_shape(model_ref.path)
-    if dims is None:
-        echo("memory plan: the model's dimensions are unknown; training as configured")
-        return _record(run, config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))), None
-    lengths = [len(e.input_ids) for e in data.train]
-    answer_share = data.stats.trained_tokens / max(data.stats.total_tokens, 1)
-    fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths, answer_share)
-    plan = fit.plan
-    run.append_event("plan", **plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
-                     max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing, changes=list(fit.changes))
-    echo(f"memory plan: {plan.peak_gb:.2f} GB peak ({', '.join(f'{name} {gb:.2f}' for name, gb in plan.parts)}) "
-         f"of {plan.budget_gb:.1f} GB free — {plan.verdict}")
-    for change in fit.changes:
-        echo(f"auto-fit: {change}")
-    if plan.verdict == "too big" and config.auto_fit and refit:
-        raise ResourceError(
-            f"{model_ref.name} with {config.method} needs about {plan.total_gb:.1f} GB even at batch 1 with gradient "
-            f"checkpointing, and {plan.budget_gb:.1f} GB is free",
-            "use --method qlora, a smaller model or a shorter max_length, or close what else uses the memory",
-        )
-    settled = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
-                                  gradient_checkpointing=fit.gradient_checkpointing)
-    return _record(run, settled), fit
-
-
-def _record(run: RunDir, config: RunConfig) -> RunConfig:
-    """Write settled values to config.yaml, so it says what actually ran."""
-    atomic_write_text(run.config_file, config.to_yaml())
-    return config
-
-
 def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, echo: Callable[[str], None]) -> RunConfig:
     """Early stopping left unset (None) is on for a small dataset with eval data; config.yaml records the choice."""
     if config.early_stopping_patience is not None:
@@ -302,8 +264,7 @@ def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, e
     if small:
         echo(f"small dataset: early stopping after {DEFAULT_PATIENCE} evaluations without a better eval loss "
              "(set early_stopping_patience: 0 to turn it off)")
-    atomic_write_text(run.config_file, settled.to_yaml())
-    return settled
+    return run.save_config(settled)
 
 
 def _final_eval_loss(trainer: Any) -> float:

@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuneforge.core.cli", *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["demo"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["demo"], ["compare"], ["plan"]])
 def test_help_everywhere(command, capsys):
     assert main([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out
@@ -26,6 +26,19 @@ def test_models_lists_the_catalog(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "qwen2.5-1.5b" in out and "llama-3.1-8b" in out and "(gated)" in out
+
+
+def test_plan_shows_the_breakdown_the_fit_and_what_merge_and_export_need(home, capsys):
+    from tuneforge.core.demo import demo_file
+
+    assert main(["plan", "--data", str(demo_file("brindlewick.jsonl"))]) == 0
+    out = capsys.readouterr().out
+    assert "default (0.135 B parameters), lora: batch 8 × grad_accum 1" in out
+    for term in ("base weights", "LoRA + optimizer", "activations", "logits", "total", "merge", "export"):
+        assert term in out, term
+    # A model no machine here can train refuses with exit 1; the plan says why.
+    assert main(["plan", "--model", "llama-3.1-8b", "--method", "full"]) == 1
+    assert "too big" in capsys.readouterr().out
 
 
 def test_data_check_lists_problems_with_file_and_line(home, tmp_path):

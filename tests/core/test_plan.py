@@ -40,6 +40,10 @@ def test_lora_on_a_gpu_term_by_term():
     assert lora == 4_884_480
     assert terms["LoRA + optimizer"] == pytest.approx(lora * 12 / GIB)
     assert "gradients" not in terms
+    attention_only = estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
+                                              gradient_checkpointing=False, on_gpu=True, budget_gb=24,
+                                              lora_targets=["q_proj", "v_proj"])
+    assert parts(attention_only)["LoRA + optimizer"] == pytest.approx(30 * 16 * (576 + 576 + 576 + 192) * 12 / GIB)
     # Per token and layer: 4·576 + 2·576 + 2·192 + 4·1536 + 7·16 = 10096 bf16 values, plus 12 bytes per hidden unit.
     per_layer = 2 * 10096 + 12 * 576
     assert terms["activations"] == pytest.approx(1024 * 30 * per_layer / GIB)
@@ -241,4 +245,7 @@ def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, 
     with pytest.raises(ResourceError, match="GB is free") as refused:
         train_run(run, echo=None)
     assert "qlora" in refused.value.hint
-    assert list(run.events())[-1]["event"] == "failed" and run.last_checkpoint() is None
+    events = list(run.events())
+    assert events[-1]["event"] == "failed" and run.last_checkpoint() is None
+    # Merge's needs are told at the start too, not hours later when it runs.
+    assert any(e["event"] == "warning" and e["error"].startswith("merge after training will need") for e in events)

@@ -79,3 +79,24 @@ def test_large_data_is_batched_by_length(tiny_llama, tmp_path):
 
     grouped, random_batches = padding_share(len(examples)), padding_share(0)  # 480 examples ≥ 100 batches of 4
     assert random_batches > 0.25 and grouped < random_batches / 3, (grouped, random_batches)
+
+
+def test_cpus_with_bf16_matrix_units_train_under_bf16_autocast(home, tiny_config, monkeypatch):
+    from transformers import TrainerCallback
+
+    from tuneforge.core.hardware import Hardware
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import runner, train_run
+
+    class Precision(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.bf16 = args.bf16
+            self.dtypes = {p.dtype for name, p in model.named_parameters() if "lora_" not in name}
+
+    monkeypatch.setattr(runner, "detect", lambda path=None: Hardware(False, None, 0, 0, False, 16, 16, 100, cpu_bf16=True))
+    run = create_run(tiny_config(max_steps=12), home / "bf16")
+    precision = Precision()
+    train_run(run, echo=None, callbacks=[precision])
+    assert precision.bf16 and precision.dtypes == {torch.bfloat16}  # the frozen base in bf16, the adapter in fp32
+    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    assert losses[-1] < 0.8 * losses[0]

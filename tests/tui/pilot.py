@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from tuneforge.core.hardware import Hardware
 
 CPU_MACHINE = Hardware(cuda=False, gpu_name=None, vram_total_gb=0.0, vram_free_gb=0.0, bf16=False,
-                       ram_total_gb=24.0, ram_available_gb=18.0, disk_free_gb=100.0)
+                       ram_total_gb=24.0, ram_available_gb=18.0, disk_free_gb=100.0, cpu_cores=2)
 """A fixed machine, so screens (and snapshots) do not depend on the one running the tests."""
 SIZE = (80, 24)
 """The smallest terminal the app is laid out for."""

@@ -29,7 +29,7 @@ def hardware_text(hardware: Hardware | None) -> str:
                   f"CUDA  yes · compute {hardware.compute_capability} · bf16 {'yes' if hardware.bf16 else 'no (fp16)'}"]
     else:
         lines += ["GPU   none (no CUDA)",
-                  f"CPU   {hardware.cpu_cores} cores · bf16 {'yes' if hardware.cpu_bf16 else 'no (fp32)'}"]
+                  f"CPU   {hardware.cores_label} · bf16 {'yes' if hardware.cpu_bf16 else 'no (fp32)'}"]
     lines += [f"RAM   {hardware.ram_total_gb:.1f} GB ({hardware.ram_available_gb:.1f} free)",
               f"Disk  {hardware.disk_free_gb:.0f} GB free"]
     method = "QLoRA (4-bit)" if hardware.cuda else "LoRA (QLoRA needs CUDA)"
