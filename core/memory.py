@@ -43,15 +43,16 @@ OPTIMIZER_BYTES_PER_PARAM = 8
 CPU_RUNTIME_GB = 0.5
 """Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
 CPU_ALLOCATOR_SLACK = {
-    "glibc": {"adapter": 0.8, "whole": 0.6, "scaling": 0.4, "recompute": 0.4},
-    "tcmalloc": {"adapter": 0.3, "whole": 0.3, "scaling": 0.3, "recompute": 0.1},
+    "glibc": {"adapter": 0.8, "whole": 0.6, "scaling": 0.4, "recompute": 0.4, "frozen": 0.0},
+    "tcmalloc": {"adapter": 0.3, "whole": 0.3, "scaling": 0.2, "recompute": 0.2, "frozen": 0.2},
 }
 """Freed blocks of a step's tensors the allocator keeps: peak RSS exceeds live memory by this share
 of a step's activations and logits, measured by bench/plan.py for LoRA-style adapters (whose
 backward pass makes an extra input gradient per adapted matrix), whole-weight training and IA3
 (scaling vectors; prompt methods, with no adapter inside the layers, are counted with it); and,
 under gradient checkpointing, by this share ("recompute") of the intermediates every layer still
-makes and frees in its forward and recomputed forward."""
+makes and frees in its forward and recomputed forward; and by this share ("frozen") of those the
+untrained layers below freeze's trained ones make and free (tcmalloc keeps them, glibc reuses them)."""
 CUDA_CONTEXT_GB = 0.5
 """The CUDA context and kernels; not counted by max_memory_allocated, but taken from the card."""
 CUDA_FRAGMENTATION = 0.05
@@ -230,6 +231,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     slack = shares[_kind(method)] * (activations + logits)
     if gradient_checkpointing:  # each layer's intermediates are still made, freed, and made again
         slack += shares["recompute"] * every_layer
+    slack += shares["frozen"] * tokens * (shape.layers - layers) * per_layer
     parts.append(("allocator slack", slack / GIB))
     return MemoryEstimate("CPU", tuple(parts), budget_gb)
 

@@ -74,6 +74,10 @@ def test_qlora_checkpointing_and_a_cpu_change_the_terms():
     assert terms["runtime"] == 0.5
     assert terms["allocator slack"] == pytest.approx(0.8 * (1024 * 30 * 4 * 10096 + logits) / GIB)
     assert on_cpu.reserve_gb == 0 and on_cpu.device == "CPU"
+    on_tcmalloc = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
+                                                 gradient_checkpointing=False, on_gpu=False, budget_gb=24,
+                                                 cpu_allocator="tcmalloc"))
+    assert on_tcmalloc["allocator slack"] == pytest.approx(0.3 * (1024 * 30 * 4 * 10096 + logits) / GIB)
     checkpointed = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
                                                   gradient_checkpointing=True, on_gpu=False, budget_gb=24))
     kept = 1024 * (30 * 576 * 4 + 4 * 10096)  # each layer's fp32 input, and one layer recomputed

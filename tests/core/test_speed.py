@@ -100,3 +100,21 @@ def test_cpus_with_bf16_matrix_units_train_under_bf16_autocast(home, tiny_config
     assert precision.bf16 and precision.dtypes == {torch.bfloat16}  # the frozen base in bf16, the adapter in fp32
     losses = [e["loss"] for e in run.events() if e["event"] == "step"]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_training_processes_get_tcmalloc_when_installed(tmp_path, monkeypatch):
+    from tuneforge.core import allocator
+
+    monkeypatch.delenv("TUNEFORGE_ALLOCATOR", raising=False)
+    monkeypatch.setattr(allocator, "LIBRARY_DIRS", (str(tmp_path),))
+    assert allocator.tcmalloc_library() is None
+    assert "LD_PRELOAD" not in allocator.training_environment({"PATH": "/bin"})
+
+    (tmp_path / allocator.TCMALLOC).write_bytes(b"")
+    library = str(tmp_path / allocator.TCMALLOC)
+    assert allocator.training_environment({})["LD_PRELOAD"] == library
+    # A preload the user already has is kept, and tcmalloc is not added twice.
+    assert allocator.training_environment({"LD_PRELOAD": "/opt/mine.so"})["LD_PRELOAD"] == f"{library}:/opt/mine.so"
+    assert allocator.training_environment({"LD_PRELOAD": library})["LD_PRELOAD"] == library
+    monkeypatch.setenv("TUNEFORGE_ALLOCATOR", "system")  # the way to turn it off
+    assert allocator.tcmalloc_library() is None

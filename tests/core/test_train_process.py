@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from tuneforge.core.allocator import tcmalloc_library
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.runs import RunDir
 
@@ -28,6 +29,8 @@ def test_sigint_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_event(run, "step")
+        # The child restarted itself on tcmalloc where it is installed, and planned for it.
+        assert wait_for_event(run, "plan")["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=120)
     finally:

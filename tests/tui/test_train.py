@@ -58,7 +58,7 @@ async def test_the_memory_estimate_follows_the_batch_size(form_app):
     async with form_app.run_test(size=SIZE) as pilot:
         await form_app.push_screen(TrainFormScreen())
         before = text_of(form_app, "#memory")
-        assert "Memory estimate (CPU)" in before and "fits" in before
+        assert "Memory plan (CPU)" in before and "fits" in before
         set_fields(form_app, batch_size="64")
         await pilot.pause()
         after = text_of(form_app, "#memory")
