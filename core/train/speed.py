@@ -5,6 +5,7 @@
 - bf16 autocast on CPUs with bf16 matrix units (Hardware.compute_dtype), fp32 elsewhere on CPU.
 - Gradient checkpointing only when the memory plan needs it (core/fit.py): TRL turns it on
   by default, which recomputes every layer's forward pass.
+- tcmalloc instead of glibc's malloc for training processes (core/allocator.py).
 
 bench/train.py measures the result against the plain script.
 """
