@@ -41,8 +41,8 @@ def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: Re
         _warn_about_merge_and_export(run, dims[0], hardware, echo)
     if plan.verdict == "too big" and config.auto_fit and refit:
         raise ResourceError(
-            f"{model_ref.name} with {config.method} needs about {plan.total_gb:.1f} GB even at batch 1 with gradient "
-            f"checkpointing, and {plan.budget_gb:.1f} GB is free",
+            f"{model_ref.name} with {config.method} needs about {plan.total_gb:.1f} GB even at batch {fit.batch_size}"
+            f"{' with gradient checkpointing' if fit.gradient_checkpointing else ''}, and {plan.budget_gb:.1f} GB is free",
             "use --method qlora, a smaller model or a shorter max_length, or close what else uses the memory",
         )
     settled = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
