@@ -119,7 +119,7 @@ def data_check(
     say(f"tokens     min {lengths['min']} · median {lengths['median']} · p95 {lengths['p95']} · max {lengths['max']}")
     say(f"truncated  {stats.truncated} of {len(stats.token_lengths)} at max_length {stats.max_length}"
         + (f" ({stats.dropped} left with nothing to train, skipped)" if stats.dropped else ""))
-    share = stats.trained_tokens / max(stats.total_tokens, 1)
+    share = stats.answer_share
     say(f"trained    {stats.trained_tokens} of {stats.total_tokens} train tokens ({share:.0%}); "
         f"end-of-turn token trained: {'yes' if stats.end_of_turn_trained else 'NO'}")
     histogram = stats.histogram()
@@ -169,10 +169,10 @@ def plan(
     say(f"  {'total':<20} {estimate.total_gb:7.2f} GB of {estimate.budget_gb:.1f} GB free: {estimate.verdict}")
     for change in fit.changes:
         say(f"auto-fit: {change}")
-    say(f"after training ({report.hardware.ram_available_gb:.1f} GB RAM free, {report.hardware.disk_free_gb:.0f} GB disk free):")
     hardware = report.hardware
+    say(f"after training ({hardware.ram_available_gb:.1f} GB RAM free, {hardware.disk_free_gb:.0f} GB disk free):")
     for phase in (report.merge, report.export):
-        room = phase.ram_gb <= hardware.ram_available_gb and phase.disk_gb <= hardware.disk_free_gb
+        room = not phase.shortfalls(hardware.ram_available_gb, hardware.disk_free_gb)
         say(f"  {phase.phase:<7} RAM {phase.ram_gb:6.2f} GB, disk {phase.disk_gb:6.2f} GB: {'fits' if room else 'TOO BIG'}"
             f"  ({phase.detail})")
     return 0 if estimate.verdict != "too big" else 1

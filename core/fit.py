@@ -9,7 +9,7 @@ free memory, with the planner's 15 % margin; the first that fits, in order of sp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .catalog import ModelSpec, Shape
@@ -62,7 +62,7 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
     When nothing fits, the smallest candidate comes back with its "too big" plan.
     """
     effective = config.batch_size * config.grad_accum
-    longest = min(config.max_length, max(lengths, default=config.max_length))
+    longest = _longest(config, lengths)
     sizes = _halvings(config.batch_size)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
@@ -88,7 +88,7 @@ def settle(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape,
     """The fit with `auto_fit`; otherwise the configuration as it is, with its plan."""
     if config.auto_fit:
         return fit_training(config, hardware, params_b, shape, lengths, answer_share)
-    longest = min(config.max_length, max(lengths, default=config.max_length))
+    longest = _longest(config, lengths)
     checkpointing = bool(config.gradient_checkpointing)
     plan = plan_for(config, hardware, params_b, shape, batch_size=config.batch_size, seq_len=longest,
                     gradient_checkpointing=checkpointing, answer_share=answer_share)
@@ -106,6 +106,11 @@ def model_fit(spec: ModelSpec, hardware: Hardware) -> str:
     if fit.plan.verdict == "tight":
         return "tight"
     return "slow" if not hardware.cuda and spec.params_b > 0.6 else "yes"
+
+
+def _longest(config: RunConfig, lengths: Sequence[int]) -> int:
+    """The longest example's length after truncation at max_length: the worst batch's length."""
+    return min(config.max_length, max(lengths, default=config.max_length))
 
 
 def _halvings(size: int) -> list[int]:
@@ -139,5 +144,4 @@ def _with_changes(fit: Fit, config: RunConfig, longest: int) -> Fit:
         changes.append("gradient checkpointing on (activations recomputed: less memory, about 30% slower)")
     if fit.max_length < longest:
         changes.append(f"max_length {config.max_length} → {fit.max_length} ({fit.truncated} longer examples cut)")
-    return Fit(fit.batch_size, fit.grad_accum, fit.max_length, fit.gradient_checkpointing, fit.plan,
-               fit.truncated, tuple(changes))
+    return replace(fit, changes=tuple(changes))

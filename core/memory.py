@@ -267,6 +267,12 @@ class PhaseNeeds:
     disk_gb: float
     detail: str
 
+    def shortfalls(self, ram_free_gb: float, disk_free_gb: float) -> list[str]:
+        """What the phase needs beyond what is free, e.g. ["15.0 GB of RAM (12.1 GB free)"]; empty when it fits."""
+        return [f"{need:.1f} GB of {what} ({free:.1f} GB free)"
+                for what, need, free in (("RAM", self.ram_gb, ram_free_gb), ("disk", self.disk_gb, disk_free_gb))
+                if need > free]
+
 
 def merge_and_export_needs(params_b: float, quants: tuple[str, ...] = ("q4_k_m",)) -> tuple[PhaseNeeds, PhaseNeeds]:
     """What merge and export need after training: RAM for the models they hold, disk for what they write.

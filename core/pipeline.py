@@ -114,7 +114,7 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
             raise DataError(f"{report.path}: {len(report.problems)} problem(s), first: {report.problems[0]}",
                             f"run `tuneforge data check {report.path}` for all of them")
         lengths = report.stats.token_lengths
-        answer_share = report.stats.trained_tokens / max(report.stats.total_tokens, 1)
+        answer_share = report.stats.answer_share
     resolved = resolve_config(config, hardware)
     fit = settle(resolved, hardware, *dims, lengths, answer_share)
     merge_needs, export_needs = merge_and_export_needs(dims[0], quants)

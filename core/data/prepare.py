@@ -61,6 +61,11 @@ class DataStats:
     total_tokens: int = 0
     end_of_turn_trained: bool = False
 
+    @property
+    def answer_share(self) -> float:
+        """The share of training tokens that are trained (the answers)."""
+        return self.trained_tokens / max(self.total_tokens, 1)
+
     def length_summary(self) -> dict[str, int]:
         """Min, median, 95th percentile and max token length."""
         lengths = sorted(self.token_lengths) or [0]

@@ -27,8 +27,7 @@ def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: Re
         echo("memory plan: the model's dimensions are unknown; training as configured")
         return run.save_config(config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))), None
     lengths = [len(e.input_ids) for e in data.train]
-    answer_share = data.stats.trained_tokens / max(data.stats.total_tokens, 1)
-    fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths, answer_share)
+    fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths, data.stats.answer_share)
     plan = fit.plan
     run.append_event("plan", **plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
                      max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing, changes=list(fit.changes),
@@ -53,9 +52,7 @@ def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: Re
 def _warn_about_merge_and_export(run: RunDir, params_b: float, hardware: Hardware, echo: Callable[[str], None]) -> None:
     """Say now, not hours from now, when merge or export will not fit this machine's RAM or disk."""
     for phase in merge_and_export_needs(params_b):
-        short = [f"{need:.1f} GB of {what} ({free:.1f} GB free)"
-                 for what, need, free in (("RAM", phase.ram_gb, hardware.ram_available_gb),
-                                          ("disk", phase.disk_gb, hardware.disk_free_gb)) if need > free]
+        short = phase.shortfalls(hardware.ram_available_gb, hardware.disk_free_gb)
         if short:
             message = f"{phase.phase} after training will need {' and '.join(short)}"
             hint = "free some space before it, or run it on a machine with more memory (copy the run directory)"

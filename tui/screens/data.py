@@ -36,7 +36,7 @@ def stats_text(report: DataReport) -> str:
         f"examples    {stats.records} → {stats.train_examples} train, {stats.eval_examples} eval",
         f"tokens      {lengths['min']}–{lengths['max']}, median {lengths['median']}, p95 {lengths['p95']}",
         f"truncated   {stats.truncated} ({100 * stats.truncated / total:.0f}%) at {stats.max_length}",
-        f"trained     {100 * stats.trained_tokens / max(stats.total_tokens, 1):.0f}% of {stats.total_tokens} tokens",
+        f"trained     {stats.answer_share:.0%} of {stats.total_tokens} tokens",
         f"end of turn {'trained (learns to stop)' if stats.end_of_turn_trained else 'NOT trained'}",
     ]
     if stats.dropped:

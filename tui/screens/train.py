@@ -114,7 +114,7 @@ class TrainFormScreen(Screen):
         session = self.app.session
         stats = session.report.stats if session.report else None
         self.seq_len = stats.length_summary()["max"] if stats else session.max_length
-        self.answer_share = stats.trained_tokens / max(stats.total_tokens, 1) if stats else 0.5
+        self.answer_share = stats.answer_share if stats else 0.5
         self.shape = model_shape(session.model)
         self.defaults = default_values(session.model, session.max_length, session.eval_split)
 
