@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import click
 import typer
 
-from .errors import ConfigError, ExportError, TuneforgeError
+from .errors import ConfigError, ExportError, TuneforgeError, print_error
 from .methods import METHODS, method_help
 from .quiet import quiet_libraries
 
@@ -193,6 +193,7 @@ TRAIN_HELP = textwrap.dedent("""
 def train(
     run_dir: Annotated[Optional[Path], typer.Argument(help="A prepared run directory.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,
+    accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Resume even though the run's settings, data, base model or libraries changed since it started.")] = False,
     model: ModelOption = None,
     data: DataOption = None,
     eval_data: EvalDataOption = None,
@@ -217,11 +218,13 @@ def train(
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
     if resume is not None and run_dir is not None:
         raise ConfigError("give either RUN_DIR or --resume RUN_DIR, not both", "to continue a stopped run: tuneforge train --resume RUN_DIR")
+    if accept_changes and resume is None:
+        raise ConfigError("--accept-changes only applies to --resume RUN_DIR", "tuneforge train --resume RUN_DIR --accept-changes")
     if resume is not None:
-        result = pipeline.train(resume, resume=True)
+        result = pipeline.train(resume, resume=True, echo=say, accept_changes=accept_changes)
         run_path = resume
     elif run_dir is not None:
-        result = pipeline.train(run_dir)
+        result = pipeline.train(run_dir, echo=say)
         run_path = run_dir
     else:
         run_config = _config_from_options(
@@ -231,7 +234,7 @@ def train(
         )
         run = pipeline.create_run(run_config, out)
         say(f"run directory: {run.path}")
-        result = pipeline.train(run.path)
+        result = pipeline.train(run.path, echo=say)
         run_path = run.path
     _print_result(result)
     say(f"next: tuneforge merge {run_path}")
@@ -345,7 +348,7 @@ def _print_export(result: "ExportResult") -> bool:
 @app.command()
 def runs() -> None:
     """List runs with their state, latest figures, and the base and method each one trained."""
-    from .runs import last_metrics, list_runs
+    from .runs import failure_cause, last_metrics, list_runs
 
     found = list_runs()
     if not found:
@@ -364,7 +367,13 @@ def runs() -> None:
                 base += f" (continues {Path(config.adapter_from).name})"
         except TuneforgeError:
             method, base = "?", "(unreadable config.yaml)"
-        say(f"{run_dir.name:<40} {run_dir.state():<9} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
+        state = run_dir.state()
+        say(f"{run_dir.name:<40} {state:<9} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
+        if state in ("failed", "stopped"):
+            message, hint = failure_cause(run_dir)
+            say(f"  {message.splitlines()[0]}")
+            if hint:
+                say(f"  hint: {hint}")
 
 
 @app.command()
@@ -430,24 +439,14 @@ def _shorten(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-TRAINING_COMMANDS = {"train", "run", "demo"}
-"""Commands that train in this process: they restart on tcmalloc when it is installed (core/allocator.py)."""
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, the error's code on a foreseeable failure)."""
-    if argv is None and TRAINING_COMMANDS & set(sys.argv[1:2]):  # a real command line, not a call from Python
-        from .allocator import relaunch_on_tcmalloc
-
-        relaunch_on_tcmalloc()
     quiet_libraries()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="tuneforge", standalone_mode=False)
     except TuneforgeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr, flush=True)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr, flush=True)
+        print_error(exc)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -6,6 +6,8 @@ TUI shows them in a notification. Anything else is a bug and may show a tracebac
 
 from __future__ import annotations
 
+import sys
+
 
 class TuneforgeError(Exception):
     """A failure a person can act on: what went wrong, and what to do about it."""
@@ -49,3 +51,10 @@ class ExportError(TuneforgeError):
     """A model cannot be exported or the export failed verification."""
 
     exit_code = 6
+
+
+def print_error(exc: TuneforgeError) -> None:
+    """The one clean form of a foreseeable failure on stderr: `error: …` and `hint: …`."""
+    print(f"error: {exc.message}", file=sys.stderr, flush=True)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr, flush=True)

@@ -121,11 +121,18 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
     return RunPlan(config.model, dims[0], resolved.method, fit, merge_needs, export_needs, hardware)
 
 
-def train(run_dir: str | Path, resume: bool = False, echo: Echo = print) -> "TrainResult":
-    """Train a prepared run directory, or resume it from its last complete checkpoint."""
-    from .train.runner import train_run
+def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False) -> "TrainResult":
+    """Train a prepared run directory, or resume it from its last complete checkpoint.
 
-    return train_run(RunDir(Path(run_dir).expanduser().resolve()), resume=resume, echo=echo)
+    Training runs in a child process that this call waits for, relaying its progress to `echo`:
+    if the child is killed (out of memory, kill -9) this process survives and raises a
+    TrainingFailed that says why and how to resume. `accept_changes` resumes a run whose
+    settings, data, base or libraries changed since it started (refused otherwise).
+    `tuneforge.core.train.train_run` trains in this process instead.
+    """
+    from .launch import train_in_child
+
+    return train_in_child(RunDir(Path(run_dir).expanduser().resolve()), resume, accept_changes, echo)
 
 
 def merge(run_dir: str | Path, dtype: str | None = None) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -176,15 +177,59 @@ class EventTail:
         return events
 
 
-def failure_cause(run: RunDir) -> tuple[str, str]:
+def failure_cause(run: RunDir, returncode: int | None = None) -> tuple[str, str]:
     """Why a run stopped or failed, as (message, hint): its last stopped/failed event, or else —
-    for a child that was killed before it could say — the last lines of its train.log."""
+    for a child that died before it could say (killed, out of memory) — what its exit, the
+    kernel's out-of-memory count and the last lines of its train.log tell."""
     last = run.last_lifecycle_event()
     if last.get("event") in ("stopped", "failed"):
         return last.get("error", "stopped"), last.get("hint") or ""
+    if run.last_checkpoint() is not None:
+        resume = f"resume from the last checkpoint with `tuneforge train --resume {run.path}`"
+    else:
+        resume = f"no checkpoint was saved yet; start again with `tuneforge train {run.path}`"
+    kills_then, kills_now = last.get("oom_kills"), oom_kills()
+    if kills_then is not None and kills_now is not None and kills_now > kills_then and returncode in (None, -signal.SIGKILL):
+        used = _last_step_memory(run)
+        detail = f": its last step used {used:.1f} GB of this machine's {_total_ram_gb():.1f} GB" if used else ""
+        return (f"the training process was killed by the out-of-memory killer{detail}",
+                f"lower batch_size or max_length in config.yaml, or use --method qlora; then {resume}")
+    how = f"killed by {signal.Signals(-returncode).name}" if returncode is not None and returncode < 0 else "ended without a word"
     tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if run.log_file.is_file() else []
-    message = " / ".join(line.strip() for line in tail) or "the training process ended without a word (killed, or out of memory)"
-    return f"training process died: {message}", f"resume from the last checkpoint with `tuneforge train --resume {run.path}`"
+    words = " / ".join(line.strip() for line in tail if line.strip())
+    return f"the training process was {how}" + (f"; the end of train.log: {words}" if words else ""), resume
+
+
+def record_death(run: RunDir, returncode: int | None = None) -> dict[str, Any] | None:
+    """Write the `failed` event a killed child could not write (once); None while it runs or when it said why."""
+    last = run.last_lifecycle_event()
+    if last.get("event") not in ("launched", "started") or (last.get("pid") and _pid_alive(last["pid"])):
+        return None
+    message, hint = failure_cause(run, returncode)
+    return run.append_event("failed", error=message, hint=hint, returncode=returncode)
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed since boot (Linux), else None."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _last_step_memory(run: RunDir) -> float | None:
+    steps = [e for e in run.events() if e.get("event") == "step"]
+    return steps[-1].get("memory_gb") if steps else None
+
+
+def _total_ram_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return 0.0
 
 
 def _pid_alive(pid: int) -> bool:

@@ -27,7 +27,11 @@ class Session:
     """Training children this app launched, so they are reaped when they exit."""
 
     def reap_children(self) -> None:
-        """Collect the exit status of finished children (else they linger as zombies while the app runs)."""
+        """Collect the exit status of finished children (else they linger as zombies while the app runs);
+        a child that died without saying why (killed, out of memory) gets its `failed` event written."""
+        from tuneforge.core.runs import RunDir, record_death
+
         for path, child in list(self.children.items()):
             if child.poll() is not None:
                 del self.children[path]
+                record_death(RunDir(path), child.returncode)

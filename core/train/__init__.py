@@ -1,8 +1,20 @@
-"""Training: load the base for a method, run TRL's SFT trainer, report events to the run directory.
+"""Training: load the base for a method, run TRL's trainers, report events to the run directory.
 
-`python -m tuneforge.core.train RUN_DIR` is the entry the TUI spawns (the same as `tuneforge train RUN_DIR`).
+`python -m tuneforge.core.train RUN_DIR` is the child process that trains (what `tuneforge train`
+and the TUI start). Importing this package stays light: the runner, which imports torch and
+transformers, loads on first use of `train_run`.
 """
 
-from .runner import TrainResult, TrainingStopped, train_run
+from typing import Any
 
-__all__ = ["TrainResult", "TrainingStopped", "train_run"]
+from .result import TrainingFailed, TrainingStopped, TrainResult
+
+__all__ = ["TrainResult", "TrainingFailed", "TrainingStopped", "train_run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train_run":
+        from .runner import train_run
+
+        return train_run
+    raise AttributeError(name)

@@ -1,10 +1,43 @@
-"""`python -m tuneforge.core.train RUN_DIR [--resume]`: the child process the TUI starts."""
+"""`python -m tuneforge.core.train [--resume] [--accept-changes] RUN_DIR`: the process that trains.
 
+`tuneforge train` and the TUI start this child and watch it; it trains in its own process so
+that the one who started it survives whatever ends it (out of memory, a kill).
+"""
+
+import argparse
 import sys
 
 from ..allocator import relaunch_on_tcmalloc
-from ..cli import main
+
+
+def main(argv: list[str]) -> int:
+    """Train the run directory in this process; exit 0, 130 when stopped, or the error's code."""
+    parser = argparse.ArgumentParser(prog="python -m tuneforge.core.train")
+    parser.add_argument("run_dir")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--accept-changes", action="store_true")
+    args = parser.parse_args(argv)
+
+    from pathlib import Path
+
+    from ..errors import TuneforgeError, print_error
+    from ..quiet import quiet_libraries
+    from ..runs import RunDir
+    from .runner import train_run
+
+    quiet_libraries(progress_bars=False)
+    try:
+        train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume,
+                  echo=lambda line: print(line, flush=True), accept_changes=args.accept_changes)
+    except TuneforgeError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return 0
+
 
 if __name__ == "__main__":
     relaunch_on_tcmalloc()
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

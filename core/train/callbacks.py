@@ -1,15 +1,14 @@
-"""Trainer callbacks: events.jsonl reporting, complete-checkpoint markers, and a graceful stop."""
+"""Trainer callbacks: events.jsonl reporting and a graceful stop."""
 
 from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from ..runs import COMPLETE_MARKER, RunDir
+from ..runs import RunDir
 
 
 def peak_memory_gb() -> float:
@@ -24,7 +23,7 @@ def peak_memory_gb() -> float:
 
 
 class EventsCallback(TrainerCallback):
-    """Append step, eval and checkpoint events to the run's events.jsonl and print a progress line."""
+    """Append step and eval events to the run's events.jsonl and print a progress line."""
 
     def __init__(self, run: RunDir, echo: Callable[[str], None] | None = print) -> None:
         self.run = run
@@ -74,13 +73,6 @@ class EventsCallback(TrainerCallback):
             self.run.append_event("eval", step=state.global_step, eval_loss=logs["eval_loss"])
             if self.echo:
                 self.echo(f"eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
-            # The trainer has finished writing this checkpoint; resume trusts only marked ones.
-            (checkpoint / COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
-            self.run.append_event("checkpoint", step=state.global_step, path=str(checkpoint))
 
 
 class GracefulStop(TrainerCallback):

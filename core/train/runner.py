@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any, Callable, Sequence
 
 from ..allocator import allocator_in_use
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, is_disk_full
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
@@ -17,42 +17,16 @@ from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_model
-from ..runs import BASE_RECORD, RunDir
+from ..runs import BASE_RECORD, RunDir, oom_kills
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
+from .checkpoints import CheckpointKeeper, discard_incomplete
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
 from .planning import fit_memory
+from .resume import check_resume, fingerprint, record
+from .result import TrainingStopped, TrainResult
 from .setup import load_base_model, load_tokenizer, make_trainable
 from .trainers import build_trainer, held_out_accuracy, training_arguments
-
-
-class TrainingStopped(TuneforgeError):
-    """Training was stopped on request (Ctrl-C, SIGTERM, Stop in the UI) after a checkpoint."""
-
-    exit_code = 130
-
-
-@dataclass
-class TrainResult:
-    """The figures a finished run reports in its `finished` event."""
-
-    steps: int
-    final_loss: float
-    eval_loss: float | None
-    runtime_s: float
-    tokens_per_second: float
-    trainable_params: int
-    total_params: int
-    peak_memory_gb: float
-    planned_peak_gb: float | None = None
-    """The memory plan's peak for this run (None when the model's dimensions are unknown)."""
-    method: str = ""
-    eval_accuracy: float | None = None
-    """Held-out accuracy: next-token accuracy on answers (SFT, distill) or chosen-over-rejected (dpo, orpo, reward)."""
-    accuracy_of: str | None = None
-    general_perplexity_before: float | None = None
-    """Perplexity on general text before training, and after (the forgetting probe); None when not measured."""
-    general_perplexity_after: float | None = None
 
 
 def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
@@ -69,9 +43,11 @@ def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
 
 
 def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | None = print,
-              callbacks: Sequence[Any] = ()) -> TrainResult:
+              callbacks: Sequence[Any] = (), accept_changes: bool = False) -> TrainResult:
     """Train the run in `run` (or continue it from its last complete checkpoint with `resume`).
 
+    A resume is refused when the run's settings, data, base model or libraries changed since
+    it started (see `resume.check_resume`); `accept_changes` continues anyway.
     `callbacks` are extra transformers TrainerCallbacks (observers for tests and tools).
     """
     config = run.load_config()
@@ -88,11 +64,11 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     log = _RunLog(run, echo)
     echo = log.line
     run.append_event(
-        "started", pid=os.getpid(), method=config.method, model=config.model, device=hardware.device_label,
+        "started", pid=os.getpid(), oom_kills=oom_kills(), method=config.method, model=config.model, device=hardware.device_label,
         resume_from=str(checkpoint) if resume else None,
     )
     try:
-        result = _train(run, config, hardware, checkpoint if resume else None, echo, callbacks)
+        result = _train(run, config, hardware, checkpoint if resume else None, echo, callbacks, accept_changes)
     except TrainingStopped as stopped:
         run.append_event("stopped", error=stopped.message, hint=stopped.hint)
         raise
@@ -118,15 +94,13 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
 
 def _as_resource_error(exc: Exception, run: RunDir) -> ResourceError | None:
     """Out of memory and a full disk are foreseeable: say so with what to change."""
-    import errno
-
     resume = f"then continue with `tuneforge train --resume {run.path}` if a checkpoint was saved"
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return ResourceError(
             "training ran out of memory",
             f"lower batch_size (raising grad_accum keeps the effective batch), max_length, or use --method qlora; {resume}",
         )
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    if is_disk_full(exc):
         return ResourceError(f"the disk holding {run.path} is full", f"free some space or lower save_total_limit; {resume}")
     return None
 
@@ -155,7 +129,7 @@ class _RunLog:
 
 
 def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None],
-           extra_callbacks: Sequence[Any]) -> TrainResult:
+           extra_callbacks: Sequence[Any], accept_changes: bool) -> TrainResult:
     from transformers import set_seed
 
     set_seed(config.seed)
@@ -165,10 +139,14 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         require_pairs(loaded, eval_loaded, config.method)
     model_ref = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
-    teacher = None
+    teacher, teacher_path = None, None
     if spec.objective == "distill":
         teacher_path = resolve_teacher(config)
         check_same_tokenizer(model_ref, teacher_path, tokenizer)
+    if checkpoint is not None:  # before any heavy work: is this still the run the checkpoint belongs to?
+        check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
+        for name in discard_incomplete(run.checkpoints):
+            echo(f"removed {name}: a checkpoint whose writing was cut short")
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
     if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
@@ -193,8 +171,10 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
-    callbacks = [events, stop, OverfitWatch(run, echo), *extra_callbacks]
+    callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
+    if checkpoint is None:
+        record(run, fingerprint(config, model_ref.path, teacher_path))
     started = time.perf_counter()
     stop.install()
     try:

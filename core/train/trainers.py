@@ -54,7 +54,7 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         eval_steps=config.eval_steps,
         save_strategy=save_strategy,
         save_steps=save_steps,
-        save_total_limit=config.save_total_limit,
+        save_total_limit=None,  # CheckpointKeeper deletes old checkpoints, only once a new one is complete
         load_best_model_at_end=early_stopping,
         metric_for_best_model="eval_loss" if early_stopping else None,
         greater_is_better=False if early_stopping else None,

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from tuneforge.core.atomic import atomic_file
 from tuneforge.core.errors import ExportError, ResourceError
 
 QUANT_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")
@@ -35,14 +36,12 @@ def quantize(source: Path, out_file: Path, qtype: str) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}")
     params.nthread = os.cpu_count() or 1
-    partial = out_file.with_name(f".{out_file.name}.partial")
-    try:
+    with atomic_file(out_file) as partial:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
-        if status != 0 or not partial.is_file():
-            raise ExportError(f"libllama could not quantize {source.name} to {qtype} (status {status})",
-                              "try another type; q8_0 and the k-quants need row sizes that are multiples of 32/256")
-        os.replace(partial, out_file)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        if status != 0 or not partial.is_file() or partial.stat().st_size == 0:
+            free = shutil.disk_usage(out_file.parent).free
+            room = f"; {free >> 20} MiB left in {out_file.parent}" if free < needed else ""
+            raise ExportError(f"libllama could not quantize {source.name} to {qtype} (status {status}{room})",
+                              "free some disk space if it ran out; else try another type (q8_0 and the k-quants "
+                              "need row sizes that are multiples of 32/256)")
     return out_file

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause
+from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause, record_death
 
 POLL_SECONDS = 0.5
 DONE_STATES = ("trained", "merged", "exported")
@@ -139,6 +139,8 @@ class RunScreen(Screen):
         if lines:
             self.query_one("#train-log", Log).write_lines(lines)
         state = self.run.state()
+        if state == "failed":  # a child that died unheard (in an earlier session of the app) gets its cause recorded
+            record_death(self.run)
         if events or state != self.state:
             self._redraw(state, changed=state != self.state)
         self.state = state
