@@ -34,6 +34,7 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
     The event (with the child's pid and the kernel's out-of-memory count) marks the run as
     running from this moment, before the child has imported torch and written `started`.
     """
+    run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
     if run.training_pid() is not None:
         raise ConfigError(f"{run.path}: is already training", "watch it, or stop it before starting it again")
     if resume and run.last_checkpoint() is None:

@@ -194,10 +194,10 @@ def failure_cause(run: RunDir, returncode: int | None = None) -> tuple[str, str]
         detail = f": its last step used {used:.1f} GB of this machine's {_total_ram_gb():.1f} GB" if used else ""
         return (f"the training process was killed by the out-of-memory killer{detail}",
                 f"lower batch_size or max_length in config.yaml, or use --method qlora; then {resume}")
-    how = f"killed by {signal.Signals(-returncode).name}" if returncode is not None and returncode < 0 else "ended without a word"
+    how = f"was killed by {signal.Signals(-returncode).name}" if returncode is not None and returncode < 0 else "ended without a word"
     tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if run.log_file.is_file() else []
     words = " / ".join(line.strip() for line in tail if line.strip())
-    return f"the training process was {how}" + (f"; the end of train.log: {words}" if words else ""), resume
+    return f"the training process {how}" + (f"; the end of train.log: {words}" if words else ""), resume
 
 
 def record_death(run: RunDir, returncode: int | None = None) -> dict[str, Any] | None:

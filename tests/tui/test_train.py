@@ -124,7 +124,10 @@ async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(hom
         await app.push_screen(RunScreen(run))
         await pilot.pause()
         figures = text_of(app, "#figures")
-        assert "training process died" in figures and "Killed" in figures
+        assert "the training process ended without a word" in figures and "Killed" in figures
+        assert "no checkpoint was saved yet" in figures
         assert "failed" in text_of(app, "#run-title")
         assert app.screen.query_one("#resume").disabled  # nothing to resume from: no checkpoint
+        # The cause is written down, so the CLI's `tuneforge runs` and the next app session see it too.
+        assert run.last_lifecycle_event()["event"] == "failed"
         assert app.screen.query_one("#export").disabled
