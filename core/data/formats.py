@@ -21,6 +21,11 @@ from ..errors import DataError
 
 MAX_REPORTED_PROBLEMS = 20
 TEXT_SUFFIXES = (".txt", ".md")
+MAX_RECORD_BYTES = 16 << 20
+"""A record (one line) larger than this is refused unread: 16 MiB of text is millions of tokens, past any context."""
+SNIFF_BYTES = 4096
+UTF8_MARK = b"\xef\xbb\xbf"
+UTF16_32_MARKS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
     "chatgpt": "assistant", "model": "assistant", "bing": "assistant", "system": "system",
@@ -74,17 +79,29 @@ class RecordError(ValueError):
 
 
 def load_examples(path: str | Path, columns: dict[str, str] | None = None) -> LoadedData:
-    """Read `path` (a .jsonl/.json/.csv file or a folder of .txt/.md) into normalised examples.
+    """Read `path` (a .jsonl/.json/.csv file, a .txt/.md document, or a folder of them) into normalised examples.
 
     Problems do not stop reading: they are collected with their `FILE:LINE` so a person
-    sees all of them at once. Call `raise_for_problems()` before training.
+    sees all of them at once. Call `raise_for_problems()` before training. A file that is
+    not a text dataset at all (binary data, UTF-16) is refused at once with a DataError.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder", "check the path to your dataset")
     if path.is_dir():
-        return _load_folder(path)
-    rows = _read_csv(path) if path.suffix.lower() == ".csv" else _read_jsonl(path)
+        return _load_documents(path, sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES))
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file", "pass a .jsonl, .json or .csv file, or a folder of .txt/.md documents")
+    _check_text_file(path)
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return _load_documents(path, [path])
+    if suffix == ".csv":
+        rows = _read_csv(path)
+    elif suffix == ".json" and _first_byte(path) == b"[":
+        rows = _read_json_array(path)
+    else:
+        rows = _read_jsonl(path)
     return _normalise_rows(path, rows, columns or {})
 
 
@@ -98,43 +115,111 @@ def load_checked(data: str | Path, eval_data: str | Path | None, columns: dict[s
     return loaded, eval_loaded
 
 
-def _load_folder(folder: Path) -> LoadedData:
-    loaded = LoadedData(folder, "documents")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+def _load_documents(source: Path, files: list[Path]) -> LoadedData:
+    """Plain-text documents for continued pre-training: one example per non-empty file."""
+    loaded = LoadedData(source, "documents")
     if not files:
-        raise DataError(f"{folder}: no .txt or .md files", "put plain-text documents in the folder, or pass a .jsonl file")
+        raise DataError(f"{source}: no .txt or .md files", "put plain-text documents in the folder, or pass a .jsonl file")
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
+            text = file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             loaded.problems.append(f"{file}: not UTF-8 text (byte {exc.start})")
             continue
-        if text.strip():
+        if "\0" in text:
+            loaded.problems.append(f"{file}: binary data (NUL characters), not a text document")
+        elif text.strip():
             loaded.examples.append(Example(source=str(file), text=text))
+    if not loaded.examples and not loaded.problems:
+        raise DataError(f"{source}: every document is empty", "put some text in the .txt/.md files")
     return loaded
+
+
+def _check_text_file(path: Path) -> None:
+    """Refuse at once a file that is not UTF-8 text: UTF-16/32 (by its byte-order mark) or binary data."""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    if head.startswith(UTF16_32_MARKS):
+        raise DataError(f"{path}: UTF-16 or UTF-32 text; tuneforge reads UTF-8",
+                        "save the file as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 FILE > NEW_FILE`)")
+    if b"\0" in head:
+        raise DataError(f"{path}: binary data (NUL bytes near its start), not a text dataset",
+                        "pass a .jsonl, .json or .csv file of text records (convert Parquet or Arrow files to JSONL first)")
+
+
+def _first_byte(path: Path) -> bytes:
+    """The file's first byte that is not whitespace or a UTF-8 byte-order mark."""
+    with path.open("rb") as handle:
+        return handle.read(SNIFF_BYTES).removeprefix(UTF8_MARK).lstrip()[:1]
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) per line; None for a line over MAX_RECORD_BYTES, skipped without holding it."""
+    with path.open("rb") as handle:
+        number = 0
+        while raw := handle.readline(MAX_RECORD_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_RECORD_BYTES:
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(1 << 20)
+                yield number, None
+                continue
+            yield number, raw.removeprefix(UTF8_MARK) if number == 1 else raw
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (location, record) per non-blank line; a string record is a problem message."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield where, f"not UTF-8 text (byte {exc.start} of the line)"
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield where, f"not valid JSON: {exc.msg} at column {exc.colno}"
-                continue
-            if not isinstance(record, dict):
-                yield where, f"expected a JSON object, got {type(record).__name__}"
-                continue
-            yield where, record
+    for number, raw in _read_lines(path):
+        where = f"{path}:{number}"
+        if raw is None:
+            yield where, f"a record longer than {MAX_RECORD_BYTES >> 20} MiB; split it into smaller examples"
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield where, f"not UTF-8 text (byte {exc.start} of the line)"
+            continue
+        if line.strip():
+            yield where, _parse_record(line)
+
+
+def _parse_record(text: str) -> dict[str, Any] | str:
+    """One JSON object, or what is wrong with it."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return "not usable JSON: nested too deeply"
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    return record
+
+
+def _read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Yield (location, record) per element of a file holding one JSON array of objects (Alpaca's format)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    while True:
+        while position < len(text) and (text[position].isspace() or text[position] == ","):
+            position += 1
+        if position >= len(text):
+            raise DataError(f"{path}: the JSON array is not closed (the file may be cut short)", "check the end of the file")
+        if text[position] == "]":
+            return
+        where = f"{path}:{text.count(chr(10), 0, position) + 1}"
+        try:
+            record, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} at column {exc.colno}",
+                            "fix the file there; one broken element stops a JSON array from being read (JSONL lines do not)") from None
+        except RecursionError:
+            raise DataError(f"{where}: not usable JSON: nested too deeply", "fix the record there") from None
+        yield where, record if isinstance(record, dict) else f"expected a JSON object, got {type(record).__name__}"
 
 
 def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -142,6 +227,7 @@ def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    csv.field_size_limit(MAX_RECORD_BYTES)  # the default (128 KiB) refuses long documents
     reader = csv.DictReader(text.splitlines(keepends=True))
     if not reader.fieldnames:
         raise DataError(f"{path}: empty CSV file", "the first line must name the columns")
@@ -159,21 +245,22 @@ def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
 
 
 def _normalise_rows(path: Path, rows: Iterator[tuple[str, dict[str, Any] | str]], columns: dict[str, str]) -> LoadedData:
-    """Detect the shape from the first readable record, then normalise every record to it."""
-    loaded = LoadedData(path, shape="")
-    for where, record in rows:
+    """Take the shape of the first record that has one, then normalise every record to it."""
+    records = [(where, _rename(record, columns) if isinstance(record, dict) else record) for where, record in rows]
+    objects = [(where, record) for where, record in records if isinstance(record, dict)]
+    shape = next((found for _, record in objects if (found := detect_shape(record))), None)
+    if objects and shape is None:
+        where, record = objects[0]
+        raise DataError(
+            f"{where}: cannot tell the dataset's shape from fields {sorted(record)[:12]}",
+            "use one of: messages, prompt/chosen/rejected, conversations, instruction/input/output, prompt/completion, text; "
+            "or map your fields with --column tuneforge_name=your_name",
+        )
+    loaded = LoadedData(path, shape=shape or "")
+    for where, record in records:
         if isinstance(record, str):
             loaded.problems.append(f"{where}: {record}")
             continue
-        record = _rename(record, columns)
-        if not loaded.shape:
-            loaded.shape = detect_shape(record) or ""
-            if not loaded.shape:
-                raise DataError(
-                    f"{where}: cannot tell the dataset's shape from fields {sorted(record)}",
-                    "use one of: messages, prompt/chosen/rejected, conversations, instruction/input/output, prompt/completion, text; "
-                    "or map your fields with --column tuneforge_name=your_name",
-                )
         try:
             loaded.examples.append(normalise_record(loaded.shape, record, where))
         except RecordError as exc:
@@ -220,6 +307,7 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         extra = record.get("input") or ""
         if not isinstance(extra, str):
             raise RecordError("field 'input' must be a string")
+        _valid_unicode(extra, "field 'input'")
         messages = _system(record) + [
             {"role": "user", "content": f"{prompt}\n\n{extra}" if extra.strip() else prompt},
             {"role": "assistant", "content": _text(record, "output")},
@@ -265,7 +353,7 @@ def _text(record: dict[str, Any], name: str) -> str:
         raise RecordError(f"field '{name}' must be a string, got {type(value).__name__}")
     if not value.strip():
         raise RecordError(f"field '{name}' is empty")
-    return value
+    return _valid_unicode(value, f"field '{name}'")
 
 
 def _system(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -274,7 +362,7 @@ def _system(record: dict[str, Any]) -> list[dict[str, str]]:
         return []
     if not isinstance(system, str):
         raise RecordError("field 'system' must be a string")
-    return [{"role": "system", "content": system}]
+    return [{"role": "system", "content": _valid_unicode(system, "field 'system'")}]
 
 
 def _turns(record: dict[str, Any], name: str, role: str) -> list[dict[str, str]]:
@@ -301,5 +389,14 @@ def _chat_messages(value: Any, name: str, *, role_key: str, content_key: str, ro
             raise RecordError(f"{name}[{index}].{content_key} must be a string, got {type(content).__name__}")
         if role == "assistant" and not content.strip():
             raise RecordError(f"{name}[{index}] is an empty assistant message")
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": _valid_unicode(content, f"{name}[{index}].{content_key}")})
     return messages
+
+
+def _valid_unicode(value: str, what: str) -> str:
+    """`value`, unless it holds a lone surrogate (JSON's "\\ud800" escape), which no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(f"{what} holds an invalid character at position {exc.start} (a lone UTF-16 surrogate)") from None
+    return value

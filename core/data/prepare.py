@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError
-from .formats import Example, LoadedData
+from .formats import MAX_REPORTED_PROBLEMS, Example, LoadedData
 
 IGNORE_INDEX = -100
 """Label value the loss ignores (PyTorch's cross-entropy default)."""
@@ -148,7 +148,7 @@ def _assistant_spans(messages: list[dict[str, str]], text: str, tokenizer: Any) 
             continue
         start = text.find(message["content"], cursor)
         if start < 0:
-            raise DataError("the chat template drops an assistant turn", "use a model whose template keeps every turn")
+            raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation")
         end = start + len(message["content"])
         marker_end = _end_of_turn_after(text, end, tokenizer)
         spans.append((start, marker_end))
@@ -178,14 +178,30 @@ def tokenize_document(example: Example, tokenizer: Any, max_length: int) -> list
     ]
 
 
+class TemplateRefusal(ValueError):
+    """The model's chat template cannot render a conversation (its roles, their order)."""
+
+
 def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
-    """Tokenize every example (chat or document) for training."""
+    """Tokenize every example (chat or document) for training; a DataError lists the conversations
+    the model's chat template refuses (e.g. roles that do not alternate), each with its FILE:LINE."""
+    from jinja2 import TemplateError
+
     out: list[TokenizedExample] = []
+    problems: list[str] = []
     for example in examples:
-        if example.messages is not None:
-            out.append(tokenize_chat(example, tokenizer, max_length))
-        else:
-            out.extend(tokenize_document(example, tokenizer, max_length))
+        try:
+            if example.messages is not None:
+                out.append(tokenize_chat(example, tokenizer, max_length))
+            else:
+                out.extend(tokenize_document(example, tokenizer, max_length))
+        except (TemplateError, TemplateRefusal) as exc:
+            problems.append(f"{example.source}: {exc}")
+    if problems:
+        shown = problems[:MAX_REPORTED_PROBLEMS] + ([f"… and {len(problems) - MAX_REPORTED_PROBLEMS} more"] if len(problems) > MAX_REPORTED_PROBLEMS else [])
+        raise DataError("the model's chat template refuses these conversations:\n" + "\n".join(shown),
+                        "many templates need user and assistant turns to alternate, starting with the user "
+                        "(after an optional system message); fix the records or pick another model")
     return out
 
 
