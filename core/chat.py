@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import ModelError, TuneforgeError
-from .models import resolve_model
+from .models import resolve_base, resolve_model
 from .runs import RunDir
 
 
@@ -122,7 +122,7 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
                              "adapters share one loaded base only when they were trained on the same base")
     dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    base = resolve_model(configs[0].model, configs[0].trust_remote_code)
+    base = resolve_base(configs[0])
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
     model = PeftModel.from_pretrained(model, runs[0].adapter, adapter_name=runs[0].name)
     for run in runs[1:]:

@@ -98,6 +98,8 @@ class RunConfig(BaseModel):
     """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False
     """Run code shipped inside a model folder; off unless you trust its author."""
+    allow_pickle: bool = False
+    """Load pickle weights (.bin/.pt), which can run code when loaded, from a model without safetensors; off unless you trust the files."""
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "RunConfig":

@@ -15,7 +15,7 @@ from .atomic import atomic_directory
 from .data.prepare import end_of_turn_ids
 from .errors import ConfigError, ExportError
 from .methods import method_spec
-from .models import resolve_model
+from .models import resolve_base
 from .runs import RunDir
 
 SIXTEEN_BIT = ("bfloat16", "float16")
@@ -64,7 +64,7 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    base_ref = resolve_model(config.model, config.trust_remote_code)
+    base_ref = resolve_base(config)
     dtype = dtype or merge_dtype(base_ref.path)
     base = AutoModelForCausalLM.from_pretrained(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)
     merged = PeftModel.from_pretrained(base, run.adapter).merge_and_unload()

@@ -13,11 +13,16 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import catalog
 from .atomic import atomic_directory
 from .errors import ModelError
+from .modelfiles import check_gguf, check_safetensors_folder
 from .paths import models_cache_dir
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json")
 HUB_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
@@ -63,8 +68,12 @@ def check_model_reference(name: str) -> str:
     return "hub"
 
 
-def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
-    """Turn a model reference into a local, validated HF folder (importing GGUF if needed)."""
+def resolve_model(name: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> ResolvedModel:
+    """Turn a model reference into a local, validated HF folder (importing GGUF if needed).
+
+    Pickle weights (.bin/.pt, which can run code when loaded) and models that need code shipped
+    in their folder are refused unless `allow_pickle` / `trust_remote_code` say otherwise.
+    """
     kind = check_model_reference(name)
     if kind == "default":
         return _resolve_gguf(default_gguf_path(), name, catalog.DEFAULT_MODEL_SPEC)
@@ -73,9 +82,14 @@ def resolve_model(name: str, trust_remote_code: bool = False) -> ResolvedModel:
         return _resolve_gguf(path, name, None)
     spec = catalog.find_spec(name)
     if kind == "folder":
-        return _resolved_folder(name, path, spec, trust_remote_code)
+        return _resolved_folder(name, path, spec, trust_remote_code, allow_pickle)
     hub_id = spec.hub_id if spec else name
-    return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code)
+    return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code, allow_pickle)
+
+
+def resolve_base(config: "RunConfig") -> ResolvedModel:
+    """The base model of a run config, with the config's permissions (remote code, pickle weights)."""
+    return resolve_model(config.model, config.trust_remote_code, config.allow_pickle)
 
 
 def default_gguf_path() -> Path:
@@ -118,8 +132,9 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
         ) from None
 
 
-def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, trust_remote_code: bool) -> ResolvedModel:
-    """Check a HF folder has what loading needs; refuse pickles and unrequested remote code."""
+def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, trust_remote_code: bool,
+                     allow_pickle: bool = False) -> ResolvedModel:
+    """Check a HF folder has what loading needs, whole; refuse unrequested pickles and remote code."""
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelError(f"{folder}: no config.json, so this is not a Hugging Face model folder", "pass the folder that holds config.json, or a .gguf file")
@@ -129,10 +144,15 @@ def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, tr
         raise ModelError(f"{config_file}: not valid JSON ({exc})", "the download may be incomplete; fetch the model again") from None
     if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         pickled = any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
-        raise ModelError(
-            f"{folder}: no safetensors weights" + (" (only pickle .bin/.pt files, which can run code when loaded)" if pickled else ""),
-            "convert the weights to safetensors, or download the model's safetensors files",
-        )
+        if not pickled:
+            raise ModelError(f"{folder}: no weights (no .safetensors files)", "download the model's safetensors files into the folder")
+        if not allow_pickle:
+            raise ModelError(
+                f"{folder}: only pickle weights (.bin/.pt), which can run code on this machine when loaded",
+                "download the model's safetensors files, or, if you trust where these files came from, "
+                "set allow_pickle: true in the run config",
+            )
+    check_safetensors_folder(folder)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")):
         raise ModelError(f"{folder}: no tokenizer files", "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the folder")
     arch = str(config.get("model_type", ""))
@@ -158,6 +178,7 @@ def _gguf_cache_key(path: Path) -> str:
 
 
 def _resolve_gguf(path: Path, name: str, spec: catalog.ModelSpec | None) -> ResolvedModel:
+    check_gguf(path)
     target = models_cache_dir() / _gguf_cache_key(path)
     if not (target / "config.json").is_file():
         import_gguf(path, target)

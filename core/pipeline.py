@@ -58,14 +58,14 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """
     from .data.formats import load_checked
     from .hardware import detect
-    from .models import resolve_model
+    from .models import resolve_base
     from .methods import method_spec
     from .train.runner import require_pairs, resolve_config
 
     loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
-    student = resolve_model(config.model, config.trust_remote_code)
+    student = resolve_base(config)
     if config.adapter_from:
         from .train.setup import adapter_folder
 
@@ -98,12 +98,12 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
     from .fit import settle
     from .hardware import detect
     from .memory import merge_and_export_needs, model_shape
-    from .models import resolve_model
+    from .models import resolve_base
     from .paths import tuneforge_home
     from .train.runner import resolve_config
 
     hardware = detect(tuneforge_home())
-    dims = model_shape(config.model) or model_shape(resolve_model(config.model, config.trust_remote_code).path)
+    dims = model_shape(config.model) or model_shape(resolve_base(config).path)
     if dims is None:
         raise ModelError(f"{config.model}: its config.json does not give the dimensions a plan needs",
                          "check that it is a decoder-only transformer with hidden_size, num_hidden_layers and vocab_size")

@@ -145,10 +145,10 @@ def _say(echo: Callable[[str], None] | None, text: str) -> None:
 
 def _base_of(run_path: Path) -> Path:
     """The base model folder of a run that is not merged yet (to check its architecture early)."""
-    from tuneforge.core.models import resolve_model
+    from tuneforge.core.models import resolve_base
 
     config = RunDir(run_path).load_config()
-    return resolve_model(config.model, config.trust_remote_code).path
+    return resolve_base(config).path
 
 
 def _locate(source: Path, out: Path | None) -> tuple[Path, Path, Path | None, str]:

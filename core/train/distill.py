@@ -34,7 +34,7 @@ def resolve_teacher(config: RunConfig) -> Path:
             return run.merged
         raise ConfigError(f"{reference}: this run has no merged weights to teach with",
                           f"merge it first: tuneforge merge {reference}")
-    return resolve_model(reference, config.trust_remote_code).path
+    return resolve_model(reference, config.trust_remote_code, config.allow_pickle).path
 
 
 def check_same_tokenizer(student: ResolvedModel, teacher_path: Path, student_tokenizer: Any) -> Any:

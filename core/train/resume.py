@@ -61,7 +61,7 @@ def model_digest(folder: Path) -> str:
     config = folder / "config.json"
     if config.is_file():
         digest.update(config.read_bytes())
-    for file in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+    for file in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]) if folder.is_dir() else []:
         digest.update(f"{file.name}:{file.stat().st_size}".encode())
         with file.open("rb") as handle:
             digest.update(handle.read(HEAD_BYTES))

@@ -16,7 +16,7 @@ from ..data.prepare import PreparedData, prepare, split_examples
 from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
-from ..models import ResolvedModel, resolve_model
+from ..models import ResolvedModel, resolve_base
 from ..runs import BASE_RECORD, RunDir, oom_kills
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper, discard_incomplete
@@ -137,7 +137,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)  # before the model: a typo should not cost a download
     if spec.pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
-    model_ref = resolve_model(config.model, config.trust_remote_code)
+    model_ref = resolve_base(config)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
     teacher, teacher_path = None, None
     if spec.objective == "distill":

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tuneforge.core.errors import ExportError, ModelError
+from tuneforge.core.modelfiles import check_gguf
 
 
 class GgufChat:
@@ -20,6 +21,7 @@ class GgufChat:
 
         self.path = Path(path)
         self.label = self.path.name
+        check_gguf(self.path)  # a file cut short would fail inside llama.cpp with no word of why
         try:
             self._llm = llama_cpp.Llama(str(self.path), n_ctx=n_ctx, verbose=False, seed=0)
         except ValueError as exc:

@@ -38,12 +38,59 @@ def test_folder_without_config_is_refused(tmp_path, tiny_llama):
         resolve_model(str(folder))
 
 
-def test_pickle_only_weights_are_refused(tmp_path, tiny_llama):
+def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, tiny_llama):
+    import torch
+    from safetensors.torch import load_file
+
     folder = copy_model(tiny_llama, tmp_path / "model")
-    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
     with pytest.raises(ModelError) as info:
         resolve_model(str(folder))
-    assert "pickle" in info.value.message and "safetensors" in info.value.hint
+    assert "pickle" in info.value.message and "allow_pickle: true" in info.value.hint
+    # Asked for explicitly, the pickle loads (transformers reads it with torch's weights-only unpickler).
+    from tuneforge.core.hardware import detect
+    from tuneforge.core.train.setup import load_base_model
+
+    allowed = resolve_model(str(folder), allow_pickle=True)
+    model = load_base_model(allowed, "lora", detect(tmp_path))
+    reference = load_file(tiny_llama / "model.safetensors")
+    name = next(iter(reference))
+    assert torch.equal(model.state_dict()[name], reference[name])
+
+
+def test_weights_cut_short_or_missing_shards_are_named(tmp_path, tiny_llama):
+    folder = copy_model(tiny_llama, tmp_path / "model")
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(folder))
+    assert f"{weights}: cut short: it holds {size // 2:,} of the {size:,} bytes" in info.value.message
+    assert "interrupted" in info.value.hint
+
+    weights.unlink()
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (folder / "model-00001-of-00002.safetensors").write_bytes((tiny_llama / "model.safetensors").read_bytes())
+    with pytest.raises(ModelError, match="missing: model-00002-of-00002.safetensors"):
+        resolve_model(str(folder))
+
+
+def test_a_gguf_file_cut_short_is_named_before_anything_loads_it(home, tmp_path):
+    from tuneforge.core.cli import main
+    from tuneforge.core.models import default_gguf_path
+
+    source = default_gguf_path()
+    cut = tmp_path / "SmolLM2.Q4_1.gguf"
+    with source.open("rb") as handle:
+        cut.write_bytes(handle.read(source.stat().st_size * 2 // 3))
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(cut))
+    assert f"{cut}: cut short: it holds" in info.value.message
+    assert not any((home / "models").glob("SmolLM2.Q4_1*")), "a failed import left files in the cache"
+    assert main(["chat", str(cut), "--prompt", "Hi"]) == ModelError.exit_code
 
 
 def test_corrupt_config_is_named(tmp_path, tiny_llama):

@@ -1,0 +1,123 @@
+"""Check that model files are whole before anything loads them: safetensors weights and GGUF files.
+
+An interrupted download or copy leaves a file that is shorter than its own header says.
+Loaders then fail deep inside numpy or llama.cpp with messages like "cannot reshape array";
+these checks read only the headers (milliseconds, even for a 15 GB file) and name the file.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+from pathlib import Path
+
+from .errors import ModelError
+
+GGUF_MAGIC = b"GGUF"
+GGUF_DEFAULT_ALIGNMENT = 32
+# GGUF metadata value types → their size in bytes (8 = string and 9 = array are read apart).
+GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+GGUF_STRING, GGUF_ARRAY, GGUF_UINT32 = 8, 9, 4
+CUT_SHORT_HINT = "the download or copy was probably interrupted: fetch the file again"
+
+
+def check_safetensors_folder(folder: Path) -> None:
+    """A ModelError naming the first weights file that is cut short or unreadable, or a shard the index lists but is missing."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            raise ModelError(f"{index}: not a valid safetensors index", CUT_SHORT_HINT) from None
+        missing = sorted(name for name in shards if not (folder / name).is_file())
+        if missing:
+            raise ModelError(f"{folder}: weight files listed in {index.name} are missing: {', '.join(missing[:5])}", CUT_SHORT_HINT)
+    for file in sorted(folder.glob("*.safetensors")):
+        check_safetensors(file)
+
+
+def check_safetensors(file: Path) -> None:
+    """A ModelError when a .safetensors file's header is unreadable or its data ends early."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        head = handle.read(8)
+        header_length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if header_length < 2 or 8 + header_length > size:
+            raise ModelError(f"{file}: not a complete safetensors file (its header is cut short or damaged)", CUT_SHORT_HINT)
+        try:
+            header = json.loads(handle.read(header_length))
+            end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
+            raise ModelError(f"{file}: not a valid safetensors file (its header cannot be read)", CUT_SHORT_HINT) from None
+    if 8 + header_length + end > size:
+        raise ModelError(f"{file}: cut short: it holds {size:,} of the {8 + header_length + end:,} bytes its header lists",
+                         CUT_SHORT_HINT)
+
+
+def check_gguf(file: Path, error: type[Exception] = ModelError) -> None:
+    """Raise `error` when `file` is not a GGUF file, or holds less data than its tensor table lists."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise error(f"{file}: not a GGUF file", "pass a .gguf model file (llama.cpp's format)")
+        if size < 24:
+            raise error(f"{file}: cut short inside its header", CUT_SHORT_HINT)
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                needed = _gguf_extent(data)
+            except (struct.error, IndexError, ValueError, KeyError):
+                raise error(f"{file}: cut short or damaged inside its header ({size:,} bytes)", CUT_SHORT_HINT) from None
+    if needed > size:
+        raise error(f"{file}: cut short: it holds {size:,} of the {needed:,} bytes its tensor table lists", CUT_SHORT_HINT)
+
+
+def _gguf_extent(data: mmap.mmap) -> int:
+    """The file size a GGUF's header implies: where its last tensor's data ends."""
+    import gguf
+
+    _, tensor_count, kv_count = struct.unpack_from("<IQQ", data, 4)
+    position = 24
+    alignment = GGUF_DEFAULT_ALIGNMENT
+    for _ in range(kv_count):
+        key, position = _gguf_string(data, position)
+        kind = struct.unpack_from("<I", data, position)[0]
+        if key == "general.alignment" and kind == GGUF_UINT32:
+            alignment = struct.unpack_from("<I", data, position + 4)[0]
+        position = _skip_value(data, position + 4, kind)
+    end = 0
+    for _ in range(tensor_count):
+        _, position = _gguf_string(data, position)
+        n_dims = struct.unpack_from("<I", data, position)[0]
+        dims = struct.unpack_from(f"<{n_dims}Q", data, position + 4)
+        kind, offset = struct.unpack_from("<IQ", data, position + 4 + 8 * n_dims)
+        position += 4 + 8 * n_dims + 12
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+        elements = 1
+        for dim in dims:
+            elements *= dim
+        end = max(end, offset + elements // block * type_size)
+    data_start = -(-position // alignment) * alignment
+    return data_start + end
+
+
+def _gguf_string(data: mmap.mmap, position: int) -> tuple[str, int]:
+    length = struct.unpack_from("<Q", data, position)[0]
+    raw = data[position + 8 : position + 8 + length]
+    if len(raw) != length:
+        raise IndexError("string past the end of the file")
+    return raw.decode("utf-8", errors="replace"), position + 8 + length
+
+
+def _skip_value(data: mmap.mmap, position: int, kind: int) -> int:
+    if kind == GGUF_STRING:
+        return _gguf_string(data, position)[1]
+    if kind == GGUF_ARRAY:
+        item_kind, count = struct.unpack_from("<IQ", data, position)
+        position += 12
+        if item_kind in GGUF_SCALAR_SIZES:
+            return position + count * GGUF_SCALAR_SIZES[item_kind]
+        for _ in range(count):
+            position = _skip_value(data, position, item_kind)
+        return position
+    return position + GGUF_SCALAR_SIZES[kind]
