@@ -22,8 +22,14 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc` is a write failing for lack of space."""
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+    """Whether `exc` is a write failing for lack of space.
+
+    numpy's `tofile` (which the GGUF writer uses) reports a short write on a full disk as an
+    OSError without an errno: "N requested and M written".
+    """
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in DISK_FULL or (exc.errno is None and "requested and" in str(exc) and "written" in str(exc))
 
 
 @contextlib.contextmanager

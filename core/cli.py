@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import click
 import typer
 
-from .errors import ConfigError, ExportError, TuneforgeError, print_error
+from .atomic import is_disk_full
+from .errors import ConfigError, ExportError, ResourceError, TuneforgeError, print_error
 from .methods import METHODS, method_help
 from .quiet import quiet_libraries
 
@@ -453,6 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print_error(ResourceError(f"the disk ran out of space ({exc})", "free some disk space and run the command again"))
+        return ResourceError.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
+import signal
 from pathlib import Path
 
 import pytest
 
 from tuneforge.core.errors import ExportError, ResourceError
 from tuneforge.exporters.export import export, parse_quants
-from tuneforge.exporters.gguf import convert as convert_module
 from tuneforge.exporters.gguf.convert import convert
 
 from ..conftest import build_tiny_model
@@ -85,20 +87,42 @@ def test_unsupported_architecture_is_refused_before_any_work(tmp_path, tiny_mode
     assert not (tmp_path / "out").exists()
 
 
-def test_a_failure_mid_write_leaves_no_gguf(tiny_models, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real_encode = convert_module._encode
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Make the kernel refuse writes past `limit` bytes in any file of this process (RLIMIT_FSIZE),
+    as a disk that fills up mid-export would; the free space the exporter checks up front still looks ample."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
-    def failing_encode(data, qtype):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise OSError(28, "No space left on device")
-        return real_encode(data, qtype)
 
-    monkeypatch.setattr(convert_module, "_encode", failing_encode)
-    with pytest.raises(OSError):
-        convert(tiny_models["llama"], tmp_path / "model.gguf", "f16")
-    assert list(tmp_path.iterdir()) == [], "a half-written file was left behind"
+def test_a_disk_filling_up_during_export_loses_nothing(tiny_models, tmp_path, capsys):
+    from tuneforge.core.cli import main
+
+    out = tmp_path / "out"
+    convert(tiny_models["llama"], out / "llama-q8_0.gguf", "q8_0")  # an earlier export the person keeps
+    (out / "export-report.json").write_text('{"files": []}')
+    earlier = {path.name: path.read_bytes() for path in out.iterdir()}
+    f16_size = sum(f.stat().st_size for f in tiny_models["llama"].glob("*.safetensors")) // 2  # fp32 weights → f16
+
+    with file_size_limit(f16_size // 2):
+        code = main(["export", str(tiny_models["llama"]), "--quant", "f16,q8_0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == ResourceError.exit_code
+    assert f"error: the disk ran out of space while writing {out / 'llama-f16.gguf'}" in err
+    assert "was not replaced" in err and "Traceback" not in err
+    # Everything from before is untouched, and no half-written file is left.
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == earlier
+
+    with file_size_limit(f16_size // 2):  # the same through a write that replaces an existing file
+        with pytest.raises(ResourceError):
+            convert(tiny_models["llama"], out / "llama-q8_0.gguf", "f32")
+    assert (out / "llama-q8_0.gguf").read_bytes() == earlier["llama-q8_0.gguf"]
 
 
 def test_too_little_disk_is_refused_up_front(tiny_models, tmp_path, monkeypatch):
