@@ -179,6 +179,30 @@ def plan(
     return 0 if estimate.verdict != "too big" else 1
 
 
+@app.command()
+def doctor(
+    model: ModelOption = None,
+    data: DataOption = None,
+    method: MethodOption = None,
+    config: ConfigOption = None,
+) -> int:
+    """Check this machine: Python, torch and CUDA, the GPU driver, bitsandbytes, llama.cpp, the default model,
+    and memory and disk for a planned run (--model/--data/--config, else a default run); exit 1 on any failure."""
+    from .doctor import run_checks
+
+    planned = None
+    if any(option is not None for option in (model, data, method, config)):
+        planned = _config_from_options(config, model=model, data=data or "-", method=method)
+    checks = run_checks(planned)
+    for check in checks:
+        say(f"{ {'ok': 'ok', 'warn': 'WARN', 'fail': 'FAIL'}[check.status]:<5} {check.name:<17} {check.detail}")
+        if check.status != "ok" and check.fix:
+            say(f"{'':<23} fix: {check.fix}")
+    counts = {status: sum(c.status == status for c in checks) for status in ("ok", "warn", "fail")}
+    say(f"\n{len(checks)} checks: {counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed")
+    return 1 if counts["fail"] else 0
+
+
 TRAIN_HELP = textwrap.dedent("""
     Train a run. Three forms:
 

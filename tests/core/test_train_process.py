@@ -1,8 +1,9 @@
-"""The training child as the TUI starts it: `python -m tuneforge.core.train RUN_DIR`, stopped with SIGINT."""
+"""`tuneforge train RUN_DIR` and its training child, stopped with Ctrl-C (SIGINT to the terminal's process group)."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,20 +24,21 @@ def wait_for_event(run: RunDir, kind: str, timeout: float = 300) -> dict:
     raise AssertionError(f"no {kind} event within {timeout} s; log:\n{run.log_file.read_text() if run.log_file.exists() else ''}")
 
 
-def test_sigint_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
+def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     run = create_run(tiny_config(max_steps=400, save_steps=1000), home / "run")
-    child = subprocess.Popen([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # A terminal of its own: Ctrl-C there signals the CLI and its training child alike.
+    parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "train", str(run.path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_event(run, "step")
-        # The child restarted itself on tcmalloc where it is installed, and planned for it.
+        # The child runs on tcmalloc where it is installed, and planned for it.
         assert wait_for_event(run, "plan")["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=120)
+        os.killpg(parent.pid, signal.SIGINT)
+        out, err = parent.communicate(timeout=120)
     finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 130, err
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+    assert parent.returncode == 130, err
     assert "step " in out and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("hint: continue with `tuneforge train --resume")
     stopped = wait_for_event(run, "stopped")

@@ -1,0 +1,49 @@
+"""`tuneforge doctor`: every check runs on this machine, and a broken part fails with its fix."""
+
+from __future__ import annotations
+
+import sys
+from collections import namedtuple
+
+from tuneforge.core.cli import main
+from tuneforge.core.doctor import run_checks
+
+NAMES = ["python", "torch", "gpu", "bitsandbytes", "llama-cpp-python", "gguf", "default model", "tcmalloc",
+         "run folder", "headroom"]
+
+
+def test_every_check_runs_and_this_machine_passes(home):
+    checks = {check.name: check for check in run_checks()}
+    assert list(checks) == NAMES
+    failed = [check for check in checks.values() if check.status == "fail"]
+    assert not failed, failed  # the test machine has everything a CPU run needs
+    assert checks["bitsandbytes"].detail.endswith(("on the GPU", "on the CPU (slow: qlora is used on GPUs only)"))
+    assert "SSE3" in checks["llama-cpp-python"].detail or "GPU offload yes" in checks["llama-cpp-python"].detail
+    assert "training" in checks["headroom"].detail
+    for check in checks.values():
+        assert check.status in ("ok", "warn", "fail")
+        assert check.status == "ok" or check.fix, check  # anything not ok says how to fix it
+
+
+def test_a_broken_part_fails_with_a_one_line_fix(home, monkeypatch, capsys, facts_file):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if llama-cpp-python failed to install
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("tuneforge.core.hardware.shutil.disk_usage", lambda path: usage(10**12, 10**12, 10**6))  # a full disk
+    code = main(["doctor", "--data", str(facts_file)])
+    out = capsys.readouterr().out
+    assert code == 1
+    lines = out.splitlines()
+    llama = next(i for i, line in enumerate(lines) if line.startswith("FAIL  llama-cpp-python"))
+    assert lines[llama + 1].strip().startswith("fix: pip install llama-cpp-python")
+    headroom = next(line for line in lines if line.startswith("FAIL  headroom"))
+    assert "disk" in headroom and "merge needs" in headroom
+    assert lines[-1].endswith(" 2 failed")
+
+
+def test_a_run_folder_that_cannot_be_written_is_named(home, monkeypatch):
+    from tuneforge.core.doctor import _home_writable
+
+    (home / "a-file").write_text("")
+    monkeypatch.setenv("TUNEFORGE_HOME", str(home / "a-file" / "tuneforge"))
+    check = _home_writable()
+    assert check.status == "fail" and "a-file" in check.detail and "TUNEFORGE_HOME" in check.fix
