@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
 
     quiet_libraries(progress_bars=False)
     try:
-        train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume,
-                  echo=lambda line: print(line, flush=True), accept_changes=args.accept_changes)
+        train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume, echo=_echo,
+                  accept_changes=args.accept_changes)
     except TuneforgeError as exc:
         print_error(exc)
         return exc.exit_code
@@ -36,6 +36,18 @@ def main(argv: list[str]) -> int:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     return 0
+
+
+def _echo(line: str) -> None:
+    """Print a progress line; if whoever read them is gone, go on training without them (events.jsonl has them)."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # later prints, and the flush at exit, go nowhere quietly
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from typing import Any, Callable
@@ -75,16 +76,20 @@ class EventsCallback(TrainerCallback):
                 self.echo(f"eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Ctrl-C, a polite kill, and a closed terminal (SIGHUP): each checkpoints before training stops."""
+
+
 class GracefulStop(TrainerCallback):
-    """First Ctrl-C (or SIGTERM): checkpoint at the end of the current step and stop. Second: abort."""
+    """First Ctrl-C (or SIGTERM, or SIGHUP): checkpoint at the end of the current step and stop. Second: abort."""
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        """Route SIGINT and SIGTERM to a stop request for the duration of training."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """Route the stop signals to a stop request for the duration of training."""
+        for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def uninstall(self) -> None:
@@ -97,7 +102,8 @@ class GracefulStop(TrainerCallback):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("stopping: saving a checkpoint after this step (press Ctrl-C again to abort without one)", flush=True)
+        with contextlib.suppress(OSError):  # after SIGHUP nobody may be reading stdout any more
+            print("stopping: saving a checkpoint after this step (press Ctrl-C again to abort without one)", flush=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.requested:
