@@ -37,8 +37,7 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
     run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
     if run.training_pid() is not None:
         raise ConfigError(f"{run.path}: is already training", "watch it, or stop it before starting it again")
-    if resume and run.last_checkpoint() is None:
-        raise ConfigError(f"{run.path}: has no complete checkpoint to resume from", f"start it from the beginning: tuneforge train {run.path}")
+    run.checkpoint_to_train_from(resume)  # refused here, before a child starts, when there is nothing to do
     command = training_command(run, resume, accept_changes)
     # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed.
     env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})

@@ -108,6 +108,17 @@ class RunDir:
         complete = [p for p in self.checkpoints.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
         return max(complete, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
+    def checkpoint_to_train_from(self, resume: bool) -> Path | None:
+        """The checkpoint a resume continues from (None for a fresh start); a ConfigError when a resume
+        has nothing to continue, or a fresh start would overwrite what this run already trained."""
+        checkpoint = self.last_checkpoint()
+        if resume and checkpoint is None:
+            raise ConfigError(f"{self.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {self.path}`")
+        if not resume and (checkpoint is not None or self.adapter.exists() or self.merged.exists()):
+            raise ConfigError(f"{self.path}: this run already trained",
+                              f"continue it with `tuneforge train --resume {self.path}`, or start a new run")
+        return checkpoint if resume else None
+
     def last_lifecycle_event(self) -> dict[str, Any]:
         """The newest launched, started, stopped, failed or finished event ({} for a fresh run)."""
         last: dict[str, Any] = {}
@@ -194,9 +205,13 @@ def failure_cause(run: RunDir, returncode: int | None = None) -> tuple[str, str]
         detail = f": its last step used {used:.1f} GB of this machine's {_total_ram_gb():.1f} GB" if used else ""
         return (f"the training process was killed by the out-of-memory killer{detail}",
                 f"lower batch_size or max_length in config.yaml, or use --method qlora; then {resume}")
+    tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-20:] if run.log_file.is_file() else []
+    said = [index for index, line in enumerate(tail) if line.startswith("error: ")]
+    if said:  # it failed before it started training, and said why on stderr (train.log)
+        after = tail[said[-1] + 1] if said[-1] + 1 < len(tail) else ""
+        return tail[said[-1]].removeprefix("error: "), after.removeprefix("hint: ") if after.startswith("hint: ") else resume
     how = f"was killed by {signal.Signals(-returncode).name}" if returncode is not None and returncode < 0 else "ended without a word"
-    tail = run.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if run.log_file.is_file() else []
-    words = " / ".join(line.strip() for line in tail if line.strip())
+    words = " / ".join(line.strip() for line in tail[-3:] if line.strip())
     return f"the training process {how}" + (f"; the end of train.log: {words}" if words else ""), resume
 
 

@@ -13,7 +13,7 @@ from ..atomic import atomic_directory, is_disk_full
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
-from ..errors import ConfigError, DataError, ResourceError, TuneforgeError
+from ..errors import DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
@@ -56,19 +56,15 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     resolved = resolve_config(config, hardware)
     if resolved != config:
         config = run.save_config(resolved)
-    checkpoint = run.last_checkpoint()
-    if resume and checkpoint is None:
-        raise ConfigError(f"{run.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {run.path}`")
-    if not resume and (checkpoint is not None or run.adapter.exists() or run.merged.exists()):
-        raise ConfigError(f"{run.path}: this run already trained", f"continue it with `tuneforge train --resume {run.path}`, or start a new run")
+    checkpoint = run.checkpoint_to_train_from(resume)
     log = _RunLog(run, echo)
     echo = log.line
     run.append_event(
         "started", pid=os.getpid(), oom_kills=oom_kills(), method=config.method, model=config.model, device=hardware.device_label,
-        resume_from=str(checkpoint) if resume else None,
+        resume_from=str(checkpoint) if checkpoint else None,
     )
     try:
-        result = _train(run, config, hardware, checkpoint if resume else None, echo, callbacks, accept_changes)
+        result = _train(run, config, hardware, checkpoint, echo, callbacks, accept_changes)
     except TrainingStopped as stopped:
         run.append_event("stopped", error=stopped.message, hint=stopped.hint)
         raise

@@ -176,3 +176,17 @@ def test_a_child_killed_by_the_out_of_memory_killer_is_reported_as_such(tmp_path
     assert "lower batch_size" in hint and f"tuneforge train --resume {run.path}" in hint
     recorded = record_death(run)
     assert recorded["error"] == message and record_death(run) is None  # written once
+
+
+def test_a_child_that_fails_is_reported_with_its_own_error(home, tiny_config, facts_file, tmp_path, capsys):
+    from tuneforge.core.cli import main
+    from tuneforge.core.errors import DataError
+
+    data = tmp_path / "moved.jsonl"
+    data.write_text(facts_file.read_text())
+    run = create_run(tiny_config(data=str(data)), home / "run")
+    data.unlink()  # moved away between creating the run and training it
+    assert main(["train", str(run.path)]) == DataError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data}: no such file or folder\nhint: check the path")
+    assert run.state() == "failed"
