@@ -131,3 +131,24 @@ async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(hom
         # The cause is written down, so the CLI's `tuneforge runs` and the next app session see it too.
         assert run.last_lifecycle_event()["event"] == "failed"
         assert app.screen.query_one("#export").disabled
+
+
+async def test_a_child_the_out_of_memory_killer_took_offers_resume(home, facts_file, monkeypatch):
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.runs import COMPLETE_MARKER, new_run
+    from tuneforge.tui.screens.run import RunScreen
+
+    run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "oom")
+    run.append_event("launched", pid=999_999_999, oom_kills=7)
+    run.append_event("step", step=5, max_steps=40, epoch=0.5, loss=1.2, memory_gb=20.4)
+    (run.checkpoints / "checkpoint-4").mkdir(parents=True)
+    (run.checkpoints / "checkpoint-4" / COMPLETE_MARKER).write_text("4")
+    monkeypatch.setattr("tuneforge.core.runs.oom_kills", lambda: 8)  # the kernel killed one more process since
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(RunScreen(run))
+        await pilot.pause()
+        figures = text_of(app, "#figures")
+        assert "killed by the out-of-memory killer: its last step used 20.4 GB" in figures
+        assert "lower batch_size" in figures and "--resume" in figures
+        assert not app.screen.query_one("#resume").disabled
