@@ -14,6 +14,7 @@ import click
 import typer
 
 from .atomic import is_disk_full
+from .distributed import DEFAULT_PORT
 from .errors import ConfigError, ExportError, ResourceError, TuneforgeError, print_error
 from .methods import METHODS, method_help
 from .quiet import quiet_libraries
@@ -233,11 +234,23 @@ def train(
     column: ColumnOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
+    gpus: Annotated[Optional[int], typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
+    processes: Annotated[Optional[int], typer.Option(help="Train in N processes (CPU processes on a machine without GPUs, over gloo).")] = None,
+    nodes: Annotated[Optional[int], typer.Option(help="Machines training together; run the same command on each.")] = None,
+    node_rank: Annotated[int, typer.Option(help="This machine's number among --nodes, from 0 (the main machine).")] = 0,
+    main_address: Annotated[Optional[str], typer.Option(help="Address of the machine with --node-rank 0.")] = None,
+    main_port: Annotated[int, typer.Option(help="Port the main machine listens on for the others.")] = DEFAULT_PORT,
 ) -> int:
     from . import pipeline
+    from .distributed import Machine
 
+    if gpus is not None and processes is not None:
+        raise ConfigError("give --gpus or --processes, not both", "--gpus N on a GPU machine, --processes N on a CPU-only one")
+    if gpus is not None:
+        _require_gpus(gpus)
+    machine = Machine(node_rank, main_address, main_port)
     new_run_options = (model, data, eval_data, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
-                       teacher, adapter_from)
+                       teacher, adapter_from, gpus, processes, nodes)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
@@ -246,24 +259,34 @@ def train(
     if accept_changes and resume is None:
         raise ConfigError("--accept-changes only applies to --resume RUN_DIR", "tuneforge train --resume RUN_DIR --accept-changes")
     if resume is not None:
-        result = pipeline.train(resume, resume=True, echo=say, accept_changes=accept_changes)
+        result = pipeline.train(resume, resume=True, echo=say, accept_changes=accept_changes, machine=machine)
         run_path = resume
     elif run_dir is not None:
-        result = pipeline.train(run_dir, echo=say)
+        result = pipeline.train(run_dir, echo=say, machine=machine)
         run_path = run_dir
     else:
         run_config = _config_from_options(
             config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=_columns(column),
-            teacher=teacher, adapter_from=adapter_from,
+            teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes,
         )
         run = pipeline.create_run(run_config, out)
         say(f"run directory: {run.path}")
-        result = pipeline.train(run.path, echo=say)
+        result = pipeline.train(run.path, echo=say, machine=machine)
         run_path = run.path
     _print_result(result)
     say(f"next: tuneforge merge {run_path}")
     return 0
+
+
+def _require_gpus(count: int) -> None:
+    """--gpus N needs N CUDA GPUs here."""
+    from .hardware import detect
+
+    available = detect().gpu_count
+    if count > available:
+        raise ConfigError(f"--gpus {count}: this machine has {available} CUDA GPU{'s' if available != 1 else ''}",
+                          "on a machine without GPUs, --processes N trains in N CPU processes")
 
 
 def _print_result(result: TrainResult) -> None:

@@ -59,6 +59,11 @@ class RunConfig(BaseModel):
     """Module names LoRA adapts; None = every linear layer of the architecture."""
     gradient_checkpointing: bool | None = None
     """Recompute activations in the backward pass (less memory, ~30% slower); None = only when the memory plan needs it."""
+    processes: int = Field(1, ge=1)
+    """Training processes on each machine: one per GPU (`--gpus N`), or CPU processes (`--processes N`);
+    they split every step's batches (data parallel), so the global batch is batch_size × grad_accum × processes × nodes."""
+    nodes: int = Field(1, ge=1)
+    """Machines training together (`--nodes M`); each runs `processes` processes."""
     auto_fit: bool = True
     """Fit the run into free memory: lower batch_size (raising grad_accum, so the effective batch stays),
     turn on checkpointing, and only then cut max_length, as the memory plan needs; off = train as configured."""

@@ -1,11 +1,13 @@
-"""Start and watch a run's training child: `python -m tuneforge.core.train RUN_DIR`.
+"""Start and watch a run's training child: `python -m tuneforge.core.train RUN_DIR`, or, for a run
+over several GPUs or processes, `accelerate launch` starting one such child per process.
 
-Training always runs in a child process, so that whoever started it survives whatever ends
-it: the kernel's out-of-memory killer, a kill -9, a crash in a native library. The TUI
-starts the child detached in its own session (closing the TUI does not stop training) and
-tails events.jsonl; `tuneforge train` runs it in the foreground, relays its progress lines
-and, when it dies without a word, records and reports why. Stopping sends SIGINT, on which
-the child checkpoints at the end of the current step and exits.
+Training always runs in a child process, in its own session, so that whoever started it
+survives whatever ends it (the kernel's out-of-memory killer, a kill -9, a crash in a native
+library) and closing the terminal or the TUI does not stop it. The TUI tails events.jsonl;
+`tuneforge train` waits in the foreground, relays the progress lines and, when the child dies
+without a word, records and reports why. Stopping (the TUI's Stop, Ctrl-C in `tuneforge
+train`) sends SIGINT to every training process, on which they checkpoint together at the end
+of the current step and exit.
 """
 
 from __future__ import annotations
@@ -17,53 +19,63 @@ import sys
 from typing import IO, Callable
 
 from .allocator import training_environment
+from .distributed import Machine, check_world, launch_command, world_size
 from .errors import ConfigError
+from .hardware import detect
 from .runs import RunDir, failure_cause, oom_kills, record_death
 from .train.result import TrainingFailed, TrainingStopped, TrainResult
 
 
 def training_command(run: RunDir, resume: bool = False, accept_changes: bool = False) -> list[str]:
-    """The command line of the training child (through this Python)."""
-    flags = (["--resume"] if resume else []) + (["--accept-changes"] if accept_changes else [])
-    return [sys.executable, "-m", "tuneforge.core.train", *flags, str(run.path)]
+    """The command line of a training child (through this Python)."""
+    return [sys.executable, "-m", "tuneforge.core.train", *_child_flags(resume, accept_changes), str(run.path)]
 
 
-def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str], detached: bool) -> subprocess.Popen:
-    """Start the child with its stderr appended to train.log, and record a `launched` event.
+def _child_flags(resume: bool, accept_changes: bool) -> list[str]:
+    return (["--resume"] if resume else []) + (["--accept-changes"] if accept_changes else [])
+
+
+def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str], machine: Machine) -> subprocess.Popen:
+    """Start the child in its own session with its stderr appended to train.log, and record a `launched` event.
 
     The event (with the child's pid and the kernel's out-of-memory count) marks the run as
     running from this moment, before the child has imported torch and written `started`.
     """
-    run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
+    config = run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
     if run.training_pid() is not None:
         raise ConfigError(f"{run.path}: is already training", "watch it, or stop it before starting it again")
     run.checkpoint_to_train_from(resume)  # refused here, before a child starts, when there is nothing to do
     command = training_command(run, resume, accept_changes)
+    if world_size(config) > 1:
+        hardware = detect(run.path)
+        check_world(config, hardware, machine)
+        command = launch_command(run, config, hardware, machine, _child_flags(resume, accept_changes))
     # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed.
     env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})
     with run.log_file.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True,
-                                 start_new_session=detached, cwd=run.path, env=env)
+                                 start_new_session=True, cwd=run.path, env=env)
     run.append_event("launched", pid=child.pid, oom_kills=oom_kills(), command=command)
     return child
 
 
-def start_training(run: RunDir, resume: bool = False) -> subprocess.Popen:
-    """Launch the training child detached from this process (its own session); returns at once."""
-    return _spawn(run, resume, False, subprocess.DEVNULL, detached=True)
+def start_training(run: RunDir, resume: bool = False, machine: Machine = Machine()) -> subprocess.Popen:
+    """Launch the training child detached from this process; returns at once."""
+    return _spawn(run, resume, False, subprocess.DEVNULL, machine)
 
 
 def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = False,
-                   echo: Callable[[str], None] | None = print) -> TrainResult:
+                   echo: Callable[[str], None] | None = print, machine: Machine = Machine()) -> TrainResult:
     """Train `run` in a child process and wait for it, relaying its progress lines to `echo`.
 
-    Ctrl-C in the terminal reaches the child too (same process group): it checkpoints and
-    stops, and this raises TrainingStopped. A child that fails raises TrainingFailed with its
-    own message and exit code; one that dies without a word (out of memory, killed) gets a
-    `failed` event written here, with the cause and how to resume.
+    Ctrl-C (or SIGTERM) here asks the training processes to checkpoint and stop, and this
+    raises TrainingStopped; a second Ctrl-C aborts them without a checkpoint. A child that
+    fails raises TrainingFailed with its own message and exit code; one that dies without a
+    word (out of memory, killed) gets a `failed` event written here, with the cause and how
+    to resume.
     """
-    child = _spawn(run, resume, accept_changes, subprocess.PIPE, detached=False)
-    previous = signal.signal(signal.SIGINT, lambda *_: None)  # the child handles Ctrl-C; this process waits for it
+    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine)
+    previous = {sig: signal.signal(sig, lambda *_: stop_training(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert child.stdout is not None
         for line in child.stdout:
@@ -71,9 +83,8 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
                 echo(line.rstrip("\n"))
         returncode = child.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if child.poll() is None:  # this process is being torn down: do not leave the child behind
-            child.send_signal(signal.SIGINT)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return _outcome(run, returncode)
 
 
@@ -90,12 +101,16 @@ def _outcome(run: RunDir, returncode: int) -> TrainResult:
 
 
 def stop_training(run: RunDir) -> bool:
-    """Ask the run's training child to checkpoint and exit (SIGINT); False when nothing is running."""
-    pid = run.training_pid()
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return False
-    return True
+    """Ask every training process of the run to checkpoint and exit (SIGINT); False when none is running.
+
+    The processes of a distributed run agree on the step to stop at (GracefulStop), so they
+    checkpoint together; the launcher above them is left to see them exit.
+    """
+    signalled = False
+    for pid in run.training_processes():
+        try:
+            os.kill(pid, signal.SIGINT)
+            signalled = True
+        except ProcessLookupError:
+            continue
+    return signalled

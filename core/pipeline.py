@@ -14,6 +14,7 @@ from .runs import RunDir, new_run
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from tuneforge.exporters.export import ExportResult
 
+    from .distributed import Machine
     from .fit import Fit
     from .hardware import Hardware
     from .memory import PhaseNeeds
@@ -121,18 +122,21 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
     return RunPlan(config.model, dims[0], resolved.method, fit, merge_needs, export_needs, hardware)
 
 
-def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False) -> "TrainResult":
+def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False,
+          machine: "Machine | None" = None) -> "TrainResult":
     """Train a prepared run directory, or resume it from its last complete checkpoint.
 
     Training runs in a child process that this call waits for, relaying its progress to `echo`:
     if the child is killed (out of memory, kill -9) this process survives and raises a
     TrainingFailed that says why and how to resume. `accept_changes` resumes a run whose
-    settings, data, base or libraries changed since it started (refused otherwise).
-    `tuneforge.core.train.train_run` trains in this process instead.
+    settings, data, base or libraries changed since it started (refused otherwise). A run with
+    `processes`/`nodes` above 1 starts through `accelerate launch`; `machine` says where this
+    machine sits among several. `tuneforge.core.train.train_run` trains in this process instead.
     """
+    from .distributed import Machine
     from .launch import train_in_child
 
-    return train_in_child(RunDir(Path(run_dir).expanduser().resolve()), resume, accept_changes, echo)
+    return train_in_child(RunDir(Path(run_dir).expanduser().resolve()), resume, accept_changes, echo, machine or Machine())
 
 
 def merge(run_dir: str | Path, dtype: str | None = None) -> Path:

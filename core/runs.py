@@ -27,6 +27,8 @@ BASE_RECORD = "tuneforge-base.json"
 """Written beside a trained adapter (or full model): which base model it belongs to."""
 LIFECYCLE_EVENTS = ("launched", "started", "stopped", "failed", "finished")
 """The events that change whether a run is training; the newest one decides its state."""
+EVERY_RANK_EVENTS = ("started", "failed")
+"""What each process of a distributed run reports for itself; everything else comes from rank 0 alone."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,18 @@ class RunDir:
         return RunConfig.from_yaml(self.config_file)
 
     def append_event(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Append one event line to events.jsonl, flushed so a tailing reader sees it at once."""
+        """Append one event line to events.jsonl, flushed so a tailing reader sees it at once.
+
+        In a distributed run every process appends to the same file (each line is one write
+        to a file opened for appending, so lines never interleave): rank 0 everything, the
+        other ranks only their own `started` and `failed`, tagged with their rank.
+        """
         record = {"time": round(time.time(), 3), "event": event, **fields}
+        rank = int(os.environ.get("RANK", "0"))
+        if rank:
+            if event not in EVERY_RANK_EVENTS:
+                return record
+            record["rank"] = rank
         with self.events_file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
             handle.flush()
@@ -132,6 +144,18 @@ class RunDir:
         last = self.last_lifecycle_event()
         pid = last.get("pid") if last.get("event") in ("launched", "started") else None
         return pid if pid and _pid_alive(pid) else None
+
+    def training_processes(self) -> list[int]:
+        """The live training processes of the latest launch: every rank that reported `started`
+        (a distributed run has one per GPU), else the launched child itself."""
+        launched: list[int] = []
+        started: list[int] = []
+        for event in self.events():
+            if event["event"] == "launched":
+                launched, started = [event["pid"]], []
+            elif event["event"] == "started":
+                started.append(event["pid"])
+        return [pid for pid in (started or launched) if _pid_alive(pid)]
 
     def state(self) -> str:
         """created, running, stopped, failed, trained, merged or exported — read off the files.

@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
 
     from pathlib import Path
 
+    from ..distributed import is_main_process
     from ..errors import TuneforgeError, print_error
     from ..quiet import quiet_libraries
     from ..runs import RunDir
@@ -27,8 +28,8 @@ def main(argv: list[str]) -> int:
 
     quiet_libraries(progress_bars=False)
     try:
-        train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume, echo=_echo,
-                  accept_changes=args.accept_changes)
+        train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume,
+                  echo=_echo if is_main_process() else None, accept_changes=args.accept_changes)
     except TuneforgeError as exc:
         print_error(exc)
         return exc.exit_code

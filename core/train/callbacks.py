@@ -106,6 +106,19 @@ class GracefulStop(TrainerCallback):
             print("stopping: saving a checkpoint after this step (press Ctrl-C again to abort without one)", flush=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.requested:
+        if _any_process(self.requested):  # the processes of a distributed run stop at the same step
             control.should_save = True
             control.should_training_stop = True
+
+
+def _any_process(flag: bool) -> bool:
+    """`flag` or-ed over every process of a distributed run (one tiny all-reduce per step); `flag` alone otherwise."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

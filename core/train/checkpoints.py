@@ -87,8 +87,17 @@ class CheckpointKeeper(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        wait_for_every_process()  # each process writes its own RNG state into the folder
         if not state.is_world_process_zero or not folder.is_dir():
             return
         mark_complete(folder, state.global_step)
         self.run.append_event("checkpoint", step=state.global_step, path=str(folder))
         prune(Path(args.output_dir), self.keep, state.best_model_checkpoint)
+
+
+def wait_for_every_process() -> None:
+    """A barrier across the processes of a distributed run; nothing for a run of one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

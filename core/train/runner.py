@@ -13,6 +13,7 @@ from ..atomic import atomic_directory, is_disk_full
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
+from ..distributed import is_main_process, process_rank, world_size
 from ..errors import DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
@@ -53,11 +54,13 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     config = run.load_config()
     # The plan's CPU terms depend on the malloc this very process runs on.
     hardware = replace(detect(run.path), cpu_allocator=allocator_in_use())
+    if not hardware.cuda and config.processes > 1:  # CPU processes share the machine's memory
+        hardware = replace(hardware, ram_available_gb=hardware.ram_available_gb / config.processes)
     resolved = resolve_config(config, hardware)
     if resolved != config:
         config = run.save_config(resolved)
     checkpoint = run.checkpoint_to_train_from(resume)
-    log = _RunLog(run, echo)
+    log = _RunLog(run, echo, is_main_process())
     echo = log.line
     run.append_event(
         "started", pid=os.getpid(), oom_kills=oom_kills(), method=config.method, model=config.model, device=hardware.device_label,
@@ -102,13 +105,19 @@ def _as_resource_error(exc: Exception, run: RunDir) -> ResourceError | None:
 
 
 class _RunLog:
-    """train.log: every progress line (also echoed to the caller) and the traceback of a crash."""
+    """train.log: every progress line (also echoed to the caller) and the traceback of a crash.
 
-    def __init__(self, run: RunDir, echo: Callable[[str], None] | None) -> None:
+    In a distributed run rank 0 writes the progress; every rank writes its own traceback.
+    """
+
+    def __init__(self, run: RunDir, echo: Callable[[str], None] | None, main: bool = True) -> None:
         self._file = run.log_file.open("a", encoding="utf-8")
         self._echo = echo
+        self._main = main
 
     def line(self, text: str) -> None:
+        if not self._main:
+            return
         self._file.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         self._file.flush()
         if self._echo:
@@ -117,6 +126,8 @@ class _RunLog:
     def traceback(self) -> None:
         import traceback
 
+        if not self._main:
+            self._file.write(f"[rank {process_rank()}]\n")
         traceback.print_exc(file=self._file)
         self._file.flush()
 
@@ -139,21 +150,27 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     if spec.objective == "distill":
         teacher_path = resolve_teacher(config)
         check_same_tokenizer(model_ref, teacher_path, tokenizer)
-    if checkpoint is not None:  # before any heavy work: is this still the run the checkpoint belongs to?
+    main = is_main_process()
+    if checkpoint is not None and main:  # before any heavy work: is this still the run the checkpoint belongs to?
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
-    config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
-    if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
-        config = run.save_config(config.with_updates(max_length=fit.max_length))
+    fit = None
+    if main:  # rank 0 settles the run for every process: they must agree on batch split and length
+        config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
+        if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
+            config = run.save_config(config.with_updates(max_length=fit.max_length))
+        config = _settle_early_stopping(run, config, data, echo)
+    if world_size(config) > 1:
+        config = _settled_by_rank_zero(run, config, hardware)
+    if config.max_length != data.stats.max_length:
         data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
-    config = _settle_early_stopping(run, config, data, echo)
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
     gradient_checkpointing = bool(config.gradient_checkpointing)
     base = load_base_model(model_ref, config.method, hardware, config.trust_remote_code)
-    probe_forgetting = config.forgetting_probe and spec.objective != "reward"
+    probe_forgetting = main and config.forgetting_probe and spec.objective != "reward"
     perplexity_before = general_perplexity(base, tokenizer) if probe_forgetting else None
     model = make_trainable(base, config, model_ref, gradient_checkpointing)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -169,7 +186,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
-    if checkpoint is None:
+    if checkpoint is None and main:
         record(run, fingerprint(config, model_ref.path, teacher_path))
     started = time.perf_counter()
     stop.install()
@@ -187,7 +204,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting else None
     if perplexity_before is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
-    save_trained(run, model, tokenizer, model_ref, spec.weights == "whole")
+    if main:  # every process holds the same trained weights
+        save_trained(run, model, tokenizer, model_ref, spec.weights == "whole")
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
     return TrainResult(
@@ -206,6 +224,14 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         general_perplexity_before=_round(perplexity_before),
         general_perplexity_after=_round(perplexity_after),
     )
+
+
+def _settled_by_rank_zero(run: RunDir, config: RunConfig, hardware: Hardware) -> RunConfig:
+    """Wait until rank 0 has settled config.yaml (batch split, length, early stopping); every rank trains with it."""
+    from accelerate import PartialState
+
+    PartialState(cpu=not hardware.cuda).wait_for_everyone()
+    return config if is_main_process() else run.load_config()
 
 
 def _round(value: float | None) -> float | None:

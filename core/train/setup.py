@@ -54,8 +54,10 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-    if hardware.cuda:
-        kwargs["device_map"] = {"": 0}
+    if hardware.cuda:  # each process of a multi-GPU run loads onto its own GPU
+        import os
+
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     loader = AutoModelForCausalLM
     if spec.objective == "reward":
         loader, kwargs["num_labels"] = AutoModelForSequenceClassification, 1

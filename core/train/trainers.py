@@ -69,6 +69,7 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=hardware.cuda,
+        ddp_find_unused_parameters=False if config.processes * config.nodes > 1 else None,  # every trained weight gets a gradient
         **(length_grouping(train_examples, config.batch_size) if tokenized else {}),
     )
 
