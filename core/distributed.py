@@ -134,3 +134,15 @@ def launch_command(run: RunDir, config: RunConfig, hardware: Hardware, machine: 
                       + " ".join(shlex.quote(part) for part in command) + "\n")
     script.chmod(0o755)
     return command
+
+
+def describe_launch(config: RunConfig, hardware: Hardware) -> str:
+    """One line on how a run of several processes starts, e.g. for the Train form:
+    "2 GPUs, DDP: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"."""
+    world = world_size(config)
+    if world == 1:
+        return "1 process: python -m tuneforge.core.train RUN_DIR"
+    what = f"{config.processes} GPU{'s' if config.processes > 1 else ''}" if hardware.cuda else f"{config.processes} CPU processes"
+    where = f" on each of {config.nodes} machines" if config.nodes > 1 else ""
+    how = strategy(config, hardware).upper() + ("" if hardware.cuda else " over gloo")
+    return f"{what}{where}, {how}: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"

@@ -19,7 +19,7 @@ import sys
 from typing import IO, Callable
 
 from .allocator import training_environment
-from .distributed import Machine, check_world, launch_command, world_size
+from .distributed import Machine, check_world, describe_launch, launch_command, world_size
 from .errors import ConfigError
 from .hardware import detect
 from .runs import RunDir, failure_cause, oom_kills, record_death
@@ -75,6 +75,9 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
     to resume.
     """
     child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine)
+    config = run.load_config()
+    if echo and world_size(config) > 1:
+        echo(f"{describe_launch(config, detect(run.path)).split(':')[0]}; the command is in {run.path / 'launch.sh'}")
     previous = {sig: signal.signal(sig, lambda *_: stop_training(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert child.stdout is not None

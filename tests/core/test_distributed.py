@@ -65,3 +65,52 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     assert sorted(got) == list(range(1, steps + 1))
     for step in range(1, steps + 1):
         assert got[step] == pytest.approx(expected[step], rel=1e-4), (step, got, expected)
+
+
+
+def two_gpu_machine():
+    from dataclasses import replace
+
+    from tuneforge.core.hardware import detect
+
+    return replace(detect(), cuda=True, gpu_name="NVIDIA GeForce RTX 4090", vram_total_gb=24.0, vram_free_gb=23.0,
+                   bf16=True, gpu_count=2, compute_capability="8.9")
+
+
+def test_the_accelerate_config_follows_the_method_and_the_machines():
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.distributed import Machine, accelerate_config
+
+    gpus = two_gpu_machine()
+    lora = accelerate_config(RunConfig(data="d", method="lora", processes=2), gpus, Machine())
+    assert lora["distributed_type"] == "MULTI_GPU" and lora["num_processes"] == 2 and lora["mixed_precision"] == "bf16"
+    assert "fsdp_config" not in lora
+    full = accelerate_config(RunConfig(data="d", method="full", processes=2, nodes=2), gpus, Machine(1, "10.0.0.1"))
+    assert full["distributed_type"] == "FSDP" and full["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert (full["num_processes"], full["num_machines"], full["machine_rank"], full["main_process_ip"]) == (4, 2, 1, "10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "settings, machine, fragment",
+    [
+        (dict(processes=4), dict(), "need 4 GPUs; this machine has 2"),
+        (dict(processes=2, nodes=2), dict(), "needs the first machine's address"),
+        (dict(processes=2, nodes=2), dict(node_rank=2, main_address="10.0.0.1"), "outside 0…1"),
+    ],
+)
+def test_runs_this_machine_cannot_start_are_refused(settings, machine, fragment):
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.distributed import Machine, check_world
+    from tuneforge.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=fragment):
+        check_world(RunConfig(data="d", **settings), two_gpu_machine(), Machine(**machine))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has GPUs")
+def test_gpus_on_a_machine_without_them_points_to_processes(home, facts_file, capsys):
+    from tuneforge.core.cli import main
+
+    assert main(["train", "--model", "default", "--data", str(facts_file), "--gpus", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--gpus 2: this machine has 0 CUDA GPUs" in err and "--processes N" in err

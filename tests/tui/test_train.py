@@ -66,6 +66,25 @@ async def test_the_memory_estimate_follows_the_batch_size(form_app):
         assert total[1] > total[0]
 
 
+async def test_the_form_offers_the_gpu_count_and_the_launch_on_a_machine_with_several(home, tiny_llama, facts_file):
+    from dataclasses import replace
+
+    two_gpus = replace(CPU_MACHINE, cuda=True, gpu_name="NVIDIA GeForce RTX 4090", vram_total_gb=24.0, vram_free_gb=23.0,
+                       bf16=True, gpu_count=2, compute_capability="8.9")
+    for machine, offered in ((CPU_MACHINE, False), (two_gpus, True)):
+        app = TuneforgeApp(hardware=machine)
+        app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+        async with app.run_test(size=SIZE) as pilot:
+            await app.push_screen(TrainFormScreen())
+            await pilot.pause()
+            assert bool(app.screen.query("#field-processes")) == offered
+            if offered:
+                set_fields(app, processes="2")
+                await pilot.pause()
+                assert "2 GPUs, DDP: accelerate launch --config_file RUN_DIR/accelerate.yaml" in text_of(app, "#memory")
+                assert app.screen.values()["processes"] == 2
+
+
 async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, home, no_children_left):
     # Start: the form launches `tuneforge train RUN_DIR` and the live view shows its steps.
     async with form_app.run_test(size=SIZE) as pilot:

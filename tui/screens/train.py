@@ -16,6 +16,7 @@ from textual.validation import Integer, Number
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from tuneforge.core.config import RunConfig
+from tuneforge.core.distributed import describe_launch
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.fit import Fit, settle
 from tuneforge.core.hardware import Hardware
@@ -51,6 +52,8 @@ FIELDS = (
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("teacher", "teacher", "optional-text"),
 )
+GPU_FIELD = Field("processes", "GPUs", "int", minimum=1)
+"""Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
     "learning_rate": "the method's default",
     "early_stopping_patience": "auto: on for small data",
@@ -117,6 +120,8 @@ class TrainFormScreen(Screen):
         self.answer_share = stats.answer_share if stats else 0.5
         self.shape = model_shape(session.model)
         self.defaults = default_values(session.model, session.max_length, session.eval_split)
+        hardware = self.app.hardware
+        self.fields = FIELDS + ((GPU_FIELD,) if hardware and hardware.gpu_count > 1 else ())
 
     def compose(self) -> ComposeResult:
         session = self.app.session
@@ -126,7 +131,7 @@ class TrainFormScreen(Screen):
                      classes="step")
         with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
-                for field in FIELDS:
+                for field in self.fields:
                     with Vertical(classes="field"):
                         with Horizontal(classes="field-row"):
                             yield Label(field.label, classes="field-label")
@@ -163,7 +168,7 @@ class TrainFormScreen(Screen):
     def values(self) -> dict[str, Any]:
         """The form's values; a ValueError names the first field that is not a number."""
         values: dict[str, Any] = {"model": self.app.session.model, "data": self.app.session.data}
-        for field in FIELDS:
+        for field in self.fields:
             widget = self.query_one(f"#field-{field.name}")
             if isinstance(widget, Select):
                 values[field.name] = widget.value
@@ -197,7 +202,11 @@ class TrainFormScreen(Screen):
             memory.update("Memory estimate\n\nwaiting for the hardware probe …")
             return
         try:
-            memory.update(estimate_text(estimate_for(self.values(), self.shape, self.seq_len, hardware, self.answer_share)))
+            values = self.values()
+            text = estimate_text(estimate_for(values, self.shape, self.seq_len, hardware, self.answer_share))
+            if values.get("processes", 1) > 1:
+                text.append(f"\n\nLaunch: {describe_launch(RunConfig.from_dict(values, source='the form'), hardware)}", style="dim")
+            memory.update(text)
         except (ValueError, ConfigError) as exc:
             memory.update(Text(f"Memory estimate\n\n{exc}", style="red"))
 
