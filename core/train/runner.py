@@ -13,7 +13,7 @@ from ..atomic import atomic_directory, is_disk_full
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
-from ..distributed import is_main_process, process_rank, world_size
+from ..distributed import is_main_process, process_rank, strategy, world_size
 from ..errors import DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
@@ -201,11 +201,15 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         )
     eval_loss = _final_eval_loss(trainer) if eval_set else None
     accuracy, accuracy_of = held_out_accuracy(trainer, spec.objective)
-    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting else None
-    if perplexity_before is not None:
+    # Under FSDP every forward pass gathers weights from all processes: none may score alone.
+    sharded = world_size(config) > 1 and strategy(config, hardware) == "fsdp"
+    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not sharded else None
+    if perplexity_before is not None and perplexity_after is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
-    if main:  # every process holds the same trained weights
-        save_trained(run, model, tokenizer, model_ref, spec.weights == "whole")
+    # FSDP: every process hands in its shard of the whole weights; rank 0 receives them all.
+    whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    if main:  # under DDP every process holds the same trained weights
+        save_trained(run, model, tokenizer, model_ref, spec.weights == "whole", whole_weights)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
     return TrainResult(
@@ -276,7 +280,8 @@ def _final_eval_loss(trainer: Any) -> float:
     return logged[-1] if logged else trainer.evaluate()["eval_loss"]  # EventsCallback records a fresh one
 
 
-def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedModel, whole_model: bool) -> None:
+def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedModel, whole_model: bool,
+                 state_dict: dict[str, Any] | None = None) -> None:
     """Write the result atomically with its tokenizer (and the chat template training used):
     an adapter to RUN_DIR/adapter, or, for methods that train the model's own weights, the
     16-bit model to RUN_DIR/merged, where an adapter run's merge would put it."""
@@ -290,7 +295,11 @@ def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedMod
 
             from ..merge import generation_config, merge_dtype
 
-            model.to(getattr(torch, merge_dtype(model_ref.path))).save_pretrained(staging, safe_serialization=True)
+            dtype = getattr(torch, merge_dtype(model_ref.path))
+            if state_dict is not None:  # gathered from the FSDP shards
+                model.save_pretrained(staging, state_dict={k: v.to(dtype) for k, v in state_dict.items()}, safe_serialization=True)
+            else:
+                model.to(dtype).save_pretrained(staging, safe_serialization=True)
             generation_config(model_ref.path, tokenizer, GenerationConfig).save_pretrained(staging)
         else:
             model.save_pretrained(staging)
