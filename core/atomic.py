@@ -109,7 +109,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def sync_file(path: Path) -> None:
-    """Flush a written file's data to the disk."""
+    """Flush a written file's data (or a folder's entries) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -120,11 +120,7 @@ def sync_file(path: Path) -> None:
 def sync_folder(folder: Path) -> None:
     """Flush a folder's entries (a rename into it, a new file) to the disk."""
     with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory; the data is synced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_file(folder)
 
 
 def sync_tree(folder: Path) -> None:

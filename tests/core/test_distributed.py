@@ -3,7 +3,6 @@ of one process with the same global batch, stop together, and resume."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import yaml
@@ -11,22 +10,9 @@ import yaml
 from tuneforge.core import pipeline
 from tuneforge.core.launch import start_training, stop_training
 from tuneforge.core.pipeline import create_run
-from tuneforge.core.runs import RunDir
 from tuneforge.core.train import train_run
 
-
-def step_losses(run: RunDir) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in run.events() if e["event"] == "step"}
-
-
-def wait_for(run: RunDir, predicate, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in run.events() if predicate(e)]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no matching event in {timeout} s; log:\n{run.log_file.read_text() if run.log_file.exists() else ''}")
+from .events import step_losses, wait_for
 
 
 def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home, tiny_config):
@@ -65,7 +51,6 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     assert sorted(got) == list(range(1, steps + 1))
     for step in range(1, steps + 1):
         assert got[step] == pytest.approx(expected[step], rel=1e-4), (step, got, expected)
-
 
 
 def two_gpu_machine():

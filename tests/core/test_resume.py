@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from transformers import TrainerCallback
@@ -20,20 +19,7 @@ from tuneforge.core.train import TrainingStopped, train_run
 from tuneforge.core.train.checkpoints import discard_incomplete, prune
 from tuneforge.core.train.resume import FINGERPRINT_FILE
 
-
-def step_losses(run: RunDir) -> dict[int, float]:
-    """The loss of each step; a step logged twice (before a kill and after resume) keeps its last value."""
-    return {e["step"]: e["loss"] for e in run.events() if e["event"] == "step"}
-
-
-def wait_for(run: RunDir, predicate, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in run.events() if predicate(e)]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no matching event in {timeout} s; log:\n{run.log_file.read_text() if run.log_file.exists() else ''}")
+from .events import step_losses, wait_for
 
 
 def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_curve(home, tiny_config):

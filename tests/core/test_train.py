@@ -12,8 +12,9 @@ from transformers import TrainerCallback
 
 from tuneforge.core.errors import ConfigError, ResourceError
 from tuneforge.core.pipeline import create_run
-from tuneforge.core.runs import RunDir
 from tuneforge.core.train import TrainingStopped, train_run
+
+from .events import step_losses
 
 
 class Snapshot(TrainerCallback):
@@ -32,10 +33,6 @@ class Snapshot(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.after = {name: p.detach().clone() for name, p in model.named_parameters()}
-
-
-def step_losses(run: RunDir) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in run.events() if e["event"] == "step"}
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])

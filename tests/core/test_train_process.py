@@ -1,4 +1,4 @@
-"""`tuneforge train RUN_DIR` and its training child, stopped with Ctrl-C (SIGINT to the terminal's process group)."""
+"""`tuneforge train RUN_DIR` and its training child, stopped with Ctrl-C in the CLI's terminal."""
 
 from __future__ import annotations
 
@@ -7,32 +7,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from tuneforge.core.allocator import tcmalloc_library
 from tuneforge.core.pipeline import create_run
-from tuneforge.core.runs import RunDir
 
-
-def wait_for_event(run: RunDir, kind: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in run.events() if e["event"] == kind]
-        if found:
-            return found[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no {kind} event within {timeout} s; log:\n{run.log_file.read_text() if run.log_file.exists() else ''}")
+from .events import wait_for
 
 
 def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     run = create_run(tiny_config(max_steps=400, save_steps=1000), home / "run")
-    # A terminal of its own: Ctrl-C there signals the CLI and its training child alike.
+    # A terminal of its own for the CLI; its training child has its own session, and the CLI passes Ctrl-C on.
     parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "train", str(run.path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        wait_for_event(run, "step")
+        wait_for(run, lambda e: e["event"] == "step")
         # The child runs on tcmalloc where it is installed, and planned for it.
-        assert wait_for_event(run, "plan")["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
+        assert wait_for(run, lambda e: e["event"] == "plan")["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
         os.killpg(parent.pid, signal.SIGINT)
         out, err = parent.communicate(timeout=120)
     finally:
@@ -41,7 +31,7 @@ def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     assert parent.returncode == 130, err
     assert "step " in out and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("hint: continue with `tuneforge train --resume")
-    stopped = wait_for_event(run, "stopped")
+    stopped = wait_for(run, lambda e: e["event"] == "stopped")
     checkpoint = run.last_checkpoint()
     assert checkpoint is not None and "checkpoint saved" in stopped["error"]
     stopped_at = int(checkpoint.name.split("-")[1])
