@@ -151,13 +151,13 @@ def _llama_cpp(hardware: Hardware) -> Check:
 
 
 def _gguf() -> Check:
-    try:
-        gguf = importlib.import_module("gguf")
-    except ImportError as exc:
-        return Check("gguf", "fail", f"not importable ({exc}): no GGUF export", "pip install gguf")
     from importlib import metadata
 
-    return Check("gguf", "ok", metadata.version("gguf") if hasattr(gguf, "GGUFWriter") else "installed")
+    try:
+        importlib.import_module("gguf")
+    except ImportError as exc:
+        return Check("gguf", "fail", f"not importable ({exc}): no GGUF export", "pip install gguf")
+    return Check("gguf", "ok", metadata.version("gguf"))
 
 
 def _default_model() -> Check:
