@@ -224,7 +224,9 @@ def failure_cause(run: RunDir, returncode: int | None = None) -> tuple[str, str]
     else:
         resume = f"no checkpoint was saved yet; start again with `tuneforge train {run.path}`"
     kills_then, kills_now = last.get("oom_kills"), oom_kills()
-    if kills_then is not None and kills_now is not None and kills_now > kills_then and returncode in (None, -signal.SIGKILL):
+    # No final event and the kernel killed for memory meanwhile: a launcher (torchrun) exits 1 when it
+    # loses a worker that way, so the exit code alone cannot tell.
+    if kills_then is not None and kills_now is not None and kills_now > kills_then:
         used = _last_step_memory(run)
         detail = f": its last step used {used:.1f} GB of this machine's {_total_ram_gb():.1f} GB" if used else ""
         return (f"the training process was killed by the out-of-memory killer{detail}",
