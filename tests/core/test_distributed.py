@@ -3,7 +3,6 @@ of one process with the same global batch, stop together, and resume."""
 
 from __future__ import annotations
 
-
 import pytest
 import yaml
 
