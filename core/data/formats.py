@@ -177,7 +177,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield where, f"not UTF-8 text (byte {exc.start} of the line)"
+            yield where, f"not UTF-8 text (byte {exc.start} of the line; save the file as UTF-8)"
             continue
         if line.strip():
             yield where, _parse_record(line)
