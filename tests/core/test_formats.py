@@ -97,7 +97,7 @@ def test_non_utf8_line_is_named(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(json.dumps({"text": "ok"}).encode() + b"\n" + b'{"text": "caf\xe9"}\n')
     loaded = load_examples(path)
-    assert loaded.problems == [f"{path}:2: not UTF-8 text (byte 13 of the line)"]
+    assert loaded.problems == [f"{path}:2: not UTF-8 text (byte 13 of the line; save the file as UTF-8)"]
 
 
 def test_unknown_shape_and_empty_file_are_refused(tmp_path):
