@@ -411,6 +411,8 @@ def runs() -> None:
         try:
             config = run_dir.load_config()
             method, base = config.method, config.model
+            if config.processes * config.nodes > 1:  # e.g. lora×4: four GPUs (or processes)
+                method += f"×{config.processes * config.nodes}"
             if config.adapter_from:
                 base += f" (continues {Path(config.adapter_from).name})"
         except TuneforgeError:
