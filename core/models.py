@@ -178,9 +178,9 @@ def _gguf_cache_key(path: Path) -> str:
 
 
 def _resolve_gguf(path: Path, name: str, spec: catalog.ModelSpec | None) -> ResolvedModel:
-    check_gguf(path)
-    target = models_cache_dir() / _gguf_cache_key(path)
+    target = models_cache_dir() / _gguf_cache_key(path)  # a file cut short has another key than the whole one
     if not (target / "config.json").is_file():
+        check_gguf(path)
         import_gguf(path, target)
     return _resolved_folder(name, target, spec, trust_remote_code=False)
 
