@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-from transformers import TrainerCallback
 
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.pipeline import create_run
@@ -20,6 +19,7 @@ from tuneforge.core.train.checkpoints import discard_incomplete, prune
 from tuneforge.core.train.resume import FINGERPRINT_FILE
 
 from .events import step_losses, wait_for
+from .test_train import InterruptAt
 
 
 def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_curve(home, tiny_config):
@@ -72,21 +72,12 @@ def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_cur
     assert run.state() == "trained"
 
 
-class StopAt(TrainerCallback):
-    """Asks for a graceful stop at a step, as Ctrl-C would."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file):
     run = create_run(tiny_config(max_steps=6), home / "run")
     with pytest.raises(TrainingStopped):
-        train_run(run, echo=None, callbacks=[StopAt(2)])
+        train_run(run, echo=None, callbacks=[InterruptAt(2)])
     recorded = json.loads((run.path / FINGERPRINT_FILE).read_text())
     steps_before = len(step_losses(run))
     assert recorded["libraries"]["transformers"] and recorded["data"]["data"]
