@@ -239,7 +239,7 @@ def train(
     nodes: Annotated[Optional[int], typer.Option(help="Machines training together; run the same command on each.")] = None,
     node_rank: Annotated[int, typer.Option(help="This machine's number among --nodes, from 0 (the main machine).")] = 0,
     main_address: Annotated[Optional[str], typer.Option(help="Address of the machine with --node-rank 0.")] = None,
-    main_port: Annotated[int, typer.Option(help="Port the main machine listens on for the others.")] = DEFAULT_PORT,
+    main_port: Annotated[Optional[int], typer.Option(help=f"Port the main machine listens on (default: {DEFAULT_PORT} across machines, a free one on one machine).")] = None,
 ) -> int:
     from . import pipeline
     from .distributed import Machine

@@ -36,7 +36,8 @@ class Machine:
 
     node_rank: int = 0
     main_address: str | None = None
-    main_port: int = DEFAULT_PORT
+    main_port: int | None = None
+    """None: a free port for a run on one machine (two runs side by side must not share one), else 29500."""
 
 
 def world_size(config: RunConfig) -> int:
@@ -91,7 +92,7 @@ def accelerate_config(config: RunConfig, hardware: Hardware, machine: Machine) -
         "num_machines": config.nodes,
         "machine_rank": machine.node_rank,
         "main_process_ip": machine.main_address,
-        "main_process_port": machine.main_port,
+        "main_process_port": machine.main_port or (free_port() if config.nodes == 1 else DEFAULT_PORT),
         "rdzv_backend": "static",
         "same_network": True,
         "mixed_precision": mixed if hardware.cuda else "no",
@@ -110,6 +111,15 @@ def accelerate_config(config: RunConfig, hardware: Hardware, machine: Machine) -
             "fsdp_offload_params": False,
         }
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def config_file(run: RunDir, machine: Machine) -> Path:

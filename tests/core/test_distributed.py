@@ -72,6 +72,9 @@ def test_the_accelerate_config_follows_the_method_and_the_machines():
     full = accelerate_config(RunConfig(data="d", method="full", processes=2, nodes=2), gpus, Machine(1, "10.0.0.1"))
     assert full["distributed_type"] == "FSDP" and full["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
     assert (full["num_processes"], full["num_machines"], full["machine_rank"], full["main_process_ip"]) == (4, 2, 1, "10.0.0.1")
+    # Across machines the port is the agreed one; on one machine a free one, so two runs can train side by side.
+    assert full["main_process_port"] == 29500
+    assert lora["main_process_port"] != 29500 or accelerate_config(RunConfig(data="d", processes=2), gpus, Machine())["main_process_port"] != 29500
 
 
 @pytest.mark.parametrize(
