@@ -123,7 +123,9 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         try:
             config = self.run.load_config()
-            self.title_line = f"{self.run.name} · {config.model} · {config.method} · {config.data}"
+            processes = config.processes * config.nodes
+            method = config.method + (f" × {processes} processes" if processes > 1 else "")
+            self.title_line = f"{self.run.name} · {config.model} · {method} · {config.data}"
         except Exception as exc:  # noqa: BLE001 - a damaged config.yaml still lets the person see the run
             self.title_line = f"{self.run.name} · config.yaml unreadable: {exc}"
         self.poll()
