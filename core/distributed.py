@@ -127,6 +127,11 @@ def config_file(run: RunDir, machine: Machine) -> Path:
     return run.path / ("accelerate.yaml" if machine.node_rank == 0 else f"accelerate-node{machine.node_rank}.yaml")
 
 
+def launch_script(run: RunDir, machine: Machine) -> Path:
+    """Where this machine's launch command goes in the run directory."""
+    return run.path / (LAUNCH_SCRIPT if machine.node_rank == 0 else f"launch-node{machine.node_rank}.sh")
+
+
 def launch_command(run: RunDir, config: RunConfig, hardware: Hardware, machine: Machine,
                    child_flags: list[str]) -> list[str]:
     """Write this machine's accelerate config and launch.sh into the run directory; the command they hold."""
@@ -139,20 +144,31 @@ def launch_command(run: RunDir, config: RunConfig, hardware: Hardware, machine: 
                       + yaml.safe_dump(accelerate_config(config, hardware, machine), sort_keys=False))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(settings_file),
                "-m", "tuneforge.core.train", *child_flags, str(run.path)]
-    script = run.path / (LAUNCH_SCRIPT if machine.node_rank == 0 else f"launch-node{machine.node_rank}.sh")
+    script = launch_script(run, machine)
     atomic_write_text(script, "#!/bin/sh\n# how tuneforge started this run's training processes on this machine\n"
                       + " ".join(shlex.quote(part) for part in command) + "\n")
     script.chmod(0o755)
     return command
 
 
-def describe_launch(config: RunConfig, hardware: Hardware) -> str:
-    """One line on how a run of several processes starts, e.g. for the Train form:
-    "2 GPUs, DDP: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"."""
-    world = world_size(config)
-    if world == 1:
-        return "1 process: python -m tuneforge.core.train RUN_DIR"
+def launch_summary(config: RunConfig, hardware: Hardware) -> str:
+    """How many processes of what kind, and how they share the work: "2 GPUs, DDP", "2 CPU processes, DDP over gloo"."""
     what = f"{config.processes} GPU{'s' if config.processes > 1 else ''}" if hardware.cuda else f"{config.processes} CPU processes"
     where = f" on each of {config.nodes} machines" if config.nodes > 1 else ""
     how = strategy(config, hardware).upper() + ("" if hardware.cuda else " over gloo")
-    return f"{what}{where}, {how}: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"
+    return f"{what}{where}, {how}"
+
+
+def describe_launch(config: RunConfig, hardware: Hardware) -> str:
+    """One line on how a run starts, e.g. for the Train form:
+    "2 GPUs, DDP: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"."""
+    if world_size(config) == 1:
+        return "1 process: python -m tuneforge.core.train RUN_DIR"
+    return f"{launch_summary(config, hardware)}: accelerate launch --config_file RUN_DIR/accelerate.yaml -m tuneforge.core.train RUN_DIR"
+
+
+def several_processes_running() -> bool:
+    """Whether this process is one of several joined in a torch.distributed group (collectives are needed)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -19,7 +19,7 @@ import sys
 from typing import IO, Callable
 
 from .allocator import training_environment
-from .distributed import Machine, check_world, describe_launch, launch_command, world_size
+from .distributed import Machine, check_world, launch_command, launch_script, launch_summary, world_size
 from .errors import ConfigError
 from .hardware import detect
 from .runs import RunDir, failure_cause, oom_kills, record_death
@@ -35,11 +35,13 @@ def _child_flags(resume: bool, accept_changes: bool) -> list[str]:
     return (["--resume"] if resume else []) + (["--accept-changes"] if accept_changes else [])
 
 
-def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str], machine: Machine) -> subprocess.Popen:
+def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str], machine: Machine,
+           echo: Callable[[str], None] | None = None) -> subprocess.Popen:
     """Start the child in its own session with its stderr appended to train.log, and record a `launched` event.
 
     The event (with the child's pid and the kernel's out-of-memory count) marks the run as
     running from this moment, before the child has imported torch and written `started`.
+    A run of several processes is told to `echo` (how many, and where its launch command is).
     """
     config = run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
     if run.training_pid() is not None:
@@ -50,6 +52,8 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
         hardware = detect(run.path)
         check_world(config, hardware, machine)
         command = launch_command(run, config, hardware, machine, _child_flags(resume, accept_changes))
+        if echo:
+            echo(f"{launch_summary(config, hardware)}; the command is in {launch_script(run, machine)}")
     # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed.
     env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})
     with run.log_file.open("ab") as log:
@@ -74,10 +78,7 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
     word (out of memory, killed) gets a `failed` event written here, with the cause and how
     to resume.
     """
-    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine)
-    config = run.load_config()
-    if echo and world_size(config) > 1:
-        echo(f"{describe_launch(config, detect(run.path)).split(':')[0]}; the command is in {run.path / 'launch.sh'}")
+    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine, echo)
     previous = {sig: signal.signal(sig, lambda *_: stop_training(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert child.stdout is not None

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .distributed import process_rank
 from .errors import ConfigError
 from .paths import runs_dir
 
@@ -92,7 +93,7 @@ class RunDir:
         other ranks only their own `started` and `failed`, tagged with their rank.
         """
         record = {"time": round(time.time(), 3), "event": event, **fields}
-        rank = int(os.environ.get("RANK", "0"))
+        rank = process_rank()
         if rank:
             if event not in EVERY_RANK_EVENTS:
                 return record

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+from ..distributed import several_processes_running
 from ..runs import RunDir
 
 
@@ -116,7 +117,7 @@ def _any_process(flag: bool) -> bool:
     import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+    if not several_processes_running():
         return flag
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     value = torch.tensor([int(flag)], device=device)

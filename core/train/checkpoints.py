@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..atomic import atomic_write_text, sync_folder, sync_tree
+from ..distributed import several_processes_running
 from ..runs import COMPLETE_MARKER, RunDir
 
 
@@ -97,7 +98,7 @@ class CheckpointKeeper(TrainerCallback):
 
 def wait_for_every_process() -> None:
     """A barrier across the processes of a distributed run; nothing for a run of one."""
-    import torch.distributed as dist
+    if several_processes_running():
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
