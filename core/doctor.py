@@ -2,8 +2,8 @@
 
 Each check reports ok, warn (works, but slower or with less) or fail (a run would break),
 with what it found and, when not ok, the fix. Checks run the real thing where it is cheap:
-a 4-bit matmul through bitsandbytes, a look inside the default model's GGUF, a file
-written where runs go.
+a 4-bit matmul through bitsandbytes, a tiny quantized GGUF evaluated by llama.cpp in a child
+process, a look inside the default model's GGUF, a file written where runs go.
 """
 
 from __future__ import annotations
@@ -145,9 +145,33 @@ def _llama_cpp(hardware: Hardware) -> Check:
     flags = [part.split("=")[0].split(":")[-1].strip() for part in features.split("|") if part.strip().endswith("= 1")]
     offload = llama_cpp.llama_supports_gpu_offload()
     detail = f"{llama_cpp.__version__}, GPU offload {'yes' if offload else 'no'}, {' '.join(flags[:8])}"
+    evaluated = _llama_evaluates()
+    if evaluated.status != "ok":
+        return Check("llama-cpp-python", evaluated.status, f"{detail}; {evaluated.detail}", evaluated.fix)
+    detail += f"; {evaluated.detail}"
     if hardware.cuda and not offload:
         return Check("llama-cpp-python", "warn", f"{detail}: chat and verification run on the CPU", LLAMA_CUDA_BUILD)
     return Check("llama-cpp-python", "ok", detail)
+
+
+def _llama_evaluates() -> Check:
+    """Evaluate a tiny model in each quantized type exports write, each in a child process:
+    a llama.cpp that crashes on this CPU fails here, not after an hour of training."""
+    from tuneforge.exporters.gguf.native import LlamaCrashed, extra_buffers_allowed
+    from tuneforge.exporters.gguf.probe import evaluate_in_child, write_probe_files
+
+    with tempfile.TemporaryDirectory(prefix="tuneforge-doctor-") as folder:
+        files = write_probe_files(Path(folder))
+        for qtype, path in files.items():
+            try:
+                found = evaluate_in_child(path)
+            except LlamaCrashed as exc:
+                return Check("llama-cpp-python", "fail", f"a {qtype} model crashes llama.cpp: {exc.message.split(': ', 1)[1]}", exc.hint)
+            if "error" in found or not found.get("finite"):
+                return Check("llama-cpp-python", "fail", f"a {qtype} model gives no usable logits ({found.get('error', 'not finite')})",
+                             "pip install --force-reinstall --no-cache-dir llama-cpp-python")
+    workaround = "" if extra_buffers_allowed() else " (AMX workaround on: plain CPU weight buffers)"
+    return Check("llama-cpp-python", "ok", f"{' and '.join(files)} evaluate in a child process{workaround}")
 
 
 def _gguf() -> Check:

@@ -10,6 +10,8 @@ from pathlib import Path
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """/proc/cpuinfo flags of CPUs whose matrix units compute in bf16 (Sapphire Rapids and later, Zen 4 and later):
 bf16 autocast beats fp32 there; on other CPUs bf16 is emulated and slower than fp32."""
+CPU_AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16")
+"""/proc/cpuinfo flags of CPUs with AMX tile units, which llama.cpp's AMX weight buffers use (see exporters/gguf/native.py)."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,23 @@ class Hardware:
         return f"{self.cpu_cores} core{'' if self.cpu_cores == 1 else 's'}"
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The instruction-set flags the CPU advertises (empty where /proc/cpuinfo is missing)."""
+    try:
+        line = next((line for line in cpuinfo.read_text(encoding="utf-8").splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU advertises bf16 matrix instructions (False where /proc/cpuinfo is missing)."""
-    try:
-        flags = next((line for line in cpuinfo.read_text(encoding="utf-8").splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in CPU_BF16_FLAGS)
+    return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
+
+
+def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU advertises AMX tile instructions (Intel Sapphire Rapids and later)."""
+    return bool(cpu_flags(cpuinfo) & set(CPU_AMX_FLAGS))
 
 
 def detect(disk_path: Path | None = None) -> Hardware:
