@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuneforge.core.atomic import atomic_write_text
+from tuneforge.core.atomic import atomic_write_text, disk_full_as_error
 from tuneforge.core.errors import ExportError
 from tuneforge.core.merge import require_mergeable
 from tuneforge.core.runs import RunDir
@@ -16,12 +19,18 @@ from tuneforge.core.runs import RunDir
 from .gguf import convert as gguf_convert
 from .gguf.architectures import architecture_for
 from .gguf.quantize import QUANT_TYPES, quantize
-from .gguf.verify import Verification, verify_gguf
+from .gguf.reference import write_reference
+from .gguf.verify import Verification, verify_in_child
 from .ollama import ollama_command, write_modelfile
+from .report import REPORT_FILE, read_report
 
 DEFAULT_QUANTS = ("q8_0", "q4_k_m")
 EVAL_TEXTS = 16
 """How many eval examples the perplexity check reads (enough for a stable figure, quick on a CPU)."""
+UNVERIFIED_SUFFIX = ".unverified"
+"""A GGUF is written as NAME.gguf.unverified and renamed to NAME.gguf once its verification finished
+(the report says whether it passed); one whose verification never finished (llama.cpp crashed
+on it, the export was interrupted) keeps the name that says so."""
 
 
 @dataclass
@@ -52,7 +61,7 @@ def parse_quants(text: str) -> list[str]:
 def export(source: Path, quants: list[str] | None = None, out: Path | None = None,
            echo: Callable[[str], None] | None = print) -> ExportResult:
     """Export a run (merging it first if needed) or a HF model folder to verified GGUF files."""
-    source = Path(source).expanduser().resolve()
+    source, out = Path(source).expanduser().resolve(), _absolute(out)
     quants = list(quants or DEFAULT_QUANTS)
     model_dir, out_dir, eval_texts_from, name = _locate(source, out)
     architecture_for(gguf_convert.read_model_config(model_dir if model_dir.exists() else _base_of(source)), str(source))
@@ -64,13 +73,48 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
     hf_model, tokenizer = _load_reference(model_dir)
     eval_texts = _eval_texts(eval_texts_from, tokenizer)
     files = _write_files(model_dir, out_dir, name, quants, echo)
-    verifications = []
-    for qtype, path in files:
-        _say(echo, f"verifying {path.name} …")
-        verifications.append(verify_gguf(path, qtype, hf_model, tokenizer, eval_texts))
+    with _reference_of(hf_model, tokenizer, eval_texts, out_dir) as reference:
+        del hf_model  # every file is compared with the reference on disk: the model's memory is free for llama.cpp
+        verifications = []
+        for qtype, staged in files:
+            final = verified_name(staged)
+            _say(echo, f"verifying {final.name} …")
+            verification = verify_in_child(staged, qtype, reference)
+            verifications.append(_settle(verification, {staged: final}))
     passing = [Path(v.file) for v in verifications if v.passed]
     modelfile = _modelfile(passing[0], tokenizer) if passing else None
-    return _finish(source, out_dir, verifications, modelfile, name, [p for _, p in files])
+    return _finish(source, out_dir, verifications, modelfile, name, [Path(v.file) for v in verifications])
+
+
+def unverified_name(target: Path) -> Path:
+    """Where a GGUF that will be `target` once verified is written first."""
+    return target.with_name(target.name + UNVERIFIED_SUFFIX)
+
+
+def verified_name(staged: Path) -> Path:
+    """The name a staged GGUF takes once its verification finished."""
+    return staged.with_name(staged.name.removesuffix(UNVERIFIED_SUFFIX))
+
+
+@contextlib.contextmanager
+def _reference_of(hf_model: Any, tokenizer: Any, eval_texts: list[str], out_dir: Path) -> Any:
+    """What the HF model computes on the verification texts, in a folder removed when the export is done."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".verify-reference-") as folder:
+        with disk_full_as_error(Path(folder)):
+            reference = write_reference(hf_model, tokenizer, eval_texts, Path(folder))
+        del hf_model  # this frame must not keep the model alive while llama.cpp verifies
+        yield reference
+
+
+def _settle(verification: Verification, renames: dict[Path, Path]) -> Verification:
+    """Give the staged files of a finished verification their final names (it then names the final file)."""
+    if verification.completed:
+        for staged, final in renames.items():
+            if staged != final:
+                os.replace(staged, final)
+        verification.file = str(renames.get(Path(verification.file), verification.file))
+    return verification
 
 
 def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str], None] | None = print) -> ExportResult:
@@ -78,7 +122,7 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     against the merged model (llama.cpp applies the adapter at load time)."""
     from .gguf.adapter import convert_adapter
 
-    run_path = Path(run_path).expanduser().resolve()
+    run_path, out = Path(run_path).expanduser().resolve(), _absolute(out)
     run = RunDir(run_path)
     _locate(run_path, out)  # the same checks as a full export: a run with a trained adapter
     if not (run.adapter / "adapter_config.json").is_file():  # full and freeze train the weights themselves
@@ -88,16 +132,22 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     base_config = gguf_convert.read_model_config(base_dir)
     architecture_for(base_config, str(base_dir))
     out_dir = out or run.export
-    adapter_file = convert_adapter(run.adapter, base_config, out_dir / f"{run.name}-lora.gguf")
-    base_file = out_dir / f"{base_dir.name}-f16.gguf"
-    if not base_file.is_file():
-        _say(echo, f"converting the base model to {base_file.name} …")
-        gguf_convert.convert(base_dir, base_file, "f16", name=base_dir.name)
+    adapter_final = out_dir / f"{run.name}-lora.gguf"
+    adapter_file = convert_adapter(run.adapter, base_config, unverified_name(adapter_final))
+    base_final = out_dir / f"{base_dir.name}-f16.gguf"
+    base_file = base_final  # a base converted by an earlier export passed verification with its adapter
+    if not base_final.is_file():
+        _say(echo, f"converting the base model to {base_final.name} …")
+        base_file = gguf_convert.convert(base_dir, unverified_name(base_final), "f16", name=base_dir.name)
     merged, tokenizer = _merged_in_memory(run)
-    _say(echo, f"verifying {adapter_file.name} over {base_file.name} …")
-    verification = verify_gguf(base_file, "lora", merged, tokenizer, _eval_texts(run_path, tokenizer), lora_path=adapter_file)
-    modelfile = _modelfile(base_file, tokenizer, adapter=adapter_file) if verification.passed else None
-    return _finish(run_path, out_dir, [verification], modelfile, run.name, [adapter_file, base_file])
+    with _reference_of(merged, tokenizer, _eval_texts(run_path, tokenizer), out_dir) as reference:
+        del merged
+        _say(echo, f"verifying {adapter_final.name} over {base_final.name} …")
+        verification = verify_in_child(base_file, "lora", reference, lora_path=adapter_file)
+    verification = _settle(verification, {adapter_file: adapter_final, base_file: base_final})
+    modelfile = _modelfile(base_final, tokenizer, adapter=adapter_final) if verification.passed else None
+    files = [adapter_final, base_final] if verification.completed else [adapter_file, base_file]
+    return _finish(run_path, out_dir, [verification], modelfile, run.name, files)
 
 
 def _modelfile(gguf_file: Path, tokenizer: Any, adapter: Path | None = None) -> Path | None:
@@ -123,10 +173,10 @@ def _merged_in_memory(run: RunDir) -> tuple[Any, Any]:
 def _finish(source: Path, out_dir: Path, verifications: list[Verification], modelfile: Path | None,
             name: str, files: list[Path]) -> ExportResult:
     """Write export-report.json (and the run's `exported` event) and build the result."""
-    report = out_dir / "export-report.json"
+    report = out_dir / REPORT_FILE
     command = ollama_command(modelfile, re.sub(r"[^a-z0-9._-]+", "-", name.lower())) if modelfile else None
     # The report covers every file in the folder: a later export replaces its own files' entries only.
-    previous = json.loads(report.read_text(encoding="utf-8")).get("files", []) if report.is_file() else []
+    previous = (read_report(out_dir) or {}).get("files", [])
     entries = {entry["file"]: entry for entry in previous if Path(entry["file"]).is_file()}
     entries.update({v.file: v.to_dict() for v in verifications})
     atomic_write_text(report, json.dumps({
@@ -134,8 +184,15 @@ def _finish(source: Path, out_dir: Path, verifications: list[Verification], mode
         "modelfile": str(modelfile) if modelfile else None, "ollama_command": command,
     }, indent=2))
     if (source / "config.yaml").is_file():
-        RunDir(source).append_event("exported", files=[str(p) for p in files], passed=all(v.passed for v in verifications))
+        failures = [f"{Path(v.file).name}: {next(c.detail for c in v.checks if not c.passed)}" for v in verifications if not v.passed]
+        RunDir(source).append_event("exported", files=[str(p) for p in files], passed=not failures,
+                                    **({"error": "; ".join(failures)} if failures else {}))
     return ExportResult(out_dir, verifications, report, modelfile, command)
+
+
+def _absolute(out: Path | None) -> Path | None:
+    """The output folder as an absolute path: the report names files that chat opens from anywhere."""
+    return Path(out).expanduser().resolve() if out is not None else None
 
 
 def _say(echo: Callable[[str], None] | None, text: str) -> None:
@@ -195,24 +252,31 @@ def _eval_texts(run_path: Path | None, tokenizer: Any) -> list[str]:
 
 
 def _write_files(model_dir: Path, out_dir: Path, name: str, quants: list[str], echo: Callable[[str], None] | None) -> list[tuple[str, Path]]:
-    """Convert (and quantize) every requested type; the f16 intermediate is kept only if asked for."""
-    written = []
-    f16_file = out_dir / f"{name}-f16.gguf"
-    needs_f16 = any(q in QUANT_TYPES for q in quants)
+    """Convert (and quantize) every requested type under its unverified name; the f16 intermediate
+    that quantization starts from is kept only if asked for."""
+    written: dict[str, Path] = {}
+    f16_file = unverified_name(out_dir / f"{name}-f16.gguf")
+
+    def f16_source() -> Path:  # converted once per export: a staged file left by an earlier one may be stale
+        if "f16" not in written:
+            _say(echo, f"converting to {verified_name(f16_file).name} …")
+            written["f16"] = gguf_convert.convert(model_dir, f16_file, "f16", name=name)
+        return f16_file
+
     try:
         for qtype in quants:
-            target = out_dir / f"{name}-{qtype}.gguf"
-            if qtype in gguf_convert.OUTTYPES:
-                _say(echo, f"converting to {target.name} …")
+            target = unverified_name(out_dir / f"{name}-{qtype}.gguf")
+            if qtype == "f16":
+                f16_source()
+            elif qtype in gguf_convert.OUTTYPES:
+                _say(echo, f"converting to {verified_name(target).name} …")
                 gguf_convert.convert(model_dir, target, qtype, name=name)
             else:
-                if not f16_file.is_file():
-                    _say(echo, f"converting to {f16_file.name} (the source for quantization) …")
-                    gguf_convert.convert(model_dir, f16_file, "f16", name=name)
-                _say(echo, f"quantizing to {target.name} …")
-                quantize(f16_file, target, qtype)
-            written.append((qtype, target))
+                source = f16_source()
+                _say(echo, f"quantizing to {verified_name(target).name} …")
+                quantize(source, target, qtype)
+            written[qtype] = target
     finally:
-        if needs_f16 and "f16" not in quants:
+        if "f16" not in quants:
             f16_file.unlink(missing_ok=True)
-    return written
+    return [(qtype, written[qtype]) for qtype in quants]

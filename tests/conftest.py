@@ -178,3 +178,39 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
     model_class(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
+
+
+CRASH_HOOK = '''
+import os
+import signal
+
+_target, _method, _signal = os.environ["TUNEFORGE_TEST_LLAMA_CRASH"].split(":")
+import llama_cpp
+
+_original = getattr(llama_cpp.Llama, _method)
+
+
+def _crashing(self, *args, **kwargs):
+    if _target in os.path.basename(self.model_path):
+        os.kill(os.getpid(), getattr(signal, _signal))  # a real death by a signal, inside the llama.cpp child
+    return _original(self, *args, **kwargs)
+
+
+setattr(llama_cpp.Llama, _method, _crashing)
+'''
+
+
+@pytest.fixture()
+def llama_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A factory: `llama_crash("q8_0", "eval", "SIGILL")` makes every Python child process this test starts die
+    by that signal when llama.cpp evaluates (or, with "create_chat_completion", answers with) a GGUF whose file
+    name contains the text: what the AMX trap does to a real run. The processes of the test itself are untouched."""
+    hooks = tmp_path / "crash-hook"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(CRASH_HOOK, encoding="utf-8")
+
+    def arm(name: str, method: str = "eval", signal_name: str = "SIGILL") -> None:
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
+        monkeypatch.setenv("TUNEFORGE_TEST_LLAMA_CRASH", f"{name}:{method}:{signal_name}")
+
+    return arm

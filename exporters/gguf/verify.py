@@ -4,30 +4,26 @@ Checks: it loads in llama.cpp; its tokenizer gives the HF tokenizer's ids (chat 
 special tokens included); next-token argmax agrees with the HF model (f32/f16: ≥ 99%
 of positions); perplexity on the eval texts next to the HF model's; a chat turn through the
 embedded template ends with an end-of-turn token within a bounded length.
+
+The HF side is computed once per export (reference.py); each file is verified in a child
+process (`python -m tuneforge.exporters.gguf.verify REFERENCE GGUF TYPE [ADAPTER]`), so that
+llama.cpp crashing on one file fails that file and the export goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-TOKENIZER_PROBES = (
-    "Hello world! How are you today?",
-    "def add(a, b):\n    return a + b  # 42\n",
-    "Prices rose 3.5% in 2024 — «quoted» text, émigré café, 東京, 🚀🦙.",
-    "  leading spaces,\ttabs\nand\n\nnew lines  ",
-)
-CHAT_PROBE = [
-    {"role": "system", "content": "You answer briefly."},
-    {"role": "user", "content": "What is the capital of France?"},
-    {"role": "assistant", "content": "Paris."},
-    {"role": "user", "content": "And of Italy?"},
-]
+from .native import LlamaCrashed, child_main, open_llama, run_child
+from .reference import VERIFY_CONTEXT, Reference
+
 CHAT_REPLY_LIMIT = 128
 """A chat turn must end within this many tokens."""
 LOSSLESS_TYPES = ("f32", "f16", "lora")
@@ -39,12 +35,13 @@ LOSSLESS_TOP1 = 0.99
 
 @dataclass
 class Check:
-    """One verification check: whether it passed, and the figures behind it."""
+    """One verification check: whether it passed, the figures behind it, and (failed) what to do."""
 
     name: str
     passed: bool
     detail: str
     figures: dict[str, Any] = field(default_factory=dict)
+    hint: str = ""
 
 
 @dataclass
@@ -55,6 +52,8 @@ class Verification:
     gguf_type: str
     size_bytes: int
     checks: list[Check]
+    completed: bool = True
+    """False when the verification never finished (llama.cpp crashed): the file is neither good nor bad."""
 
     @property
     def passed(self) -> bool:
@@ -63,18 +62,19 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Verification":
+        """The inverse of to_dict (as a verification child prints it)."""
+        return cls(data["file"], data["gguf_type"], data["size_bytes"], [Check(**check) for check in data["checks"]],
+                   data.get("completed", True))
+
 
 @contextlib.contextmanager
-def open_gguf(path: Path, n_ctx: int = 1024, lora_path: Path | None = None) -> Iterator[Any]:
-    """A llama.cpp model with per-position logits, closed on exit (its destructor is noisy at shutdown)."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, seed=0,
-                          lora_path=str(lora_path) if lora_path else None, n_threads=None)
-    try:
+def open_gguf(path: Path, n_ctx: int = VERIFY_CONTEXT, lora_path: Path | None = None) -> Iterator[Any]:
+    """A llama.cpp model with per-position logits, closed on exit."""
+    with open_llama(path, n_ctx=n_ctx, logits_all=True, seed=0, n_threads=None,
+                    lora_path=str(lora_path) if lora_path else None) as llm:
         yield llm
-    finally:
-        llm.close()
 
 
 def gguf_logits(llm: Any, ids: list[int]) -> np.ndarray:
@@ -82,14 +82,6 @@ def gguf_logits(llm: Any, ids: list[int]) -> np.ndarray:
     llm.reset()
     llm.eval(ids)
     return np.array(llm.scores[: len(ids)], dtype=np.float32)
-
-
-def hf_logits(model: Any, ids: list[int]) -> np.ndarray:
-    """Logits at every position of `ids` from a transformers model."""
-    import torch
-
-    with torch.inference_mode():
-        return model(torch.tensor([ids])).logits[0].float().numpy()
 
 
 def _nll(logits: np.ndarray, ids: list[int]) -> tuple[float, int]:
@@ -101,9 +93,23 @@ def _nll(logits: np.ndarray, ids: list[int]) -> tuple[float, int]:
     return float(-log_probs[np.arange(len(targets)), targets].sum()), len(targets)
 
 
-def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_texts: list[str],
-                lora_path: Path | None = None) -> Verification:
-    """Run every check on `path` against `hf_model`/`tokenizer` (the model it was exported from)."""
+def verify_in_child(path: Path, gguf_type: str, reference: Path, lora_path: Path | None = None) -> Verification:
+    """`verify_gguf` in a child process, so that llama.cpp crashing on the file fails this file's
+    verification (with the signal and a hint) instead of ending the export."""
+    subject = lora_path or path
+    args = [str(reference), str(path), gguf_type, *([str(lora_path)] if lora_path else [])]
+    try:
+        found = run_child(__name__, args, subject, "verifying it")
+    except LlamaCrashed as exc:
+        size = subject.stat().st_size if subject.exists() else 0
+        return Verification(str(subject), gguf_type, size, [Check("runs", False, exc.message, hint=exc.hint)], completed=False)
+    if "error" in found:
+        return Verification(str(subject), gguf_type, 0, [Check("loads", False, found["error"], hint=found.get("hint", ""))])
+    return Verification.from_dict(found)
+
+
+def verify_gguf(path: Path, gguf_type: str, reference: Reference, lora_path: Path | None = None) -> Verification:
+    """Run every check on `path` against `reference` (what the model it was exported from computes)."""
     subject = lora_path or path  # with an adapter, the adapter file is what is being verified
     with contextlib.ExitStack() as stack:
         try:
@@ -113,34 +119,23 @@ def verify_gguf(path: Path, gguf_type: str, hf_model: Any, tokenizer: Any, eval_
             return Verification(str(subject), gguf_type, subject.stat().st_size if subject.exists() else 0, [failed])
         checks = [
             Check("loads", True, "llama.cpp loads the file", {"n_vocab": llm.n_vocab()}),
-            _check_tokenizer(llm, tokenizer),
-            *_check_logits(llm, hf_model, tokenizer, eval_texts, gguf_type),
+            _check_tokenizer(llm, reference),
+            *_check_logits(llm, reference, gguf_type),
             _check_chat(llm),
         ]
     return Verification(str(subject), gguf_type, subject.stat().st_size, checks)
 
 
-def chat_texts(tokenizer: Any) -> list[str]:
-    """Chat-formatted probe texts rendered by the model's own template (none without a template)."""
-    if not getattr(tokenizer, "chat_template", None):
-        return []
-    return [
-        tokenizer.apply_chat_template(CHAT_PROBE, tokenize=False, add_generation_prompt=True),
-        tokenizer.apply_chat_template(CHAT_PROBE[:3], tokenize=False),
-    ]
-
-
-def _check_tokenizer(llm: Any, tokenizer: Any) -> Check:
-    probes = list(TOKENIZER_PROBES) + chat_texts(tokenizer)
+def _check_tokenizer(llm: Any, reference: Reference) -> Check:
+    probes = reference.probes
     figures: dict[str, Any] = {}
     if llm.metadata.get("tokenizer.ggml.model") == "llama":
         # SentencePiece always puts its "▁" before the text; HF's Metaspace ("first") does not when the
         # text already starts with a space. llama.cpp cannot express that, so such texts are left out.
-        probes = [p for p in probes if not p[:1].isspace()]
+        probes = [(text, ids) for text, ids in probes if not text[:1].isspace()]
         figures["known_difference"] = "text that begins with whitespace gets one more leading space in llama.cpp"
     mismatches = []
-    for text in probes:
-        expected = tokenizer.encode(text, add_special_tokens=False)
+    for text, expected in probes:
         got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if list(got) != list(expected):
             mismatches.append({"text": text[:80], "hf": expected[:24], "gguf": list(got)[:24]})
@@ -149,21 +144,17 @@ def _check_tokenizer(llm: Any, tokenizer: Any) -> Check:
                  {"probes": len(probes), "mismatches": mismatches, **figures})
 
 
-def _check_logits(llm: Any, hf_model: Any, tokenizer: Any, eval_texts: list[str], gguf_type: str) -> list[Check]:
-    texts = list(TOKENIZER_PROBES) + chat_texts(tokenizer) + list(eval_texts)  # both models get the HF ids
+def _check_logits(llm: Any, reference: Reference, gguf_type: str) -> list[Check]:
     agree = positions = 0
     max_abs = 0.0
     nll_hf = nll_gguf = 0.0
     counted = 0
-    for text in texts:
-        ids = tokenizer.encode(text, add_special_tokens=False)[: llm.n_ctx()]
-        if len(ids) < 2:
-            continue
-        reference, exported = hf_logits(hf_model, ids), gguf_logits(llm, ids)
-        agree += int((reference.argmax(axis=1) == exported.argmax(axis=1)).sum())
+    for index, ids in enumerate(reference.sequences):
+        expected, exported = reference.logits_of(index), gguf_logits(llm, ids)
+        agree += int((expected.argmax(axis=1) == exported.argmax(axis=1)).sum())
         positions += len(ids)
-        max_abs = max(max_abs, float(np.abs(reference - exported).max()))
-        nll_a, n = _nll(reference, ids)
+        max_abs = max(max_abs, float(np.abs(expected - exported).max()))
+        nll_a, n = _nll(expected, ids)
         nll_b, _ = _nll(exported, ids)
         nll_hf, nll_gguf, counted = nll_hf + nll_a, nll_gguf + nll_b, counted + n
     top1 = agree / max(positions, 1)
@@ -179,7 +170,7 @@ def _check_logits(llm: Any, hf_model: Any, tokenizer: Any, eval_texts: list[str]
     perplexity = Check(
         "perplexity", math.isfinite(ppl_gguf),
         f"perplexity {ppl_gguf:.3f} vs {ppl_hf:.3f} for the HF model ({delta:+.3f})",
-        {"hf": round(ppl_hf, 4), "gguf": round(ppl_gguf, 4), "delta": round(delta, 4), "texts": len(texts)},
+        {"hf": round(ppl_hf, 4), "gguf": round(ppl_gguf, 4), "delta": round(delta, 4), "texts": reference.texts},
     )
     return [top1_check, perplexity]
 
@@ -192,3 +183,14 @@ def _check_chat(llm: Any) -> Check:
     return Check("chat", stopped,
                  "a chat turn ends with an end-of-turn token" if stopped else f"no end-of-turn token within {CHAT_REPLY_LIMIT} tokens",
                  {"reply": choice["message"]["content"][:200], "tokens": reply["usage"]["completion_tokens"]})
+
+
+def _child(argv: list[str]) -> None:
+    """The verification child: REFERENCE GGUF TYPE [ADAPTER] → the Verification as one JSON line."""
+    reference, path, gguf_type, *adapter = argv
+    lora_path = Path(adapter[0]) if adapter else None
+    child_main(lambda: verify_gguf(Path(path), gguf_type, Reference.load(Path(reference)), lora_path).to_dict())
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])
