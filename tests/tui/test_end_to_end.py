@@ -42,8 +42,8 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         assert json.loads((run.export / "export-report.json").read_text())["files"][0]["passed"]
 
         await pilot.press("c")  # → Chat with the verified GGUF, the base beside it
-        await wait_until(pilot, lambda: app.screen.query_one("#tuned").model is not None, 120, "the GGUF to load")
-        assert ".gguf" in app.screen.query_one("#tuned").model.label
+        await wait_until(pilot, lambda: "tuned" in app.screen.models, 120, "the GGUF to load")
+        assert ".gguf" in app.screen.models["tuned"].label
         app.screen.query_one("#prompt", Input).value = "What is the capital of France?"
         await pilot.press("enter")
         await wait_until(pilot, lambda: len(app.screen.query_one("#base").messages) == 2, 180, "both answers")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Header, Input, Static
+from textual.worker import get_current_worker
 
 from tuneforge.core.runs import RunDir
 
@@ -39,14 +42,13 @@ class Pane(Vertical):
     def __init__(self, title: str, pane_id: str) -> None:
         super().__init__(id=pane_id, classes="chat-pane")
         self.title_text = title
-        self.model: Any = None
         self.messages: list[dict[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, classes="pane-title")
         yield VerticalScroll(classes="conversation")
 
-    def set_title(self, text: str) -> None:
+    def set_title(self, text: str | Text) -> None:
         self.query_one(".pane-title", Static).update(text)
 
     def add_turn(self, role: str, text: str) -> Static:
@@ -56,6 +58,25 @@ class Pane(Vertical):
         scroll.mount(widget)
         scroll.scroll_end(animate=False)
         return widget
+
+
+@dataclass
+class ModelLoaded(Message):
+    """A worker loaded a pane's model (or failed to, with the reason)."""
+
+    pane_id: str
+    label: str
+    error: tuple[str, str] | None = None
+
+
+@dataclass
+class ReplyGrew(Message):
+    """A worker has more of a reply: `text` so far, for the turn widget `turn`; `done` once it is whole."""
+
+    pane_id: str
+    turn: Static
+    text: str | Text
+    done: bool = False
 
 
 class ChatScreen(Screen):
@@ -71,6 +92,9 @@ class ChatScreen(Screen):
         self.source = source
         self.run = source if isinstance(source, RunDir) else None
         self._busy = threading.Lock()
+        """Held by the loading worker, then by each reply: one model works at a time, and a reply waits for the load."""
+        self.models: dict[str, Any] = {}
+        """Each pane's loaded model, by pane id; written and read by workers under `_busy`."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,26 +115,34 @@ class ChatScreen(Screen):
         else:
             self.query_one("#base").display = self.query_one("#compare", Checkbox).value
         self.query_one("#prompt", Input).focus()
-        self.load_models()
+        self.load_models(self.run.path if self.run else Path(self.source))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-load")
-    def load_models(self) -> None:
-        """Load the fine-tuned model first (what the person came for), then the base."""
+    def load_models(self, tuned_source: Path) -> None:
+        """Load the fine-tuned model first (what the person came for), then the base (llama.cpp runs in child processes)."""
         from tuneforge.core.chat import load_chat_model
 
-        tuned, base = self.query_one("#tuned", Pane), self.query_one("#base", Pane)
+        loaders = [("tuned", "fine-tuned", lambda: load_chat_model(tuned_source))]
+        if self.run is not None:
+            run = self.run
+            loaders.append(("base", "base", lambda: load_base(run)))
         with self._busy:
-            try:
-                tuned.model = load_chat_model(self.run.path if self.run else self.source)
-                self.app.call_from_thread(tuned.set_title, f"fine-tuned: {tuned.model.label}")
-            except Exception as exc:  # noqa: BLE001 - shown in the pane with its hint
-                self.app.call_from_thread(tuned.set_title, Text("fine-tuned: " + " — ".join(describe(exc)), style="red"))
-            if self.run is not None:
+            for pane_id, role, load in loaders:
+                if get_current_worker().is_cancelled:
+                    return
                 try:
-                    base.model = load_base(self.run)
-                    self.app.call_from_thread(base.set_title, f"base: {base.model.label}")
-                except Exception as exc:  # noqa: BLE001
-                    self.app.call_from_thread(base.set_title, Text("base: " + " — ".join(describe(exc)), style="red"))
+                    self.models[pane_id] = model = load()
+                except Exception as exc:  # noqa: BLE001 - shown in the pane with its hint
+                    self.post_message(ModelLoaded(pane_id, role, describe(exc)))
+                    continue
+                self.post_message(ModelLoaded(pane_id, f"{role}: {model.label}"))
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        pane = self.query_one(f"#{message.pane_id}", Pane)
+        if message.error is None:
+            pane.set_title(message.label)
+        else:
+            pane.set_title(Text(f"{message.label}: " + " — ".join(message.error), style="red"))
 
     @on(Checkbox.Changed, "#compare")
     def _compare_changed(self, event: Checkbox.Changed) -> None:
@@ -125,39 +157,55 @@ class ChatScreen(Screen):
         panes = [self.query_one("#tuned", Pane)]
         if self.run is not None and self.query_one("#compare", Checkbox).value:
             panes.append(self.query_one("#base", Pane))
-        self.reply(prompt, panes)
+        jobs = []
+        for pane in panes:
+            pane.add_turn("user", prompt)
+            pane.messages.append({"role": "user", "content": prompt})
+            jobs.append((pane.id, pane.add_turn("assistant", "…"), list(pane.messages)))
+        self.reply(jobs)
 
     @work(thread=True, exit_on_error=False, group="chat-reply")
-    def reply(self, prompt: str, panes: list[Pane]) -> None:
-        """Stream each model's answer into its pane, one model after the other (one CPU does one at a time)."""
+    def reply(self, jobs: list[tuple[str, Static, list[dict[str, str]]]]) -> None:
+        """Stream each model's answer into its turn, one model after the other (one CPU does one at a time)."""
+        worker = get_current_worker()
         with self._busy:  # waits for the models to load, and for the previous answer
-            for pane in panes:
-                self.app.call_from_thread(pane.add_turn, "user", prompt)
-                pane.messages.append({"role": "user", "content": prompt})
-                if pane.model is None:
-                    self.app.call_from_thread(pane.add_turn, "assistant", "(no model loaded)")
+            for pane_id, turn, messages in jobs:
+                model = self.models.get(pane_id)
+                if model is None:
+                    self.post_message(ReplyGrew(pane_id, turn, "(no model loaded)", done=True))
                     continue
-                widget = self.app.call_from_thread(pane.add_turn, "assistant", "…")
                 answer = ""
                 try:
-                    for piece in pane.model.stream(pane.messages, MAX_NEW_TOKENS):
+                    for piece in model.stream(messages, MAX_NEW_TOKENS):
+                        if worker.is_cancelled:  # the conversation was cleared, or the screen closed
+                            return
                         answer += piece
-                        self.app.call_from_thread(widget.update, answer)
-                except Exception as exc:  # noqa: BLE001
-                    self.app.call_from_thread(widget.update, Text(" — ".join(describe(exc)), style="red"))
-                pane.messages.append({"role": "assistant", "content": answer.strip()})
-                self.app.call_from_thread(widget.update, answer.strip() or "(empty answer)")
+                        self.post_message(ReplyGrew(pane_id, turn, answer))
+                except Exception as exc:  # noqa: BLE001 - a crashed llama.cpp child says why in the pane
+                    self.post_message(ReplyGrew(pane_id, turn, Text(" — ".join(describe(exc)), style="red"), done=True))
+                    continue
+                self.post_message(ReplyGrew(pane_id, turn, answer.strip(), done=True))
+
+    def on_reply_grew(self, message: ReplyGrew) -> None:
+        if not message.turn.is_attached:
+            return  # cleared meanwhile
+        text = message.text or ("(empty answer)" if message.done else "")
+        message.turn.update(text)
+        if message.done and isinstance(message.text, str):
+            self.query_one(f"#{message.pane_id}", Pane).messages.append({"role": "assistant", "content": message.text})
 
     def action_clear(self) -> None:
-        """Forget the conversation on both sides."""
+        """Forget the conversation on both sides (an answer still coming is dropped)."""
+        self.workers.cancel_group(self, "chat-reply")
         for pane in self.query(Pane):
             pane.messages.clear()
             pane.query_one(".conversation").remove_children()
 
     def on_unmount(self) -> None:
-        # Free the models now unless a worker is still generating with them (then GC frees them later).
+        self.workers.cancel_group(self, "chat-reply")
+        self.workers.cancel_group(self, "chat-load")
+        # Free the models now unless a worker is still generating with them (then it ends at the next piece).
         if self._busy.acquire(blocking=False):
-            for pane in self.query(Pane):
-                if pane.model is not None:
-                    pane.model.close()
+            for model in self.models.values():
+                model.close()
             self._busy.release()
