@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import click
 import typer
 
 from .atomic import is_disk_full
@@ -133,10 +132,11 @@ def data_check(
 
 def _config_from_options(config_file: Path | None, **options: object) -> RunConfig:
     """A RunConfig from an optional YAML file overridden by the options the user gave."""
-    from .config import RunConfig, read_yaml_settings
+    from .config import RunConfig, absolute_paths, read_yaml_settings
 
-    values: dict[str, object] = dict(read_yaml_settings(config_file)) if config_file is not None else {}
-    values.update({key: value for key, value in options.items() if value not in (None, {})})
+    # Paths in the YAML file are relative to its folder; paths typed as options, to the working folder.
+    values: dict[str, object] = absolute_paths(read_yaml_settings(config_file), config_file.parent) if config_file is not None else {}
+    values.update(absolute_paths({key: value for key, value in options.items() if value not in (None, {})}, Path.cwd()))
     if "data" not in values:
         raise ConfigError("no training data given", "pass --data FILE (or a --config YAML that sets data)")
     return RunConfig.from_dict(values)
@@ -402,7 +402,7 @@ def runs() -> None:
     if not found:
         say("no runs yet; start one with `tuneforge train --model default --data FILE`")
         return
-    say(f"{'run':<40} {'state':<9} {'step':>9} {'loss':>8} {'eval':>8}  {'method':<8} base")
+    say(f"{'run':<40} {'state':<13} {'step':>9} {'loss':>8} {'eval':>8}  {'method':<8} base")
     for run_dir in found:
         metrics = last_metrics(run_dir)
         step = f"{metrics.get('step', '-')}/{metrics.get('max_steps', '-')}" if metrics else "-"
@@ -418,12 +418,15 @@ def runs() -> None:
         except TuneforgeError:
             method, base = "?", "(unreadable config.yaml)"
         state = run_dir.state()
-        say(f"{run_dir.name:<40} {state:<9} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
+        say(f"{run_dir.name:<40} {state:<13} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
         if state in ("failed", "stopped"):
             message, hint = failure_cause(run_dir)
             say(f"  {message.splitlines()[0]}")
             if hint:
                 say(f"  hint: {hint}")
+        elif state == "export failed":
+            say(f"  {run_dir.last_export_failure()}")
+            say(f"  hint: see {run_dir.export / 'export-report.json'}; export again with `tuneforge export {run_dir.path}`")
 
 
 @app.command()
@@ -498,17 +501,20 @@ def main(argv: list[str] | None = None) -> int:
     except TuneforgeError as exc:
         print_error(exc)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # typer's own click: a mistyped command, option or value
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()  # click's one line ("No such command 'trian'. Did you mean 'train'?") under the usage line
+        return getattr(exc, "exit_code", 2)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
         print_error(ResourceError(f"the disk ran out of space ({exc})", "free some disk space and run the command again"))
         return ResourceError.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     return result if isinstance(result, int) else 0

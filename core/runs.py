@@ -159,7 +159,7 @@ class RunDir:
         return [pid for pid in (started or launched) if _pid_alive(pid)]
 
     def state(self) -> str:
-        """created, running, stopped, failed, trained, merged or exported — read off the files.
+        """created, running, stopped, failed, trained, merged, exported or export failed — read off the files.
 
         A run whose child was launched (or started training) but whose process is gone
         without a final event died hard (killed, out of memory): that is `failed`.
@@ -169,10 +169,22 @@ class RunDir:
         if kind in ("launched", "started"):
             return "running" if last.get("pid") and _pid_alive(last["pid"]) else "failed"
         if kind == "finished":
-            if self.export.is_dir() and any(self.export.glob("*.gguf")):
+            from tuneforge.exporters.report import passed_files
+
+            if passed_files(self.export):  # a GGUF counts once it passed verification
                 return "exported"
+            if self.last_export_failure():
+                return "export failed"
             return "merged" if (self.merged / "config.json").is_file() else "trained"
         return kind or "created"
+
+    def last_export_failure(self) -> str | None:
+        """Why the latest export failed verification (a crash of llama.cpp included); None when it passed or none ran."""
+        last = None
+        for event in self.events():
+            if event["event"] == "exported":
+                last = event
+        return None if last is None or last.get("passed", True) else last.get("error", "a file failed verification")
 
 
 class LineTail:

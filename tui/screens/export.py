@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, SelectionList, Static
 from textual.widgets.selection_list import Selection
@@ -18,6 +19,7 @@ from textual.widgets.selection_list import Selection
 from tuneforge.core.memory import model_shape
 from tuneforge.core.runs import RunDir
 from tuneforge.exporters.gguf.quantize import BITS_PER_WEIGHT
+from tuneforge.exporters.report import passed_files, read_report
 
 from ..errors import show_error
 
@@ -40,15 +42,6 @@ def size_label(params_b: float | None, qtype: str) -> str:
     return f"~{mib / 1024:.1f} GiB" if mib >= 1024 else f"~{mib:.0f} MiB"
 
 
-def read_report(run: RunDir) -> dict[str, Any] | None:
-    """The run's export-report.json, or None before the first export."""
-    path = run.export / "export-report.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def report_text(report: dict[str, Any], run: RunDir) -> Text:
     """export-report.json as a person reads it, plus where the files go next (Ollama, llama.cpp)."""
     text = Text()
@@ -64,6 +57,21 @@ def report_text(report: dict[str, Any], run: RunDir) -> Text:
     text.append("\nllama.cpp, LM Studio: ", style="bold")
     text.append(f"the .gguf files in {run.export}")
     return text
+
+
+@dataclass
+class ExportProgress(Message):
+    """A line of the export's progress, from its worker."""
+
+    line: str
+
+
+@dataclass
+class ExportDone(Message):
+    """The export ended: whether every file passed, or the error that stopped it."""
+
+    passed: bool | None
+    error: BaseException | None
 
 
 class ExportScreen(Screen):
@@ -100,10 +108,10 @@ class ExportScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        report = read_report(self.run)
+        report = read_report(self.run.export)
         if report:
             self.show_report(report)
-        self.query_one("#chat", Button).disabled = not report
+        self.query_one("#chat", Button).disabled = not passed_files(self.run.export)
         self.query_one("#quants", SelectionList).focus()
 
     @on(Button.Pressed, "#export")
@@ -118,26 +126,29 @@ class ExportScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def export(self, quants: list[str]) -> None:
+        """Export and verify in this worker; progress and the outcome come back as messages."""
         from tuneforge.core.pipeline import export
 
-        log = self.query_one("#export-log", Log)
         try:
-            result = export(self.run.path, quants, echo=lambda line: self.app.call_from_thread(log.write_line, line))
+            result = export(self.run.path, quants, echo=lambda line: self.post_message(ExportProgress(line)))
         except Exception as exc:  # noqa: BLE001 - shown with its hint
-            self.app.call_from_thread(self._finished, None, exc)
+            self.post_message(ExportDone(None, exc))
             return
-        self.app.call_from_thread(self._finished, result.passed, None)
+        self.post_message(ExportDone(result.passed, None))
 
-    def _finished(self, passed: bool | None, exc: BaseException | None) -> None:
+    def on_export_progress(self, message: ExportProgress) -> None:
+        self.query_one("#export-log", Log).write_line(message.line)
+
+    def on_export_done(self, message: ExportDone) -> None:
         self.query_one("#export", Button).disabled = False
-        if exc is not None:
-            show_error(self.app, exc)
+        if message.error is not None:
+            show_error(self.app, message.error)
             return
-        report = read_report(self.run)
+        report = read_report(self.run.export)
         if report:
             self.show_report(report)
-        self.query_one("#chat", Button).disabled = False
-        if passed:
+        self.query_one("#chat", Button).disabled = not passed_files(self.run.export)
+        if message.passed:
             self.notify("Every file passed verification. Press c to chat with it.", title="exported")
         else:
             self.notify("A file failed verification; see the report.", title="export", severity="error")

@@ -14,7 +14,7 @@ from tuneforge.core.runs import RunDir, last_metrics, list_runs
 
 REFRESH_SECONDS = 2.0
 STATE_STYLE = {"running": "bold yellow", "failed": "bold red", "stopped": "yellow", "exported": "bold green",
-               "merged": "green", "trained": "green"}
+               "merged": "green", "trained": "green", "export failed": "bold red"}
 
 
 def hardware_text(hardware: Hardware | None) -> str:
@@ -57,6 +57,7 @@ class HomeScreen(Screen):
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
                 yield Static("No runs yet. Press n to fine-tune your first model:\n"
                              "the built-in SmolLM2-135M and a sample dataset work offline.", id="runs-empty")
+                yield Static("", id="run-cause", classes="error")
         with Horizontal(classes="buttons"):
             yield Button("New fine-tune", id="new", variant="primary", compact=True)
             yield Button("Open run", id="open", compact=True)
@@ -116,6 +117,13 @@ class HomeScreen(Screen):
 
         self.app.push_screen(PathPicker("Chat with a GGUF file", Path.cwd(), folders=False), chosen)
 
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Under the table: why the highlighted run failed, stopped or could not be exported."""
+        from pathlib import Path
+
+        self.query_one("#run-cause", Static).update(cause_text(RunDir(Path(event.row_key.value))) if event.row_key.value else "")
+
     @on(DataTable.RowSelected, "#runs")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(event.row_key.value)
@@ -133,6 +141,19 @@ class HomeScreen(Screen):
     @on(Button.Pressed, "#open")
     def _open_pressed(self) -> None:
         self.action_open()
+
+
+def cause_text(run: RunDir) -> str:
+    """Why `run` failed, stopped or could not be exported, in a line or two; empty for any other state."""
+    from tuneforge.core.runs import failure_cause
+
+    state = run.state()
+    if state in ("failed", "stopped"):
+        message, hint = failure_cause(run)
+        return f"{state}: {message.splitlines()[0]}" + (f"\nhint: {hint}" if hint else "")
+    if state == "export failed":
+        return f"export failed: {run.last_export_failure()}"
+    return ""
 
 
 def _figure(value: float | None) -> str:

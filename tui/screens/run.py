@@ -6,14 +6,17 @@ launched and for one it re-attaches to after being closed and opened again.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
@@ -21,7 +24,8 @@ from textual_plotext import PlotextPlot
 from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause, record_death
 
 POLL_SECONDS = 0.5
-DONE_STATES = ("trained", "merged", "exported")
+DONE_STATES = ("trained", "merged", "exported", "export failed")
+"""The run trained: it can be exported (again) and chatted with."""
 
 
 def duration(seconds: float) -> str:
@@ -87,6 +91,14 @@ class Progress:
         return " · ".join(parts)
 
 
+@dataclass
+class Resumed(Message):
+    """The Resume worker started the training child, or failed with `error`."""
+
+    child: subprocess.Popen | None
+    error: BaseException | None = None
+
+
 class RunScreen(Screen):
     """The live view of one run, and its hub: Stop, Resume, Export, Chat."""
 
@@ -150,7 +162,8 @@ class RunScreen(Screen):
     def _redraw(self, state: str, changed: bool) -> None:
         running = state == "running"
         title = Text(self.title_line + " · ")
-        title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow"}.get(state, "bold green"))
+        title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow",
+                                   "export failed": "bold red"}.get(state, "bold green"))
         self.query_one("#run-title", Static).update(title)
         last = self.progress.last
         bar = self.query_one("#progress", ProgressBar)
@@ -164,7 +177,9 @@ class RunScreen(Screen):
                 figures.append(f"\nhint: {hint}", style="dim")
             if changed and self.state == "running":
                 self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning")
-        elif state in DONE_STATES and changed and self.state == "running":
+        elif state == "export failed":
+            figures.append(f"\nexport failed: {self.run.last_export_failure()}", style="red")
+        if state in DONE_STATES and changed and self.state == "running":
             self.notify("Training finished. Press e to export to GGUF.", title="done")
         self.query_one("#figures", Static).update(figures)
         self._plot()
@@ -198,17 +213,29 @@ class RunScreen(Screen):
 
     @on(Button.Pressed, "#resume")
     def action_resume(self) -> None:
-        """Continue from the last complete checkpoint in a new child."""
+        """Continue from the last complete checkpoint in a new child (started off the UI thread)."""
+        self.query_one("#resume", Button).disabled = True
+        self.notify("Resuming from the last checkpoint …")
+        self.resume()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="resume")
+    def resume(self) -> None:
+        """Check the run can resume and start its child; the outcome comes back as a Resumed message."""
         from tuneforge.core.launch import start_training
 
-        from ..errors import show_error
-
         try:
-            self.app.session.children[self.run.path] = start_training(self.run, resume=True)
+            self.post_message(Resumed(start_training(self.run, resume=True)))
         except Exception as exc:  # noqa: BLE001 - shown with its hint
-            show_error(self.app, exc)
-            return
-        self.notify("Resuming from the last checkpoint …")
+            self.post_message(Resumed(None, exc))
+
+    def on_resumed(self, message: Resumed) -> None:
+        if message.child is None:
+            from ..errors import show_error
+
+            show_error(self.app, message.error or RuntimeError("the run did not resume"))
+            self.query_one("#resume", Button).disabled = False
+        else:
+            self.app.session.children[self.run.path] = message.child
         self.poll()
 
     @on(Button.Pressed, "#export")
