@@ -13,6 +13,10 @@ Method = Literal[
     "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
 ]
 """Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
+PATH_SETTINGS = ("model", "data", "eval_data", "teacher", "adapter_from")
+"""Settings that may name a file or folder; a relative one means relative to where it was typed."""
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".gguf", ".parquet", ".arrow", ".gz", ".yaml", ".yml")
+"""A value ending in one of these is a file even before it exists (so a typo is reported with its full path)."""
 SMALL_DATASET = 1000
 """Below this many training examples, early stopping on eval loss is on unless set otherwise."""
 DEFAULT_PATIENCE = 3
@@ -130,8 +134,8 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> "RunConfig":
-        """Read and validate a config.yaml; errors name the file."""
-        return cls.from_dict(read_yaml_settings(path), source=str(path))
+        """Read and validate a config.yaml (relative paths in it are relative to its folder); errors name the file."""
+        return cls.from_dict(absolute_paths(read_yaml_settings(path), Path(path).parent), source=str(path))
 
     def to_yaml(self) -> str:
         """The config as YAML, every field written out so the file documents the run."""
@@ -139,9 +143,33 @@ class RunConfig(BaseModel):
 
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
+    def with_absolute_paths(self, base: Path) -> "RunConfig":
+        """A copy whose relative file and folder settings are made absolute against `base`."""
+        return self.model_copy(update=absolute_paths({name: getattr(self, name) for name in PATH_SETTINGS}, base))
+
     def with_updates(self, **changes: Any) -> "RunConfig":
         """A validated copy with some fields changed."""
         return RunConfig.from_dict({**self.model_dump(), **changes})
+
+
+def absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`values` with each PATH_SETTINGS entry that names a local file or folder made absolute against `base`
+    (the folder the person typed it in, or the folder of the YAML file that holds it). Catalog names,
+    hub ids and `default` are left as they are."""
+    resolved = dict(values)
+    for name in PATH_SETTINGS:
+        value = resolved.get(name)
+        if isinstance(value, str) and _names_a_path(value, base):
+            resolved[name] = str((Path(base) / Path(value).expanduser()).resolve())
+    return resolved
+
+
+def _names_a_path(value: str, base: Path) -> bool:
+    if value in ("", "-", "default"):
+        return False
+    path = Path(value).expanduser()
+    return (path.is_absolute() or value.startswith((".", "~")) or path.suffix.lower() in FILE_SUFFIXES
+            or (Path(base) / path).exists())
 
 
 def read_yaml_settings(path: Path) -> dict[str, Any]:

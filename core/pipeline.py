@@ -54,8 +54,9 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """A new run directory whose config.yaml is resolved for this machine (method, checkpointing).
 
-    The data is checked and the model found (downloaded or imported when needed) first,
-    so a typo or an unreachable model leaves no run behind.
+    Relative paths are made absolute against the working folder first. The data is checked and the
+    model found (downloaded or imported when needed) before anything is written, so a typo or an
+    unreachable model leaves no run behind.
     """
     from .data.formats import load_checked
     from .hardware import detect
@@ -63,6 +64,7 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     from .methods import method_spec
     from .train.runner import require_pairs, resolve_config
 
+    config = config.with_absolute_paths(Path.cwd())  # the training child runs elsewhere: keep no relative path
     loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
