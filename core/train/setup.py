@@ -62,11 +62,30 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     if spec.objective == "reward":
         loader, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     try:
-        return loader.from_pretrained(model.path, **kwargs)
+        base = loader.from_pretrained(model.path, **kwargs)
     except Exception as exc:
         if "out of memory" in str(exc).lower():
             raise ResourceError(f"{model.name} does not fit in memory for {method}", "use --method qlora, a smaller model, or a shorter --max-length") from None
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None
+    if method == "qlora" and not hardware.cuda:
+        keep_4bit_layout(base)
+    return base
+
+
+def keep_4bit_layout(model: Any) -> None:
+    """Keep every 4-bit layer of `model` in bitsandbytes' standard layout on a CPU.
+
+    On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight into a CPU layout the first time
+    the layer runs in eval mode without gradients (the forgetting probe, each evaluation), turning
+    its double-quantized scales into bf16; saving the model (every checkpoint) converts it back and
+    quantizes the scales again. The round trip is lossy, so the frozen base would compute different
+    logits after each evaluation and checkpoint. Without the repacking the base stays bit-for-bit frozen.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def make_trainable(base: Any, config: RunConfig, model: ResolvedModel, gradient_checkpointing: bool) -> Any:

@@ -18,21 +18,48 @@ from .events import step_losses
 
 
 class Snapshot(TrainerCallback):
-    """Records every parameter at the start of training and the optimizer state as loaded."""
+    """Records every parameter at the start and end of training, what the frozen base computes then
+    (the logits with the adapter turned off, on a fixed input), and the optimizer state as loaded."""
+
+    PROBE = torch.tensor([[1, 5, 9, 14, 3, 7, 2, 11]])
 
     def __init__(self):
         self.before: dict[str, torch.Tensor] = {}
         self.after: dict[str, torch.Tensor] = {}
+        self.base_before: torch.Tensor | None = None
+        self.base_after: torch.Tensor | None = None
         self.optimizer_state: dict | None = None
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         self.layer_types = {type(module).__name__ for module in model.modules()}
         self.before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.base_before = self.base_logits(model)
         if optimizer is not None:
             self.optimizer_state = {k: {n: t.clone() for n, t in v.items()} for k, v in optimizer.state_dict()["state"].items()}
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.after = {name: p.detach().clone() for name, p in model.named_parameters()}
+        self.base_after = self.base_logits(model)
+
+    def base_logits(self, model) -> torch.Tensor:
+        with torch.no_grad(), model.disable_adapter():
+            return model(input_ids=self.PROBE.to(model.device)).logits.float().clone()
+
+
+def assert_only_the_adapter_trained(snapshot: Snapshot, method: str) -> None:
+    """Only adapter parameters changed, and the base computes exactly what it computed before training.
+
+    A 4-bit weight is judged by what it computes: bitsandbytes may store it in another layout
+    on some CPUs, which is not a change of the model.
+    """
+    stored_as_4bit = {name for name, p in snapshot.before.items() if p.dtype == torch.uint8} if method == "qlora" else set()
+    changed = {name for name, before in snapshot.before.items()
+               if name not in stored_as_4bit and not torch.equal(before, snapshot.after[name])}
+    assert changed, "nothing was trained"
+    assert all("lora_" in name for name in changed), sorted(changed)[:5]
+    assert any("lora_B" in name for name in changed)
+    torch.testing.assert_close(snapshot.base_after, snapshot.base_before, rtol=0, atol=1e-6,
+                               msg="the frozen base computes something else after training")
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
@@ -43,10 +70,7 @@ def test_loss_falls_and_only_adapter_parameters_change(home, tiny_config, method
 
     losses = list(step_losses(run).values())
     assert losses[-1] < 0.8 * losses[0], losses
-    changed = {name for name, before in snapshot.before.items() if not torch.equal(before, snapshot.after[name])}
-    assert changed, "nothing was trained"
-    assert all("lora_" in name for name in changed), sorted(changed)[:5]
-    assert any("lora_B" in name for name in changed)
+    assert_only_the_adapter_trained(snapshot, method)
     assert result.trainable_params < result.total_params / 2
     assert ("Linear4bit" in snapshot.layer_types) == (method == "qlora")
     assert (run.adapter / "adapter_config.json").is_file() and (run.adapter / "chat_template.jinja").is_file()
@@ -55,6 +79,21 @@ def test_loss_falls_and_only_adapter_parameters_change(home, tiny_config, method
     step = next(e for e in run.events() if e["event"] == "step")
     assert step["tokens_per_second"] > 0 and step["memory_gb"] > 0 and step["lr"] is not None
     assert run.state() == "trained"
+
+
+def test_the_qlora_base_stays_frozen_where_bitsandbytes_would_repack_it_for_avx512_bf16(home, tiny_config, facts_file, monkeypatch):
+    """On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights when they run in eval mode and packs
+    them back, lossily, when the model is saved: evaluations and checkpoints interleaved with training
+    must leave the base computing what it did. Here bitsandbytes is told this CPU has AVX512-BF16."""
+    import bitsandbytes.nn.modules
+
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: True)
+    run = create_run(tiny_config(method="qlora", eval_data=str(facts_file), eval_steps=2, save_steps=2, max_steps=6), home / "run")
+    snapshot = Snapshot()
+    train_run(run, echo=None, callbacks=[snapshot])
+
+    assert [e for e in run.events() if e["event"] == "eval"] and [e for e in run.events() if e["event"] == "checkpoint"]
+    assert_only_the_adapter_trained(snapshot, "qlora")
 
 
 class InterruptAt(TrainerCallback):
