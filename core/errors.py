@@ -13,6 +13,8 @@ class TuneforgeError(Exception):
     """A failure a person can act on: what went wrong, and what to do about it."""
 
     exit_code = 1
+    label = "error"
+    """How the CLI's line begins: `error: …`, or `stopped: …` for a stop the person asked for."""
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -54,7 +56,7 @@ class ExportError(TuneforgeError):
 
 
 def print_error(exc: TuneforgeError) -> None:
-    """The one clean form of a foreseeable failure on stderr: `error: …` and `hint: …`."""
-    print(f"error: {exc.message}", file=sys.stderr, flush=True)
+    """The one clean form of a foreseeable failure on stderr: `error: …` (or the error's own label) and `hint: …`."""
+    print(f"{exc.label}: {exc.message}", file=sys.stderr, flush=True)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -19,3 +20,7 @@ def quiet_libraries(progress_bars: bool = True) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
+    # On CPUs with AVX512-BF16, bitsandbytes looks for an optional hub kernel when it is imported and
+    # warns that it is missing; its own CPU kernel does the work, and training keeps 4-bit weights
+    # out of the layout that kernel serves (train/setup.py keep_4bit_layout).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -12,6 +12,7 @@ class TrainingStopped(TuneforgeError):
     """Training was stopped on request (Ctrl-C, SIGTERM, Stop in the UI) after a checkpoint."""
 
     exit_code = 130
+    label = "stopped"  # asked for, not an error
 
 
 @dataclass
