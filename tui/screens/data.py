@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.validation import Integer, Number
 from textual.widgets import Button, Footer, Header, Input, Label, Static
@@ -69,6 +71,16 @@ def preview_text(segments: list[tuple[str, bool]]) -> Text:
     if used >= PREVIEW_CHARS:
         text.append(" …", style="dim")
     return text
+
+
+@dataclass
+class DataChecked(Message):
+    """A data check finished: its report with the settings it used, or the error that stopped it."""
+
+    report: DataReport | None
+    max_length: int
+    eval_split: float
+    error: BaseException | None = None
 
 
 class DataScreen(Screen):
@@ -140,25 +152,29 @@ class DataScreen(Screen):
         else:
             self.query_one("#next", Button).disabled = True
             status.update("Checking … (the first use of a model loads its tokenizer; a GGUF model is imported once, up to a minute)")
-            self.check(path, int(fields[0].value), float(fields[1].value))
+            self.check(path, self.app.session.model, int(fields[0].value), float(fields[1].value))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data")
-    def check(self, path: str, max_length: int, eval_split: float) -> None:
+    def check(self, path: str, model: str, max_length: int, eval_split: float) -> None:
+        """Check the data in this worker; the report (or the error) comes back as a DataChecked message."""
         from tuneforge.core.pipeline import check_data
 
-        session = self.app.session
         try:
-            report = check_data(path, session.model, max_length, eval_split)
+            report = check_data(path, model, max_length, eval_split)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
-            self.app.call_from_thread(self._failed, exc)
+            self.post_message(DataChecked(None, max_length, eval_split, exc))
             return
-        session.data, session.max_length, session.eval_split = str(report.path), max_length, eval_split
-        session.report = report
-        self.app.call_from_thread(self.show_report, report)
+        self.post_message(DataChecked(report, max_length, eval_split))
 
-    def _failed(self, exc: BaseException) -> None:
-        self.query_one("#data-status", Static).update(Text("The check failed; see the message.", style="red"))
-        show_error(self.app, exc)
+    def on_data_checked(self, message: DataChecked) -> None:
+        if message.report is None:
+            self.query_one("#data-status", Static).update(Text("The check failed; see the message.", style="red"))
+            show_error(self.app, message.error or RuntimeError("the data check failed"))
+            return
+        session = self.app.session
+        session.data = str(message.report.path.expanduser().resolve())
+        session.max_length, session.eval_split, session.report = message.max_length, message.eval_split, message.report
+        self.show_report(message.report)
 
     def show_report(self, report: DataReport) -> None:
         """Problems (each FILE:LINE) or the stats, the length histogram and the rendered example."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.validation import Integer, Number
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
@@ -22,6 +24,7 @@ from tuneforge.core.fit import Fit, settle
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.memory import model_shape
 from tuneforge.core.methods import METHODS
+from tuneforge.core.runs import RunDir
 
 from ..errors import show_error
 
@@ -102,6 +105,15 @@ def estimate_text(fit: Fit) -> Text:
     if estimate.verdict != "fits":
         text.append("\nlower the batch size (raise grad accum) or max length", style="yellow")
     return text
+
+
+@dataclass
+class RunStarted(Message):
+    """The Start worker created a run and launched its child, or failed with `error`."""
+
+    run: RunDir | None
+    child: subprocess.Popen | None
+    error: BaseException | None = None
 
 
 class TrainFormScreen(Screen):
@@ -227,17 +239,22 @@ class TrainFormScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="start")
     def start(self, config: RunConfig) -> None:
+        """Create the run and launch its training child in this worker; the outcome comes back as a RunStarted."""
         from tuneforge.core.launch import start_training
         from tuneforge.core.pipeline import create_run
 
         try:
             run = create_run(config)
-            self.app.session.children[run.path] = start_training(run)
+            child = start_training(run)
         except Exception as exc:  # noqa: BLE001 - shown as a message with its hint
-            self.app.call_from_thread(self._failed, exc)
+            self.post_message(RunStarted(None, None, exc))
             return
-        self.app.call_from_thread(self.app.open_run, run)
+        self.post_message(RunStarted(run, child))
 
-    def _failed(self, exc: BaseException) -> None:
-        self.query_one("#start", Button).disabled = False
-        show_error(self.app, exc)
+    def on_run_started(self, message: RunStarted) -> None:
+        if message.run is None:
+            self.query_one("#start", Button).disabled = False
+            show_error(self.app, message.error or RuntimeError("the run did not start"))
+            return
+        self.app.session.children[message.run.path] = message.child
+        self.app.open_run(message.run)
