@@ -381,6 +381,8 @@ def _print_export(result: "ExportResult") -> bool:
         say(f"\n{Path(verification.file).name}  {verification.size_bytes / 2**20:.0f} MiB  {status}")
         for check in verification.checks:
             say(f"  {'ok ' if check.passed else 'BAD'} {check.name:<10} {check.detail}")
+            if check.hint and not check.passed:
+                say(f"  {'':<14} hint: {check.hint}")
     say(f"\nreport: {result.report}")
     if result.modelfile:
         say(f"Ollama: {result.ollama_command}")

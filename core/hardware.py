@@ -10,6 +10,7 @@ from pathlib import Path
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """/proc/cpuinfo flags of CPUs whose matrix units compute in bf16 (Sapphire Rapids and later, Zen 4 and later):
 bf16 autocast beats fp32 there; on other CPUs bf16 is emulated and slower than fp32."""
+CPU_BF16_VARIABLE = "TUNEFORGE_CPU_BF16"
 CPU_AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16")
 """/proc/cpuinfo flags of CPUs with AMX tile units, which llama.cpp's AMX weight buffers use (see exporters/gguf/native.py)."""
 
@@ -74,7 +75,10 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU advertises bf16 matrix instructions (False where /proc/cpuinfo is missing)."""
+    """Whether the CPU advertises bf16 matrix instructions (False where /proc/cpuinfo is missing),
+    and CPU training may use them: TUNEFORGE_CPU_BF16=0 keeps it in fp32 (exactly repeatable figures)."""
+    if os.environ.get(CPU_BF16_VARIABLE, "").strip().lower() in ("0", "off", "false", "no"):
+        return False
     return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
 
 

@@ -135,7 +135,7 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     adapter_final = out_dir / f"{run.name}-lora.gguf"
     adapter_file = convert_adapter(run.adapter, base_config, unverified_name(adapter_final))
     base_final = out_dir / f"{base_dir.name}-f16.gguf"
-    base_file = base_final  # a base converted by an earlier export passed verification with its adapter
+    base_file = base_final  # converted by an earlier adapter export of this run
     if not base_final.is_file():
         _say(echo, f"converting the base model to {base_final.name} …")
         base_file = gguf_convert.convert(base_dir, unverified_name(base_final), "f16", name=base_dir.name)

@@ -129,3 +129,28 @@ def test_the_tuneforge_command_prints_help_when_not_in_a_terminal():
     launched = subprocess.run([sys.executable, "-c", "import sys; from tuneforge.core.launcher import main; sys.exit(main())"],
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert launched.returncode == 0 and "Usage" in launched.stdout
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["trian"], "Error: No such command 'trian'. Did you mean 'train'?"),
+        (["data", "prepar", "x"], "Error: No such command 'prepar'."),
+        (["train", "--bogus"], "Error: No such option: --bogus"),
+        (["train", "--epochs", "abc"], "Error: Invalid value for '--epochs'"),
+    ],
+)
+def test_usage_errors_print_clicks_line_and_the_usage_not_a_traceback(args, said):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Usage: tuneforge") and "--help' for help" in result.stderr
+
+
+def test_a_stop_the_user_asked_for_is_not_an_error(capsys):
+    from tuneforge.core.errors import print_error
+    from tuneforge.core.train import TrainingStopped
+
+    print_error(TrainingStopped("stopped at step 3; checkpoint saved", "resume with `tuneforge train --resume RUN`"))
+    assert capsys.readouterr().err.splitlines() == ["stopped: stopped at step 3; checkpoint saved",
+                                                     "hint: resume with `tuneforge train --resume RUN`"]

@@ -19,9 +19,12 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_yaml_round_trip(tmp_path: Path):
-    config = RunConfig(data="facts.jsonl", method="qlora", epochs=3, columns={"prompt": "question"})
+    config = RunConfig(data=str(tmp_path / "facts.jsonl"), method="qlora", epochs=3, columns={"prompt": "question"})
     path = tmp_path / "config.yaml"
     path.write_text(config.to_yaml(), encoding="utf-8")
+    assert RunConfig.from_yaml(path) == config
+    # A relative path in a config file is relative to the file's folder (tests/core/test_paths.py).
+    path.write_text(config.with_updates(data="facts.jsonl").to_yaml(), encoding="utf-8")
     assert RunConfig.from_yaml(path) == config
 
 

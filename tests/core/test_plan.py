@@ -7,7 +7,7 @@ import pytest
 from tuneforge.core.catalog import CATALOG, Shape
 from tuneforge.core.config import RunConfig
 from tuneforge.core.fit import fit_training, model_fit, settle
-from tuneforge.core.hardware import Hardware, cpu_has_bf16
+from tuneforge.core.hardware import Hardware, cpu_has_amx, cpu_has_bf16
 from tuneforge.core.memory import GIB, estimate_training_memory, merge_and_export_needs, model_shape
 
 SMOL = Shape(576, 30, 1536, 49152, kv_dim=192)
@@ -194,13 +194,19 @@ def test_catalog_fit_badges_come_from_the_planner():
     assert model_fit(CATALOG["qwen2.5-7b"], gpu(4)) == "no"
 
 
-def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     flags = tmp_path / "cpuinfo"
     flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_tile\n")
     assert cpu_has_bf16(flags)
     flags.write_text("processor : 0\nflags : fpu avx2\n")
     assert not cpu_has_bf16(flags)
     assert not cpu_has_bf16(tmp_path / "missing")
+    flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_tile amx_int8\n")
+    assert cpu_has_amx(flags)
+    monkeypatch.setenv("TUNEFORGE_CPU_BF16", "0")
+    assert not cpu_has_bf16(flags)  # kept in fp32 when asked
+    flags.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    assert not cpu_has_amx(flags)
     assert Hardware(False, None, 0, 0, False, 16, 16, 100, cpu_bf16=True).compute_dtype == "bfloat16"
     assert cpu(16).compute_dtype == "float32"
 

@@ -41,7 +41,10 @@ class Snapshot(TrainerCallback):
         self.after = {name: p.detach().clone() for name, p in model.named_parameters()}
         self.base_after = self.base_logits(model)
 
-    def base_logits(self, model) -> torch.Tensor:
+    def base_logits(self, model) -> torch.Tensor | None:
+        """The logits with the adapter off; None for methods that train the model's own weights (no adapter)."""
+        if not hasattr(model, "disable_adapter"):
+            return None
         with torch.no_grad(), model.disable_adapter():
             return model(input_ids=self.PROBE.to(model.device)).logits.float().clone()
 

@@ -69,3 +69,21 @@ async def test_the_command_palette_offers_the_main_actions(home, facts_file):
         assert {"New fine-tune", "Home", "Open run my-run"} <= set(titles)
         await pilot.press("n")
         assert type(app.screen).__name__ == "ModelScreen"
+
+
+async def test_a_run_whose_export_failed_says_so_with_the_cause(home, facts_file):
+    run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "c-export")
+    run.append_event("started", pid=1)
+    run.append_event("finished")
+    (run.export).mkdir()
+    (run.export / "c-export-q8_0.gguf.unverified").write_bytes(b"GGUF")
+    run.append_event("exported", files=[str(run.export / "c-export-q8_0.gguf.unverified")], passed=False,
+                     error="c-export-q8_0.gguf.unverified: llama.cpp crashed (SIGILL) while verifying it")
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#runs", DataTable)
+        assert [str(cell) for cell in table.get_row(str(run.path))][1] == "export failed"
+        await pilot.pause()
+        assert app.screen.query_one("#run-cause").display
+        assert "crashed (SIGILL)" in text_of(app, "#run-cause")

@@ -51,6 +51,8 @@ def report_text(report: dict[str, Any], run: RunDir) -> Text:
         for check in entry["checks"]:
             text.append(f"  {'✓' if check['passed'] else '✗'} {check['name']:<11}", style="green" if check["passed"] else "red")
             text.append(f"{check['detail']}\n")
+            if check.get("hint") and not check["passed"]:
+                text.append(f"    hint: {check['hint']}\n", style="dim")
     if report.get("modelfile"):
         text.append("\nOllama: ", style="bold")
         text.append(f"{report['modelfile']}\n  {report.get('ollama_command', '')}\n")

@@ -66,6 +66,7 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
         table.add_columns("run", "state", "step", "loss", "eval")
+        self.query_one("#run-cause").display = False
         self.watch(self.app, "hardware", self._show_hardware)
         self.refresh_runs()
         self.set_interval(REFRESH_SECONDS, self.refresh_runs)
@@ -122,7 +123,10 @@ class HomeScreen(Screen):
         """Under the table: why the highlighted run failed, stopped or could not be exported."""
         from pathlib import Path
 
-        self.query_one("#run-cause", Static).update(cause_text(RunDir(Path(event.row_key.value))) if event.row_key.value else "")
+        cause = cause_text(RunDir(Path(event.row_key.value))) if event.row_key.value else ""
+        line = self.query_one("#run-cause", Static)
+        line.update(cause)
+        line.display = bool(cause)
 
     @on(DataTable.RowSelected, "#runs")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
