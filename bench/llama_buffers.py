@@ -81,7 +81,10 @@ def main() -> None:
         return
 
     from tuneforge.core.hardware import cpu_has_amx
+    from tuneforge.core.quiet import quiet_libraries
     from tuneforge.exporters.gguf.native import extra_buffers_allowed
+
+    quiet_libraries()
 
     os.environ.pop("TUNEFORGE_LLAMA_EXTRA_BUFTS", None)
     print(f"CPU reports AMX: {'yes' if cpu_has_amx() else 'no'}; tuneforge loads with extra buffers "
