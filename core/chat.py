@@ -58,7 +58,8 @@ class ChatModel:
 def load_chat_model(source: str | Path) -> Any:
     """A model that answers chat: a .gguf file or a run's verified export through llama.cpp;
     else a run's merged model (or base + adapter) or any model reference through transformers."""
-    from tuneforge.exporters.gguf.chat import GgufChat, exported_gguf
+    from tuneforge.exporters.gguf.chat import GgufChat
+    from tuneforge.exporters.report import exported_model
 
     path = Path(str(source)).expanduser()
     if path.suffix.lower() == ".gguf":
@@ -66,7 +67,7 @@ def load_chat_model(source: str | Path) -> Any:
             raise ModelError(f"{path}: no such GGUF file", "check the path, or export a run with `tuneforge export RUN_DIR`")
         return GgufChat(path)
     if (path / "config.yaml").is_file():
-        gguf_file = exported_gguf(RunDir(path).export)
+        gguf_file = exported_model(RunDir(path).export)
         if gguf_file is not None:
             return GgufChat(gguf_file)
     return load_transformers_chat(path if path.exists() else str(source))

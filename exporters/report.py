@@ -21,7 +21,26 @@ def read_report(export_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def passed_files(export_dir: Path) -> list[Path]:
-    """The files of the report that passed verification and are still there."""
-    report = read_report(export_dir) or {}
-    return [Path(entry["file"]) for entry in report.get("files", []) if entry.get("passed") and Path(entry["file"]).is_file()]
+def passed_files(export_dir: Path, models_only: bool = False) -> list[Path]:
+    """The files of the report that passed verification and are still there; `models_only` leaves out
+    LoRA adapters (which load only over their base)."""
+    return [Path(entry["file"]) for entry in _entries(export_dir, models_only)
+            if entry.get("passed") and Path(entry["file"]).is_file()]
+
+
+def _entries(export_dir: Path, models_only: bool) -> list[dict[str, Any]]:
+    entries = (read_report(export_dir) or {}).get("files", [])
+    return [entry for entry in entries if not models_only or entry.get("gguf_type") != "lora"]
+
+
+def exported_model(export_dir: Path) -> Path | None:
+    """The first model GGUF that passed verification; None when the folder has no exported model,
+    an ExportError when it has some and none passed."""
+    from tuneforge.core.errors import ExportError
+
+    if not _entries(export_dir, models_only=True):
+        return None
+    passing = passed_files(export_dir, models_only=True)
+    if not passing:
+        raise ExportError(f"{Path(export_dir) / REPORT_FILE}: no exported file passed verification", "see the report, then export again")
+    return passing[0]

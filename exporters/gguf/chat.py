@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from tuneforge.core.errors import ExportError, ModelError
+from tuneforge.core.errors import ModelError
 from tuneforge.core.modelfiles import check_gguf
 
 from .native import child_command, describe_crash, open_llama
@@ -110,20 +110,6 @@ class GgufChat:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-
-
-def exported_gguf(export_dir: Path) -> Path | None:
-    """The first model GGUF (not an adapter) that passed verification in an export's report; None without one."""
-    from tuneforge.exporters.report import REPORT_FILE, read_report
-
-    report = read_report(export_dir)
-    files = [f for f in (report or {}).get("files", []) if f.get("gguf_type") != "lora"]  # an adapter needs its base
-    if not files:
-        return None
-    passing = [Path(f["file"]) for f in files if f.get("passed") and Path(f["file"]).is_file()]
-    if not passing:
-        raise ExportError(f"{export_dir / REPORT_FILE}: no exported file passed verification", "see the report, then export again")
-    return passing[0]
 
 
 def _serve(path: Path, n_ctx: int) -> None:
