@@ -38,7 +38,9 @@ def test_compare_refuses_a_run_that_has_not_finished(home):
     run = new_run(RunConfig(data="x.jsonl"), home / "unfinished")
     with pytest.raises(ConfigError, match="has not finished"):
         compared_run(run.path)
-    assert "run" in format_table([])
+    header, rule, blank, *legend = format_table([]).splitlines()
+    assert header.split()[:2] == ["run", "method"] and set(rule.replace(" ", "")) == {"-"}
+    assert blank == "" and [line.split(":")[0] for line in legend] == ["forgetting", "eval accuracy"]  # no run, no row
 
 
 def test_overfitting_is_warned_once_when_eval_rises_while_train_falls(home):
