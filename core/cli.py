@@ -1,4 +1,4 @@
-"""`tuneforge …`: the command line, one subcommand per public API call (see DESIGN.md).
+"""`tuneforge …`: the command line, one subcommand per public API call (see docs/architecture.md).
 
 Foreseeable failures print `error: …` and `hint: …` and exit non-zero; no traceback.
 """
