@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # these pull in heavy libraries; the CLI must start fast
     from tuneforge.exporters.export import ExportResult
 
     from .config import RunConfig
-    from .train.runner import TrainResult
+    from .train.result import TrainResult
 
 app = typer.Typer(
     add_completion=False,

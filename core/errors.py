@@ -1,7 +1,8 @@
 """The error hierarchy: every foreseeable failure carries a message and a hint.
 
 The CLI prints them as `error: …` / `hint: …` and exits with the class's exit code; the
-TUI shows them in a notification. Anything else is a bug and may show a traceback.
+TUI shows them in a modal (tui/errors.py), or in the pane or report they concern. Anything else is
+a bug and may show a traceback.
 """
 
 from __future__ import annotations

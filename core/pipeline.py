@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from .hardware import Hardware
     from .memory import PhaseNeeds
 
-    from .train.runner import TrainResult
+    from .train.result import TrainResult
 
 Echo = Callable[[str], None] | None
 

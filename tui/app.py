@@ -2,7 +2,7 @@
 
 Home → Model → Data → Train (form, then the run's live view) → Export → Chat. Every screen
 is a thin shell over tuneforge.core: one user action is one core call, run in a worker;
-training runs as a child process (`tuneforge train RUN_DIR`) that outlives the app.
+training runs as a child process (`python -m tuneforge.core.train RUN_DIR`) that outlives the app.
 Screens other than Home are imported when first opened, so the app starts fast.
 """
 
