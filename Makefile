@@ -1,12 +1,13 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   create .venv, install, fine-tune the built-in model and show before/after answers
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, run the test suite (the slowest tests listed at the end)
+#   make test-fast   the inner loop: no real-model training, no child processes (~2 minutes)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,10 @@ demo: setup
 	$(BIN)/tuneforge demo
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not process" --durations=10
 
 clean:
 	rm -rf $(VENV)

@@ -41,6 +41,7 @@ def test_plan_shows_the_breakdown_the_fit_and_what_merge_and_export_need(home, c
     assert "too big" in capsys.readouterr().out
 
 
+@pytest.mark.process
 def test_data_check_lists_problems_with_file_and_line(home, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n{oops\n" + json.dumps({"prompt": "c"}) + "\n")
@@ -70,6 +71,7 @@ def test_data_check_reports_stats(home, default_model, capsys):
         (["train", "--resume", "{tmp}"], 2, "not a run directory"),
     ],
 )
+@pytest.mark.process
 def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, args, code, fragment):
     args = [a.format(data=facts_file, tmp=tmp_path) for a in args]
     result = run_cli(*args)
@@ -125,6 +127,7 @@ def test_the_model_in_a_config_file_is_not_overridden_by_a_default(command, tmp_
     assert seen["model"] == "/models/mine"
 
 
+@pytest.mark.process
 def test_the_tuneforge_command_prints_help_when_not_in_a_terminal():
     launched = subprocess.run([sys.executable, "-c", "import sys; from tuneforge.core.launcher import main; sys.exit(main())"],
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
@@ -140,6 +143,7 @@ def test_the_tuneforge_command_prints_help_when_not_in_a_terminal():
         (["train", "--epochs", "abc"], "Error: Invalid value for '--epochs'"),
     ],
 )
+@pytest.mark.process
 def test_usage_errors_print_clicks_line_and_the_usage_not_a_traceback(args, said):
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr

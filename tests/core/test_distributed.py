@@ -13,6 +13,8 @@ from tuneforge.core.train import train_run
 
 from .events import step_losses, wait_for
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home, tiny_config, monkeypatch):
     # fp32 on every CPU: under bf16 autocast, splitting a batch across processes changes the rounding, not the math.

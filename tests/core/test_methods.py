@@ -21,6 +21,8 @@ from tuneforge.core.train import train_run
 from ..conftest import FACTS
 from .test_train import Snapshot, step_losses
 
+pytestmark = pytest.mark.slow  # every method trained, some twice: minutes; left out of `make test-fast`
+
 
 class LogRecorder(TrainerCallback):
     """Keeps every log dict the trainer emits (train and eval metrics)."""

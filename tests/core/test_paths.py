@@ -15,6 +15,8 @@ import yaml
 
 from tuneforge.core.config import RunConfig, absolute_paths
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 def tuneforge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`tuneforge …` in a fresh process started in `cwd`, as a person in that folder would type it."""

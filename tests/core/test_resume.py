@@ -21,6 +21,8 @@ from tuneforge.core.train.resume import FINGERPRINT_FILE
 from .events import step_losses, wait_for
 from .test_train import InterruptAt
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_curve(home, tiny_config):
     config = tiny_config(max_steps=12, save_steps=2, lora_dropout=0.1)  # dropout: the RNG state must resume too

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tuneforge.core.allocator import tcmalloc_library
 from tuneforge.core.pipeline import create_run
 
 from .events import wait_for
+
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
 
 
 def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):

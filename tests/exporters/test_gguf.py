@@ -16,6 +16,8 @@ from tuneforge.exporters.gguf.convert import convert
 
 from ..conftest import build_tiny_model
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_tokenizer) -> dict[str, Path]:

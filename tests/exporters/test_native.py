@@ -11,6 +11,8 @@ from tuneforge.core.hardware import cpu_has_amx
 from tuneforge.exporters.gguf.native import EXTRA_BUFTS_VARIABLE, LlamaCrashed, extra_buffers_allowed, open_llama
 from tuneforge.exporters.gguf.probe import PROBE_TOKENS, evaluate, evaluate_in_child, write_probe_files
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def probe_files(tmp_path_factory) -> dict[str, Path]:

@@ -13,6 +13,8 @@ from tuneforge.tui.screens.chat import ChatScreen
 
 from .pilot import CPU_MACHINE, SIZE, wait_until
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 @pytest.fixture()
 def gguf_file(tmp_path: Path) -> Path:

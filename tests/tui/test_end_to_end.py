@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from textual.widgets import Input, SelectionList, Static
 
 from tuneforge.tui.app import TuneforgeApp
 
 from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
+
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
 
 
 async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default_model):

@@ -15,6 +15,8 @@ from tuneforge.tui.screens.train import TrainFormScreen
 
 from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
 
+pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
+
 
 @pytest.fixture()
 def form_app(home, tiny_llama, facts_file):
