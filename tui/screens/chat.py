@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.text import Text
 from textual import on, work
@@ -95,6 +96,8 @@ class ChatScreen(Screen):
         """Held by the loading worker, then by each reply: one model works at a time, and a reply waits for the load."""
         self.models: dict[str, Any] = {}
         """Each pane's loaded model, by pane id; written and read by workers under `_busy`."""
+        self._screen_gone = threading.Event()
+        """Set when the screen goes away: the worker holding `_busy` then frees the models."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -126,7 +129,7 @@ class ChatScreen(Screen):
         if self.run is not None:
             run = self.run
             loaders.append(("base", "base", lambda: load_base(run)))
-        with self._busy:
+        with self._working():
             for pane_id, role, load in loaders:
                 if get_current_worker().is_cancelled:
                     return
@@ -168,7 +171,7 @@ class ChatScreen(Screen):
     def reply(self, jobs: list[tuple[str, Static, list[dict[str, str]]]]) -> None:
         """Stream each model's answer into its turn, one model after the other (one CPU does one at a time)."""
         worker = get_current_worker()
-        with self._busy:  # waits for the models to load, and for the previous answer
+        with self._working():  # waits for the models to load, and for the previous answer
             for pane_id, turn, messages in jobs:
                 model = self.models.get(pane_id)
                 if model is None:
@@ -201,11 +204,28 @@ class ChatScreen(Screen):
             pane.messages.clear()
             pane.query_one(".conversation").remove_children()
 
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        """Hold `_busy` for a worker; if the screen closed meanwhile, free the models on the way out."""
+        with self._busy:
+            try:
+                yield
+            finally:
+                if self._screen_gone.is_set():
+                    self._close_models()
+
+    def _close_models(self) -> None:
+        for model in self.models.values():
+            model.close()
+        self.models.clear()
+
     def on_unmount(self) -> None:
+        self._screen_gone.set()
         self.workers.cancel_group(self, "chat-reply")
         self.workers.cancel_group(self, "chat-load")
-        # Free the models now unless a worker is still generating with them (then it ends at the next piece).
+        # Free the models now unless a worker holds them (it frees them when it ends, at the next piece at the latest).
         if self._busy.acquire(blocking=False):
-            for model in self.models.values():
-                model.close()
-            self._busy.release()
+            try:
+                self._close_models()
+            finally:
+                self._busy.release()
