@@ -74,10 +74,16 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
+def env_switch(name: str) -> bool | None:
+    """An on/off environment setting: True for 1/on/true/yes, False for 0/off/false/no, None when unset or other."""
+    value = os.environ.get(name, "").strip().lower()
+    return True if value in ("1", "on", "true", "yes") else False if value in ("0", "off", "false", "no") else None
+
+
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU advertises bf16 matrix instructions (False where /proc/cpuinfo is missing),
     and CPU training may use them: TUNEFORGE_CPU_BF16=0 keeps it in fp32 (exactly repeatable figures)."""
-    if os.environ.get(CPU_BF16_VARIABLE, "").strip().lower() in ("0", "off", "false", "no"):
+    if env_switch(CPU_BF16_VARIABLE) is False:
         return False
     return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from tuneforge.core.errors import ExportError
-from tuneforge.core.hardware import cpu_has_amx
+from tuneforge.core.hardware import cpu_has_amx, env_switch
 
 EXTRA_BUFTS_VARIABLE = "TUNEFORGE_LLAMA_EXTRA_BUFTS"
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir llama-cpp-python'
@@ -35,13 +35,16 @@ _LOADING = threading.Lock()  # open_llama swaps a module-level function while a 
 class LlamaCrashed(ExportError):
     """llama.cpp ended the process that ran it (a signal, not an exception)."""
 
+    def __init__(self, message: str, hint: str = "", cause: str = "") -> None:
+        super().__init__(message, hint)
+        self.cause = cause or message
+        """What happened, without the file it happened to (the message names both)."""
+
 
 def extra_buffers_allowed() -> bool:
     """Whether models load with llama.cpp's extra (repacking, AMX) weight buffers on this machine."""
-    forced = os.environ.get(EXTRA_BUFTS_VARIABLE, "").strip().lower()
-    if forced in ("0", "1", "off", "on", "false", "true", "no", "yes"):
-        return forced in ("1", "on", "true", "yes")
-    return not cpu_has_amx()
+    forced = env_switch(EXTRA_BUFTS_VARIABLE)
+    return forced if forced is not None else not cpu_has_amx()
 
 
 @contextlib.contextmanager
@@ -83,7 +86,7 @@ def describe_crash(returncode: int, subject: Path, doing: str, output: str = "")
             how = f"llama.cpp crashed (signal {-returncode})"
     else:
         how = f"the llama.cpp process failed (exit code {returncode})"
-    message = f"{subject}: {how} while {doing}" + (f"; its last words: {said}" if said else "")
+    cause = f"{how} while {doing}" + (f"; its last words: {said}" if said else "")
     if returncode == -signal.SIGILL:
         if extra_buffers_allowed() and cpu_has_amx():
             hint = f"unset {EXTRA_BUFTS_VARIABLE} (this CPU's AMX units need the workaround it turns off)"
@@ -94,7 +97,7 @@ def describe_crash(returncode: int, subject: Path, doing: str, output: str = "")
     else:
         hint = ("the file may be damaged or use something this llama-cpp-python cannot run: export it again, "
                 "or upgrade llama-cpp-python (`pip install -U llama-cpp-python`); `tuneforge doctor` checks llama.cpp")
-    return LlamaCrashed(message, hint)
+    return LlamaCrashed(f"{subject}: {cause}", hint, cause)
 
 
 def child_command(module: str, *args: str) -> list[str]:
