@@ -398,6 +398,8 @@ def _print_export(result: "ExportResult") -> bool:
 @app.command()
 def runs() -> None:
     """List runs with their state, latest figures, and the base and method each one trained."""
+    from tuneforge.exporters.report import REPORT_FILE
+
     from .runs import failure_cause, last_metrics, list_runs
 
     found = list_runs()
@@ -428,7 +430,7 @@ def runs() -> None:
                 say(f"  hint: {hint}")
         elif state == "export failed":
             say(f"  {run_dir.last_export_failure()}")
-            say(f"  hint: see {run_dir.export / 'export-report.json'}; export again with `tuneforge export {run_dir.path}`")
+            say(f"  hint: see {run_dir.export / REPORT_FILE}; export again with `tuneforge export {run_dir.path}`")
 
 
 @app.command()

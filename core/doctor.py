@@ -166,7 +166,7 @@ def _llama_evaluates() -> Check:
             try:
                 found = evaluate_in_child(path)
             except LlamaCrashed as exc:
-                return Check("llama-cpp-python", "fail", f"a {qtype} model crashes llama.cpp: {exc.message.split(': ', 1)[1]}", exc.hint)
+                return Check("llama-cpp-python", "fail", f"a {qtype} model crashes llama.cpp: {exc.cause}", exc.hint)
             if "error" in found or not found.get("finite"):
                 return Check("llama-cpp-python", "fail", f"a {qtype} model gives no usable logits ({found.get('error', 'not finite')})",
                              "pip install --force-reinstall --no-cache-dir llama-cpp-python")
