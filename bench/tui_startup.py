@@ -35,7 +35,7 @@ class Bare(App):
 Bare().run(headless=True, size=(80, 24))
 """,
     "tuneforge (CLI entry → Home)": FIRST_FRAME + """
-import tuneforge.core.launcher  # the `tuneforge` command, which opens the app without the CLI
+import tuneforge.core.entrypoint  # the `tuneforge` command, which opens the app without the CLI
 from tuneforge.tui.app import TuneforgeApp
 class Timed(TuneforgeApp):
     def on_mount(self):

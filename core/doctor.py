@@ -186,7 +186,7 @@ def _gguf() -> Check:
 
 def _default_model() -> Check:
     from .errors import ModelError
-    from .modelfiles import check_gguf
+    from .weight_integrity import check_gguf
     from .models import default_gguf_path
 
     try:

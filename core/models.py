@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import catalog
 from .atomic import atomic_directory
 from .errors import ModelError
-from .modelfiles import check_gguf, check_safetensors_folder
+from .weight_integrity import check_gguf, check_safetensors_folder
 from .paths import models_cache_dir
 
 if TYPE_CHECKING:

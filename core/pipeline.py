@@ -14,7 +14,7 @@ from .runs import RunDir, new_run
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from tuneforge.exporters.export import ExportResult
 
-    from .distributed import Machine
+    from .accelerate_setup import Machine
     from .fit import Fit
     from .hardware import Hardware
     from .memory import PhaseNeeds
@@ -135,8 +135,8 @@ def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_
     `processes`/`nodes` above 1 starts through `accelerate launch`; `machine` says where this
     machine sits among several. `tuneforge.core.train.train_run` trains in this process instead.
     """
-    from .distributed import Machine
-    from .launch import train_in_child
+    from .accelerate_setup import Machine
+    from .training_process import train_in_child
 
     return train_in_child(RunDir(Path(run_dir).expanduser().resolve()), resume, accept_changes, echo, machine or Machine())
 

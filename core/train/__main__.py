@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
 
     from pathlib import Path
 
-    from ..distributed import is_main_process
+    from ..accelerate_setup import is_main_process
     from ..errors import TuneforgeError, print_error
     from ..quiet import quiet_libraries
     from ..runs import RunDir

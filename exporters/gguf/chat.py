@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from tuneforge.core.errors import ModelError
-from tuneforge.core.modelfiles import check_gguf
+from tuneforge.core.weight_integrity import check_gguf
 
 from .native import child_command, describe_crash, open_llama
 

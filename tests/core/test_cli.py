@@ -129,7 +129,7 @@ def test_the_model_in_a_config_file_is_not_overridden_by_a_default(command, tmp_
 
 @pytest.mark.process
 def test_the_tuneforge_command_prints_help_when_not_in_a_terminal():
-    launched = subprocess.run([sys.executable, "-c", "import sys; from tuneforge.core.launcher import main; sys.exit(main())"],
+    launched = subprocess.run([sys.executable, "-c", "import sys; from tuneforge.core.entrypoint import main; sys.exit(main())"],
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert launched.returncode == 0 and "Usage" in launched.stdout
 

@@ -18,7 +18,7 @@ from textual.validation import Integer, Number
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from tuneforge.core.config import RunConfig
-from tuneforge.core.distributed import describe_launch
+from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.fit import Fit, settle
 from tuneforge.core.hardware import Hardware
@@ -240,7 +240,7 @@ class TrainFormScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="start")
     def start(self, config: RunConfig) -> None:
         """Create the run and launch its training child in this worker; the outcome comes back as a RunStarted."""
-        from tuneforge.core.launch import start_training
+        from tuneforge.core.training_process import start_training
         from tuneforge.core.pipeline import create_run
 
         try:

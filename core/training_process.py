@@ -19,10 +19,12 @@ import sys
 from typing import IO, Callable
 
 from .allocator import training_environment
-from .distributed import Machine, check_world, launch_command, launch_script, launch_summary, world_size
+from .accelerate_setup import Machine, check_world, launch_command, launch_script, launch_summary, world_size
 from .errors import ConfigError
 from .hardware import detect
-from .runs import RunDir, failure_cause, oom_kills, record_death
+from .diagnosis import failure_cause, oom_kills, record_death
+from .events import Finished, Launched, Stopped
+from .runs import RunDir
 from .train.result import TrainingFailed, TrainingStopped, TrainResult
 
 
@@ -59,7 +61,7 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
     with run.log_file.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True,
                                  start_new_session=True, cwd=run.path, env=env)
-    run.append_event("launched", pid=child.pid, oom_kills=oom_kills(), command=command)
+    run.record(Launched(pid=child.pid, oom_kills=oom_kills(), command=command))
     return child
 
 
@@ -95,11 +97,12 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
 def _outcome(run: RunDir, returncode: int) -> TrainResult:
     """The child's result, or the error that says how it ended."""
     record_death(run, returncode)
-    last = run.last_lifecycle_event()
-    if returncode == 0 and last.get("event") == "finished":
-        return TrainResult.from_event(last)
-    message, hint = failure_cause(run, returncode)
-    if last.get("event") == "stopped":
+    history = run.history()
+    last = history.lifecycle
+    if returncode == 0 and isinstance(last, Finished) and last.result is not None:
+        return last.result
+    message, hint = failure_cause(run, returncode, history)
+    if isinstance(last, Stopped):
         raise TrainingStopped(message, hint)
     raise TrainingFailed(message, hint, exit_code=returncode if returncode > 0 else 128 - returncode)  # 137: killed
 
