@@ -26,7 +26,7 @@ from tuneforge.core.demo import demo_file
 from tuneforge.core.methods import METHODS
 from tuneforge.core.pipeline import create_run, merge
 from tuneforge.core.quiet import quiet_libraries
-from tuneforge.core.runs import failure_cause
+from tuneforge.core.diagnosis import failure_cause
 
 SHAPES = {
     # SmolLM2-360M's dimensions (hidden, layers, intermediate, heads, kv heads), random weights.

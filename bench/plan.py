@@ -68,7 +68,7 @@ def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out
     """Train one configuration for 3 steps in a child process; its plan and measured peak."""
     from tuneforge.core.config import RunConfig
     from tuneforge.core.pipeline import create_run
-    from tuneforge.core.runs import failure_cause
+    from tuneforge.core.diagnosis import failure_cause
 
     method, batch, tokens, checkpointing = row
     data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
@@ -81,11 +81,9 @@ def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out
     if child.returncode != 0:
         print(f"    FAILED: {' — '.join(failure_cause(run))}", flush=True)
         return None
-    events = [json.loads(line) for line in run.events_file.read_text(encoding="utf-8").splitlines()]
-    plan = next(e for e in events if e["event"] == "plan")
-    finished = next(e for e in events if e["event"] == "finished")
-    return {"planned": plan["peak_gb"], "measured": finished["peak_memory_gb"], "parts": plan["parts"],
-            "allocator": plan.get("allocator")}
+    history = run.history()
+    plan, result = history.plan, history.finished.result
+    return {"planned": plan.peak_gb, "measured": result.peak_memory_gb, "parts": plan.parts, "allocator": plan.allocator}
 
 
 def name(row: tuple[str, int, int, bool]) -> str:

@@ -32,7 +32,7 @@ def train_side(root: Path, processes: int, batch: int, steps: int) -> dict[str, 
                          early_stopping_patience=0, eval_data=None, eval_split=0.0)
     run = pipeline.create_run(config, root / f"processes-{processes}")
     result = pipeline.train(run.path, echo=None)
-    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    losses = [step.loss for step in run.history().steps]
     return {"tokens/s": result.tokens_per_second, "seconds": result.runtime_s,
             "peak GB": result.peak_memory_gb, "first loss": losses[0], "last loss": losses[-1]}
 

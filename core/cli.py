@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .atomic import is_disk_full
-from .distributed import DEFAULT_PORT
+from .accelerate_setup import DEFAULT_PORT
 from .errors import ConfigError, ExportError, ResourceError, TuneforgeError, print_error
 from .methods import METHODS, method_help
 from .quiet import quiet_libraries
@@ -242,7 +242,7 @@ def train(
     main_port: Annotated[Optional[int], typer.Option(help=f"Port the main machine listens on (default: {DEFAULT_PORT} across machines, a free one on one machine).")] = None,
 ) -> int:
     from . import pipeline
-    from .distributed import Machine
+    from .accelerate_setup import Machine
 
     if gpus is not None and processes is not None:
         raise ConfigError("give --gpus or --processes, not both", "--gpus N on a GPU machine, --processes N on a CPU-only one")
@@ -400,7 +400,8 @@ def runs() -> None:
     """List runs with their state, latest figures, and the base and method each one trained."""
     from tuneforge.exporters.report import REPORT_FILE
 
-    from .runs import failure_cause, last_metrics, list_runs
+    from .diagnosis import failure_cause
+    from .runs import list_runs
 
     found = list_runs()
     if not found:
@@ -408,10 +409,11 @@ def runs() -> None:
         return
     say(f"{'run':<40} {'state':<13} {'step':>9} {'loss':>8} {'eval':>8}  {'method':<8} base")
     for run_dir in found:
-        metrics = last_metrics(run_dir)
-        step = f"{metrics.get('step', '-')}/{metrics.get('max_steps', '-')}" if metrics else "-"
-        loss = f"{metrics['loss']:.4f}" if metrics.get("loss") is not None else "-"
-        eval_loss = f"{metrics['eval_loss']:.4f}" if metrics.get("eval_loss") is not None else "-"
+        history = run_dir.history()
+        last = history.last_step
+        step = f"{last.step}/{last.max_steps}" if last else "-"
+        loss = f"{last.loss:.4f}" if last else "-"
+        eval_loss = f"{history.last_eval_loss:.4f}" if history.last_eval_loss is not None else "-"
         try:
             config = run_dir.load_config()
             method, base = config.method, config.model
@@ -421,15 +423,15 @@ def runs() -> None:
                 base += f" (continues {Path(config.adapter_from).name})"
         except TuneforgeError:
             method, base = "?", "(unreadable config.yaml)"
-        state = run_dir.state()
+        state = run_dir.state(history)
         say(f"{run_dir.name:<40} {state:<13} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
         if state in ("failed", "stopped"):
-            message, hint = failure_cause(run_dir)
+            message, hint = failure_cause(run_dir, history=history)
             say(f"  {message.splitlines()[0]}")
             if hint:
                 say(f"  hint: {hint}")
         elif state == "export failed":
-            say(f"  {run_dir.last_export_failure()}")
+            say(f"  {run_dir.last_export_failure(history)}")
             say(f"  hint: see {run_dir.export / REPORT_FILE}; export again with `tuneforge export {run_dir.path}`")
 
 

@@ -40,24 +40,24 @@ def compared_run(path: Path) -> ComparedRun:
     run = RunDir(Path(path).expanduser().resolve())
     if not run.config_file.is_file():
         raise ConfigError(f"{path}: not a run directory (no config.yaml)", "name run directories; `tuneforge runs` lists them")
-    finished = [e for e in run.events() if e["event"] == "finished"]
-    if not finished:
-        raise ConfigError(f"{run.name}: has not finished training (state: {run.state()})", "compare runs once they finished")
-    event = finished[-1]
+    history = run.history()
+    result = history.finished.result if history.finished else None
+    if result is None:
+        raise ConfigError(f"{run.name}: has not finished training (state: {run.state(history)})", "compare runs once they finished")
     return ComparedRun(
         name=run.name,
-        method=event.get("method") or run.load_config().method,
-        trainable_params=event["trainable_params"],
-        total_params=event["total_params"],
-        peak_memory_gb=event["peak_memory_gb"],
-        tokens_per_second=event.get("tokens_per_second") or None,  # 0 = the trainer did not count tokens
-        final_loss=event["final_loss"],
-        eval_loss=event.get("eval_loss"),
-        perplexity_before=event.get("general_perplexity_before"),
-        perplexity_after=event.get("general_perplexity_after"),
-        accuracy=event.get("eval_accuracy"),
-        accuracy_of=event.get("accuracy_of"),
-        runtime_s=event["runtime_s"],
+        method=result.method or run.load_config().method,
+        trainable_params=result.trainable_params,
+        total_params=result.total_params,
+        peak_memory_gb=result.peak_memory_gb,
+        tokens_per_second=result.tokens_per_second or None,  # 0 = the trainer did not count tokens
+        final_loss=result.final_loss,
+        eval_loss=result.eval_loss,
+        perplexity_before=result.general_perplexity_before,
+        perplexity_after=result.general_perplexity_after,
+        accuracy=result.eval_accuracy,
+        accuracy_of=result.accuracy_of,
+        runtime_s=result.runtime_s,
     )
 
 

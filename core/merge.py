@@ -16,6 +16,7 @@ from .data.prepare import end_of_turn_ids
 from .errors import ConfigError, ExportError
 from .methods import method_spec
 from .models import resolve_base
+from .events import Merged
 from .runs import RunDir
 
 SIXTEEN_BIT = ("bfloat16", "float16")
@@ -74,7 +75,7 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         generation.save_pretrained(staging)
-    run.append_event("merged", path=str(run.merged), dtype=dtype)
+    run.record(Merged(path=str(run.merged), dtype=dtype))
     return run.merged
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from tuneforge.core.atomic import atomic_write_text, disk_full_as_error
 from tuneforge.core.errors import ExportError
 from tuneforge.core.merge import require_mergeable
+from tuneforge.core.events import Exported
 from tuneforge.core.runs import RunDir
 
 from .gguf import convert as gguf_convert
@@ -185,8 +186,8 @@ def _finish(source: Path, out_dir: Path, verifications: list[Verification], mode
     }, indent=2))
     if (source / "config.yaml").is_file():
         failures = [f"{Path(v.file).name}: {next(c.detail for c in v.checks if not c.passed)}" for v in verifications if not v.passed]
-        RunDir(source).append_event("exported", files=[str(p) for p in files], passed=not failures,
-                                    **({"error": "; ".join(failures)} if failures else {}))
+        RunDir(source).record(Exported(files=[str(p) for p in files], passed=not failures,
+                                       error="; ".join(failures) if failures else None))
     return ExportResult(out_dir, verifications, report, modelfile, command)
 
 

@@ -29,7 +29,8 @@ class Session:
     def reap_children(self) -> None:
         """Collect the exit status of finished children (else they linger as zombies while the app runs);
         a child that died without saying why (killed, out of memory) gets its `failed` event written."""
-        from tuneforge.core.runs import RunDir, record_death
+        from tuneforge.core.diagnosis import record_death
+        from tuneforge.core.runs import RunDir
 
         for path, child in list(self.children.items()):
             if child.poll() is not None:

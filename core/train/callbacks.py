@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from ..distributed import several_processes_running
+from ..accelerate_setup import several_processes_running
+from ..events import Evaluated, Step
 from ..runs import RunDir
 
 
@@ -55,8 +56,7 @@ class EventsCallback(TrainerCallback):
             rate = tokens / max(self._step_seconds, 1e-9)
             self._step_seconds, self._last_tokens = 0.0, state.num_input_tokens_seen
             self.tokens_per_second.append(rate)
-            event = self.run.append_event(
-                "step",
+            event = self.run.record(Step(
                 step=state.global_step,
                 max_steps=state.max_steps,
                 epoch=round(state.epoch or 0.0, 3),
@@ -65,14 +65,12 @@ class EventsCallback(TrainerCallback):
                 grad_norm=logs.get("grad_norm"),
                 tokens_per_second=round(rate, 1),
                 memory_gb=round(peak_memory_gb(), 3),
-            )
+            ))
             if self.echo:
-                self.echo(
-                    f"step {event['step']}/{event['max_steps']}  epoch {event['epoch']:.2f}  loss {event['loss']:.4f}  "
-                    f"{event['tokens_per_second']:.0f} tok/s"
-                )
+                self.echo(f"step {event.step}/{event.max_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}  "
+                          f"{event.tokens_per_second:.0f} tok/s")
         if "eval_loss" in logs:
-            self.run.append_event("eval", step=state.global_step, eval_loss=logs["eval_loss"])
+            self.run.record(Evaluated(step=state.global_step, eval_loss=logs["eval_loss"]))
             if self.echo:
                 self.echo(f"eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
 

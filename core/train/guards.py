@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+from ..events import Warned
 from ..runs import RunDir
 
 GENERAL_TEXT = "general-text.txt"
@@ -75,6 +76,6 @@ class OverfitWatch(TrainerCallback):
             message = (f"eval loss rose {previous[0]:.3f} → {logs['eval_loss']:.3f} while train loss fell "
                        f"{previous[1]:.3f} → {train_loss:.3f}: the model is starting to memorise the training set")
             hint = "fewer epochs, a lower learning rate, more data, or early stopping (early_stopping_patience)"
-            self.run.append_event("warning", step=state.global_step, error=message, hint=hint)
+            self.run.record(Warned(step=state.global_step, error=message, hint=hint))
             if self.echo:
                 self.echo(f"warning: {message}; try {hint}")

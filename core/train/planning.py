@@ -12,6 +12,7 @@ from ..hardware import Hardware
 from ..memory import merge_and_export_needs, model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel
+from ..events import Planned, Warned
 from ..runs import RunDir
 
 
@@ -29,9 +30,9 @@ def fit_memory(run: RunDir, config: RunConfig, hardware: Hardware, model_ref: Re
     lengths = [len(e.input_ids) for e in data.train]
     fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths, data.stats.answer_share)
     plan = fit.plan
-    run.append_event("plan", **plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
-                     max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing, changes=list(fit.changes),
-                     allocator=None if hardware.cuda else hardware.cpu_allocator)
+    run.record(Planned(**plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
+                       max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing, changes=list(fit.changes),
+                       allocator=None if hardware.cuda else hardware.cpu_allocator))
     echo(f"memory plan: {plan.peak_gb:.2f} GB peak ({', '.join(f'{name} {gb:.2f}' for name, gb in plan.parts)}) "
          f"of {plan.budget_gb:.1f} GB free — {plan.verdict}")
     for change in fit.changes:
@@ -56,5 +57,5 @@ def _warn_about_merge_and_export(run: RunDir, params_b: float, hardware: Hardwar
         if short:
             message = f"{phase.phase} after training will need {' and '.join(short)}"
             hint = "free some space before it, or run it on a machine with more memory (copy the run directory)"
-            run.append_event("warning", error=message, hint=hint)
+            run.record(Warned(error=message, hint=hint))
             echo(f"warning: {message}; {hint}")

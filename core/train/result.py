@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from ..errors import TuneforgeError
 
@@ -36,12 +35,6 @@ class TrainResult:
     general_perplexity_before: float | None = None
     """Perplexity on general text before training, and after (the forgetting probe); None when not measured."""
     general_perplexity_after: float | None = None
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any]) -> "TrainResult":
-        """The result recorded in a `finished` event."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in event.items() if key in names})
 
 
 class TrainingFailed(TuneforgeError):

@@ -19,6 +19,7 @@ from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data.formats import TEXT_SUFFIXES
 from ..errors import ConfigError
+from ..events import Warned
 from ..runs import RunDir
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -129,7 +130,7 @@ def check_resume(run: RunDir, current: dict[str, Any], accept_changes: bool,
             f"to continue anyway: tuneforge train --resume {run.path} --accept-changes",
         )
     if blocking:
-        run.append_event("warning", error="resumed with changes: " + "; ".join(blocking),
-                         hint="the loss curve after this point is not comparable with an uninterrupted run")
+        run.record(Warned(error="resumed with changes: " + "; ".join(blocking),
+                          hint="the loss curve after this point is not comparable with an uninterrupted run"))
         echo("warning: resuming with changes: " + "; ".join(blocking))
     record(run, current)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from ..allocator import allocator_in_use
@@ -13,14 +13,17 @@ from ..atomic import atomic_directory, is_disk_full
 from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
-from ..distributed import is_main_process, process_rank, strategy, world_size
+from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
 from ..errors import DataError, ResourceError, TuneforgeError
 from ..hardware import Hardware, detect, resolve_method
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
-from ..runs import BASE_RECORD, RunDir, oom_kills
+from ..diagnosis import oom_kills
+from ..events import Failed, Finished, Started, Stopped
+from ..runs import BASE_RECORD, RunDir
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
-from .checkpoints import CheckpointKeeper, discard_incomplete
+from ..checkpoint_folders import discard_incomplete
+from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
 from .planning import fit_memory
@@ -62,32 +65,31 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     checkpoint = run.checkpoint_to_train_from(resume)
     log = _RunLog(run, echo, is_main_process())
     echo = log.line
-    run.append_event(
-        "started", pid=os.getpid(), oom_kills=oom_kills(), method=config.method, model=config.model, device=hardware.device_label,
-        resume_from=str(checkpoint) if checkpoint else None,
-    )
+    run.record(Started(pid=os.getpid(), oom_kills=oom_kills(), method=config.method, model=config.model,
+                       device=hardware.device_label, resume_from=str(checkpoint) if checkpoint else None))
     try:
         result = _train(run, config, hardware, checkpoint, echo, callbacks, accept_changes)
     except TrainingStopped as stopped:
-        run.append_event("stopped", error=stopped.message, hint=stopped.hint)
+        run.record(Stopped(error=stopped.message, hint=stopped.hint))
         raise
     except TuneforgeError as exc:
-        run.append_event("failed", error=exc.message, hint=exc.hint)
+        run.record(Failed(error=exc.message, hint=exc.hint))
         raise
     except KeyboardInterrupt:
-        run.append_event("stopped", error="aborted without a checkpoint", hint=f"resume from the last checkpoint with `tuneforge train --resume {run.path}`")
+        run.record(Stopped(error="aborted without a checkpoint",
+                           hint=f"resume from the last checkpoint with `tuneforge train --resume {run.path}`"))
         raise
     except Exception as exc:
         log.traceback()
         foreseeable = _as_resource_error(exc, run)
         if foreseeable is None:
-            run.append_event("failed", error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}")
+            run.record(Failed(error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}"))
             raise
-        run.append_event("failed", error=foreseeable.message, hint=foreseeable.hint)
+        run.record(Failed(error=foreseeable.message, hint=foreseeable.hint))
         raise foreseeable from exc
     finally:
         log.close()
-    run.append_event("finished", **asdict(result))
+    run.record(Finished(result=result))
     return result
 
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
+from tuneforge.core.events import Event
 from tuneforge.core.runs import RunDir
 
 
 def step_losses(run: RunDir) -> dict[int, float]:
     """The loss of each step; a step logged twice (before a kill and after resume) keeps its last value."""
-    return {e["step"]: e["loss"] for e in run.events() if e["event"] == "step"}
+    return {e.step: e.loss for e in run.history().steps}
 
 
-def wait_for(run: RunDir, predicate: Callable[[dict[str, Any]], bool], timeout: float = 300) -> dict[str, Any]:
+def wait_for(run: RunDir, predicate: Callable[[Event], bool], timeout: float = 300) -> Event:
     """The newest event matching `predicate`, once one is written; fails with the run's train.log after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [e for e in run.events() if predicate(e)]
+        found = [e for e in run.history().events if predicate(e)]
         if found:
             return found[-1]
         time.sleep(0.1)

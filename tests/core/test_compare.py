@@ -8,7 +8,9 @@ from tuneforge.core.cli import main
 from tuneforge.core.compare import compared_run, format_table
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
+from tuneforge.core.events import Finished, Warned
 from tuneforge.core.runs import new_run
+from tuneforge.core.train.result import TrainResult
 
 
 def finished_run(home, name: str, method: str, **figures):
@@ -16,7 +18,7 @@ def finished_run(home, name: str, method: str, **figures):
     event = dict(steps=30, final_loss=0.5, eval_loss=0.7, runtime_s=12.0, tokens_per_second=100.0, trainable_params=4_900_000,
                  total_params=134_500_000, peak_memory_gb=2.5, method=method, eval_accuracy=0.8, accuracy_of="token accuracy",
                  general_perplexity_before=10.0, general_perplexity_after=11.0)
-    run.append_event("finished", **{**event, **figures})
+    run.record(Finished(result=TrainResult(**{**event, **figures})))
     return run
 
 
@@ -56,6 +58,6 @@ def test_overfitting_is_warned_once_when_eval_rises_while_train_falls(home):
         State.global_step += 4
         watch.on_log(None, State, None, logs={"loss": train_loss})
         watch.on_log(None, State, None, logs={"eval_loss": eval_loss})
-    warnings = [e for e in run.events() if e["event"] == "warning"]
-    assert len(warnings) == 1 and warnings[0]["step"] == 12
-    assert "1.200 → 1.300" in warnings[0]["error"] and "early_stopping_patience" in warnings[0]["hint"]
+    warnings = [e for e in run.history().events if isinstance(e, Warned)]
+    assert len(warnings) == 1 and warnings[0].step == 12
+    assert "1.200 → 1.300" in warnings[0].error and "early_stopping_patience" in warnings[0].hint

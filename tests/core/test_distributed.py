@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from tuneforge.core import pipeline
-from tuneforge.core.launch import start_training, stop_training
+from tuneforge.core.events import Failed, Started, Step, Stopped
+from tuneforge.core.training_process import start_training, stop_training
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run
 
@@ -26,17 +27,17 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     two = create_run(tiny_config(batch_size=2, processes=2, max_steps=steps, save_steps=2), home / "two")
     child = start_training(two)
     try:
-        wait_for(two, lambda e: e["event"] == "step" and e["step"] >= 3)
+        wait_for(two, lambda e: isinstance(e, Step) and e.step >= 3)
         assert stop_training(two)  # both processes agree on the step, checkpoint together, and exit
         child.wait(timeout=180)
     finally:
         if child.poll() is None:
             child.kill()
-    stopped = two.last_lifecycle_event()
-    assert stopped["event"] == "stopped", stopped
+    stopped = two.history().lifecycle
+    assert isinstance(stopped, Stopped), stopped
     checkpoint = two.last_checkpoint()
     assert checkpoint is not None and sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
-    ranks = sorted(e.get("rank", 0) for e in two.events() if e["event"] == "started")
+    ranks = sorted(e.rank for e in two.history().events if isinstance(e, Started))
     assert ranks == [0, 1]
 
     result = pipeline.train(two.path, resume=True, echo=None)
@@ -47,7 +48,7 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     script = (two.path / "launch.sh").read_text()
     assert "accelerate.commands.launch --config_file" in script and "--resume" in script
     # One events.jsonl: every rank's `started`, rank 0's steps and summary.
-    assert not any("rank" in e for e in two.events() if e["event"] not in ("started", "failed"))
+    assert not any(e.rank for e in two.history().events if not isinstance(e, (Started, Failed)))
     assert two.state() == "trained" and (two.adapter / "adapter_config.json").is_file()
 
     expected, got = step_losses(one), step_losses(two)
@@ -67,7 +68,7 @@ def two_gpu_machine():
 
 def test_the_accelerate_config_follows_the_method_and_the_machines():
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.distributed import Machine, accelerate_config
+    from tuneforge.core.accelerate_setup import Machine, accelerate_config
 
     gpus = two_gpu_machine()
     lora = accelerate_config(RunConfig(data="d", method="lora", processes=2), gpus, Machine())
@@ -91,7 +92,7 @@ def test_the_accelerate_config_follows_the_method_and_the_machines():
 )
 def test_runs_this_machine_cannot_start_are_refused(settings, machine, fragment):
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.distributed import Machine, check_world
+    from tuneforge.core.accelerate_setup import Machine, check_world
     from tuneforge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=fragment):

@@ -6,6 +6,7 @@ import pytest
 
 from tuneforge.core.catalog import CATALOG, Shape
 from tuneforge.core.config import RunConfig
+from tuneforge.core.events import Failed, Warned
 from tuneforge.core.fit import fit_training, model_fit, settle
 from tuneforge.core.hardware import Hardware, cpu_has_amx, cpu_has_bf16
 from tuneforge.core.memory import GIB, estimate_training_memory, merge_and_export_needs, model_shape
@@ -236,12 +237,13 @@ def test_training_fits_itself_and_records_plan_and_peak(home, tiny_config, monke
 
     config = run.load_config()
     assert (config.batch_size, config.grad_accum, config.gradient_checkpointing) == (2, 2, False)
-    plan = next(e for e in run.events() if e["event"] == "plan")
-    assert plan["batch_size"] == 2 and plan["changes"] and plan["verdict"] == "fits"
-    assert set(plan["parts"]) == {"base weights", "LoRA + optimizer", "activations", "logits", "runtime", "allocator slack"}
-    finished = next(e for e in run.events() if e["event"] == "finished")
-    assert finished["planned_peak_gb"] == pytest.approx(plan["peak_gb"], abs=1e-3)
-    assert finished["peak_memory_gb"] == result.peak_memory_gb > 0.3  # this process's peak RSS
+    history = run.history()
+    plan = history.plan
+    assert plan.batch_size == 2 and plan.changes and plan.verdict == "fits"
+    assert set(plan.parts) == {"base weights", "LoRA + optimizer", "activations", "logits", "runtime", "allocator slack"}
+    recorded = history.finished.result
+    assert recorded.planned_peak_gb == pytest.approx(plan.peak_gb, abs=1e-3)
+    assert recorded.peak_memory_gb == result.peak_memory_gb > 0.3  # this process's peak RSS
 
 
 def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, monkeypatch):
@@ -255,7 +257,7 @@ def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, 
     with pytest.raises(ResourceError, match="GB is free") as refused:
         train_run(run, echo=None)
     assert "qlora" in refused.value.hint
-    events = list(run.events())
-    assert events[-1]["event"] == "failed" and run.last_checkpoint() is None
+    events = run.history().events
+    assert isinstance(events[-1], Failed) and run.last_checkpoint() is None
     # Merge's needs are told at the start too, not hours later when it runs.
-    assert any(e["event"] == "warning" and e["error"].startswith("merge after training will need") for e in events)
+    assert any(isinstance(e, Warned) and e.error.startswith("merge after training will need") for e in events)

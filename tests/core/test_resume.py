@@ -13,9 +13,11 @@ import pytest
 
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.pipeline import create_run
-from tuneforge.core.runs import COMPLETE_MARKER, RunDir, failure_cause, record_death
+from tuneforge.core.checkpoint_folders import COMPLETE_MARKER, discard_incomplete, prune
+from tuneforge.core.diagnosis import failure_cause, record_death
+from tuneforge.core.events import CheckpointSaved, Failed, Launched, Started, Step, Warned
+from tuneforge.core.runs import RunDir
 from tuneforge.core.train import TrainingStopped, train_run
-from tuneforge.core.train.checkpoints import discard_incomplete, prune
 from tuneforge.core.train.resume import FINGERPRINT_FILE
 
 from .events import step_losses, wait_for
@@ -34,8 +36,8 @@ def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_cur
     parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "train", str(run.path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(run, lambda e: e["event"] == "checkpoint" and e["step"] >= 6)
-        child_pid = wait_for(run, lambda e: e["event"] == "started")["pid"]
+        wait_for(run, lambda e: isinstance(e, CheckpointSaved) and e.step >= 6)
+        child_pid = wait_for(run, lambda e: isinstance(e, Started)).pid
         assert child_pid != parent.pid
         os.kill(child_pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
         out, err = parent.communicate(timeout=120)
@@ -48,8 +50,8 @@ def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_cur
     assert "error: the training process was killed by SIGKILL" in err
     assert f"hint: resume from the last checkpoint with `tuneforge train --resume {run.path}`" in err
     assert "step 6/12" in out  # progress lines were relayed while it ran
-    failed = run.last_lifecycle_event()
-    assert failed["event"] == "failed" and failed["returncode"] == -signal.SIGKILL and "SIGKILL" in failed["error"]
+    failed = run.history().lifecycle
+    assert isinstance(failed, Failed) and failed.returncode == -signal.SIGKILL and "SIGKILL" in failed.error
     assert run.state() == "failed"
 
     # A kill in the middle of a save leaves a folder without its marker: it must not be picked.
@@ -64,8 +66,8 @@ def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_cur
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"removed {torn.name}" in resumed.stdout and not torn.exists()
-    started = [e for e in run.events() if e["event"] == "started"]
-    assert started[-1]["resume_from"] == str(last)
+    started = [e for e in run.history().events if isinstance(e, Started)]
+    assert started[-1].resume_from == str(last)
     expected, got = step_losses(reference), step_losses(run)
     assert sorted(got) == list(range(1, 13))
     resumed_from = int(last.name.split("-")[1])
@@ -82,7 +84,7 @@ def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file
         train_run(run, echo=None, callbacks=[InterruptAt(2)])
     recorded = json.loads((run.path / FINGERPRINT_FILE).read_text())
     steps_before = len(step_losses(run))
-    assert recorded["libraries"]["transformers"] and recorded["data"]["data"]
+    assert recorded.libraries["transformers"] and recorded.data["data"]
 
     original_config = run.config_file.read_text()
     run.config_file.write_text(original_config.replace("learning_rate: 0.005", "learning_rate: 0.001"))
@@ -98,7 +100,7 @@ def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file
         train_run(run, resume=True, echo=None)
     facts_file.write_text(original_data)
 
-    tampered = {**recorded, "libraries": {**recorded["libraries"], "transformers": "4.0.0"}}
+    tampered = {**recorded, "libraries": {**recorded.libraries, "transformers": "4.0.0"}}
     (run.path / FINGERPRINT_FILE).write_text(json.dumps(tampered))
     with pytest.raises(ConfigError, match="library transformers: 4.0.0 → "):
         train_run(run, resume=True, echo=None)
@@ -110,8 +112,8 @@ def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file
     result = train_run(run, resume=True, echo=lines.append, accept_changes=True)
     assert result.steps == 5
     assert "resuming with setting max_steps: 6 → 5" in lines
-    warning = [e for e in run.events() if e["event"] == "warning"][-1]
-    assert "library transformers: 4.0.0" in warning["error"]
+    warning = [e for e in run.history().events if isinstance(e, Warned)][-1]
+    assert "library transformers: 4.0.0" in warning.error
 
 
 def make_checkpoint(root, step, complete=True):
@@ -145,16 +147,16 @@ def test_a_child_killed_by_the_out_of_memory_killer_is_reported_as_such(tmp_path
     run.path.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    run.append_event("launched", pid=dead.pid, oom_kills=3)
-    run.append_event("step", step=5, max_steps=10, loss=1.0, memory_gb=21.5)
+    run.record(Launched(pid=dead.pid, oom_kills=3))
+    run.record(Step(step=5, max_steps=10, loss=1.0, memory_gb=21.5))
     make_checkpoint(run.checkpoints, 4)
     assert run.state() == "failed"
-    monkeypatch.setattr("tuneforge.core.runs.oom_kills", lambda: 4)
+    monkeypatch.setattr("tuneforge.core.diagnosis.oom_kills", lambda: 4)
     message, hint = failure_cause(run)
     assert message.startswith("the training process was killed by the out-of-memory killer: its last step used 21.5 GB")
     assert "lower batch_size" in hint and f"tuneforge train --resume {run.path}" in hint
     recorded = record_death(run)
-    assert recorded["error"] == message and record_death(run) is None  # written once
+    assert recorded.error == message and record_death(run) is None  # written once
 
 
 def test_a_child_that_fails_is_reported_with_its_own_error(home, tiny_config, facts_file, tmp_path, capsys):

@@ -98,7 +98,7 @@ def test_cpus_with_bf16_matrix_units_train_under_bf16_autocast(home, tiny_config
     precision = Precision()
     train_run(run, echo=None, callbacks=[precision])
     assert precision.bf16 and precision.dtypes == {torch.bfloat16}  # the frozen base in bf16, the adapter in fp32
-    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    losses = [e.loss for e in run.history().steps]
     assert losses[-1] < 0.8 * losses[0]
 
 

@@ -11,6 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from tuneforge.core.errors import ConfigError, ResourceError
+from tuneforge.core.events import CheckpointSaved, Evaluated, Failed, Started, Step
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import TrainingStopped, train_run
 
@@ -77,10 +78,10 @@ def test_loss_falls_and_only_adapter_parameters_change(home, tiny_config, method
     assert result.trainable_params < result.total_params / 2
     assert ("Linear4bit" in snapshot.layer_types) == (method == "qlora")
     assert (run.adapter / "adapter_config.json").is_file() and (run.adapter / "chat_template.jinja").is_file()
-    kinds = [e["event"] for e in run.events()]
+    kinds = [e.kind for e in run.history().events]
     assert kinds[0] == "started" and kinds[-1] == "finished" and "checkpoint" in kinds
-    step = next(e for e in run.events() if e["event"] == "step")
-    assert step["tokens_per_second"] > 0 and step["memory_gb"] > 0 and step["lr"] is not None
+    step = next(e for e in run.history().events if isinstance(e, Step))
+    assert step.tokens_per_second > 0 and step.memory_gb > 0 and step.lr is not None
     assert run.state() == "trained"
 
 
@@ -95,7 +96,7 @@ def test_the_qlora_base_stays_frozen_where_bitsandbytes_would_repack_it_for_avx5
     snapshot = Snapshot()
     train_run(run, echo=None, callbacks=[snapshot])
 
-    assert [e for e in run.events() if e["event"] == "eval"] and [e for e in run.events() if e["event"] == "checkpoint"]
+    assert [e for e in run.history().events if isinstance(e, Evaluated)] and [e for e in run.history().events if isinstance(e, CheckpointSaved)]
     assert_only_the_adapter_trained(snapshot, "qlora")
 
 
@@ -134,10 +135,10 @@ def test_ctrl_c_checkpoints_and_resume_continues_with_the_optimizer_state(home, 
         for name, tensor in tensors.items():
             assert torch.equal(snapshot.optimizer_state[key][name], tensor), (key, name)
 
-    resumed_steps = [e["step"] for e in list(run.events()) if e["event"] == "step"]
+    resumed_steps = [e.step for e in run.history().steps]
     assert resumed_steps == [1, 2, 3, 4, 5, 6, 7, 8]
-    started = [e for e in run.events() if e["event"] == "started"]
-    assert started[-1]["resume_from"].endswith("checkpoint-4")
+    started = [e for e in run.history().events if isinstance(e, Started)]
+    assert started[-1].resume_from.endswith("checkpoint-4")
     expected, got = step_losses(reference), step_losses(run)
     for step in (5, 6, 7, 8):
         assert got[step] == pytest.approx(expected[step], rel=1e-3, abs=1e-4)
@@ -172,8 +173,8 @@ def test_out_of_memory_and_full_disk_fail_cleanly_with_a_hint(home, tiny_config,
     with pytest.raises(ResourceError) as info:
         train_run(run, echo=None, callbacks=[FailAt(error)])
     assert fragment in info.value.message and "--resume" in info.value.hint
-    failed = [e for e in run.events() if e["event"] == "failed"]
-    assert failed and fragment in failed[-1]["error"]
+    failed = [e for e in run.history().events if isinstance(e, Failed)]
+    assert failed and fragment in failed[-1].error
     assert run.state() == "failed"
     assert "Traceback" in run.log_file.read_text()  # the details stay in train.log for a bug report
 
@@ -185,6 +186,6 @@ def test_early_stopping_ends_training_when_eval_loss_stops_improving(home, tiny_
                          learning_rate=1e-30, lr_scheduler="constant", warmup_ratio=0)
     run = create_run(config, home / "run")
     result = train_run(run, echo=None)
-    evals = [e["eval_loss"] for e in run.events() if e["event"] == "eval"]
+    evals = [e.eval_loss for e in run.history().events if isinstance(e, Evaluated)]
     assert result.steps == 4, f"early stopping did not end the run after 2 epochs: {result.steps} steps"
     assert evals[0] == evals[1]

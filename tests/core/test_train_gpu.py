@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tuneforge.core.events import Started, Step
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run
 
@@ -18,8 +19,8 @@ def test_auto_method_is_qlora_with_16_bit_compute_on_a_gpu(home, tiny_config):
     result = train_run(run, echo=None)
     assert run.load_config().gradient_checkpointing is False  # a tiny model fits without it
     assert result.planned_peak_gb and result.peak_memory_gb > 0
-    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    losses = [e.loss for e in run.history().steps]
     assert losses[-1] < 0.8 * losses[0]
-    started = next(e for e in run.events() if e["event"] == "started")
-    assert torch.cuda.get_device_name(0) in started["device"]
-    assert next(e for e in run.events() if e["event"] == "step")["memory_gb"] < 4
+    started = next(e for e in run.history().events if isinstance(e, Started))
+    assert torch.cuda.get_device_name(0) in started.device
+    assert next(e for e in run.history().events if isinstance(e, Step)).memory_gb < 4

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from tuneforge.core.allocator import tcmalloc_library
+from tuneforge.core.events import Planned, Step, Stopped
 from tuneforge.core.pipeline import create_run
 
 from .events import wait_for
@@ -24,9 +25,9 @@ def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "train", str(run.path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        wait_for(run, lambda e: e["event"] == "step")
+        wait_for(run, lambda e: isinstance(e, Step))
         # The child runs on tcmalloc where it is installed, and planned for it.
-        assert wait_for(run, lambda e: e["event"] == "plan")["allocator"] == ("tcmalloc" if tcmalloc_library() else "glibc")
+        assert wait_for(run, lambda e: isinstance(e, Planned)).allocator == ("tcmalloc" if tcmalloc_library() else "glibc")
         os.killpg(parent.pid, signal.SIGINT)
         out, err = parent.communicate(timeout=120)
     finally:
@@ -35,9 +36,9 @@ def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     assert parent.returncode == 130, err
     assert "step " in out and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("hint: continue with `tuneforge train --resume")
-    stopped = wait_for(run, lambda e: e["event"] == "stopped")
+    stopped = wait_for(run, lambda e: isinstance(e, Stopped))
     checkpoint = run.last_checkpoint()
-    assert checkpoint is not None and "checkpoint saved" in stopped["error"]
+    assert checkpoint is not None and "checkpoint saved" in stopped.error
     stopped_at = int(checkpoint.name.split("-")[1])
     assert stopped_at < 400
 

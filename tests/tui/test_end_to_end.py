@@ -33,7 +33,7 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         run = app.screen.run
         await wait_until(pilot, lambda: run.state() == "trained", 300, "training to finish")
         await pilot.pause(1)
-        assert app.screen.progress.last["step"] == 2 and not app.screen.query_one("#export").disabled
+        assert app.screen.history.last_step.step == 2 and not app.screen.query_one("#export").disabled
 
         await pilot.press("e")  # → Export, q8_0 selected by default
         assert list(app.screen.query_one("#quants", SelectionList).selected) == ["q8_0"]

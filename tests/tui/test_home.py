@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from tuneforge.core.config import RunConfig
+from tuneforge.core.events import Exported, Finished, Started, Step
 from tuneforge.core.runs import new_run
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.home import HomeScreen
@@ -36,11 +37,11 @@ async def test_the_hardware_probe_fills_the_panel_after_the_first_screen(home):
 async def test_runs_are_listed_with_the_state_read_from_their_files(home, facts_file):
     config = RunConfig(data=str(facts_file))
     trained = new_run(config, home / "runs" / "a-trained")
-    trained.append_event("started", pid=1)
-    trained.append_event("step", step=3, max_steps=3, loss=0.5)
-    trained.append_event("finished")
+    trained.record(Started(pid=1))
+    trained.record(Step(step=3, max_steps=3, loss=0.5))
+    trained.record(Finished())
     failed = new_run(config, home / "runs" / "b-failed")
-    failed.append_event("started", pid=999_999_999)  # no such process: the child died without a word
+    failed.record(Started(pid=999_999_999))  # no such process: the child died without a word
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -73,12 +74,12 @@ async def test_the_command_palette_offers_the_main_actions(home, facts_file):
 
 async def test_a_run_whose_export_failed_says_so_with_the_cause(home, facts_file):
     run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "c-export")
-    run.append_event("started", pid=1)
-    run.append_event("finished")
+    run.record(Started(pid=1))
+    run.record(Finished())
     (run.export).mkdir()
     (run.export / "c-export-q8_0.gguf.unverified").write_bytes(b"GGUF")
-    run.append_event("exported", files=[str(run.export / "c-export-q8_0.gguf.unverified")], passed=False,
-                     error="c-export-q8_0.gguf.unverified: llama.cpp crashed (SIGILL) while verifying it")
+    run.record(Exported(files=[str(run.export / "c-export-q8_0.gguf.unverified")], passed=False,
+                        error="c-export-q8_0.gguf.unverified: llama.cpp crashed (SIGILL) while verifying it"))
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

@@ -9,6 +9,7 @@ import os
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar
 
+from tuneforge.core.events import Failed, Launched, Started, Step
 from tuneforge.core.runs import RunDir, list_runs
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.train import TrainFormScreen
@@ -95,7 +96,7 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: type(form_app.screen).__name__ == "RunScreen", 60, "the run's live view")
         run: RunDir = form_app.screen.run
-        await wait_until(pilot, lambda: bool(form_app.screen.progress.last), 180, "the first step")
+        await wait_until(pilot, lambda: form_app.screen.history.last_step is not None, 180, "the first step")
         await pilot.pause()
         assert form_app.screen.query_one("#progress", ProgressBar).progress >= 1
         assert "tok/s" in text_of(form_app, "#figures")
@@ -111,9 +112,9 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         assert str(table.get_row_at(0)[1]) == "running"
         await pilot.press("o")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunScreen", 10, "the live view")
-        seen = app.screen.progress.last["step"] if app.screen.progress.last else 0
-        await wait_until(pilot, lambda: app.screen.progress.last.get("step", 0) > seen, 60, "a new step after re-attaching")
-        assert len(app.screen.progress.steps) >= 2  # the history before re-attaching is replayed
+        seen = app.screen.history.last_step.step if app.screen.history.last_step else 0
+        await wait_until(pilot, lambda: (app.screen.history.last_step.step if app.screen.history.last_step else 0) > seen, 60, "a new step after re-attaching")
+        assert len(app.screen.history.steps) >= 2  # the history before re-attaching is replayed
 
         # Stop: the child checkpoints at the end of the step and exits; Resume becomes available.
         await pilot.press("s")
@@ -121,15 +122,15 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         await pilot.pause(1)
         assert "checkpoint saved" in text_of(app, "#figures")
         assert not app.screen.query_one("#resume").disabled and app.screen.query_one("#stop").disabled
-        stopped_at = app.screen.progress.last["step"]
+        stopped_at = app.screen.history.last_step.step
 
         # Resume continues from the checkpoint in a new child.
         await pilot.press("r")
-        await wait_until(pilot, lambda: app.screen.progress.last["step"] > stopped_at, 180, "a step after resuming")
+        await wait_until(pilot, lambda: app.screen.history.last_step.step > stopped_at, 180, "a step after resuming")
         await pilot.press("s")
         await wait_until(pilot, lambda: run.state() == "stopped", 120, "the resumed run to stop")
-    resumed = [e for e in run.events() if e["event"] == "started"][-1]
-    assert resumed["resume_from"].endswith(f"checkpoint-{stopped_at}")
+    resumed = [e for e in run.history().events if isinstance(e, Started)][-1]
+    assert resumed.resume_from.endswith(f"checkpoint-{stopped_at}")
 
 
 async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(home, facts_file):
@@ -138,7 +139,7 @@ async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(hom
     from tuneforge.tui.screens.run import RunScreen
 
     run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "killed")
-    run.append_event("launched", pid=999_999_999)
+    run.record(Launched(pid=999_999_999))
     run.log_file.write_text("loading the model …\nKilled\n")
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
@@ -150,21 +151,22 @@ async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(hom
         assert "failed" in text_of(app, "#run-title")
         assert app.screen.query_one("#resume").disabled  # nothing to resume from: no checkpoint
         # The cause is written down, so the CLI's `tuneforge runs` and the next app session see it too.
-        assert run.last_lifecycle_event()["event"] == "failed"
+        assert isinstance(run.history().lifecycle, Failed)
         assert app.screen.query_one("#export").disabled
 
 
 async def test_a_child_the_out_of_memory_killer_took_offers_resume(home, facts_file, monkeypatch):
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.runs import COMPLETE_MARKER, new_run
+    from tuneforge.core.checkpoint_folders import COMPLETE_MARKER
+    from tuneforge.core.runs import new_run
     from tuneforge.tui.screens.run import RunScreen
 
     run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "oom")
-    run.append_event("launched", pid=999_999_999, oom_kills=7)
-    run.append_event("step", step=5, max_steps=40, epoch=0.5, loss=1.2, memory_gb=20.4)
+    run.record(Launched(pid=999_999_999, oom_kills=7))
+    run.record(Step(step=5, max_steps=40, epoch=0.5, loss=1.2, memory_gb=20.4))
     (run.checkpoints / "checkpoint-4").mkdir(parents=True)
     (run.checkpoints / "checkpoint-4" / COMPLETE_MARKER).write_text("4")
-    monkeypatch.setattr("tuneforge.core.runs.oom_kills", lambda: 8)  # the kernel killed one more process since
+    monkeypatch.setattr("tuneforge.core.diagnosis.oom_kills", lambda: 8)  # the kernel killed one more process since
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(RunScreen(run))

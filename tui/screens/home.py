@@ -10,7 +10,8 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from tuneforge.core.hardware import Hardware
-from tuneforge.core.runs import RunDir, last_metrics, list_runs
+from tuneforge.core.events import RunHistory
+from tuneforge.core.runs import RunDir, list_runs
 
 REFRESH_SECONDS = 2.0
 STATE_STYLE = {"running": "bold yellow", "failed": "bold red", "stopped": "yellow", "exported": "bold green",
@@ -63,6 +64,11 @@ class HomeScreen(Screen):
             yield Button("Open run", id="open", compact=True)
         yield Footer()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._histories: dict[RunDir, RunHistory] = {}
+        """Each listed run's events, folded; a refresh reads only the lines appended since the last."""
+
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
         table.add_columns("run", "state", "step", "loss", "eval")
@@ -75,7 +81,7 @@ class HomeScreen(Screen):
         self.query_one("#hardware", Static).update(hardware_text(hardware))
 
     def refresh_runs(self) -> None:
-        """Re-read the run directories (cheap: a few small files each)."""
+        """Re-list the run directories and fold in their new events (cheap: a few small reads each)."""
         from rich.text import Text
 
         self.app.session.reap_children()
@@ -83,12 +89,12 @@ class HomeScreen(Screen):
         runs = list_runs()
         selected = table.cursor_row
         table.clear()
-        for run in runs:
-            metrics = last_metrics(run)
-            state = run.state()
-            step = f"{metrics['step']}/{metrics['max_steps']}" if metrics.get("step") else ""
-            table.add_row(run.name, Text(state, style=STATE_STYLE.get(state, "")), step,
-                          _figure(metrics.get("loss")), _figure(metrics.get("eval_loss")), key=str(run.path))
+        self._histories = {run: self._histories.get(run) or RunHistory(run.events_file) for run in runs}
+        for run, history in self._histories.items():
+            history.refresh()
+            state, last = run.state(history), history.last_step
+            table.add_row(run.name, Text(state, style=STATE_STYLE.get(state, "")), f"{last.step}/{last.max_steps}" if last else "",
+                          _figure(last.loss if last else None), _figure(history.last_eval_loss), key=str(run.path))
         if runs:
             table.move_cursor(row=min(selected, len(runs) - 1))
         table.display = bool(runs)
@@ -123,7 +129,8 @@ class HomeScreen(Screen):
         """Under the table: why the highlighted run failed, stopped or could not be exported."""
         from pathlib import Path
 
-        cause = cause_text(RunDir(Path(event.row_key.value))) if event.row_key.value else ""
+        run = RunDir(Path(event.row_key.value)) if event.row_key.value else None
+        cause = cause_text(run, self._histories.get(run)) if run else ""
         line = self.query_one("#run-cause", Static)
         line.update(cause)
         line.display = bool(cause)
@@ -147,16 +154,17 @@ class HomeScreen(Screen):
         self.action_open()
 
 
-def cause_text(run: RunDir) -> str:
+def cause_text(run: RunDir, history: RunHistory | None = None) -> str:
     """Why `run` failed, stopped or could not be exported, in a line or two; empty for any other state."""
-    from tuneforge.core.runs import failure_cause
+    from tuneforge.core.diagnosis import failure_cause
 
-    state = run.state()
+    history = history or run.history()
+    state = run.state(history)
     if state in ("failed", "stopped"):
-        message, hint = failure_cause(run)
+        message, hint = failure_cause(run, history=history)
         return f"{state}: {message.splitlines()[0]}" + (f"\nhint: {hint}" if hint else "")
     if state == "export failed":
-        return f"export failed: {run.last_export_failure()}"
+        return f"export failed: {run.last_export_failure(history)}"
     return ""
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -21,7 +20,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from tuneforge.core.runs import EventTail, LineTail, RunDir, failure_cause, record_death
+from tuneforge.core.diagnosis import failure_cause, record_death
+from tuneforge.core.events import LineTail, RunHistory
+from tuneforge.core.runs import RunDir
 
 POLL_SECONDS = 0.5
 DONE_STATES = ("trained", "merged", "exported", "export failed")
@@ -36,59 +37,29 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-class Progress:
-    """Figures folded from a run's events: steps, losses, speed, memory, ETA."""
+def eta(history: RunHistory, now: float) -> float | None:
+    """Seconds left at the pace since the latest (re)start; None before its first step."""
+    last, started = history.last_step, history.started
+    if last is None or started is None or history.first_step is None:
+        return None
+    done = last.step - history.first_step
+    return (now - started.time) / max(done, 1) * (last.max_steps - last.step)
 
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.losses: list[float] = []
-        self.eval_steps: list[int] = []
-        self.eval_losses: list[float] = []
-        self.last: dict[str, Any] = {}
-        self.started_at: float | None = None
-        self.first_step: int | None = None
-        self.planned_gb: float | None = None
 
-    def add(self, event: dict[str, Any]) -> None:
-        """Fold one event in."""
-        kind = event.get("event")
-        if kind == "started":
-            self.started_at, self.first_step = event.get("time"), None
-        elif kind == "step":
-            self.steps.append(event["step"])
-            self.losses.append(event["loss"])
-            self.last = event
-            if self.first_step is None:
-                self.first_step = event["step"] - 1
-        elif kind == "plan":
-            self.planned_gb = event.get("peak_gb")
-        elif kind == "eval":
-            self.eval_steps.append(event["step"])
-            self.eval_losses.append(event["eval_loss"])
-
-    def eta(self, now: float) -> float | None:
-        """Seconds left at the pace since (re)start; None before the first step."""
-        if not self.last or self.started_at is None or self.first_step is None:
-            return None
-        done = self.last["step"] - self.first_step
-        left = self.last["max_steps"] - self.last["step"]
-        return (now - self.started_at) / max(done, 1) * left
-
-    def summary(self, now: float, running: bool) -> str:
-        """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB (plan 2.9) · loss 0.53 · eval 0.61"""
-        if not self.last:
-            return "waiting for the first step (loading the model) …" if running else "no training steps yet"
-        last = self.last
-        parts = [f"step {last['step']}/{last['max_steps']}", f"epoch {last.get('epoch', 0):.1f}"]
-        eta = self.eta(now) if running else None
-        if eta is not None:
-            parts.append(f"ETA {duration(eta)}")
-        planned = f" (plan {self.planned_gb:.1f})" if self.planned_gb else ""
-        parts += [f"{last.get('tokens_per_second', 0):.0f} tok/s", f"{last.get('memory_gb', 0):.1f} GB{planned}",
-                  f"loss {last['loss']:.3f}"]
-        if self.eval_losses:
-            parts.append(f"eval {self.eval_losses[-1]:.3f}")
-        return " · ".join(parts)
+def progress_summary(history: RunHistory, now: float, running: bool) -> str:
+    """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB (plan 2.9) · loss 0.53 · eval 0.61"""
+    last = history.last_step
+    if last is None:
+        return "waiting for the first step (loading the model) …" if running else "no training steps yet"
+    parts = [f"step {last.step}/{last.max_steps}", f"epoch {last.epoch:.1f}"]
+    left = eta(history, now) if running else None
+    if left is not None:
+        parts.append(f"ETA {duration(left)}")
+    planned = f" (plan {history.plan.peak_gb:.1f})" if history.plan and history.plan.peak_gb else ""
+    parts += [f"{last.tokens_per_second:.0f} tok/s", f"{last.memory_gb or 0:.1f} GB{planned}", f"loss {last.loss:.3f}"]
+    if history.last_eval_loss is not None:
+        parts.append(f"eval {history.last_eval_loss:.3f}")
+    return " · ".join(parts)
 
 
 @dataclass
@@ -113,9 +84,9 @@ class RunScreen(Screen):
     def __init__(self, run: RunDir) -> None:
         super().__init__()
         self.run = run
-        self.events = EventTail(run)
+        self.history = RunHistory(run.events_file)
+        """The run's events folded; each poll reads only the lines appended since the last."""
         self.log_lines = LineTail(run.log_file)
-        self.progress = Progress()
         self.state = ""
 
     def compose(self) -> ComposeResult:
@@ -146,15 +117,14 @@ class RunScreen(Screen):
     def poll(self) -> None:
         """Fold in new events and log lines; redraw what changed."""
         self.app.session.reap_children()
-        events = self.events.read()
-        for event in events:
-            self.progress.add(event)
+        events = self.history.refresh()
         lines = [line for line in self.log_lines.read() if line.strip()]
         if lines:
             self.query_one("#train-log", Log).write_lines(lines)
-        state = self.run.state()
-        if state == "failed":  # a child that died unheard (in an earlier session of the app) gets its cause recorded
-            record_death(self.run)
+        state = self.run.state(self.history)
+        # A child that died unheard (in an earlier session of the app, too) gets its cause recorded.
+        if state == "failed" and record_death(self.run, history=self.history):
+            events += self.history.refresh()
         if events or state != self.state:
             self._redraw(state, changed=state != self.state)
         self.state = state
@@ -165,20 +135,19 @@ class RunScreen(Screen):
         title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow",
                                    "export failed": "bold red"}.get(state, "bold green"))
         self.query_one("#run-title", Static).update(title)
-        last = self.progress.last
-        bar = self.query_one("#progress", ProgressBar)
+        last = self.history.last_step
         if last:
-            bar.update(total=last["max_steps"], progress=last["step"])
-        figures = Text(self.progress.summary(time.time(), running))
+            self.query_one("#progress", ProgressBar).update(total=last.max_steps, progress=last.step)
+        figures = Text(progress_summary(self.history, time.time(), running))
         if state in ("failed", "stopped"):
-            message, hint = failure_cause(self.run)
+            message, hint = failure_cause(self.run, history=self.history)
             figures.append(f"\n{message}", style="red" if state == "failed" else "yellow")
             if hint:
                 figures.append(f"\nhint: {hint}", style="dim")
             if changed and self.state == "running":
                 self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning")
         elif state == "export failed":
-            figures.append(f"\nexport failed: {self.run.last_export_failure()}", style="red")
+            figures.append(f"\nexport failed: {self.run.last_export_failure(self.history)}", style="red")
         if state in DONE_STATES and changed and self.state == "running":
             self.notify("Training finished. Press e to export to GGUF.", title="done")
         self.query_one("#figures", Static).update(figures)
@@ -195,16 +164,17 @@ class RunScreen(Screen):
         plt.clear_data()
         plt.clear_figure()
         plt.title("loss")
-        if self.progress.steps:
-            plt.plot(self.progress.steps, self.progress.losses, label="train")
-        if self.progress.eval_steps:
-            plt.plot(self.progress.eval_steps, self.progress.eval_losses, label="eval", marker="dot")
+        steps, evals = self.history.steps, self.history.evals
+        if steps:
+            plt.plot([e.step for e in steps], [e.loss for e in steps], label="train")
+        if evals:
+            plt.plot([e.step for e in evals], [e.eval_loss for e in evals], label="eval", marker="dot")
         plot.refresh()
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
         """Ask the child to checkpoint and exit (it finishes the current step first)."""
-        from tuneforge.core.launch import stop_training
+        from tuneforge.core.training_process import stop_training
 
         if stop_training(self.run):
             self.notify("Stopping: a checkpoint is saved at the end of this step.")
@@ -221,7 +191,7 @@ class RunScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="resume")
     def resume(self) -> None:
         """Check the run can resume and start its child; the outcome comes back as a Resumed message."""
-        from tuneforge.core.launch import start_training
+        from tuneforge.core.training_process import start_training
 
         try:
             self.post_message(Resumed(start_training(self.run, resume=True)))
