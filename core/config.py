@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .methods import method_spec
 
 Method = Literal[
     "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
@@ -20,6 +22,34 @@ FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".gguf", ".pa
 SMALL_DATASET = 1000
 """Below this many training examples, early stopping on eval loss is on unless set otherwise."""
 DEFAULT_PATIENCE = 3
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range RunConfig allows a numeric setting, as its Field constraints say."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def admits(self, value: float) -> bool:
+        """Whether RunConfig accepts `value` for the setting."""
+        return ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+
+    def describe(self) -> str:
+        """The range in words, e.g. "> 0 and < 1"."""
+        limits = (("> ", self.gt), ("≥ ", self.ge), ("< ", self.lt), ("≤ ", self.le))
+        return " and ".join(f"{sign}{value:g}" for sign, value in limits if value is not None) or "any number"
+
+
+def setting_bounds(name: str) -> Bounds:
+    """The bounds of RunConfig's setting `name` (empty when it has none)."""
+    found = {}
+    for constraint in RunConfig.model_fields[name].metadata:
+        found.update({key: getattr(constraint, key) for key in ("gt", "ge", "lt", "le") if getattr(constraint, key, None) is not None})
+    return Bounds(**found)
 
 
 class RunConfig(BaseModel):
@@ -118,8 +148,9 @@ class RunConfig(BaseModel):
             raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
         if self.teacher and self.method != "distill":
             raise ValueError(f"teacher is only used by method distill, not {self.method}")
-        if self.method == "prefix" and self.gradient_checkpointing:
-            raise ValueError("prefix tuning cannot use gradient_checkpointing: its prefixes live in the key/value cache it turns off")
+        if self.gradient_checkpointing and not method_spec(self.method).can_checkpoint:
+            raise ValueError(f"{self.method} cannot use gradient_checkpointing: {method_spec(self.method).name} tuning's prefixes "
+                             "live in the key/value cache that checkpointing turns off")
         if self.adapter_from and self.method in ("full", "freeze"):
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self

@@ -16,6 +16,7 @@ from .catalog import ModelSpec, Shape
 from .config import RunConfig
 from .hardware import Hardware, resolve_method
 from .memory import MemoryEstimate, estimate_training_memory
+from .methods import method_spec
 
 LENGTH_QUANTILES = (0.99, 0.95, 0.9, 0.75, 0.5)
 """Where max_length may be cut, as quantiles of the examples' lengths, when even batch 1 does not fit."""
@@ -66,7 +67,7 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
     sizes = _halvings(config.batch_size)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
-        allowed = [False] if resolve_method(config.method, hardware) == "prefix" else [False, True]
+        allowed = [False, True] if method_spec(resolve_method(config.method, hardware)).can_checkpoint else [False]
     else:
         allowed = [checkpointing]
     order = [(ckpt, size) for ckpt in allowed for size in sizes if ckpt or len(allowed) == 1 or size * 4 >= config.batch_size]

@@ -125,7 +125,7 @@ def _existing_parent(path: Path) -> Path:
 
 
 def resolve_method(method: str, hardware: Hardware) -> str:
-    """`auto` becomes qlora on a CUDA GPU (4-bit saves VRAM) and lora on a CPU (4-bit only slows it)."""
-    if method != "auto":
-        return method
-    return "qlora" if hardware.cuda else "lora"
+    """The method that trains here: `method` itself, or what `auto` means on this machine (methods.AUTO_METHOD)."""
+    from .methods import auto_method
+
+    return auto_method(hardware.cuda) if method == "auto" else method

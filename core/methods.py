@@ -33,13 +33,28 @@ class MethodSpec:
         return self.weights in ("adapter", "whole") and self.objective != "reward"
 
     @property
+    def can_checkpoint(self) -> bool:
+        """Whether gradient checkpointing works with it: prefix tuning feeds its prefixes through the
+        key/value cache, which checkpointed layers turn off."""
+        return self.name != "prefix"
+
+    @property
     def pairs_data(self) -> bool:
         """True when the method trains on chosen/rejected pairs rather than answers."""
         return self.objective in ("dpo", "orpo", "reward")
 
 
+AUTO_METHOD = {"gpu": "qlora", "cpu": "lora"}
+"""What `auto` trains with: 4-bit QLoRA on a CUDA GPU, where it saves memory; LoRA on a CPU, where 4-bit only slows it."""
+
+
+def auto_method(cuda: bool) -> str:
+    """The method `auto` means on a machine with (or without) a CUDA GPU."""
+    return AUTO_METHOD["gpu" if cuda else "cpu"]
+
+
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("auto", "qlora on a CUDA GPU, lora on a CPU", "sft", "adapter", 1e-3),
+    MethodSpec("auto", f"{AUTO_METHOD['gpu']} on a CUDA GPU, {AUTO_METHOD['cpu']} on a CPU", "sft", "adapter", 1e-3),
     MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA)", "sft", "adapter", 1e-3),
     MethodSpec("qlora", "LoRA on a 4-bit nf4 base: the least memory (QLoRA)", "sft", "adapter", 1e-3),
     MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning", "sft", "adapter", 1e-3),

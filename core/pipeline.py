@@ -52,7 +52,7 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
-    """A new run directory whose config.yaml is resolved for this machine (method, checkpointing).
+    """A new run directory whose config.yaml holds the choices this machine settles (method, learning rate).
 
     Relative paths are made absolute against the working folder first. The data is checked and the
     model found (downloaded or imported when needed) before anything is written, so a typo or an
@@ -60,9 +60,9 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """
     from .data.formats import load_checked
     from .hardware import detect
-    from .models import resolve_base
     from .methods import method_spec
-    from .train.runner import require_pairs, resolve_config
+    from .models import resolve_base
+    from .settle import require_pairs, settle_run
 
     config = config.with_absolute_paths(Path.cwd())  # the training child runs elsewhere: keep no relative path
     loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)
@@ -78,7 +78,8 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
         from .train.setup import load_tokenizer
 
         check_same_tokenizer(student, resolve_teacher(config), load_tokenizer(student.path, config.trust_remote_code))
-    return new_run(resolve_config(config, detect()), run_dir)
+    # Settled as far as it can be before the data is tokenized; the training child settles the rest.
+    return new_run(settle_run(config, detect(), data=None, dims=None).config, run_dir)
 
 
 @dataclass
@@ -98,30 +99,28 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
     """The memory plan of `config` on this machine, auto-fitted to the data's token lengths
     (with `with_data`; else every example is taken to be max_length long, half of it answer)."""
     from .errors import DataError, ModelError
-    from .fit import settle
     from .hardware import detect
     from .memory import merge_and_export_needs, model_shape
     from .models import resolve_base
     from .paths import tuneforge_home
-    from .train.runner import resolve_config
+    from .settle import DataFacts, settle_run
 
     hardware = detect(tuneforge_home())
     dims = model_shape(config.model) or model_shape(resolve_base(config).path)
     if dims is None:
         raise ModelError(f"{config.model}: its config.json does not give the dimensions a plan needs",
                          "check that it is a decoder-only transformer with hidden_size, num_hidden_layers and vocab_size")
-    lengths, answer_share = [config.max_length], 0.5
+    facts = DataFacts.assumed(config)
     if with_data:
         report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed)
         if report.problems or report.stats is None:
             raise DataError(f"{report.path}: {len(report.problems)} problem(s), first: {report.problems[0]}",
                             f"run `tuneforge data check {report.path}` for all of them")
-        lengths = report.stats.token_lengths
-        answer_share = report.stats.answer_share
-    resolved = resolve_config(config, hardware)
-    fit = settle(resolved, hardware, *dims, lengths, answer_share)
+        facts = DataFacts.measured(report.stats)
+    settled = settle_run(config, hardware, facts, dims)
+    assert settled.fit is not None  # the dimensions are known
     merge_needs, export_needs = merge_and_export_needs(dims[0], quants)
-    return RunPlan(config.model, dims[0], resolved.method, fit, merge_needs, export_needs, hardware)
+    return RunPlan(config.model, dims[0], settled.config.method, settled.fit, merge_needs, export_needs, hardware)
 
 
 def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False,

@@ -10,40 +10,29 @@ from typing import Any, Callable, Sequence
 
 from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
-from ..config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
+from ..config import RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, split_examples
 from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
-from ..errors import DataError, ResourceError, TuneforgeError
-from ..hardware import Hardware, detect, resolve_method
+from ..errors import ResourceError, TuneforgeError
+from ..hardware import Hardware, detect
+from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..diagnosis import oom_kills
 from ..events import Failed, Finished, Started, Stopped
 from ..runs import BASE_RECORD, RunDir
+from ..settle import DataFacts, require_pairs, resolve_choices, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from ..checkpoint_folders import discard_incomplete
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
-from .planning import fit_memory
+from .planning import check_memory_plan
 from .resume import check_resume, fingerprint, record
 from .result import TrainingStopped, TrainResult
 from .setup import load_base_model, load_tokenizer, make_trainable
 from .trainers import build_trainer, held_out_accuracy, training_arguments
-
-
-def resolve_config(config: RunConfig, hardware: Hardware) -> RunConfig:
-    """Settle `auto` choices for this machine so config.yaml records what actually runs."""
-    method = resolve_method(config.method, hardware)
-    updates: dict[str, Any] = {"method": method}
-    if config.learning_rate is None:
-        updates["learning_rate"] = method_spec(method).learning_rate
-    if config.gradient_checkpointing is None and not config.auto_fit:
-        # Without a memory plan: on for a GPU. Prefix tuning feeds its prefixes as a key/value
-        # cache, which checkpointed layers drop.
-        updates["gradient_checkpointing"] = hardware.cuda and method != "prefix"
-    return config.with_updates(**updates)
 
 
 def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | None = print,
@@ -59,9 +48,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     hardware = replace(detect(run.path), cpu_allocator=allocator_in_use())
     if not hardware.cuda and config.processes > 1:  # CPU processes share the machine's memory
         hardware = replace(hardware, ram_available_gb=hardware.ram_available_gb / config.processes)
-    resolved = resolve_config(config, hardware)
-    if resolved != config:
-        config = run.save_config(resolved)
+    config = resolve_choices(config, hardware)  # the method decides what loads; config.yaml is written once settled
     checkpoint = run.checkpoint_to_train_from(resume)
     log = _RunLog(run, echo, is_main_process())
     echo = log.line
@@ -160,10 +147,10 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
     fit = None
     if main:  # rank 0 settles the run for every process: they must agree on batch split and length
-        config, fit = fit_memory(run, config, hardware, model_ref, data, echo, refit=checkpoint is None)
-        if fit is not None and fit.truncated:  # nothing else fitted: long examples are cut
-            config = run.save_config(config.with_updates(max_length=fit.max_length))
-        config = _settle_early_stopping(run, config, data, echo)
+        settled = settle_run(config, hardware, DataFacts.measured(data.stats), model_shape(model_ref.path),
+                             refit=checkpoint is None)
+        check_memory_plan(run, settled, hardware, model_ref, echo, refuse=checkpoint is None)
+        config, fit = run.save_config(settled.config), settled.fit
     if world_size(config) > 1:
         config = _settled_by_rank_zero(run, config, hardware)
     if config.max_length != data.stats.max_length:
@@ -263,18 +250,6 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
     return regenerated.train, regenerated.eval
 
 
-def _settle_early_stopping(run: RunDir, config: RunConfig, data: PreparedData, echo: Callable[[str], None]) -> RunConfig:
-    """Early stopping left unset (None) is on for a small dataset with eval data; config.yaml records the choice."""
-    if config.early_stopping_patience is not None:
-        return config
-    small = data.stats.train_examples < SMALL_DATASET and bool(data.eval)
-    settled = config.with_updates(early_stopping_patience=DEFAULT_PATIENCE if small else 0)
-    if small:
-        echo(f"small dataset: early stopping after {DEFAULT_PATIENCE} evaluations without a better eval loss "
-             "(set early_stopping_patience: 0 to turn it off)")
-    return run.save_config(settled)
-
-
 def _final_eval_loss(trainer: Any) -> float:
     """Eval loss at the last step: the one the trainer just logged, else a fresh evaluation."""
     step = trainer.state.global_step
@@ -310,13 +285,3 @@ def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedMod
             json.dumps({"model": model_ref.name, "path": str(model_ref.path), "arch": model_ref.arch}, indent=2),
             encoding="utf-8",
         )
-
-
-def require_pairs(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
-    """Preference methods need chosen/rejected pairs in both training and eval data."""
-    for data in (loaded, eval_loaded):
-        if data is not None and data.shape != "pairs":
-            raise DataError(
-                f"{data.path}: method {method} trains on chosen/rejected pairs, but this is '{data.shape}' data",
-                'write one JSON object a line: {"prompt": "…", "chosen": "better answer", "rejected": "worse answer"}',
-            )

@@ -84,7 +84,7 @@ def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file
         train_run(run, echo=None, callbacks=[InterruptAt(2)])
     recorded = json.loads((run.path / FINGERPRINT_FILE).read_text())
     steps_before = len(step_losses(run))
-    assert recorded.libraries["transformers"] and recorded.data["data"]
+    assert recorded["libraries"]["transformers"] and recorded["data"]["data"]
 
     original_config = run.config_file.read_text()
     run.config_file.write_text(original_config.replace("learning_rate: 0.005", "learning_rate: 0.001"))
@@ -100,7 +100,7 @@ def test_resume_of_a_changed_run_says_what_changed(home, tiny_config, facts_file
         train_run(run, resume=True, echo=None)
     facts_file.write_text(original_data)
 
-    tampered = {**recorded, "libraries": {**recorded.libraries, "transformers": "4.0.0"}}
+    tampered = {**recorded, "libraries": {**recorded["libraries"], "transformers": "4.0.0"}}
     (run.path / FINGERPRINT_FILE).write_text(json.dumps(tampered))
     with pytest.raises(ConfigError, match="library transformers: 4.0.0 → "):
         train_run(run, resume=True, echo=None)

@@ -14,17 +14,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.validation import Integer, Number
+from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from tuneforge.core.config import RunConfig
+from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.errors import ConfigError
-from tuneforge.core.fit import Fit, settle
+from tuneforge.core.fit import Fit
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.memory import model_shape
-from tuneforge.core.methods import METHODS
+from tuneforge.core.methods import METHODS, auto_method
 from tuneforge.core.runs import RunDir
+from tuneforge.core.settle import DataFacts, settle_run
 
 from ..errors import show_error
 
@@ -37,25 +38,24 @@ class Field:
     label: str
     kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", or "choice"
     choices: tuple[tuple[str, Any], ...] = ()
-    minimum: float | None = None
 
 
 FIELDS = (
     Field("method", "method", "choice", tuple((name, name) for name in METHODS)),
-    Field("epochs", "epochs", "float", minimum=0.01),
-    Field("learning_rate", "learning rate", "optional-float", minimum=1e-7),
-    Field("batch_size", "batch size", "int", minimum=1),
-    Field("grad_accum", "grad accum", "int", minimum=1),
-    Field("max_length", "max length", "int", minimum=16),
-    Field("lora_r", "LoRA rank", "int", minimum=1),
-    Field("lora_alpha", "LoRA alpha", "int", minimum=1),
-    Field("eval_split", "eval split", "float", minimum=0),
-    Field("early_stopping_patience", "early stop", "optional-int", minimum=0),
-    Field("max_steps", "max steps", "optional-int", minimum=1),
+    Field("epochs", "epochs", "float"),
+    Field("learning_rate", "learning rate", "optional-float"),
+    Field("batch_size", "batch size", "int"),
+    Field("grad_accum", "grad accum", "int"),
+    Field("max_length", "max length", "int"),
+    Field("lora_r", "LoRA rank", "int"),
+    Field("lora_alpha", "LoRA alpha", "int"),
+    Field("eval_split", "eval split", "float"),
+    Field("early_stopping_patience", "early stop", "optional-int"),
+    Field("max_steps", "max steps", "optional-int"),
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("teacher", "teacher", "optional-text"),
 )
-GPU_FIELD = Field("processes", "GPUs", "int", minimum=1)
+GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
     "learning_rate": "the method's default",
@@ -75,6 +75,24 @@ def parse_field(field: Field, text: str) -> Any:
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
 
+class WithinBounds(Validator):
+    """A number field's text parses and lies within the bounds RunConfig sets for its setting."""
+
+    def __init__(self, field: Field) -> None:
+        super().__init__()
+        self.field = field
+        self.bounds = setting_bounds(field.name)
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parsed = parse_field(self.field, value)
+        except ValueError:
+            return self.failure(f"{self.field.label}: not a number")
+        if parsed is None or self.bounds.admits(parsed):
+            return self.success()
+        return self.failure(f"{self.field.label} must be {self.bounds.describe()}")
+
+
 def default_values(model: str, max_length: int, eval_split: float) -> dict[str, Any]:
     """RunConfig's defaults with the session's model, max length and eval split (auto-fit settles the batch)."""
     values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
@@ -85,7 +103,9 @@ def default_values(model: str, max_length: int, eval_split: float) -> dict[str, 
 def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, hardware: Hardware, answer_share: float) -> Fit:
     """What training will settle for the form's current values: auto-fit's choice and its memory plan."""
     config = RunConfig.from_dict({**values, "data": values.get("data") or "form"}, source="the form")
-    return settle(config, hardware, *shape, [seq_len], answer_share)
+    settled = settle_run(config, hardware, DataFacts([seq_len], answer_share), shape)
+    assert settled.fit is not None  # the form plans only a model whose dimensions are known
+    return settled.fit
 
 
 def estimate_text(fit: Fit) -> Text:
@@ -161,7 +181,7 @@ class TrainFormScreen(Screen):
             return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
         text = "" if value is None else str(value)
         placeholder = PLACEHOLDERS.get(field.name, "")
-        validators = [] if field.kind == "optional-text" else [(Integer if "int" in field.kind else Number)(minimum=field.minimum)]
+        validators = [] if field.kind == "optional-text" else [WithinBounds(field)]
         return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
@@ -174,7 +194,7 @@ class TrainFormScreen(Screen):
         summary = METHODS[method].summary
         if method == "auto":
             on_gpu = bool(self.app.hardware and self.app.hardware.cuda)
-            summary = f"{RunConfig.model_fields['method'].description} Here auto = {'qlora' if on_gpu else 'lora'}."
+            summary = f"{RunConfig.model_fields['method'].description} Here auto = {auto_method(on_gpu)}."
         self.query_one("#help-method", Static).update(summary)
 
     def values(self) -> dict[str, Any]:

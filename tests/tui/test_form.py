@@ -1,0 +1,35 @@
+"""The Train form accepts exactly what RunConfig accepts, field by field (its bounds are read from RunConfig)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tuneforge.core.config import RunConfig
+from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds
+
+NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text")]
+CANDIDATES = ["-1", "0", "1e-8", "0.5", "1", "2", "15", "16", "512"]
+
+
+@pytest.mark.parametrize("field", NUMBER_FIELDS, ids=lambda field: field.name)
+def test_each_number_field_accepts_what_run_config_accepts(field):
+    for text in CANDIDATES:
+        form_says = WithinBounds(field).validate(text).is_valid
+        try:
+            value = int(text) if "int" in field.kind else float(text)
+        except ValueError:
+            assert not form_says, (field.name, text)
+            continue
+        try:
+            RunConfig(data="x.jsonl", **{field.name: value})
+            config_says = True
+        except ValidationError:
+            config_says = False
+        assert form_says == config_says, (field.name, text, form_says)
+
+
+def test_a_value_out_of_bounds_is_explained_with_the_bounds():
+    eval_split = next(field for field in FIELDS if field.name == "eval_split")
+    result = WithinBounds(eval_split).validate("1")
+    assert not result.is_valid and result.failure_descriptions == ["eval split must be ≥ 0 and < 1"]
