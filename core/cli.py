@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
+
 from .atomic import is_disk_full
 from .accelerate_setup import DEFAULT_PORT
 from .errors import ConfigError, ExportError, ResourceError, TuneforgeError, print_error
@@ -334,12 +336,12 @@ def run(
     adapter_from: AdapterFromOption = None,
 ) -> int:
     """Train → merge → export to GGUF → verify, then answer --prompt with the verified GGUF."""
-    from tuneforge.exporters.export import parse_quants
+    from tuneforge.exporters.gguf.types import parse_gguf_types
 
     from . import pipeline
     from .chat import load_chat_model
 
-    quants = parse_quants(quant)  # before hours of training, not after
+    quants = parse_gguf_types(quant)  # before hours of training, not after
     run_config = _config_from_options(
         config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=_columns(column), teacher=teacher, adapter_from=adapter_from,
@@ -358,19 +360,20 @@ def run(
 @app.command()
 def export(
     source: Annotated[Path, typer.Argument(help="A trained run directory, or a HF model folder.")],
-    quant: Annotated[str, typer.Option(help="GGUF types, comma-separated: f16, bf16, f32, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, …")] = "q8_0,q4_k_m",
+    quant: Annotated[str, typer.Option(help=f"GGUF types, comma-separated: {', '.join(GGUF_TYPES)}.")] = ",".join(DEFAULT_TYPES),
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
     adapter_only: Annotated[bool, typer.Option("--adapter-only", help="Write the LoRA adapter as a GGUF adapter (plus an f16 base) instead of merged weights.")] = False,
 ) -> int:
     """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
-    from tuneforge.exporters.export import export_adapter, parse_quants
+    from tuneforge.exporters.export import export_adapter
+    from tuneforge.exporters.gguf.types import parse_gguf_types
 
     from . import pipeline
 
     if adapter_only:
         result = export_adapter(source, out, echo=say)
     else:
-        result = pipeline.export(source, parse_quants(quant), out, echo=say)
+        result = pipeline.export(source, parse_gguf_types(quant), out, echo=say)
     return 0 if _print_export(result) else ExportError.exit_code
 
 

@@ -282,11 +282,11 @@ def merge_and_export_needs(params_b: float, quants: tuple[str, ...] = ("q4_k_m",
     asked for) and each quantized file, then verifies each against the merged model loaded as
     reference (fp32 below 2 GiB of weights, bf16 above) with the GGUF beside it in llama.cpp.
     """
-    from ..exporters.gguf.quantize import BITS_PER_WEIGHT
+    from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb
 
     sixteen = params_b * 1e9 * 2 / GIB
     merge = PhaseNeeds("merge", CPU_RUNTIME_GB + sixteen, sixteen, "the base in 16-bit; the merged model written in 16-bit")
-    files = [params_b * 1e9 * BITS_PER_WEIGHT.get(q, 16.0) / 8 / GIB for q in quants]
+    files = [file_gb(params_b, q if q in GGUF_TYPES else "f16") for q in quants]
     reference = sixteen * (2 if sixteen < 2 else 1)
     disk = sum(files) + (0 if "f16" in quants else sixteen)
     export = PhaseNeeds("export", CPU_RUNTIME_GB + reference + max(files), disk,

@@ -19,13 +19,13 @@ from tuneforge.core.runs import RunDir
 
 from .gguf import convert as gguf_convert
 from .gguf.architectures import architecture_for
-from .gguf.quantize import QUANT_TYPES, quantize
+from .gguf.quantize import quantize
+from .gguf.types import DEFAULT_TYPES
 from .gguf.reference import write_reference
-from .gguf.verify import Verification, verify_in_child
+from .gguf.verify import verify_in_child
 from .ollama import ollama_command, write_modelfile
-from .report import REPORT_FILE, read_report
+from .report import REPORT_FILE, ExportReport, Verification, read_report
 
-DEFAULT_QUANTS = ("q8_0", "q4_k_m")
 EVAL_TEXTS = 16
 """How many eval examples the perplexity check reads (enough for a stable figure, quick on a CPU)."""
 UNVERIFIED_SUFFIX = ".unverified"
@@ -49,21 +49,11 @@ class ExportResult:
         return all(v.passed for v in self.verifications)
 
 
-def parse_quants(text: str) -> list[str]:
-    """`q8_0,q4_k_m` → a validated list (before any work starts)."""
-    quants = [q.strip().lower() for q in text.split(",") if q.strip()]
-    valid = (*gguf_convert.OUTTYPES, *QUANT_TYPES)
-    unknown = [q for q in quants if q not in valid]
-    if unknown or not quants:
-        raise ExportError(f"unknown GGUF type(s): {', '.join(unknown) or '(none given)'}", f"choose from {', '.join(valid)}")
-    return list(dict.fromkeys(quants))
-
-
 def export(source: Path, quants: list[str] | None = None, out: Path | None = None,
            echo: Callable[[str], None] | None = print) -> ExportResult:
     """Export a run (merging it first if needed) or a HF model folder to verified GGUF files."""
     source, out = Path(source).expanduser().resolve(), _absolute(out)
-    quants = list(quants or DEFAULT_QUANTS)
+    quants = list(quants or DEFAULT_TYPES)
     model_dir, out_dir, eval_texts_from, name = _locate(source, out)
     architecture_for(gguf_convert.read_model_config(model_dir if model_dir.exists() else _base_of(source)), str(source))
     if not model_dir.exists():
@@ -177,13 +167,11 @@ def _finish(source: Path, out_dir: Path, verifications: list[Verification], mode
     report = out_dir / REPORT_FILE
     command = ollama_command(modelfile, re.sub(r"[^a-z0-9._-]+", "-", name.lower())) if modelfile else None
     # The report covers every file in the folder: a later export replaces its own files' entries only.
-    previous = (read_report(out_dir) or {}).get("files", [])
-    entries = {entry["file"]: entry for entry in previous if Path(entry["file"]).is_file()}
-    entries.update({v.file: v.to_dict() for v in verifications})
-    atomic_write_text(report, json.dumps({
-        "source": str(source), "files": list(entries.values()),
-        "modelfile": str(modelfile) if modelfile else None, "ollama_command": command,
-    }, indent=2))
+    previous = read_report(out_dir)
+    entries = {entry.file: entry for entry in (previous.files if previous else []) if Path(entry.file).is_file()}
+    entries.update({v.file: v for v in verifications})
+    written = ExportReport(str(source), list(entries.values()), str(modelfile) if modelfile else None, command)
+    atomic_write_text(report, json.dumps(written.to_dict(), indent=2))
     if (source / "config.yaml").is_file():
         failures = [f"{Path(v.file).name}: {next(c.detail for c in v.checks if not c.passed)}" for v in verifications if not v.passed]
         RunDir(source).record(Exported(files=[str(p) for p in files], passed=not failures,
@@ -241,13 +229,11 @@ def _eval_texts(run_path: Path | None, tokenizer: Any) -> list[str]:
     if run_path is None:
         return []
     from tuneforge.core.data.formats import load_examples
-    from tuneforge.core.data.prepare import split_examples
+    from tuneforge.core.data.prepare import train_and_eval
 
     config = RunDir(run_path).load_config()
-    if config.eval_data:
-        examples = load_examples(config.eval_data, config.columns).examples
-    else:
-        _, examples = split_examples(load_examples(config.data, config.columns).examples, config.eval_split, config.seed)
+    eval_loaded = load_examples(config.eval_data, config.columns) if config.eval_data else None
+    _, examples = train_and_eval(load_examples(config.data, config.columns), eval_loaded, config.eval_split, config.seed)
     texts = [tokenizer.apply_chat_template(e.messages, tokenize=False) if e.messages else e.text for e in examples]
     return [t for t in texts if t][:EVAL_TEXTS]
 

@@ -229,6 +229,14 @@ def split_examples(examples: list[Example], eval_split: float, seed: int) -> tup
     return train, [e for i, e in enumerate(examples) if i in held_out]
 
 
+def train_and_eval(loaded: LoadedData, eval_loaded: LoadedData | None, eval_split: float,
+                   seed: int) -> tuple[list[Example], list[Example]]:
+    """A run's training and held-out examples: eval_data's when it has some, else `eval_split` of its data."""
+    if eval_loaded is not None:
+        return list(loaded.examples), list(eval_loaded.examples)
+    return split_examples(loaded.examples, eval_split, seed)
+
+
 def prepare(
     loaded: LoadedData,
     tokenizer: Any,
@@ -241,9 +249,7 @@ def prepare(
     loaded.raise_for_problems()
     if eval_loaded is not None:
         eval_loaded.raise_for_problems()
-        train_examples, eval_examples = loaded.examples, eval_loaded.examples
-    else:
-        train_examples, eval_examples = split_examples(loaded.examples, eval_split, seed)
+    train_examples, eval_examples = train_and_eval(loaded, eval_loaded, eval_split, seed)
     if loaded.shape != "documents":
         ensure_chat_template(tokenizer)
     train_all = tokenize_examples(train_examples, tokenizer, max_length)

@@ -12,7 +12,7 @@ from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
 from ..config import RunConfig
 from ..data.formats import LoadedData, load_checked
-from ..data.prepare import PreparedData, prepare, split_examples
+from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
 from ..errors import ResourceError, TuneforgeError
 from ..hardware import Hardware, detect
@@ -237,10 +237,7 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
     pairs = method_spec(config.method).pairs_data
     if not pairs and not (teacher is not None and config.distill_generate):
         return data.train, data.eval
-    if eval_loaded is not None:
-        train_examples, eval_examples = loaded.examples, eval_loaded.examples
-    else:
-        train_examples, eval_examples = split_examples(loaded.examples, config.eval_split, config.seed)
+    train_examples, eval_examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
     if pairs:
         return train_examples, eval_examples
     echo("distill: the teacher answers every training prompt …")

@@ -10,7 +10,8 @@ import numpy as np
 
 from tuneforge.core.errors import ExportError
 
-from . import architectures, atomic_gguf_writer
+from . import architectures
+from .writer import atomic_gguf_writer
 
 
 def convert_adapter(adapter_dir: Path, base_config: dict, out_file: Path) -> Path:

@@ -19,7 +19,9 @@ import numpy as np
 
 from tuneforge.core.errors import ExportError, ResourceError
 
-from . import architectures, atomic_gguf_writer
+from . import architectures
+from .writer import atomic_gguf_writer
+from .types import GGUF_TYPES
 from .vocab import add_vocab
 
 OUTTYPES = {
@@ -28,7 +30,8 @@ OUTTYPES = {
     "bf16": (gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16),
     "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0),
 }
-"""Output types the converter writes itself; other types are quantized from f16 by libllama."""
+"""The file and tensor type of each GGUF type the converter writes itself (types.py: by_converter)."""
+assert set(OUTTYPES) == {name for name, spec in GGUF_TYPES.items() if spec.by_converter}
 SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 

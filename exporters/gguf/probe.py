@@ -14,7 +14,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from . import atomic_gguf_writer
+from .writer import atomic_gguf_writer
+from .convert import OUTTYPES
 from .native import child_main, open_llama, run_child
 
 PROBE_TYPES = ("q8_0", "q4_k_m")
@@ -27,8 +28,7 @@ PROBE_TOKENS = [1, 72, 101, 108, 108, 111]
 
 def write_probe_model(path: Path, qtype: str = "f32") -> Path:
     """Write the tiny Llama to `path` (atomically), its matrices in `qtype` (f32 or q8_0), and return it."""
-    file_type, tensor_type = {"f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
-                              "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0)}[qtype]
+    file_type, tensor_type = OUTTYPES[qtype]
     rng = np.random.default_rng(0)
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{byte:02X}>" for byte in range(256))]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, *([gguf.TokenType.BYTE] * 256)]

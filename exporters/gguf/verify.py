@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from ..report import Check, Verification
 from .native import LlamaCrashed, child_main, open_llama, run_child
 from .reference import VERIFY_CONTEXT, Reference
 
@@ -31,42 +31,6 @@ LOSSLESS_TYPES = ("f32", "f16", "lora")
 reported like the quantized types: llama.cpp's CPU path rounds activations to bf16 too."""
 LOSSLESS_TOP1 = 0.99
 """f32/f16 must agree with the HF model on the next token at this share of positions."""
-
-
-@dataclass
-class Check:
-    """One verification check: whether it passed, the figures behind it, and (failed) what to do."""
-
-    name: str
-    passed: bool
-    detail: str
-    figures: dict[str, Any] = field(default_factory=dict)
-    hint: str = ""
-
-
-@dataclass
-class Verification:
-    """All checks of one GGUF file."""
-
-    file: str
-    gguf_type: str
-    size_bytes: int
-    checks: list[Check]
-    completed: bool = True
-    """False when the verification never finished (llama.cpp crashed): the file is neither good nor bad."""
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Verification":
-        """The inverse of to_dict (as a verification child prints it)."""
-        return cls(data["file"], data["gguf_type"], data["size_bytes"], [Check(**check) for check in data["checks"]],
-                   data.get("completed", True))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tuneforge.core.errors import ExportError, ResourceError
-from tuneforge.exporters.export import export, parse_quants
+from tuneforge.exporters.export import export
+from tuneforge.exporters.gguf.types import parse_gguf_types
 from tuneforge.exporters.gguf.convert import convert
 
 from ..conftest import build_tiny_model
@@ -154,9 +155,9 @@ def test_modelfile_has_template_stops_and_default_system_prompt(tiny_models, tmp
 
 
 def test_quant_list_is_validated_before_work():
-    assert parse_quants("q8_0, Q4_K_M,q8_0") == ["q8_0", "q4_k_m"]
+    assert parse_gguf_types("q8_0, Q4_K_M,q8_0") == ["q8_0", "q4_k_m"]
     with pytest.raises(ExportError, match="q9"):
-        parse_quants("q8_0,q9")
+        parse_gguf_types("q8_0,q9")
 
 
 def test_lora_adapter_gguf_over_the_base_gives_the_merged_logits(home, tiny_config, tmp_path):

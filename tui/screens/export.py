@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -18,44 +17,39 @@ from textual.widgets.selection_list import Selection
 
 from tuneforge.core.memory import model_shape
 from tuneforge.core.runs import RunDir
-from tuneforge.exporters.gguf.quantize import BITS_PER_WEIGHT
-from tuneforge.exporters.report import passed_files, read_report
+from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb
+from tuneforge.exporters.report import ExportReport, passed_files, read_report
 
 from ..errors import show_error
 
-QUANT_CHOICES = (
-    ("f16", "lossless, largest"),
-    ("q8_0", "near-lossless, half of f16"),
-    ("q6_k", "very close"),
-    ("q5_k_m", "close, smaller"),
-    ("q4_k_m", "the usual size/quality trade"),
-    ("q4_0", "small, older format"),
-)
-DEFAULT_QUANTS = ("q8_0",)
+OFFERED_TYPES = tuple(spec for spec in GGUF_TYPES.values() if spec.summary)
+"""The types the app lists: those the type table describes."""
+PRESELECTED = ("q8_0",)
+"""Ticked at first: near-lossless, and small models quantize badly below 8 bits."""
 
 
 def size_label(params_b: float | None, qtype: str) -> str:
     """The estimated file size of `qtype` for a model of `params_b` billion parameters."""
     if params_b is None:
         return "size unknown"
-    mib = params_b * 1e9 * BITS_PER_WEIGHT[qtype] / 8 / 2**20
-    return f"~{mib / 1024:.1f} GiB" if mib >= 1024 else f"~{mib:.0f} MiB"
+    gib = file_gb(params_b, qtype)
+    return f"~{gib:.1f} GiB" if gib >= 1 else f"~{gib * 1024:.0f} MiB"
 
 
-def report_text(report: dict[str, Any], run: RunDir) -> Text:
+def report_text(report: ExportReport, run: RunDir) -> Text:
     """export-report.json as a person reads it, plus where the files go next (Ollama, llama.cpp)."""
     text = Text()
-    for entry in report.get("files", []):
-        text.append(f"{Path(entry['file']).name}  {entry['gguf_type']}  {entry['size_bytes'] / 2**20:.0f} MiB  ", style="bold")
-        text.append("PASS\n" if entry["passed"] else "FAIL\n", style="bold green" if entry["passed"] else "bold red")
-        for check in entry["checks"]:
-            text.append(f"  {'✓' if check['passed'] else '✗'} {check['name']:<11}", style="green" if check["passed"] else "red")
-            text.append(f"{check['detail']}\n")
-            if check.get("hint") and not check["passed"]:
-                text.append(f"    hint: {check['hint']}\n", style="dim")
-    if report.get("modelfile"):
+    for entry in report.files:
+        text.append(f"{Path(entry.file).name}  {entry.gguf_type}  {entry.size_bytes / 2**20:.0f} MiB  ", style="bold")
+        text.append("PASS\n" if entry.passed else "FAIL\n", style="bold green" if entry.passed else "bold red")
+        for check in entry.checks:
+            text.append(f"  {'✓' if check.passed else '✗'} {check.name:<11}", style="green" if check.passed else "red")
+            text.append(f"{check.detail}\n")
+            if check.hint and not check.passed:
+                text.append(f"    hint: {check.hint}\n", style="dim")
+    if report.modelfile:
         text.append("\nOllama: ", style="bold")
-        text.append(f"{report['modelfile']}\n  {report.get('ollama_command', '')}\n")
+        text.append(f"{report.modelfile}\n  {report.ollama_command or ''}\n")
     text.append("\nllama.cpp, LM Studio: ", style="bold")
     text.append(f"the .gguf files in {run.export}")
     return text
@@ -98,7 +92,8 @@ class ExportScreen(Screen):
                      classes="step")
         with Horizontal(id="export-top"):
             yield SelectionList[str](
-                *(Selection(f"{q:<7} {size_label(params_b, q):>11}  {why}", q, q in DEFAULT_QUANTS) for q, why in QUANT_CHOICES),
+                *(Selection(f"{t.name:<7} {size_label(params_b, t.name):>11}  {t.summary}", t.name, t.name in PRESELECTED)
+                  for t in OFFERED_TYPES),
                 id="quants",
             )
             yield Log(id="export-log", max_lines=200)
@@ -155,7 +150,7 @@ class ExportScreen(Screen):
         else:
             self.notify("A file failed verification; see the report.", title="export", severity="error")
 
-    def show_report(self, report: dict[str, Any]) -> None:
+    def show_report(self, report: ExportReport) -> None:
         """The verification report: each file with PASS/FAIL, then each check with its figures."""
         self.query_one("#report", Static).update(report_text(report, self.run))
 
