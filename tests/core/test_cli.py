@@ -96,11 +96,11 @@ def test_runs_lists_nothing_then_a_run(home, facts_file, capsys):
 
 
 def test_a_config_file_is_completed_by_options(tmp_path, facts_file):
-    from tuneforge.core.cli import _config_from_options
+    from tuneforge.core.cli.app import config_from_options
 
     config_file = tmp_path / "base.yaml"
     config_file.write_text("epochs: 2\nlora_r: 4\n")
-    config = _config_from_options(config_file, data=str(facts_file), epochs=3.0, model=None)
+    config = config_from_options(config_file, data=str(facts_file), epochs=3.0, model=None)
     assert (config.epochs, config.lora_r, config.data) == (3.0, 4, str(facts_file))
 
 

@@ -1,0 +1,138 @@
+"""The `tuneforge` command line: the typer app, the options commands share, and `main`, which turns
+foreseeable failures into `error: …` / `hint: …` and an exit code instead of a traceback.
+
+The commands live beside this module, grouped by the job they do: `inspect.py` (models, data
+check, plan, doctor, runs, compare), `training.py` (train, merge, run) and `results.py`
+(export, chat, demo). Each is one public API call (core/pipeline.py) and its printing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from ..atomic import is_disk_full
+from ..errors import ConfigError, ResourceError, TuneforgeError, print_error
+from ..methods import METHODS
+from ..quiet import quiet_libraries
+
+if TYPE_CHECKING:
+    from tuneforge.exporters.export import ExportResult
+
+    from ..config import RunConfig
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    invoke_without_command=True,
+    help="Fine-tune open chat models on your own machine and chat with the result offline.",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ModelOption = Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
+DataOption = Annotated[Optional[str], typer.Option(help="Training data file or folder.")]
+EvalDataOption = Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")]
+MethodOption = Annotated[Optional[str], typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
+TeacherOption = Annotated[Optional[str], typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
+AdapterFromOption = Annotated[Optional[str], typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]
+EpochsOption = Annotated[Optional[float], typer.Option(help="Passes over the data.")]
+LrOption = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
+MaxLengthOption = Annotated[Optional[int], typer.Option(help="Longest example in tokens.")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")]
+ColumnOption = Annotated[Optional[list[str]], typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
+
+
+def say(text: str = "") -> None:
+    """Print a line of output, flushed (a parent process may be tailing it)."""
+    print(text, flush=True)
+
+
+def columns_option(pairs: list[str] | None) -> dict[str, str]:
+    """`--column prompt=question …` as a mapping of tuneforge's field names to the file's."""
+    mapping = {}
+    for pair in pairs or []:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours or not theirs:
+            raise ConfigError(f"--column {pair!r}: expected tuneforge_name=your_name", "for example --column prompt=question")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+def config_from_options(config_file: Path | None, **options: object) -> RunConfig:
+    """A RunConfig from an optional YAML file overridden by the options the user gave."""
+    from ..config import RunConfig, absolute_paths, read_yaml_settings
+
+    # Paths in the YAML file are relative to its folder; paths typed as options, to the working folder.
+    values: dict[str, object] = absolute_paths(read_yaml_settings(config_file), config_file.parent) if config_file is not None else {}
+    values.update(absolute_paths({key: value for key, value in options.items() if value not in (None, {})}, Path.cwd()))
+    if "data" not in values:
+        raise ConfigError("no training data given", "pass --data FILE (or a --config YAML that sets data)")
+    return RunConfig.from_dict(values)
+
+
+def print_export(result: "ExportResult") -> bool:
+    """Print each file's checks; on failure print an error line and return False."""
+    for verification in result.verifications:
+        status = "verified" if verification.passed else "FAILED"
+        say(f"\n{Path(verification.file).name}  {verification.size_bytes / 2**20:.0f} MiB  {status}")
+        for check in verification.checks:
+            say(f"  {'ok ' if check.passed else 'BAD'} {check.name:<10} {check.detail}")
+            if check.hint and not check.passed:
+                say(f"  {'':<14} hint: {check.hint}")
+    say(f"\nreport: {result.report}")
+    if result.modelfile:
+        say(f"Ollama: {result.ollama_command}")
+    elif result.passed:
+        say("Ollama: no Modelfile written (tuneforge writes them for ChatML and Llama 3 chat formats)")
+    if not result.passed:
+        failed = [Path(v.file).name for v in result.verifications if not v.passed]
+        print(f"error: verification failed for {', '.join(failed)}", file=sys.stderr, flush=True)
+        print(f"hint: see {result.report}; a failed file should not be used", file=sys.stderr, flush=True)
+    return result.passed
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """With no command: open the app in a terminal, or print this help when output is not a terminal."""
+    if ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from tuneforge.tui.app import main as open_app
+
+            open_app()
+        else:
+            say(ctx.get_help())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, the error's code on a foreseeable failure)."""
+    quiet_libraries()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="tuneforge", standalone_mode=False)
+    except TuneforgeError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # typer's own click: a mistyped command, option or value
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()  # click's one line ("No such command 'trian'. Did you mean 'train'?") under the usage line
+        return getattr(exc, "exit_code", 2)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print_error(ResourceError(f"the disk ran out of space ({exc})", "free some disk space and run the command again"))
+        return ResourceError.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+

@@ -1,0 +1,87 @@
+"""The commands that use a trained run: export (to verified GGUF files), chat, and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
+
+from ..errors import ExportError
+from .app import app, print_export, say
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="A trained run directory, or a HF model folder.")],
+    quant: Annotated[str, typer.Option(help=f"GGUF types, comma-separated: {', '.join(GGUF_TYPES)}.")] = ",".join(DEFAULT_TYPES),
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
+    adapter_only: Annotated[bool, typer.Option("--adapter-only", help="Write the LoRA adapter as a GGUF adapter (plus an f16 base) instead of merged weights.")] = False,
+) -> int:
+    """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
+    from tuneforge.exporters.export import export_adapter
+    from tuneforge.exporters.gguf.types import parse_gguf_types
+
+    from .. import pipeline
+
+    if adapter_only:
+        result = export_adapter(source, out, echo=say)
+    else:
+        result = pipeline.export(source, parse_gguf_types(quant), out, echo=say)
+    return 0 if print_export(result) else ExportError.exit_code
+
+
+@app.command()
+def chat(
+    sources: Annotated[list[str], typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model; several runs of one base share it.")],
+    prompt: Annotated[Optional[str], typer.Option(help="Print one answer to this and exit.")] = None,
+) -> int:
+    """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive.
+
+    Several run directories load their common base once with each run's adapter: --prompt
+    prints every adapter's answer; interactively, `/use NAME` switches (`/use base` for none).
+    """
+    from ..chat import interactive_chat, load_adapters_chat, load_chat_model
+
+    model = load_chat_model(sources[0]) if len(sources) == 1 else load_adapters_chat([Path(s) for s in sources])
+    if prompt is not None:
+        for name in model.adapters or (None,):
+            if name is not None:
+                model.use(name)
+                say(f"[{name}]")
+            say(model.answer(prompt))
+        model.close()
+        return 0
+    interactive_chat(model, say)
+    model.close()
+    return 0
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the demo run.")] = None,
+) -> int:
+    """Teach the built-in model facts about a town it cannot know, and show its answers before and after."""
+    from ..demo import run_demo
+
+    result = run_demo(out, echo=say)
+    for title, answers in (("Facts from the demo dataset", result.facts), ("General knowledge it must keep", result.controls)):
+        say(f"\n{title}:")
+        for answer in answers:
+            say(f"Q: {answer.question}")
+            say(f"   base model:     {_shorten(answer.before)}")
+            say(f"   fine-tuned GGUF: {_shorten(answer.after)}")
+    learned = sum(a.known_after for a in result.facts)
+    known = sum(a.known_before for a in result.facts)
+    kept = sum(a.known_after for a in result.controls)
+    say(f"\nfacts answered correctly: {known}/{len(result.facts)} before fine-tuning, {learned}/{len(result.facts)} after; "
+        f"general questions still right: {kept}/{len(result.controls)}")
+    say(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
