@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError
-from .formats import MAX_REPORTED_PROBLEMS, Example, LoadedData
+from .formats import MAX_REPORTED_PROBLEMS, LoadedData
+from .records import Example
 
 IGNORE_INDEX = -100
 """Label value the loss ignores (PyTorch's cross-entropy default)."""

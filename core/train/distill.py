@@ -15,7 +15,7 @@ from typing import Any
 from trl import SFTTrainer
 
 from ..config import RunConfig
-from ..data.formats import Example
+from ..data.records import Example
 from ..errors import ConfigError
 from ..models import ResolvedModel, resolve_model
 from ..runs import RunDir

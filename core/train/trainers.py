@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from ..config import RunConfig
-from ..data.formats import Example
+from ..data.records import Example
 from ..data.prepare import TokenizedExample
 from ..hardware import Hardware
 from ..methods import method_spec
