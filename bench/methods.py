@@ -23,10 +23,10 @@ from pathlib import Path
 from tuneforge.core.compare import compared_run, format_table
 from tuneforge.core.config import RunConfig
 from tuneforge.core.demo import demo_file
+from tuneforge.core.diagnosis import failure_cause
 from tuneforge.core.methods import METHODS
 from tuneforge.core.pipeline import create_run, merge
 from tuneforge.core.quiet import quiet_libraries
-from tuneforge.core.diagnosis import failure_cause
 
 SHAPES = {
     # SmolLM2-360M's dimensions (hidden, layers, intermediate, heads, kv heads), random weights.
@@ -41,7 +41,6 @@ def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
     """A Llama of `shape` with random weights and the default model's (or `tokenizer_dir`'s) tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from tuneforge.core.models import resolve_model
 
     if (target / "config.json").is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from methods import SHAPES, random_model  # noqa: E402
+from methods import SHAPES, random_model
 
 GRID = (
     # method, batch, tokens per example, gradient checkpointing
@@ -67,8 +67,8 @@ def uniform_data(path: Path, tokens: int, tokenizer_dir: str, count: int = 32) -
 def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out: Path) -> dict[str, float] | None:
     """Train one configuration for 3 steps in a child process; its plan and measured peak."""
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.diagnosis import failure_cause
+    from tuneforge.core.pipeline import create_run
 
     method, batch, tokens, checkpointing = row
     data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)

@@ -33,9 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from methods import SHAPES, random_model  # noqa: E402  (bench/methods.py: random-weight models of a shape)
-
-from tuneforge.core.allocator import training_environment  # noqa: E402
+from methods import SHAPES, random_model
+from tuneforge.core.allocator import training_environment
 
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
 CHECKPOINTED = "tuneforge, checkpointing"
@@ -200,7 +199,7 @@ def table(results: dict[str, dict[str, Any]], peak_flops: float) -> str:
             rows.append((f"{side} / plain", f"{ours['tokens_per_second'] / plain['tokens_per_second']:.2f}x",
                          f"{ours['peak_gb'] / plain['peak_gb']:.2f}x", f"{ours['final_loss'] - plain['final_loss']:+.4f}", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import ModelError, TuneforgeError
 from .models import resolve_base, resolve_model
@@ -113,7 +114,7 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
 
     runs = [RunDir(Path(p).expanduser().resolve()) for p in run_paths]
     configs = [run.load_config() for run in runs]
-    for run, config in zip(runs, configs):
+    for run, config in zip(runs, configs, strict=True):
         if not (run.adapter / "adapter_config.json").is_file():
             raise ModelError(f"{run.path}: no trained adapter", "name runs of adapter methods that finished training")
         if method_spec(config.method).objective == "reward":
@@ -129,7 +130,7 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
     for run in runs[1:]:
         try:
             model.load_adapter(run.adapter, adapter_name=run.name)
-        except Exception as exc:  # peft cannot mix some adapter kinds (e.g. prompt tuning with LoRA) on one model
+        except Exception as exc:  # noqa: BLE001 - peft cannot mix some adapter kinds (e.g. prompt tuning with LoRA) on one model
             raise ModelError(f"{run.name}: cannot load its adapter beside {runs[0].name}'s ({exc})",
                              "chat with it on its own: tuneforge chat RUN_DIR") from None
     names = tuple(run.name for run in runs)

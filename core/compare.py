@@ -85,7 +85,7 @@ def format_table(runs: list[ComparedRun]) -> str:
     """A plain-text table (fixed-width columns) with a legend."""
     rows = [COLUMNS, *comparison_rows(runs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+    lines = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append("")

@@ -141,7 +141,7 @@ class RunConfig(BaseModel):
     """Load pickle weights (.bin/.pt), which can run code when loaded, from a model without safetensors; off unless you trust the files."""
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> "RunConfig":
+    def _check_combinations(self) -> RunConfig:
         if self.early_stopping_patience and self.eval_split == 0 and not self.eval_data:
             raise ValueError("early_stopping_patience needs eval data: set eval_split > 0 or eval_data")
         if self.method == "distill" and not self.teacher:
@@ -156,7 +156,7 @@ class RunConfig(BaseModel):
         return self
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
         """Validate `values`; a ConfigError lists every problem, not just the first."""
         try:
             return cls.model_validate(values)
@@ -164,7 +164,7 @@ class RunConfig(BaseModel):
             raise ConfigError(_describe(exc, source), "fix the values above; `tuneforge train --help` lists them") from None
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "RunConfig":
+    def from_yaml(cls, path: Path) -> RunConfig:
         """Read and validate a config.yaml (relative paths in it are relative to its folder); errors name the file."""
         return cls.from_dict(absolute_paths(read_yaml_settings(path), Path(path).parent), source=str(path))
 
@@ -174,11 +174,11 @@ class RunConfig(BaseModel):
 
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
-    def with_absolute_paths(self, base: Path) -> "RunConfig":
+    def with_absolute_paths(self, base: Path) -> RunConfig:
         """A copy whose relative file and folder settings are made absolute against `base`."""
         return self.model_copy(update=absolute_paths({name: getattr(self, name) for name in PATH_SETTINGS}, base))
 
-    def with_updates(self, **changes: Any) -> "RunConfig":
+    def with_updates(self, **changes: Any) -> RunConfig:
         """A validated copy with some fields changed."""
         return RunConfig.from_dict({**self.model_dump(), **changes})
 

@@ -87,7 +87,7 @@ def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: objec
     try:
         answers = [
             ProbeAnswer(q["question"], q["expect"], b, tuned.answer(q["question"], max_new_tokens=ANSWER_TOKENS))
-            for q, b in zip(everything, before)
+            for q, b in zip(everything, before, strict=True)
         ]
     finally:
         tuned.close()

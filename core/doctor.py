@@ -15,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -186,8 +187,8 @@ def _gguf() -> Check:
 
 def _default_model() -> Check:
     from .errors import ModelError
-    from .weight_integrity import check_gguf
     from .models import default_gguf_path
+    from .weight_integrity import check_gguf
 
     try:
         path = default_gguf_path()

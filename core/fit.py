@@ -9,8 +9,8 @@ free memory, with the planner's 15 % margin; the first that fits, in order of sp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 from .catalog import ModelSpec, Shape
 from .config import RunConfig

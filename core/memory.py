@@ -28,9 +28,9 @@ bench/plan.py for how close it comes):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .catalog import Shape, find_spec
 from .methods import LORA_FAMILY, method_spec

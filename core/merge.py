@@ -14,9 +14,9 @@ from typing import Any
 from .atomic import atomic_directory
 from .data.prepare import end_of_turn_ids
 from .errors import ConfigError, ExportError
+from .events import Merged
 from .methods import method_spec
 from .models import resolve_base
-from .events import Merged
 from .runs import RunDir
 
 SIXTEEN_BIT = ("bfloat16", "float16")

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from . import catalog
 from .atomic import atomic_directory
 from .errors import ModelError
-from .weight_integrity import check_gguf, check_safetensors_folder
 from .paths import models_cache_dir
+from .weight_integrity import check_gguf, check_safetensors_folder
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -87,7 +87,7 @@ def resolve_model(name: str, trust_remote_code: bool = False, allow_pickle: bool
     return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code, allow_pickle)
 
 
-def resolve_base(config: "RunConfig") -> ResolvedModel:
+def resolve_base(config: RunConfig) -> ResolvedModel:
     """The base model of a run config, with the config's permissions (remote code, pickle weights)."""
     return resolve_model(config.model, config.trust_remote_code, config.allow_pickle)
 
@@ -113,7 +113,7 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
 
     try:
         return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS, local_files_only=True))
-    except Exception:
+    except Exception:  # noqa: BLE001 - not in the cache (the hub library raises several kinds): fetch it below
         pass
     try:
         return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS))
@@ -124,7 +124,7 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(f"{name}: no such model on the hub", "check the hub id, or pick one from `tuneforge models`") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - offline, refused, or a proxy: each is "cannot be reached" to the user
         raise ModelError(
             f"{name} ({hub_id}) is not in the local cache and the hub cannot be reached ({type(exc).__name__})",
             f"download it on a connected machine with `hf download {hub_id}`, pass a local folder or .gguf file, "
@@ -199,7 +199,7 @@ def import_gguf(gguf_file: Path, target: Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
-    except Exception as exc:  # transformers raises many types for unsupported GGUF content
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported GGUF content
         raise ModelError(
             f"{gguf_file}: cannot be read as a model ({exc})",
             "transformers reads GGUF models of the llama, qwen2, qwen3, mistral, gemma and phi3 families",

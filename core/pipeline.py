@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .data.formats import load_examples
@@ -18,7 +19,6 @@ if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from .fit import Fit
     from .hardware import Hardware
     from .memory import PhaseNeeds
-
     from .train.result import TrainResult
 
 Echo = Callable[[str], None] | None
@@ -89,10 +89,10 @@ class RunPlan:
     model: str
     params_b: float
     method: str
-    fit: "Fit"
-    merge: "PhaseNeeds"
-    export: "PhaseNeeds"
-    hardware: "Hardware"
+    fit: Fit
+    merge: PhaseNeeds
+    export: PhaseNeeds
+    hardware: Hardware
 
 
 def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] = ("q4_k_m",)) -> RunPlan:
@@ -124,7 +124,7 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
 
 
 def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False,
-          machine: "Machine | None" = None) -> "TrainResult":
+          machine: Machine | None = None) -> TrainResult:
     """Train a prepared run directory, or resume it from its last complete checkpoint.
 
     Training runs in a child process that this call waits for, relaying its progress to `echo`:
@@ -147,7 +147,7 @@ def merge(run_dir: str | Path, dtype: str | None = None) -> Path:
     return merge_run(RunDir(Path(run_dir).expanduser().resolve()), dtype)
 
 
-def export(source: str | Path, quants: list[str] | None = None, out: Path | None = None, echo: Echo = print) -> "ExportResult":
+def export(source: str | Path, quants: list[str] | None = None, out: Path | None = None, echo: Echo = print) -> ExportResult:
     """Export a run or model folder to verified GGUF files (see tuneforge.exporters.export)."""
     from tuneforge.exporters.export import export as export_gguf
 
@@ -155,7 +155,7 @@ def export(source: str | Path, quants: list[str] | None = None, out: Path | None
 
 
 def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = print,
-                 quants: list[str] | None = None) -> tuple[RunDir, "ExportResult | None"]:
+                 quants: list[str] | None = None) -> tuple[RunDir, ExportResult | None]:
     """Train → merge → (with `quants`) export and verify, in a new run directory."""
     from .errors import ConfigError
     from .methods import method_spec

@@ -11,8 +11,9 @@ they differ only in what they know of the data (the child has tokenized it; the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_PATIENCE, SMALL_DATASET, RunConfig
 from .errors import DataError

@@ -16,14 +16,15 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
-from .allocator import training_environment
 from .accelerate_setup import Machine, check_world, launch_command, launch_script, launch_summary, world_size
-from .errors import ConfigError
-from .hardware import detect
+from .allocator import training_environment
 from .diagnosis import failure_cause, oom_kills, record_death
+from .errors import ConfigError
 from .events import Finished, Launched, Stopped
+from .hardware import detect
 from .runs import RunDir
 from .train.result import TrainingFailed, TrainingStopped, TrainResult
 
@@ -65,13 +66,13 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
     return child
 
 
-def start_training(run: RunDir, resume: bool = False, machine: Machine = Machine()) -> subprocess.Popen:
+def start_training(run: RunDir, resume: bool = False, machine: Machine | None = None) -> subprocess.Popen:
     """Launch the training child detached from this process; returns at once."""
-    return _spawn(run, resume, False, subprocess.DEVNULL, machine)
+    return _spawn(run, resume, False, subprocess.DEVNULL, machine or Machine())
 
 
 def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = False,
-                   echo: Callable[[str], None] | None = print, machine: Machine = Machine()) -> TrainResult:
+                   echo: Callable[[str], None] | None = print, machine: Machine | None = None) -> TrainResult:
     """Train `run` in a child process and wait for it, relaying its progress lines to `echo`.
 
     Ctrl-C (or SIGTERM) here asks the training processes to checkpoint and stop, and this
@@ -80,7 +81,7 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
     word (out of memory, killed) gets a `failed` event written here, with the cause and how
     to resume.
     """
-    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine, echo)
+    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine or Machine(), echo)
     previous = {sig: signal.signal(sig, lambda *_: stop_training(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert child.stdout is not None

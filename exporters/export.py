@@ -7,21 +7,22 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuneforge.core.atomic import atomic_write_text, disk_full_as_error
 from tuneforge.core.errors import ExportError
-from tuneforge.core.merge import require_mergeable
 from tuneforge.core.events import Exported
+from tuneforge.core.merge import require_mergeable
 from tuneforge.core.runs import RunDir
 
 from .gguf import convert as gguf_convert
 from .gguf.architectures import architecture_for
 from .gguf.quantize import quantize
-from .gguf.types import DEFAULT_TYPES
 from .gguf.reference import write_reference
+from .gguf.types import DEFAULT_TYPES
 from .gguf.verify import verify_in_child
 from .ollama import ollama_command, write_modelfile
 from .report import REPORT_FILE, ExportReport, Verification, read_report

@@ -44,7 +44,7 @@ class Verification:
         return {**asdict(self), "passed": self.passed}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Verification":
+    def from_dict(cls, data: dict[str, Any]) -> Verification:
         """The inverse of to_dict (as a verification child prints it)."""
         return cls(data["file"], data["gguf_type"], data["size_bytes"], [Check(**check) for check in data["checks"]],
                    data.get("completed", True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -34,17 +34,17 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-ModelOption = Annotated[Optional[str], typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
-DataOption = Annotated[Optional[str], typer.Option(help="Training data file or folder.")]
-EvalDataOption = Annotated[Optional[str], typer.Option(help="Held-out data (default: a split of --data).")]
-MethodOption = Annotated[Optional[str], typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
-TeacherOption = Annotated[Optional[str], typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
-AdapterFromOption = Annotated[Optional[str], typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]
-EpochsOption = Annotated[Optional[float], typer.Option(help="Passes over the data.")]
-LrOption = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate.")]
-MaxLengthOption = Annotated[Optional[int], typer.Option(help="Longest example in tokens.")]
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML run config; options override it.")]
-ColumnOption = Annotated[Optional[list[str]], typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
+ModelOption = Annotated[str | None, typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
+DataOption = Annotated[str | None, typer.Option(help="Training data file or folder.")]
+EvalDataOption = Annotated[str | None, typer.Option(help="Held-out data (default: a split of --data).")]
+MethodOption = Annotated[str | None, typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
+TeacherOption = Annotated[str | None, typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
+AdapterFromOption = Annotated[str | None, typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]
+EpochsOption = Annotated[float | None, typer.Option(help="Passes over the data.")]
+LrOption = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
+MaxLengthOption = Annotated[int | None, typer.Option(help="Longest example in tokens.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="A YAML run config; options override it.")]
+ColumnOption = Annotated[list[str] | None, typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
 
 
 def say(text: str = "") -> None:
@@ -75,7 +75,7 @@ def config_from_options(config_file: Path | None, **options: object) -> RunConfi
     return RunConfig.from_dict(values)
 
 
-def print_export(result: "ExportResult") -> bool:
+def print_export(result: ExportResult) -> bool:
     """Print each file's checks; on failure print an error line and return False."""
     for verification in result.verifications:
         status = "verified" if verification.passed else "FAILED"

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import TuneforgeError
-from .app import (ColumnOption, ConfigOption, DataOption, MaxLengthOption, MethodOption, ModelOption, app,
-                  columns_option, config_from_options, data_app, say)
+from .app import (
+    ColumnOption,
+    ConfigOption,
+    DataOption,
+    MaxLengthOption,
+    MethodOption,
+    ModelOption,
+    app,
+    columns_option,
+    config_from_options,
+    data_app,
+    say,
+)
 
 
 @app.command()
@@ -74,7 +85,7 @@ def plan(
     data: DataOption = None,
     method: MethodOption = None,
     max_length: MaxLengthOption = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
     config: ConfigOption = None,
     column: ColumnOption = None,
 ) -> int:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
 
 from ..errors import ExportError
@@ -17,7 +16,7 @@ from .app import app, print_export, say
 def export(
     source: Annotated[Path, typer.Argument(help="A trained run directory, or a HF model folder.")],
     quant: Annotated[str, typer.Option(help=f"GGUF types, comma-separated: {', '.join(GGUF_TYPES)}.")] = ",".join(DEFAULT_TYPES),
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN_DIR/export, or MODEL_DIR-gguf beside a model folder).")] = None,
     adapter_only: Annotated[bool, typer.Option("--adapter-only", help="Write the LoRA adapter as a GGUF adapter (plus an f16 base) instead of merged weights.")] = False,
 ) -> int:
     """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
@@ -36,7 +35,7 @@ def export(
 @app.command()
 def chat(
     sources: Annotated[list[str], typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model; several runs of one base share it.")],
-    prompt: Annotated[Optional[str], typer.Option(help="Print one answer to this and exit.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Print one answer to this and exit.")] = None,
 ) -> int:
     """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive.
 
@@ -61,7 +60,7 @@ def chat(
 
 @app.command()
 def demo(
-    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the demo run.")] = None,
+    out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the demo run.")] = None,
 ) -> int:
     """Teach the built-in model facts about a town it cannot know, and show its answers before and after."""
     from ..demo import run_demo

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..accelerate_setup import DEFAULT_PORT
 from ..errors import ConfigError, ExportError
 from ..methods import method_help
-from .app import (AdapterFromOption, ColumnOption, ConfigOption, DataOption, EpochsOption, EvalDataOption, LrOption,
-                  MaxLengthOption, MethodOption, ModelOption, TeacherOption, app, columns_option, config_from_options,
-                  print_export, say)
+from .app import (
+    AdapterFromOption,
+    ColumnOption,
+    ConfigOption,
+    DataOption,
+    EpochsOption,
+    EvalDataOption,
+    LrOption,
+    MaxLengthOption,
+    MethodOption,
+    ModelOption,
+    TeacherOption,
+    app,
+    columns_option,
+    config_from_options,
+    print_export,
+    say,
+)
 
 if TYPE_CHECKING:
     from ..train.result import TrainResult
@@ -32,8 +47,8 @@ TRAIN_HELP = textwrap.dedent("""
 
 @app.command(help=TRAIN_HELP)
 def train(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="A prepared run directory.")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="A prepared run directory.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,
     accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Resume even though the run's settings, data, base model or libraries changed since it started.")] = False,
     model: ModelOption = None,
     data: DataOption = None,
@@ -42,19 +57,19 @@ def train(
     epochs: EpochsOption = None,
     lr: LrOption = None,
     max_length: MaxLengthOption = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per step.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
     config: ConfigOption = None,
     column: ColumnOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
-    gpus: Annotated[Optional[int], typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
-    processes: Annotated[Optional[int], typer.Option(help="Train in N processes (CPU processes on a machine without GPUs, over gloo).")] = None,
-    nodes: Annotated[Optional[int], typer.Option(help="Machines training together; run the same command on each.")] = None,
+    gpus: Annotated[int | None, typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
+    processes: Annotated[int | None, typer.Option(help="Train in N processes (CPU processes on a machine without GPUs, over gloo).")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Machines training together; run the same command on each.")] = None,
     node_rank: Annotated[int, typer.Option(help="This machine's number among --nodes, from 0 (the main machine).")] = 0,
-    main_address: Annotated[Optional[str], typer.Option(help="Address of the machine with --node-rank 0.")] = None,
-    main_port: Annotated[Optional[int], typer.Option(help=f"Port the main machine listens on (default: {DEFAULT_PORT} across machines, a free one on one machine).")] = None,
+    main_address: Annotated[str | None, typer.Option(help="Address of the machine with --node-rank 0.")] = None,
+    main_port: Annotated[int | None, typer.Option(help=f"Port the main machine listens on (default: {DEFAULT_PORT} across machines, a free one on one machine).")] = None,
 ) -> int:
     from .. import pipeline
     from ..accelerate_setup import Machine
@@ -120,7 +135,7 @@ def _against_plan(result: TrainResult) -> str:
 @app.command()
 def merge(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
-    dtype: Annotated[Optional[str], typer.Option(help="bfloat16 | float16 | float32 (default: the base's 16-bit dtype).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="bfloat16 | float16 | float32 (default: the base's 16-bit dtype).")] = None,
 ) -> int:
     """Merge the run's adapter into a 16-bit copy of its base model (RUN_DIR/merged)."""
     from .. import pipeline
@@ -140,9 +155,9 @@ def run(
     epochs: EpochsOption = None,
     lr: LrOption = None,
     max_length: MaxLengthOption = None,
-    out: Annotated[Optional[Path], typer.Option("--run-dir", help="Where to create the run.")] = None,
+    out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the run.")] = None,
     config: ConfigOption = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
     quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,
     teacher: TeacherOption = None,

@@ -7,9 +7,10 @@ A .txt/.md document, or a folder of them, is a `documents` dataset for continued
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import DataError
 from .readers import check_text_file, first_byte, read_csv, read_json_array, read_jsonl

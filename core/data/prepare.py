@@ -123,7 +123,7 @@ def tokenize_chat(example: Example, tokenizer: Any, max_length: int) -> Tokenize
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     labels = [
         token if any(start < end_span and end > start_span for start_span, end_span in spans) else IGNORE_INDEX
-        for token, (start, end) in zip(ids, offsets)
+        for token, (start, end) in zip(ids, offsets, strict=True)
     ]
     truncated = len(ids) > max_length
     return TokenizedExample(example.source, ids[:max_length], labels[:max_length], truncated)
@@ -209,7 +209,7 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) 
 def trained_segments(example: TokenizedExample, tokenizer: Any) -> list[tuple[str, bool]]:
     """The example's text as runs of trained (True) and masked (False) tokens, to show what is learned."""
     runs: list[tuple[list[int], bool]] = []
-    for token, label in zip(example.input_ids, example.labels):
+    for token, label in zip(example.input_ids, example.labels, strict=True):
         trained = label != IGNORE_INDEX
         if runs and runs[-1][1] == trained:
             runs[-1][0].append(token)

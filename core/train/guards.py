@@ -8,8 +8,9 @@ means the model lost some of what it knew before.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from transformers import TrainerCallback
 

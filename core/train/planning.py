@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ResourceError
+from ..events import Planned, Warned
 from ..hardware import Hardware
 from ..memory import merge_and_export_needs
 from ..methods import method_spec
 from ..models import ResolvedModel
-from ..events import Planned, Warned
 from ..runs import RunDir
 from ..settle import SettledRun
 

@@ -5,32 +5,33 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
 from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
+from ..checkpoint_folders import discard_incomplete
 from ..config import RunConfig
 from ..data.formats import LoadedData, load_checked
 from ..data.prepare import PreparedData, prepare, train_and_eval
-from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
+from ..diagnosis import oom_kills
 from ..errors import ResourceError, TuneforgeError
+from ..events import Failed, Finished, Started, Stopped
 from ..hardware import Hardware, detect
 from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
-from ..diagnosis import oom_kills
-from ..events import Failed, Finished, Started, Stopped
 from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, resolve_choices, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
-from ..checkpoint_folders import discard_incomplete
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
 from .planning import check_memory_plan
-from .resume import check_resume, fingerprint, record
 from .result import TrainingStopped, TrainResult
+from .resume import check_resume, fingerprint, record
 from .setup import load_base_model, load_tokenizer, make_trainable
 from .trainers import build_trainer, held_out_accuracy, training_arguments
 

@@ -26,7 +26,7 @@ def load_tokenizer(path: Any, trust_remote_code: bool = False) -> Any:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken tokenizer folder raises anything from json to sentencepiece
         raise ModelError(f"{path}: cannot load the tokenizer ({exc})", "check the model folder's tokenizer files") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"{path}: only a slow (Python) tokenizer is available", "tuneforge needs a tokenizer.json (fast tokenizer)")
@@ -63,7 +63,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
         loader, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     try:
         base = loader.from_pretrained(model.path, **kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - out of memory and unreadable weights come as many types; both are told apart below
         if "out of memory" in str(exc).lower():
             raise ResourceError(f"{model.name} does not fit in memory for {method}", "use --method qlora, a smaller model, or a shorter --max-length") from None
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None

@@ -10,8 +10,8 @@ import os
 from typing import Any
 
 from ..config import RunConfig
-from ..data.records import Example
 from ..data.prepare import TokenizedExample
+from ..data.records import Example
 from ..hardware import Hardware
 from ..methods import method_spec
 from ..runs import RunDir

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-
 from tuneforge.core.errors import ExportError
 
 from . import architectures

@@ -10,19 +10,19 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gguf
 import numpy as np
-
 from tuneforge.core.errors import ExportError, ResourceError
 
 from . import architectures
-from .writer import atomic_gguf_writer
 from .types import GGUF_TYPES
 from .vocab import add_vocab
+from .writer import atomic_gguf_writer
 
 OUTTYPES = {
     "f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),

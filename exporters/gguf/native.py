@@ -20,8 +20,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tuneforge.core.errors import ExportError
 from tuneforge.core.hardware import cpu_has_amx, env_switch

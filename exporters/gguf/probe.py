@@ -14,9 +14,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .writer import atomic_gguf_writer
 from .convert import OUTTYPES
 from .native import child_main, open_llama, run_child
+from .writer import atomic_gguf_writer
 
 PROBE_TYPES = ("q8_0", "q4_k_m")
 """The quantized types checked: llama.cpp's q8_0 and k-quant kernels are where CPU-specific code runs."""

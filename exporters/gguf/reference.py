@@ -50,7 +50,7 @@ class Reference:
         return np.asarray(self.logits[start:start + len(self.sequences[index])])
 
     @classmethod
-    def load(cls, folder: Path) -> "Reference":
+    def load(cls, folder: Path) -> Reference:
         """Read a reference written by `write_reference` (the logits memory-mapped, not read whole)."""
         index = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
         return cls([(text, ids) for text, ids in index["probes"]], index["sequences"], index["offsets"],
@@ -88,7 +88,7 @@ def write_reference(hf_model: Any, tokenizer: Any, eval_texts: list[str], folder
     logits = np.lib.format.open_memmap(folder / LOGITS_FILE, mode="w+", dtype=np.float32,
                                        shape=(sum(len(ids) for ids in sequences), first.shape[1]))
     logits[:len(sequences[0])] = first
-    for ids, start in zip(sequences[1:], offsets[1:]):
+    for ids, start in zip(sequences[1:], offsets[1:], strict=True):
         logits[start:start + len(ids)] = hf_logits(hf_model, ids)
     logits.flush()
     del logits

@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def verify_gguf(path: Path, gguf_type: str, reference: Reference, lora_path: Pat
     with contextlib.ExitStack() as stack:
         try:
             llm = stack.enter_context(open_gguf(path, lora_path=lora_path))
-        except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unloadable files
+        except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError or RuntimeError for unloadable files
             failed = Check("loads", False, f"llama.cpp cannot load it: {exc}")
             return Verification(str(subject), gguf_type, subject.stat().st_size if subject.exists() else 0, [failed])
         checks = [

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-
 from tuneforge.core.errors import ExportError
 
 # llama.cpp recognises a BPE pre-tokenizer by hashing the ids its tokenizer gives for this
@@ -69,7 +68,7 @@ def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None
         writer.add_tokenizer_model("llama")
         writer.add_token_scores(_merge_scores(tokens, model.get("merges", [])))
         writer.add_add_space_prefix(_prepends_space(spec))
-        types = [gguf.TokenType.BYTE if _is_byte_token(t) and kind == gguf.TokenType.NORMAL else kind for t, kind in zip(tokens, types)]
+        types = [gguf.TokenType.BYTE if _is_byte_token(t) and kind == gguf.TokenType.NORMAL else kind for t, kind in zip(tokens, types, strict=True)]
         if tokenizer.unk_token_id is not None:
             types[tokenizer.unk_token_id] = gguf.TokenType.UNKNOWN
     else:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import gguf
-
 from tuneforge.core.atomic import atomic_file
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tuneforge.core.events import Event
 from tuneforge.core.runs import RunDir

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tuneforge.core.cli import main
 
 

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
 

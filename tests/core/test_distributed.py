@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from tuneforge.core import pipeline
 from tuneforge.core.events import Failed, Started, Step, Stopped
-from tuneforge.core.training_process import start_training, stop_training
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run
+from tuneforge.core.training_process import start_training, stop_training
 
 from .events import step_losses, wait_for
 
@@ -67,8 +66,8 @@ def two_gpu_machine():
 
 
 def test_the_accelerate_config_follows_the_method_and_the_machines():
-    from tuneforge.core.config import RunConfig
     from tuneforge.core.accelerate_setup import Machine, accelerate_config
+    from tuneforge.core.config import RunConfig
 
     gpus = two_gpu_machine()
     lora = accelerate_config(RunConfig(data="d", method="lora", processes=2), gpus, Machine())
@@ -91,8 +90,8 @@ def test_the_accelerate_config_follows_the_method_and_the_machines():
     ],
 )
 def test_runs_this_machine_cannot_start_are_refused(settings, machine, fragment):
-    from tuneforge.core.config import RunConfig
     from tuneforge.core.accelerate_setup import Machine, check_world
+    from tuneforge.core.config import RunConfig
     from tuneforge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=fragment):

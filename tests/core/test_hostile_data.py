@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tuneforge.core.data.formats import load_examples
+from tuneforge.core.data.prepare import prepare
 from tuneforge.core.data.readers import MAX_RECORD_BYTES
 from tuneforge.core.data.records import CHAT_ROLES, SHAPES, RecordError, normalise_record
-from tuneforge.core.data.prepare import prepare
 from tuneforge.core.errors import DataError
 
 FIELDS = ["messages", "conversations", "role", "content", "from", "value", "prompt", "completion", "chosen",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tuneforge.core.demo import run_demo
 
 

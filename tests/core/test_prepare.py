@@ -3,15 +3,14 @@
 import json
 
 import pytest
-
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.records import Example
 from tuneforge.core.data.prepare import IGNORE_INDEX, prepare, split_examples, tokenize_chat, tokenize_document
+from tuneforge.core.data.records import Example
 from tuneforge.core.errors import DataError
 
 
 def trained_text(tokenizer, tokenized) -> str:
-    return tokenizer.decode([t for t, label in zip(tokenized.input_ids, tokenized.labels) if label != IGNORE_INDEX])
+    return tokenizer.decode([t for t, label in zip(tokenized.input_ids, tokenized.labels, strict=True) if label != IGNORE_INDEX])
 
 
 def test_only_assistant_turns_are_trained_and_each_ends_with_end_of_turn(smol_tokenizer):
@@ -26,7 +25,7 @@ def test_only_assistant_turns_are_trained_and_each_ends_with_end_of_turn(smol_to
     assert trained_text(smol_tokenizer, tokenized) == "Teal.<|im_end|>\nAmber.<|im_end|>\n"
     assert tokenized.labels[: len(tokenized.labels) // 2].count(IGNORE_INDEX) > 10  # the prompt is masked
     # Trained labels are the tokens themselves (the trainer shifts them).
-    assert all(label in (IGNORE_INDEX, token) for token, label in zip(tokenized.input_ids, tokenized.labels))
+    assert all(label in (IGNORE_INDEX, token) for token, label in zip(tokenized.input_ids, tokenized.labels, strict=True))
 
 
 def test_documents_train_every_token_in_blocks(smol_tokenizer):

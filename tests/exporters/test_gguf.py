@@ -9,11 +9,10 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from tuneforge.core.errors import ExportError, ResourceError
 from tuneforge.exporters.export import export
-from tuneforge.exporters.gguf.types import parse_gguf_types
 from tuneforge.exporters.gguf.convert import convert
+from tuneforge.exporters.gguf.types import parse_gguf_types
 
 from ..conftest import build_tiny_model
 
@@ -142,8 +141,8 @@ def test_too_little_disk_is_refused_up_front(tiny_models, tmp_path, monkeypatch)
 def test_modelfile_has_template_stops_and_default_system_prompt(tiny_models, tmp_path):
     result = export(tiny_models["llama"], ["f16"], out=tmp_path / "out", echo=None)
     if result.modelfile is None:  # a random model may not stop within the chat check's limit
-        from tuneforge.exporters.ollama import write_modelfile
         from transformers import AutoTokenizer
+        from tuneforge.exporters.ollama import write_modelfile
 
         modelfile = write_modelfile(tmp_path / "out" / "llama-f16.gguf", AutoTokenizer.from_pretrained(tiny_models["llama"]))
     else:

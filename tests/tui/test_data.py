@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from textual.widgets import Input
-
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.data import DataScreen
 

@@ -3,12 +3,11 @@ live view follows; the child outlives the app, a new app re-attaches to it, and 
 
 from __future__ import annotations
 
-import signal
 import os
+import signal
 
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar
-
 from tuneforge.core.events import Failed, Launched, Started, Step
 from tuneforge.core.runs import RunDir, list_runs
 from tuneforge.tui.app import TuneforgeApp
@@ -156,8 +155,8 @@ async def test_a_child_that_died_shows_as_failed_with_the_cause_from_its_log(hom
 
 
 async def test_a_child_the_out_of_memory_killer_took_offers_resume(home, facts_file, monkeypatch):
-    from tuneforge.core.config import RunConfig
     from tuneforge.core.checkpoint_folders import COMPLETE_MARKER
+    from tuneforge.core.config import RunConfig
     from tuneforge.core.runs import new_run
     from tuneforge.tui.screens.run import RunScreen
 

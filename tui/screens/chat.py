@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -17,7 +18,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Header, Input, Static
 from textual.worker import get_current_worker
-
 from tuneforge.core.runs import RunDir
 
 from ..errors import describe

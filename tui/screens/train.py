@@ -16,9 +16,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
-
-from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.accelerate_setup import describe_launch
+from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.fit import Fit
 from tuneforge.core.hardware import Hardware
@@ -260,8 +259,8 @@ class TrainFormScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="start")
     def start(self, config: RunConfig) -> None:
         """Create the run and launch its training child in this worker; the outcome comes back as a RunStarted."""
-        from tuneforge.core.training_process import start_training
         from tuneforge.core.pipeline import create_run
+        from tuneforge.core.training_process import start_training
 
         try:
             run = create_run(config)
