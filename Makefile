@@ -2,12 +2,13 @@
 #   make demo   create .venv, install, fine-tune the built-in model and show before/after answers
 #   make test   create .venv, install, run the test suite (the slowest tests listed at the end)
 #   make test-fast   the inner loop: no real-model training, no child processes (~2 minutes)
+#   make lint   ruff and the import layers (pyproject.toml: tool.importlinter), as CI runs them
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not process" --durations=10
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV)
