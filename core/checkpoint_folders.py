@@ -4,7 +4,7 @@ The trainer writes a checkpoint folder file by file. A process killed (or a mach
 power) in the middle leaves a folder without the completion marker, which resume never
 picks. Old checkpoints are deleted only once a newer one is marked, so the last complete
 checkpoint always survives. The trainer callback that marks and prunes is
-`train/checkpoints.py`; this module is light, for listings and the launcher too.
+`train/checkpoints.py`; this module is light, for listings and the parent process too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every event a run records in its events.jsonl: one dataclass per kind, one writer, one folding reader.
 
 events.jsonl is the run's history, one JSON object per line, `{"time": …, "event": KIND, …fields}`,
-appended by whoever does the work (the launcher, the training child, merge, export) and read by
+appended by whoever does the work (the parent that starts training, the training child, merge, export) and read by
 everyone who shows a run (`tuneforge runs`, `tuneforge train`, the app's Home and run view). A
 reader skips a half-written last line, lines of kinds it does not know and fields it does not
 know, so a run directory written by another version of tuneforge still reads.
