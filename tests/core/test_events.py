@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import json
-import pytest
 
-from tuneforge.core.events import (KINDS, CheckpointSaved, Evaluated, Exported, Failed, Finished, Launched, Merged, Planned,
-                                   RunHistory, Started, Step, Stopped, Warned, append_event)
+import pytest
+from tuneforge.core.events import (
+    KINDS,
+    CheckpointSaved,
+    Evaluated,
+    Exported,
+    Failed,
+    Finished,
+    Launched,
+    Merged,
+    Planned,
+    RunHistory,
+    Started,
+    Step,
+    Stopped,
+    Warned,
+    append_event,
+)
 from tuneforge.core.train.result import TrainResult
 
 RESULT = TrainResult(steps=30, final_loss=0.5, eval_loss=0.7, runtime_s=12.0, tokens_per_second=100.0, trainable_params=4_900_000,
