@@ -41,6 +41,7 @@ def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
     """A Llama of `shape` with random weights and the default model's (or `tokenizer_dir`'s) tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
     from tuneforge.core.models import resolve_model
 
     if (target / "config.json").is_file():

@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from methods import SHAPES, random_model
+
 from tuneforge.core.allocator import training_environment
 
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)

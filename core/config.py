@@ -60,9 +60,14 @@ class RunConfig(BaseModel):
     model: str = "default"
     """Base model: catalog name, hub id, local HF folder, `.gguf` file, or `default`."""
     data: str
-    """Training data: a .jsonl/.csv file, or a folder of .txt/.md for continued pre-training."""
+    """Training data: a .jsonl/.json/.csv/.tsv (also .gz), .parquet or .arrow file, a saved dataset folder,
+    a hub dataset id (owner/name[:config]), or .txt/.md documents (a file or folder) for continued pre-training."""
+    data_split: str | None = None
+    """The split of a hub dataset (or saved DatasetDict) that trains; None = "train"."""
     eval_data: str | None = None
     """Held-out data in the same shapes; when unset, `eval_split` of `data` is held out."""
+    eval_data_split: str | None = None
+    """The split of a hub dataset given as eval_data; None = "validation", else "test"."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
     method: Method = "auto"

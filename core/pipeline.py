@@ -37,12 +37,13 @@ class DataReport:
 
 
 def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
-               columns: dict[str, str] | None = None, seed: int = 42) -> DataReport:
-    """Validate a dataset and measure it with `model`'s tokenizer and chat template."""
+               columns: dict[str, str] | None = None, seed: int = 42, split: str | None = None) -> DataReport:
+    """Validate a dataset (a file, folder or hub dataset id; `split` of a hub or saved dataset) and
+    measure it with `model`'s tokenizer and chat template."""
     from .models import resolve_model
     from .train.setup import load_tokenizer
 
-    loaded = load_examples(data, columns)
+    loaded = load_examples(data, columns, split)
     if loaded.problems:
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
     tokenizer = load_tokenizer(resolve_model(model).path)
@@ -58,14 +59,14 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     model found (downloaded or imported when needed) before anything is written, so a typo or an
     unreachable model leaves no run behind.
     """
-    from .data.formats import load_checked
+    from .data.formats import load_run_data
     from .hardware import detect
     from .methods import method_spec
     from .models import resolve_base
     from .settle import require_pairs, settle_run
 
     config = config.with_absolute_paths(Path.cwd())  # the training child runs elsewhere: keep no relative path
-    loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)
+    loaded, eval_loaded = load_run_data(config)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
     student = resolve_base(config)
@@ -112,7 +113,8 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
                          "check that it is a decoder-only transformer with hidden_size, num_hidden_layers and vocab_size")
     facts = DataFacts.assumed(config)
     if with_data:
-        report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed)
+        report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed,
+                            config.data_split)
         if report.problems or report.stats is None:
             raise DataError(f"{report.path}: {len(report.problems)} problem(s), first: {report.problems[0]}",
                             f"run `tuneforge data check {report.path}` for all of them")

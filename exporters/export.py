@@ -229,12 +229,11 @@ def _eval_texts(run_path: Path | None, tokenizer: Any) -> list[str]:
     """Up to EVAL_TEXTS held-out examples of the run, rendered as the model saw them in training."""
     if run_path is None:
         return []
-    from tuneforge.core.data.formats import load_examples
+    from tuneforge.core.data.formats import load_run_data
     from tuneforge.core.data.prepare import train_and_eval
 
     config = RunDir(run_path).load_config()
-    eval_loaded = load_examples(config.eval_data, config.columns) if config.eval_data else None
-    _, examples = train_and_eval(load_examples(config.data, config.columns), eval_loaded, config.eval_split, config.seed)
+    _, examples = train_and_eval(*load_run_data(config, check=False), config.eval_split, config.seed)
     texts = [tokenizer.apply_chat_template(e.messages, tokenize=False) if e.messages else e.text for e in examples]
     return [t for t in texts if t][:EVAL_TEXTS]
 

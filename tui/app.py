@@ -16,6 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.runs import RunDir, list_runs
 

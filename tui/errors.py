@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
 from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.paths import tuneforge_home
 

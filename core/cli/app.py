@@ -35,8 +35,10 @@ data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 ModelOption = Annotated[str | None, typer.Option(help="Catalog name, hub id, local folder, .gguf file, or 'default'.")]
-DataOption = Annotated[str | None, typer.Option(help="Training data file or folder.")]
+DataOption = Annotated[str | None, typer.Option(help="Training data: a file, a folder, or a hub dataset id (owner/name[:config]).")]
 EvalDataOption = Annotated[str | None, typer.Option(help="Held-out data (default: a split of --data).")]
+DataSplitOption = Annotated[str | None, typer.Option(help="The split of a hub or saved dataset that trains (default: train).")]
+EvalDataSplitOption = Annotated[str | None, typer.Option(help="The split of a hub --eval-data (default: validation, else test).")]
 MethodOption = Annotated[str | None, typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
 TeacherOption = Annotated[str | None, typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
 AdapterFromOption = Annotated[str | None, typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]

@@ -44,16 +44,17 @@ def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that f
 
 @data_app.command("check")
 def data_check(
-    file: Annotated[Path, typer.Argument(help="A .jsonl/.csv file or a folder of .txt/.md documents.")],
+    file: Annotated[str, typer.Argument(help="A dataset file (.jsonl, .json, .csv, .tsv, .parquet, .arrow, also .gz), a folder, or a hub dataset id.")],
     model: Annotated[str, typer.Option(help="Model whose tokenizer and chat template measure the data.")] = "default",
     max_length: Annotated[int, typer.Option(help="Longest example in tokens.")] = 512,
     eval_split: Annotated[float, typer.Option(help="Fraction held out for eval.")] = 0.1,
     column: ColumnOption = None,
+    split: Annotated[str | None, typer.Option(help="The split of a hub or saved dataset (default: train).")] = None,
 ) -> int:
     """Validate a dataset and report its shape, split and token lengths; exit 1 listing FILE:LINE problems."""
     from ..pipeline import check_data
 
-    report = check_data(file, model, max_length, eval_split, columns_option(column))
+    report = check_data(file, model, max_length, eval_split, columns_option(column), split=split)
     say(f"file       {report.path}")
     say(f"shape      {report.shape}")
     if report.problems:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
 
 from ..errors import ExportError

@@ -16,8 +16,10 @@ from .app import (
     ColumnOption,
     ConfigOption,
     DataOption,
+    DataSplitOption,
     EpochsOption,
     EvalDataOption,
+    EvalDataSplitOption,
     LrOption,
     MaxLengthOption,
     MethodOption,
@@ -52,7 +54,9 @@ def train(
     accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Resume even though the run's settings, data, base model or libraries changed since it started.")] = False,
     model: ModelOption = None,
     data: DataOption = None,
+    data_split: DataSplitOption = None,
     eval_data: EvalDataOption = None,
+    eval_data_split: EvalDataSplitOption = None,
     method: MethodOption = None,
     epochs: EpochsOption = None,
     lr: LrOption = None,
@@ -79,7 +83,7 @@ def train(
     if gpus is not None:
         _require_gpus(gpus)
     machine = Machine(node_rank, main_address, main_port)
-    new_run_options = (model, data, eval_data, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
+    new_run_options = (model, data, data_split, eval_data, eval_data_split, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
                        teacher, adapter_from, gpus, processes, nodes)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
@@ -96,7 +100,7 @@ def train(
         run_path = run_dir
     else:
         run_config = config_from_options(
-            config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
+            config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes,
         )
@@ -150,7 +154,9 @@ def merge(
 def run(
     model: ModelOption = None,
     data: DataOption = None,
+    data_split: DataSplitOption = None,
     eval_data: EvalDataOption = None,
+    eval_data_split: EvalDataSplitOption = None,
     method: MethodOption = None,
     epochs: EpochsOption = None,
     lr: LrOption = None,
@@ -171,7 +177,7 @@ def run(
 
     quants = parse_gguf_types(quant)  # before hours of training, not after
     run_config = config_from_options(
-        config, model=model, data=data, eval_data=eval_data, method=method, epochs=epochs, learning_rate=lr,
+        config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
     )
     run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)

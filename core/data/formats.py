@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
-from .readers import check_text_file, first_byte, read_csv, read_json_array, read_jsonl
+from .readers import check_text_file, data_suffix, first_byte, read_csv, read_json_array, read_jsonl
 from .records import Example, RecordError, detect_shape, normalise_record
+from .tables import is_saved_dataset, looks_like_hub_id, read_arrow, read_hub_dataset, read_parquet, read_saved_dataset
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 MAX_REPORTED_PROBLEMS = 20
 TEXT_SUFFIXES = (".txt", ".md")
@@ -40,40 +44,65 @@ class LoadedData:
         raise DataError(message, f"fix the records above; `tuneforge data check {self.path}` lists them all")
 
 
-def load_examples(path: str | Path, columns: dict[str, str] | None = None) -> LoadedData:
-    """Read `path` (a .jsonl/.json/.csv file, a .txt/.md document, or a folder of them) into normalised examples.
+def load_examples(source: str | Path, columns: dict[str, str] | None = None, split: str | None = None,
+                  default_splits: tuple[str, ...] = ("train",)) -> LoadedData:
+    """Read a dataset into normalised examples: a .jsonl/.json/.csv/.tsv file (each also .gz), a
+    .parquet or .arrow file, a `datasets.save_to_disk` folder, a hub dataset id `owner/name[:config]`,
+    or a .txt/.md document or a folder of them. `split` picks a split of a hub dataset or saved
+    DatasetDict; unset, the first of `default_splits` it has.
 
-    Problems do not stop reading: they are collected with their `FILE:LINE` so a person
-    sees all of them at once. Call `raise_for_problems()` before training. A file that is
-    not a text dataset at all (binary data, UTF-16) is refused at once with a DataError.
+    Problems do not stop reading: they are collected with their `FILE:LINE` (`:row N` for
+    columnar data) so a person sees all of them at once. Call `raise_for_problems()` before
+    training. A file that is not a dataset at all (binary data, UTF-16) is refused at once.
     """
-    path = Path(path).expanduser()
+    path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder", "check the path to your dataset")
+        if looks_like_hub_id(str(source)):
+            return _normalise_rows(Path(str(source)), read_hub_dataset(str(source), split, default_splits), columns or {})
+        raise DataError(f"{path}: no such file or folder", "check the path to your dataset (a hub dataset is named owner/name)")
     if path.is_dir():
+        if is_saved_dataset(path):
+            return _normalise_rows(path, read_saved_dataset(path, split, default_splits), columns or {})
         return _load_documents(path, sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES))
     if not path.is_file():
-        raise DataError(f"{path}: not a regular file", "pass a .jsonl, .json or .csv file, or a folder of .txt/.md documents")
+        raise DataError(f"{path}: not a regular file", "pass a dataset file, a saved dataset folder, or a folder of .txt/.md documents")
+    if data_suffix(path) in TEXT_SUFFIXES:
+        return _one_document(path)
+    return _normalise_rows(path, _file_rows(path), columns or {})
+
+
+def _file_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """The records of a dataset file, by the reader its suffix names (JSONL when it names none)."""
+    suffix = data_suffix(path)
+    if suffix == ".parquet":
+        return read_parquet(path)
+    if suffix == ".arrow":
+        return read_arrow(path)
     check_text_file(path)
-    suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
-        return _load_documents(path, [path])
-    if suffix == ".csv":
-        rows = read_csv(path)
-    elif suffix == ".json" and first_byte(path) == b"[":
-        rows = read_json_array(path)
-    else:
-        rows = read_jsonl(path)
-    return _normalise_rows(path, rows, columns or {})
+    if suffix in (".csv", ".tsv"):
+        return read_csv(path, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".json" and first_byte(path) == b"[":
+        return read_json_array(path)
+    return read_jsonl(path)
 
 
-def load_checked(data: str | Path, eval_data: str | Path | None, columns: dict[str, str] | None = None) -> tuple[LoadedData, LoadedData | None]:
-    """Load a run's training (and eval) data; a DataError lists every problem found."""
-    loaded = load_examples(data, columns)
-    loaded.raise_for_problems()
-    eval_loaded = load_examples(eval_data, columns) if eval_data else None
-    if eval_loaded is not None:
-        eval_loaded.raise_for_problems()
+def _one_document(path: Path) -> LoadedData:
+    check_text_file(path)
+    return _load_documents(path, [path])
+
+
+EVAL_SPLITS = ("validation", "test")
+"""The splits a hub or saved dataset given as eval data is read from, when none is named."""
+
+
+def load_run_data(config: RunConfig, check: bool = True) -> tuple[LoadedData, LoadedData | None]:
+    """A run's training (and eval) data as its config names them; with `check`, a DataError lists every problem found."""
+    loaded = load_examples(config.data, config.columns, config.data_split)
+    eval_loaded = load_examples(config.eval_data, config.columns, config.eval_data_split, EVAL_SPLITS) if config.eval_data else None
+    if check:
+        for data in (loaded, eval_loaded):
+            if data is not None:
+                data.raise_for_problems()
     return loaded, eval_loaded
 
 

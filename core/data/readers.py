@@ -1,4 +1,4 @@
-"""Reading dataset files record by record: JSONL, a JSON array, CSV; each record with its FILE:LINE.
+"""Reading text dataset files record by record: JSONL, a JSON array, CSV, TSV (each also gzipped); each record with its FILE:LINE.
 
 A reader yields (location, record) pairs, where a record that could not be read is the
 message saying why, so a person sees every problem of a file at once. A file that is not a
@@ -8,6 +8,7 @@ text dataset at all (binary data, UTF-16) is refused at once.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,36 +23,53 @@ UTF8_MARK = b"\xef\xbb\xbf"
 UTF16_32_MARKS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
+def data_suffix(path: Path) -> str:
+    """The suffix that says what a file holds, under a `.gz` (`facts.jsonl.gz` → `.jsonl`)."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+
+
+def open_binary(path: Path) -> Any:
+    """The file for reading bytes, decompressed on the fly when it is gzipped."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
+
+
 def check_text_file(path: Path) -> None:
     """Refuse at once a file that is not UTF-8 text: UTF-16/32 (by its byte-order mark) or binary data."""
-    with path.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+    try:
+        with open_binary(path) as handle:
+            head = handle.read(SNIFF_BYTES)
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc})", "check that the download or copy finished") from None
     if head.startswith(UTF16_32_MARKS):
         raise DataError(f"{path}: UTF-16 or UTF-32 text; tuneforge reads UTF-8",
                         "save the file as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 FILE > NEW_FILE`)")
     if b"\0" in head:
         raise DataError(f"{path}: binary data (NUL bytes near its start), not a text dataset",
-                        "pass a .jsonl, .json or .csv file of text records (convert Parquet or Arrow files to JSONL first)")
+                        "pass a .jsonl, .json, .csv, .tsv, .parquet or .arrow file of records (a .txt/.md file for documents)")
 
 
 def first_byte(path: Path) -> bytes:
     """The file's first byte that is not whitespace or a UTF-8 byte-order mark."""
-    with path.open("rb") as handle:
+    with open_binary(path) as handle:
         return handle.read(SNIFF_BYTES).removeprefix(UTF8_MARK).lstrip()[:1]
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
     """(line number, bytes) per line; None for a line over MAX_RECORD_BYTES, skipped without holding it."""
-    with path.open("rb") as handle:
+    with open_binary(path) as handle:
         number = 0
-        while raw := handle.readline(MAX_RECORD_BYTES + 1):
-            number += 1
-            if len(raw) > MAX_RECORD_BYTES:
-                while raw and not raw.endswith(b"\n"):
-                    raw = handle.readline(1 << 20)
-                yield number, None
-                continue
-            yield number, raw.removeprefix(UTF8_MARK) if number == 1 else raw
+        try:
+            while raw := handle.readline(MAX_RECORD_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_RECORD_BYTES:
+                    while raw and not raw.endswith(b"\n"):
+                        raw = handle.readline(1 << 20)
+                    yield number, None
+                    continue
+                yield number, raw.removeprefix(UTF8_MARK) if number == 1 else raw
+        except (gzip.BadGzipFile, EOFError) as exc:  # a gzip cut short
+            raise DataError(f"{path}: the gzip data breaks off after line {number} ({exc})",
+                            "check that the download or copy finished") from None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -85,10 +103,7 @@ def _parse_record(text: str) -> dict[str, Any] | str:
 
 def read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """Yield (location, record) per element of a file holding one JSON array of objects (Alpaca's format)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    text = _read_text(path)
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
     while True:
@@ -109,13 +124,22 @@ def read_json_array(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
         yield where, record if isinstance(record, dict) else f"expected a JSON object, got {type(record).__name__}"
 
 
-def read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+def _read_text(path: Path) -> str:
+    """The whole file as text (for formats that cannot be read a line at a time)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_binary(path) as handle:
+            return handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc})", "check that the download or copy finished") from None
+
+
+def read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """Yield (location, record) per row under the header line (a .tsv is read with a tab as the delimiter)."""
+    text = _read_text(path)
     csv.field_size_limit(MAX_RECORD_BYTES)  # the default (128 KiB) refuses long documents
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
     if not reader.fieldnames:
         raise DataError(f"{path}: empty CSV file", "the first line must name the columns")
     start = 2

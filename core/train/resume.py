@@ -19,6 +19,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..config import RunConfig
 from ..data.formats import TEXT_SUFFIXES
+from ..data.tables import is_saved_dataset
 from ..errors import ConfigError
 from ..events import Warned
 from ..runs import RunDir
@@ -43,11 +44,16 @@ def fingerprint(config: RunConfig, base: Path, teacher: Path | None = None) -> d
 
 
 def data_digest(path: Path) -> str:
-    """sha256 of a data file, or of every .txt/.md file (names and contents) in a data folder."""
+    """sha256 of a data file, of every file of a saved dataset folder, or of every .txt/.md file
+    (names and contents) in a documents folder; of the id itself for a hub dataset."""
     digest = hashlib.sha256()
+    if not path.exists():  # a hub dataset id: its cached revision is not tracked
+        digest.update(f"hub:{path}".encode())
+        return digest.hexdigest()
     files = [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        wanted = (lambda p: True) if is_saved_dataset(path) else (lambda p: p.suffix.lower() in TEXT_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and wanted(p))
     for file in files:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode())

@@ -14,7 +14,7 @@ from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
 from ..checkpoint_folders import discard_incomplete
 from ..config import RunConfig
-from ..data.formats import LoadedData, load_checked
+from ..data.formats import LoadedData, load_run_data
 from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
 from ..errors import ResourceError, TuneforgeError
@@ -131,7 +131,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
 
     set_seed(config.seed)
     spec = method_spec(config.method)
-    loaded, eval_loaded = load_checked(config.data, config.eval_data, config.columns)  # before the model: a typo should not cost a download
+    loaded, eval_loaded = load_run_data(config)  # before the model: a typo should not cost a download
     if spec.pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
     model_ref = resolve_base(config)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+
 from tuneforge.core.errors import ExportError
 
 from . import architectures

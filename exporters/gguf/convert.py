@@ -17,6 +17,7 @@ from typing import Any
 
 import gguf
 import numpy as np
+
 from tuneforge.core.errors import ExportError, ResourceError
 
 from . import architectures

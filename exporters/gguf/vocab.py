@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
 from tuneforge.core.errors import ExportError
 
 # llama.cpp recognises a BPE pre-tokenizer by hashing the ids its tokenizer gives for this

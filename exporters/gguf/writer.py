@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
+
 from tuneforge.core.atomic import atomic_file
 
 

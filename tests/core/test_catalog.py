@@ -1,6 +1,7 @@
 """The catalog holds the models people ask for, with the facts the UI shows."""
 
 import pytest
+
 from tuneforge.core import catalog
 from tuneforge.core.errors import ModelError
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tuneforge.core.cli import main
 
 

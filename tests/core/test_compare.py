@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tuneforge.core.cli import main
 from tuneforge.core.compare import compared_run, format_table
 from tuneforge.core.config import RunConfig

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from tuneforge.core import pipeline
 from tuneforge.core.events import Failed, Started, Step, Stopped
 from tuneforge.core.pipeline import create_run

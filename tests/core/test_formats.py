@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tuneforge.core.data.formats import load_examples
 from tuneforge.core.errors import DataError
 

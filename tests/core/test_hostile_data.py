@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tuneforge.core.data.formats import load_examples
 from tuneforge.core.data.prepare import prepare
 from tuneforge.core.data.readers import MAX_RECORD_BYTES

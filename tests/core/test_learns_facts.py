@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tuneforge.core.demo import run_demo
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from tuneforge.core.merge import merge_run
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import TrainerCallback
+
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError, DataError, ExportError
 from tuneforge.core.merge import merge_run

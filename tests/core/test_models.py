@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from tuneforge.core.errors import ModelError
 from tuneforge.core.models import resolve_model
 

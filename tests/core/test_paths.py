@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tuneforge.core.config import RunConfig, absolute_paths
 
 pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`

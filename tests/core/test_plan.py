@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tuneforge.core.catalog import CATALOG, Shape
 from tuneforge.core.config import RunConfig
 from tuneforge.core.events import Failed, Warned

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from tuneforge.core.data.formats import load_examples
 from tuneforge.core.data.prepare import IGNORE_INDEX, prepare, split_examples, tokenize_chat, tokenize_document
 from tuneforge.core.data.records import Example

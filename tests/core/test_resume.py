@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tuneforge.core.checkpoint_folders import COMPLETE_MARKER, discard_incomplete, prune
 from tuneforge.core.diagnosis import failure_cause, record_death
 from tuneforge.core.errors import ConfigError

@@ -10,6 +10,7 @@ def test_answer_only_projection_same_loss_and_gradients(tiny_llama, monkeypatch)
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
+
     from tuneforge.core.train.speed import project_answers_only
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
@@ -50,6 +51,7 @@ def test_large_data_is_batched_by_length(tiny_llama, tmp_path):
     import random
 
     from transformers import AutoModelForCausalLM
+
     from tuneforge.core.config import RunConfig
     from tuneforge.core.data.prepare import TokenizedExample
     from tuneforge.core.hardware import Hardware
@@ -81,6 +83,7 @@ def test_large_data_is_batched_by_length(tiny_llama, tmp_path):
 
 def test_cpus_with_bf16_matrix_units_train_under_bf16_autocast(home, tiny_config, monkeypatch):
     from transformers import TrainerCallback
+
     from tuneforge.core.hardware import Hardware
     from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import runner, train_run

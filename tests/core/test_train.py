@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 from transformers import TrainerCallback
+
 from tuneforge.core.errors import ConfigError, ResourceError
 from tuneforge.core.events import CheckpointSaved, Evaluated, Failed, Started, Step
 from tuneforge.core.pipeline import create_run

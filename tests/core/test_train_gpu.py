@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tuneforge.core.events import Started, Step
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tuneforge.core.allocator import tcmalloc_library
 from tuneforge.core.events import Planned, Step, Stopped
 from tuneforge.core.pipeline import create_run

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from tuneforge.core.errors import ExportError, ResourceError
 from tuneforge.exporters.export import export
 from tuneforge.exporters.gguf.convert import convert
@@ -142,6 +143,7 @@ def test_modelfile_has_template_stops_and_default_system_prompt(tiny_models, tmp
     result = export(tiny_models["llama"], ["f16"], out=tmp_path / "out", echo=None)
     if result.modelfile is None:  # a random model may not stop within the chat check's limit
         from transformers import AutoTokenizer
+
         from tuneforge.exporters.ollama import write_modelfile
 
         modelfile = write_modelfile(tmp_path / "out" / "llama-f16.gguf", AutoTokenizer.from_pretrained(tiny_models["llama"]))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tuneforge.core.hardware import cpu_has_amx
 from tuneforge.exporters.gguf.native import EXTRA_BUFTS_VARIABLE, LlamaCrashed, extra_buffers_allowed, open_llama
 from tuneforge.exporters.gguf.probe import PROBE_TOKENS, evaluate, evaluate_in_child, write_probe_files

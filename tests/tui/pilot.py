@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from textual.pilot import Pilot
+
 from tuneforge.core.hardware import Hardware
 
 CPU_MACHINE = Hardware(cuda=False, gpu_name=None, vram_total_gb=0.0, vram_free_gb=0.0, bf16=False,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
+
 from tuneforge.exporters.gguf.probe import write_probe_model
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.chat import ChatScreen

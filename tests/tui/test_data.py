@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from textual.widgets import Input
+
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.data import DataScreen
 

@@ -10,6 +10,7 @@ import json
 
 import pytest
 from textual.widgets import Input, SelectionList, Static
+
 from tuneforge.tui.app import TuneforgeApp
 
 from .pilot import CPU_MACHINE, SIZE, text_of, wait_until

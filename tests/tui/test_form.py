@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from tuneforge.core.config import RunConfig
 from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import DataTable
+
 from tuneforge.core.config import RunConfig
 from tuneforge.core.events import Exported, Finished, Started, Step
 from tuneforge.core.runs import new_run

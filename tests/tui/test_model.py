@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import DataTable, Input, Select
+
 from tuneforge.core.catalog import CATALOG
 from tuneforge.tui.app import TuneforgeApp
 

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar
+
 from tuneforge.core.events import Failed, Launched, Started, Step
 from tuneforge.core.runs import RunDir, list_runs
 from tuneforge.tui.app import TuneforgeApp

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Header, Input, Static
 from textual.worker import get_current_worker
+
 from tuneforge.core.runs import RunDir
 
 from ..errors import describe

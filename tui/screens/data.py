@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.validation import Integer, Number
 from textual.widgets import Button, Footer, Header, Input, Label, Static
+
 from tuneforge.core.demo import DEMO_DATA, demo_file
 
 from ..errors import show_error

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, SelectionList, Static
 from textual.widgets.selection_list import Selection
+
 from tuneforge.core.memory import model_shape
 from tuneforge.core.runs import RunDir
 from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb

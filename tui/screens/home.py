@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
+
 from tuneforge.core.events import RunHistory
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.methods import auto_method

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
+
 from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec, all_models
 from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.fit import model_fit

@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
+
 from tuneforge.core.diagnosis import failure_cause, record_death
 from tuneforge.core.events import LineTail, RunHistory
 from tuneforge.core.runs import RunDir

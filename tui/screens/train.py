@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
 from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.errors import ConfigError
