@@ -114,23 +114,47 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+ENCODE_BATCH = 512
+"""Conversations tokenized per call: the fast tokenizer encodes a batch in parallel, in Rust."""
+
+
 def tokenize_chat(example: Example, tokenizer: Any, max_length: int) -> TokenizedExample:
-    """Render messages through the chat template; label only the assistant turns."""
-    messages = example.messages or []
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = _assistant_spans(messages, text, tokenizer)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    labels = [
-        token if any(start < end_span and end > start_span for start_span, end_span in spans) else IGNORE_INDEX
-        for token, (start, end) in zip(ids, offsets, strict=True)
-    ]
-    truncated = len(ids) > max_length
-    return TokenizedExample(example.source, ids[:max_length], labels[:max_length], truncated)
+    """Render messages through the chat template; label only the assistant turns the data trains."""
+    return _encode_chats([(example, *render_chat(example.messages or [], tokenizer))], tokenizer, max_length)[0]
 
 
-def _assistant_spans(messages: list[dict[str, str]], text: str, tokenizer: Any) -> list[tuple[int, int]]:
-    """Character spans of each assistant turn in `text`, end-of-turn marker included.
+def _encode_chats(rendered: list[tuple[Example, str, list[tuple[int, int]]]], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+    """Rendered conversations tokenized a batch at a time, labelled inside their trained spans."""
+    out = []
+    for start in range(0, len(rendered), ENCODE_BATCH):
+        batch = rendered[start:start + ENCODE_BATCH]
+        encoded = tokenizer([text for _, text, _ in batch], add_special_tokens=False, return_offsets_mapping=True)
+        for (example, _, spans), ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            labels = _labels(ids, offsets, spans)
+            out.append(TokenizedExample(example.source, ids[:max_length], labels[:max_length], len(ids) > max_length))
+    return out
+
+
+def render_chat(messages: list[dict[str, Any]], tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation as the chat template renders it, and the character spans of its trained assistant turns."""
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    text = tokenizer.apply_chat_template(plain, tokenize=False)
+    return text, _assistant_spans(plain, [m.get("weight", 1) != 0 for m in messages], text, tokenizer)
+
+
+def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Each token's id where it overlaps a trained span, else IGNORE_INDEX (spans and offsets both run left to right)."""
+    labels, span = [], 0
+    for token, (start, end) in zip(ids, offsets, strict=True):
+        while span < len(spans) and spans[span][1] <= start:
+            span += 1
+        inside = span < len(spans) and start < spans[span][1] and end > spans[span][0]
+        labels.append(token if inside else IGNORE_INDEX)
+    return labels
+
+
+def _assistant_spans(messages: list[dict[str, str]], trained: list[bool], text: str, tokenizer: Any) -> list[tuple[int, int]]:
+    """Character spans of each trained assistant turn in `text`, end-of-turn marker included.
 
     Rendering the conversation up to each turn gives exact spans when the template is
     prefix-stable (ChatML, Llama 3, Gemma, Mistral). Templates that rewrite earlier turns
@@ -142,18 +166,18 @@ def _assistant_spans(messages: list[dict[str, str]], text: str, tokenizer: Any) 
         if message["role"] != "assistant":
             continue
         prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True) if index else ""
-        upto = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        last = index == len(messages) - 1  # the whole conversation: rendered already
+        upto = text if last else tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
         if index and text.startswith(upto) and upto.startswith(prompt) and len(prompt) >= cursor:
-            spans.append((len(prompt), len(upto)))
-            cursor = len(upto)
-            continue
-        start = text.find(message["content"], cursor)
-        if start < 0:
-            raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation")
-        end = start + len(message["content"])
-        marker_end = _end_of_turn_after(text, end, tokenizer)
-        spans.append((start, marker_end))
-        cursor = marker_end
+            span = (len(prompt), len(upto))
+        else:
+            start = text.find(message["content"], cursor)
+            if start < 0:
+                raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation")
+            span = (start, _end_of_turn_after(text, start + len(message["content"]), tokenizer))
+        cursor = span[1]
+        if trained[index]:
+            spans.append(span)
     return spans
 
 
@@ -190,12 +214,13 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) 
 
     out: list[TokenizedExample] = []
     problems: list[str] = []
+    rendered: list[tuple[Example, str, list[tuple[int, int]]]] = []
     for example in examples:
+        if example.messages is None:
+            out.extend(tokenize_document(example, tokenizer, max_length))
+            continue
         try:
-            if example.messages is not None:
-                out.append(tokenize_chat(example, tokenizer, max_length))
-            else:
-                out.extend(tokenize_document(example, tokenizer, max_length))
+            rendered.append((example, *render_chat(example.messages, tokenizer)))
         except (TemplateError, TemplateRefusal) as exc:
             problems.append(f"{example.source}: {exc}")
     if problems:
@@ -203,7 +228,7 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) 
         raise DataError("the model's chat template refuses these conversations:\n" + "\n".join(shown),
                         "many templates need user and assistant turns to alternate, starting with the user "
                         "(after an optional system message); fix the records or pick another model")
-    return out
+    return out + _encode_chats(rendered, tokenizer, max_length)
 
 
 def trained_segments(example: TokenizedExample, tokenizer: Any) -> list[tuple[str, bool]]:

@@ -36,7 +36,9 @@ class Example:
 
     source: str
     """Where it came from, `FILE:LINE` (or the document's path)."""
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
+    """role and content per message; an assistant turn the data marks untrained (OpenAI's `"weight": 0`)
+    also carries `"weight": 0`."""
     text: str | None = None
     rejected: str | None = None
     """For preference pairs: the rejected answer to the same prompt (the chosen one ends `messages`)."""
@@ -81,6 +83,8 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         messages = _system(record) + _turns(record, "prompt", "user") + _turns(record, "completion", "assistant")
     if not any(m["role"] == "assistant" for m in messages):
         raise RecordError("no assistant turn: nothing to learn from this record")
+    if all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
+        raise RecordError("every assistant turn has weight 0: nothing to learn from this record")
     return Example(where, messages=messages)
 
 
@@ -138,24 +142,50 @@ def _turns(record: dict[str, Any], name: str, role: str) -> list[dict[str, str]]
     return [{"role": role, "content": _text(record, name)}]
 
 
-def _chat_messages(value: Any, name: str, *, role_key: str, content_key: str, roles: dict[str, str] | None) -> list[dict[str, str]]:
+def _chat_messages(value: Any, name: str, *, role_key: str, content_key: str, roles: dict[str, str] | None) -> list[dict[str, Any]]:
+    """A list of chat messages; keys other than role, content and weight (`id`, `name`, metadata) are ignored."""
     if not isinstance(value, list) or not value:
         raise RecordError(f"field '{name}' must be a non-empty list of messages")
     messages = []
     for index, message in enumerate(value):
+        where = f"{name}[{index}]"
         if not isinstance(message, dict):
-            raise RecordError(f"{name}[{index}] must be an object with '{role_key}' and '{content_key}'")
-        role, content = message.get(role_key), message.get(content_key)
+            raise RecordError(f"{where} must be an object with '{role_key}' and '{content_key}'")
+        role = message.get(role_key)
         role = roles.get(role) if roles is not None and isinstance(role, str) else role
         if role not in CHAT_ROLES:
             allowed = sorted(roles) if roles is not None else list(CHAT_ROLES)
-            raise RecordError(f"{name}[{index}].{role_key} is {message.get(role_key)!r}; expected one of {allowed}")
-        if not isinstance(content, str):
-            raise RecordError(f"{name}[{index}].{content_key} must be a string, got {type(content).__name__}")
+            raise RecordError(f"{where}.{role_key} is {message.get(role_key)!r}; expected one of {allowed}")
+        content = _content_text(message.get(content_key), f"{where}.{content_key}")
         if role == "assistant" and not content.strip():
-            raise RecordError(f"{name}[{index}] is an empty assistant message")
-        messages.append({"role": role, "content": _valid_unicode(content, f"{name}[{index}].{content_key}")})
+            raise RecordError(f"{where} is an empty assistant message")
+        normalised: dict[str, Any] = {"role": role, "content": _valid_unicode(content, f"{where}.{content_key}")}
+        weight = message.get("weight", 1)
+        if weight not in (0, 1) or isinstance(weight, bool):
+            raise RecordError(f"{where}.weight is {weight!r}; expected 0 (not trained) or 1 (trained)")
+        if weight == 0:
+            if role != "assistant":
+                raise RecordError(f"{where}.weight: only assistant turns are trained, so only they take a weight")
+            normalised["weight"] = 0
+        messages.append(normalised)
     return messages
+
+
+def _content_text(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of content parts whose text parts are joined."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise RecordError(f"{where} must be a string or a list of text parts, got {type(content).__name__}")
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            found = f"a '{kind}' part" if kind else f"{type(part).__name__} {part!r:.40}"
+            raise RecordError(f"{where}[{index}] is {found}; tuneforge trains on text, so each part must be "
+                              '{"type": "text", "text": "…"}')
+        texts.append(part["text"])
+    return "".join(texts)
 
 
 def _valid_unicode(value: str, what: str) -> str:
