@@ -114,13 +114,14 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+TOOLS_HINT = "train tool use on a model whose template renders them, such as Qwen2.5, Qwen3 or Llama 3.1 and later"
 ENCODE_BATCH = 512
 """Conversations tokenized per call: the fast tokenizer encodes a batch in parallel, in Rust."""
 
 
 def tokenize_chat(example: Example, tokenizer: Any, max_length: int) -> TokenizedExample:
     """Render messages through the chat template; label only the assistant turns the data trains."""
-    return _encode_chats([(example, *render_chat(example.messages or [], tokenizer))], tokenizer, max_length)[0]
+    return _encode_chats([(example, *render_chat(example, tokenizer))], tokenizer, max_length)[0]
 
 
 def _encode_chats(rendered: list[tuple[Example, str, list[tuple[int, int]]]], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
@@ -135,11 +136,20 @@ def _encode_chats(rendered: list[tuple[Example, str, list[tuple[int, int]]]], to
     return out
 
 
-def render_chat(messages: list[dict[str, Any]], tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
-    """The conversation as the chat template renders it, and the character spans of its trained assistant turns."""
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    text = tokenizer.apply_chat_template(plain, tokenize=False)
-    return text, _assistant_spans(plain, [m.get("weight", 1) != 0 for m in messages], text, tokenizer)
+def render_chat(example: Example, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+    """The conversation as the chat template renders it (with the example's tools), and the character
+    spans of its trained assistant turns: their answers and their tool calls."""
+    messages = example.messages or []
+    plain = [{key: value for key, value in m.items() if key != "weight"} for m in messages]
+
+    def render(upto: list[dict[str, Any]], **options: Any) -> str:
+        return tokenizer.apply_chat_template(upto, tools=example.tools, tokenize=False, **options)
+
+    text = render(plain)
+    unseen = [name for tool in example.tools or [] if isinstance(name := tool.get("function", tool).get("name"), str) and name not in text]
+    if unseen:
+        raise TemplateRefusal(f"the model's chat template does not show the tools it is given (no trace of {unseen[0]}); {TOOLS_HINT}")
+    return text, _assistant_spans(plain, [m.get("weight", 1) != 0 for m in messages], text, render, tokenizer)
 
 
 def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -153,7 +163,8 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
     return labels
 
 
-def _assistant_spans(messages: list[dict[str, str]], trained: list[bool], text: str, tokenizer: Any) -> list[tuple[int, int]]:
+def _assistant_spans(messages: list[dict[str, Any]], trained: list[bool], text: str, render: Any,
+                     tokenizer: Any) -> list[tuple[int, int]]:
     """Character spans of each trained assistant turn in `text`, end-of-turn marker included.
 
     Rendering the conversation up to each turn gives exact spans when the template is
@@ -165,17 +176,21 @@ def _assistant_spans(messages: list[dict[str, str]], trained: list[bool], text: 
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True) if index else ""
+        prompt = render(messages[:index], add_generation_prompt=True) if index else ""
         last = index == len(messages) - 1  # the whole conversation: rendered already
-        upto = text if last else tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        upto = text if last else render(messages[: index + 1])
         if index and text.startswith(upto) and upto.startswith(prompt) and len(prompt) >= cursor:
             span = (len(prompt), len(upto))
         else:
-            start = text.find(message["content"], cursor)
+            start = text.find(message["content"], cursor) if message["content"] else -1
             if start < 0:
-                raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation")
+                raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation, "
+                                      "or rewrites earlier turns so that it cannot be located")
             span = (start, _end_of_turn_after(text, start + len(message["content"]), tokenizer))
         cursor = span[1]
+        unseen = [call["function"]["name"] for call in message.get("tool_calls", []) if call["function"]["name"] not in text[span[0]:span[1]]]
+        if unseen:
+            raise TemplateRefusal(f"the model's chat template does not render tool calls (the call of {unseen[0]} is missing); {TOOLS_HINT}")
         if trained[index]:
             spans.append(span)
     return spans
@@ -220,7 +235,7 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) 
             out.extend(tokenize_document(example, tokenizer, max_length))
             continue
         try:
-            rendered.append((example, *render_chat(example.messages, tokenizer)))
+            rendered.append((example, *render_chat(example, tokenizer)))
         except (TemplateError, TemplateRefusal) as exc:
             problems.append(f"{example.source}: {exc}")
     if problems:

@@ -10,14 +10,18 @@ so the same file also trains the SFT methods on the chosen answers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
     "chatgpt": "assistant", "model": "assistant", "bing": "assistant", "system": "system",
+    "function_call": "assistant", "observation": "tool", "tool": "tool",
 }
-CHAT_ROLES = ("system", "user", "assistant")
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_CALLS = ("function_call",)
+"""ShareGPT turns (LLaMA-Factory's tool format) whose value is a JSON tool call {"name": …, "arguments": …}."""
 
 # Shape name → the fields that identify it, checked in this order.
 SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,8 +41,11 @@ class Example:
     source: str
     """Where it came from, `FILE:LINE` (or the document's path)."""
     messages: list[dict[str, Any]] | None = None
-    """role and content per message; an assistant turn the data marks untrained (OpenAI's `"weight": 0`)
-    also carries `"weight": 0`."""
+    """role and content per message; an assistant turn may carry `tool_calls` (OpenAI's shape, arguments
+    as an object), a tool result `tool_call_id`/`name`, and an assistant turn the data marks untrained
+    (OpenAI's `"weight": 0`) `"weight": 0`."""
+    tools: list[dict[str, Any]] | None = None
+    """The tools (function schemas) the conversation may call, given to the chat template as `tools=`."""
     text: str | None = None
     rejected: str | None = None
     """For preference pairs: the rejected answer to the same prompt (the chosen one ends `messages`)."""
@@ -85,7 +92,22 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         raise RecordError("no assistant turn: nothing to learn from this record")
     if all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
         raise RecordError("every assistant turn has weight 0: nothing to learn from this record")
-    return Example(where, messages=messages)
+    return Example(where, messages=messages, tools=_tools(record))
+
+
+def _tools(record: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The record's `tools`: a list of function schemas, also as a JSON string (LLaMA-Factory writes it so)."""
+    tools = record.get("tools")
+    if tools in (None, "", []):
+        return None
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"field 'tools' is a string but not JSON ({exc.msg})") from None
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise RecordError("field 'tools' must be a list of function schemas")
+    return tools
 
 
 def _pair(record: dict[str, Any], where: str) -> Example:
@@ -143,32 +165,68 @@ def _turns(record: dict[str, Any], name: str, role: str) -> list[dict[str, str]]
 
 
 def _chat_messages(value: Any, name: str, *, role_key: str, content_key: str, roles: dict[str, str] | None) -> list[dict[str, Any]]:
-    """A list of chat messages; keys other than role, content and weight (`id`, `name`, metadata) are ignored."""
+    """A list of chat messages (OpenAI's keys, or ShareGPT's with `roles` mapping its names)."""
     if not isinstance(value, list) or not value:
         raise RecordError(f"field '{name}' must be a non-empty list of messages")
-    messages = []
-    for index, message in enumerate(value):
-        where = f"{name}[{index}]"
-        if not isinstance(message, dict):
-            raise RecordError(f"{where} must be an object with '{role_key}' and '{content_key}'")
-        role = message.get(role_key)
-        role = roles.get(role) if roles is not None and isinstance(role, str) else role
-        if role not in CHAT_ROLES:
-            allowed = sorted(roles) if roles is not None else list(CHAT_ROLES)
-            raise RecordError(f"{where}.{role_key} is {message.get(role_key)!r}; expected one of {allowed}")
-        content = _content_text(message.get(content_key), f"{where}.{content_key}")
-        if role == "assistant" and not content.strip():
-            raise RecordError(f"{where} is an empty assistant message")
-        normalised: dict[str, Any] = {"role": role, "content": _valid_unicode(content, f"{where}.{content_key}")}
-        weight = message.get("weight", 1)
-        if weight not in (0, 1) or isinstance(weight, bool):
-            raise RecordError(f"{where}.weight is {weight!r}; expected 0 (not trained) or 1 (trained)")
-        if weight == 0:
-            if role != "assistant":
-                raise RecordError(f"{where}.weight: only assistant turns are trained, so only they take a weight")
-            normalised["weight"] = 0
-        messages.append(normalised)
-    return messages
+    return [_message(message, f"{name}[{index}]", role_key, content_key, roles) for index, message in enumerate(value)]
+
+
+def _message(message: Any, where: str, role_key: str, content_key: str, roles: dict[str, str] | None) -> dict[str, Any]:
+    """One chat message normalised; keys other than role, content, tool calls and weight (`id`, `name`, metadata) are dropped."""
+    if not isinstance(message, dict):
+        raise RecordError(f"{where} must be an object with '{role_key}' and '{content_key}'")
+    raw_role = message.get(role_key)
+    role = roles.get(raw_role) if roles is not None and isinstance(raw_role, str) else raw_role
+    if role not in CHAT_ROLES:
+        allowed = sorted(roles) if roles is not None else list(CHAT_ROLES)
+        raise RecordError(f"{where}.{role_key} is {raw_role!r}; expected one of {allowed}")
+    if roles is not None and raw_role in SHAREGPT_CALLS:  # the turn's value is the call itself
+        return {"role": "assistant", "content": "", "tool_calls": [_tool_call(message.get(content_key), f"{where}.{content_key}")]}
+    calls = message.get("tool_calls") if role == "assistant" else None
+    content = message.get(content_key)
+    content = _valid_unicode(_content_text("" if content is None and calls else content, f"{where}.{content_key}"), f"{where}.{content_key}")
+    normalised: dict[str, Any] = {"role": role, "content": content}
+    if calls:
+        if not isinstance(calls, list):
+            raise RecordError(f"{where}.tool_calls must be a list")
+        normalised["tool_calls"] = [_tool_call(call, f"{where}.tool_calls[{i}]") for i, call in enumerate(calls)]
+    elif role == "assistant" and not content.strip():
+        raise RecordError(f"{where} is an empty assistant message")
+    if role == "tool":  # which call this answers, for templates that show it
+        normalised.update({key: message[key] for key in ("tool_call_id", "name") if isinstance(message.get(key), str)})
+    weight = message.get("weight", 1)
+    if weight not in (0, 1) or isinstance(weight, bool):
+        raise RecordError(f"{where}.weight is {weight!r}; expected 0 (not trained) or 1 (trained)")
+    if weight == 0:
+        if role != "assistant":
+            raise RecordError(f"{where}.weight: only assistant turns are trained, so only they take a weight")
+        normalised["weight"] = 0
+    return normalised
+
+
+def _tool_call(call: Any, where: str) -> dict[str, Any]:
+    """A tool call in OpenAI's shape {"type": "function", "function": {"name", "arguments": object}}; from
+    that shape, from a bare {"name", "arguments"}, or from either as a JSON string."""
+    if isinstance(call, str):
+        try:
+            call = json.loads(call)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where} is a string but not a JSON tool call ({exc.msg})") from None
+    if not isinstance(call, dict):
+        raise RecordError(f"{where} must be a tool call object")
+    function = call.get("function", call)
+    name, arguments = (function.get("name"), function.get("arguments", {})) if isinstance(function, dict) else (None, None)
+    if not isinstance(name, str) or not name:
+        raise RecordError(f"{where} has no function name")
+    if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string; chat templates want an object
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{where}: the arguments of {name} are not JSON ({exc.msg})") from None
+    if not isinstance(arguments, dict):
+        raise RecordError(f"{where}: the arguments of {name} must be an object")
+    normalised = {"type": "function", "function": {"name": name, "arguments": arguments}}
+    return {**({"id": call["id"]} if isinstance(call.get("id"), str) else {}), **normalised}
 
 
 def _content_text(content: Any, where: str) -> str:
