@@ -136,6 +136,9 @@ class RunConfig(BaseModel):
     """distill: train on the teacher's own greedy answers to the prompts instead of the dataset's answers."""
     adapter_from: str | None = None
     """Continue training an existing adapter of the same base: a run directory or an adapter folder."""
+    train_reasoning: bool = True
+    """Train assistant turns' reasoning traces (reasoning_content, <think>…</think>) where the chat template shows them;
+    off = they stay in the input as context and only the answers are learned."""
     forgetting_probe: bool = True
     """Measure perplexity on a small general-text set before and after training (forgetting)."""
     seed: int = 42

@@ -37,7 +37,8 @@ class DataReport:
 
 
 def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
-               columns: dict[str, str] | None = None, seed: int = 42, split: str | None = None) -> DataReport:
+               columns: dict[str, str] | None = None, seed: int = 42, split: str | None = None,
+               train_reasoning: bool = True) -> DataReport:
     """Validate a dataset (a file, folder or hub dataset id; `split` of a hub or saved dataset) and
     measure it with `model`'s tokenizer and chat template."""
     from .models import resolve_model
@@ -47,7 +48,7 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
     if loaded.problems:
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
     tokenizer = load_tokenizer(resolve_model(model).path)
-    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed)
+    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning)
     preview = trained_segments(prepared.train[0], tokenizer)
     return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
 

@@ -73,6 +73,9 @@ def data_check(
     share = stats.answer_share
     say(f"trained    {stats.trained_tokens} of {stats.total_tokens} train tokens ({share:.0%}); "
         f"end-of-turn token trained: {'yes' if stats.end_of_turn_trained else 'NO'}")
+    if stats.reasoning_dropped:
+        say(f"warning    the model's chat template drops the reasoning traces of {stats.reasoning_dropped} record(s): "
+            "they would not be learned (a model whose template renders them, e.g. Qwen3, keeps them)")
     histogram = stats.histogram()
     top = max((count for _, _, count in histogram), default=1)
     for low, high, count in histogram:

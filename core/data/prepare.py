@@ -9,6 +9,7 @@ and cut into `max_length` blocks instead of being truncated.
 from __future__ import annotations
 
 import random
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     truncated: bool = False
+    reasoning_dropped: bool = False
+    """The conversation has a reasoning trace the chat template does not show (so it is not learned)."""
 
     @property
     def trained_tokens(self) -> int:
@@ -61,6 +64,8 @@ class DataStats:
     trained_tokens: int = 0
     total_tokens: int = 0
     end_of_turn_trained: bool = False
+    reasoning_dropped: int = 0
+    """Conversations whose reasoning traces the chat template drops."""
 
     @property
     def answer_share(self) -> float:
@@ -114,31 +119,46 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 TOOLS_HINT = "train tool use on a model whose template renders them, such as Qwen2.5, Qwen3 or Llama 3.1 and later"
 ENCODE_BATCH = 512
 """Conversations tokenized per call: the fast tokenizer encodes a batch in parallel, in Rust."""
 
 
-def tokenize_chat(example: Example, tokenizer: Any, max_length: int) -> TokenizedExample:
+@dataclass
+class RenderedChat:
+    """A conversation as the chat template renders it, the character spans that are trained, and
+    whether a reasoning trace of it did not make it into the text."""
+
+    example: Example
+    text: str
+    spans: list[tuple[int, int]]
+    reasoning_dropped: bool = False
+
+
+def tokenize_chat(example: Example, tokenizer: Any, max_length: int, train_reasoning: bool = True) -> TokenizedExample:
     """Render messages through the chat template; label only the assistant turns the data trains."""
-    return _encode_chats([(example, *render_chat(example, tokenizer))], tokenizer, max_length)[0]
+    return _encode_chats([render_chat(example, tokenizer, train_reasoning)], tokenizer, max_length)[0]
 
 
-def _encode_chats(rendered: list[tuple[Example, str, list[tuple[int, int]]]], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+def _encode_chats(rendered: list[RenderedChat], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
     """Rendered conversations tokenized a batch at a time, labelled inside their trained spans."""
     out = []
     for start in range(0, len(rendered), ENCODE_BATCH):
         batch = rendered[start:start + ENCODE_BATCH]
-        encoded = tokenizer([text for _, text, _ in batch], add_special_tokens=False, return_offsets_mapping=True)
-        for (example, _, spans), ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-            labels = _labels(ids, offsets, spans)
-            out.append(TokenizedExample(example.source, ids[:max_length], labels[:max_length], len(ids) > max_length))
+        encoded = tokenizer([chat.text for chat in batch], add_special_tokens=False, return_offsets_mapping=True)
+        for chat, ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            labels = _labels(ids, offsets, chat.spans)
+            out.append(TokenizedExample(chat.example.source, ids[:max_length], labels[:max_length], len(ids) > max_length,
+                                        chat.reasoning_dropped))
     return out
 
 
-def render_chat(example: Example, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+def render_chat(example: Example, tokenizer: Any, train_reasoning: bool = True) -> RenderedChat:
     """The conversation as the chat template renders it (with the example's tools), and the character
-    spans of its trained assistant turns: their answers and their tool calls."""
+    spans of its trained assistant turns: their answers, tool calls and — with `train_reasoning`, where
+    the template shows them — their reasoning traces."""
     messages = example.messages or []
     plain = [{key: value for key, value in m.items() if key != "weight"} for m in messages]
 
@@ -149,7 +169,38 @@ def render_chat(example: Example, tokenizer: Any) -> tuple[str, list[tuple[int, 
     unseen = [name for tool in example.tools or [] if isinstance(name := tool.get("function", tool).get("name"), str) and name not in text]
     if unseen:
         raise TemplateRefusal(f"the model's chat template does not show the tools it is given (no trace of {unseen[0]}); {TOOLS_HINT}")
-    return text, _assistant_spans(plain, [m.get("weight", 1) != 0 for m in messages], text, render, tokenizer)
+    spans = _assistant_spans(plain, [m.get("weight", 1) != 0 for m in messages], text, render, tokenizer)
+    traces = [trace for m in plain if m["role"] == "assistant" for trace in _reasoning_traces(m)]
+    if not train_reasoning:
+        spans = _without(spans, [_trace_block(text, trace) for trace in traces if trace in text])
+    return RenderedChat(example, text, spans, reasoning_dropped=any(trace not in text for trace in traces))
+
+
+def _reasoning_traces(message: dict[str, Any]) -> list[str]:
+    """An assistant turn's thinking: its `reasoning_content` and any <think>…</think> inside its content."""
+    traces = [message["reasoning_content"].strip()] if message.get("reasoning_content") else []
+    return traces + [found.strip() for found in THINK_BLOCK.findall(message["content"]) if found.strip()]
+
+
+def _trace_block(text: str, trace: str) -> tuple[int, int]:
+    """Where a reasoning trace sits in the rendered text, its <think> tags included when the template writes them."""
+    start = text.find(trace)
+    end = start + len(trace)
+    opening = text.rfind(THINK_OPEN, 0, start)
+    if opening >= 0 and not text[opening + len(THINK_OPEN):start].strip():
+        start = opening
+    closing = text.find(THINK_CLOSE, end)
+    if closing >= 0 and not text[end:closing].strip():
+        end = closing + len(THINK_CLOSE)
+    return start, end
+
+
+def _without(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` with the `holes` cut out of them."""
+    for hole_start, hole_end in holes:
+        spans = [piece for start, end in spans
+                 for piece in ((start, min(end, hole_start)), (max(start, hole_end), end)) if piece[0] < piece[1]]
+    return spans
 
 
 def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
@@ -222,20 +273,20 @@ class TemplateRefusal(ValueError):
     """The model's chat template cannot render a conversation (its roles, their order)."""
 
 
-def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int) -> list[TokenizedExample]:
+def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int, train_reasoning: bool = True) -> list[TokenizedExample]:
     """Tokenize every example (chat or document) for training; a DataError lists the conversations
     the model's chat template refuses (e.g. roles that do not alternate), each with its FILE:LINE."""
     from jinja2 import TemplateError
 
     out: list[TokenizedExample] = []
     problems: list[str] = []
-    rendered: list[tuple[Example, str, list[tuple[int, int]]]] = []
+    rendered: list[RenderedChat] = []
     for example in examples:
         if example.messages is None:
             out.extend(tokenize_document(example, tokenizer, max_length))
             continue
         try:
-            rendered.append((example, *render_chat(example, tokenizer)))
+            rendered.append(render_chat(example, tokenizer, train_reasoning))
         except (TemplateError, TemplateRefusal) as exc:
             problems.append(f"{example.source}: {exc}")
     if problems:
@@ -285,16 +336,18 @@ def prepare(
     eval_split: float = 0.1,
     seed: int = 42,
     eval_loaded: LoadedData | None = None,
+    train_reasoning: bool = True,
 ) -> PreparedData:
-    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained."""
+    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained.
+    `train_reasoning` off leaves reasoning traces as context only."""
     loaded.raise_for_problems()
     if eval_loaded is not None:
         eval_loaded.raise_for_problems()
     train_examples, eval_examples = train_and_eval(loaded, eval_loaded, eval_split, seed)
     if loaded.shape != "documents":
         ensure_chat_template(tokenizer)
-    train_all = tokenize_examples(train_examples, tokenizer, max_length)
-    eval_all = tokenize_examples(eval_examples, tokenizer, max_length)
+    train_all = tokenize_examples(train_examples, tokenizer, max_length, train_reasoning)
+    eval_all = tokenize_examples(eval_examples, tokenizer, max_length, train_reasoning)
     train = [t for t in train_all if t.trained_tokens]
     evaluation = [t for t in eval_all if t.trained_tokens]
     everything = train_all + eval_all
@@ -311,6 +364,7 @@ def prepare(
         trained_tokens=sum(t.trained_tokens for t in train),
         total_tokens=sum(len(t.input_ids) for t in train),
         end_of_turn_trained=any(label in eot for t in train for label in t.labels),
+        reasoning_dropped=sum(t.reasoning_dropped for t in everything),
     )
     if not train:
         raise DataError(

@@ -42,8 +42,8 @@ class Example:
     """Where it came from, `FILE:LINE` (or the document's path)."""
     messages: list[dict[str, Any]] | None = None
     """role and content per message; an assistant turn may carry `tool_calls` (OpenAI's shape, arguments
-    as an object), a tool result `tool_call_id`/`name`, and an assistant turn the data marks untrained
-    (OpenAI's `"weight": 0`) `"weight": 0`."""
+    as an object) and `reasoning_content` (a thinking trace), a tool result `tool_call_id`/`name`, and an
+    assistant turn the data marks untrained (OpenAI's `"weight": 0`) `"weight": 0`."""
     tools: list[dict[str, Any]] | None = None
     """The tools (function schemas) the conversation may call, given to the chat template as `tools=`."""
     text: str | None = None
@@ -192,6 +192,9 @@ def _message(message: Any, where: str, role_key: str, content_key: str, roles: d
         normalised["tool_calls"] = [_tool_call(call, f"{where}.tool_calls[{i}]") for i, call in enumerate(calls)]
     elif role == "assistant" and not content.strip():
         raise RecordError(f"{where} is an empty assistant message")
+    reasoning = message.get("reasoning_content")
+    if role == "assistant" and isinstance(reasoning, str) and reasoning.strip():  # a thinking model's trace
+        normalised["reasoning_content"] = _valid_unicode(reasoning, f"{where}.reasoning_content")
     if role == "tool":  # which call this answers, for templates that show it
         normalised.update({key: message[key] for key in ("tool_call_id", "name") if isinstance(message.get(key), str)})
     weight = message.get("weight", 1)

@@ -96,6 +96,10 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> tuple[list
     """(changes that make the resumed run a different run, changes a resume may make), as readable lines."""
     blocking, allowed = [], []
     old_config, new_config = recorded.get("config", {}), current["config"]
+    # A setting added since the run started was, in effect, at its default then.
+    defaults = {name: info.get_default(call_default_factory=True) for name, info in RunConfig.model_fields.items()
+                if name not in old_config}
+    old_config = {**defaults, **old_config}
     for key in sorted(set(old_config) | set(new_config)):
         if old_config.get(key) != new_config.get(key):
             line = f"setting {key}: {old_config.get(key)!r} → {new_config.get(key)!r}"

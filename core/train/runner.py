@@ -18,7 +18,7 @@ from ..data.formats import LoadedData, load_run_data
 from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
 from ..errors import ResourceError, TuneforgeError
-from ..events import Failed, Finished, Started, Stopped
+from ..events import Failed, Finished, Started, Stopped, Warned
 from ..hardware import Hardware, detect
 from ..memory import model_shape
 from ..methods import method_spec
@@ -145,7 +145,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
-    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
+    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning)
     fit = None
     if main:  # rank 0 settles the run for every process: they must agree on batch split and length
         settled = settle_run(config, hardware, DataFacts.measured(data.stats), model_shape(model_ref.path),
@@ -155,7 +155,12 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     if world_size(config) > 1:
         config = _settled_by_rank_zero(run, config, hardware)
     if config.max_length != data.stats.max_length:
-        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded)
+        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning)
+    if data.stats.reasoning_dropped and main:
+        message = (f"the chat template of {model_ref.name} drops the reasoning traces of {data.stats.reasoning_dropped} "
+                   "conversation(s): they are not learned")
+        run.record(Warned(error=message, hint="train on a model whose template renders reasoning_content or <think> (e.g. Qwen3)"))
+        echo(f"warning: {message}")
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
     gradient_checkpointing = bool(config.gradient_checkpointing)

@@ -43,6 +43,8 @@ def stats_text(report: DataReport) -> str:
     ]
     if stats.dropped:
         lines.append(f"dropped     {stats.dropped} with no answer left inside max length")
+    if stats.reasoning_dropped:
+        lines.append(f"reasoning   dropped by the chat template in {stats.reasoning_dropped} record(s): not learned")
     return "\n".join(lines)
 
 
