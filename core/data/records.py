@@ -197,7 +197,8 @@ def _message(message: Any, where: str, role_key: str, content_key: str, roles: d
         normalised["reasoning_content"] = _valid_unicode(reasoning, f"{where}.reasoning_content")
     if role == "tool":  # which call this answers, for templates that show it
         normalised.update({key: message[key] for key in ("tool_call_id", "name") if isinstance(message.get(key), str)})
-    weight = message.get("weight", 1)
+    weight = message.get("weight")
+    weight = 1 if weight is None else weight  # columnar data fills a key other rows have with null
     if weight not in (0, 1) or isinstance(weight, bool):
         raise RecordError(f"{where}.weight is {weight!r}; expected 0 (not trained) or 1 (trained)")
     if weight == 0:

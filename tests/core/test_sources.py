@@ -127,3 +127,17 @@ def test_data_check_reads_a_parquet_file(tmp_path, capsys, default_model):
     assert main(["data", "check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "prompt_completion" in out and "records    20" in out
+
+
+def test_columnar_rows_with_keys_filled_as_null_read_like_the_jsonl(tmp_path):
+    """Arrow gives every message every key any message has (weight, tool_calls, …), null where it was absent."""
+    records = [{"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Lyon.", "weight": 0},
+                             {"role": "user", "content": "Really?"}, {"role": "assistant", "content": "Paris."}]},
+               {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}]
+    path = tmp_path / "chats.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path)
+    assert pq.read_table(path).to_pylist()[1]["messages"][1]["weight"] is None
+    loaded = load_examples(path)
+    assert not loaded.problems
+    assert [m.get("weight") for m in loaded.examples[0].messages] == [None, 0, None, None]
+    assert loaded.examples[1].messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]

@@ -94,3 +94,23 @@ async def test_the_file_picker_fills_in_the_path_and_checks_it(home, tiny_llama,
         assert isinstance(app.screen, DataScreen)
         assert app.screen.query_one("#data-path", Input).value == str(facts_file)
         assert "no problems" in text_of(app, "#data-status")
+
+
+async def test_a_hub_dataset_id_is_accepted_and_an_untrained_turn_shows_as_context(home, tiny_llama, monkeypatch):
+    """The datasets library's loader stands in for the hub (tests/core/test_sources.py covers the offline refusal)."""
+    import datasets
+
+    record = {"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Lyon.", "weight": 0},
+                           {"role": "user", "content": "Really?"}, {"role": "assistant", "content": "Paris, sorry."}]}
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, config=None: datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list([record] * 4)}))
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model = str(tiny_llama)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(DataScreen())
+        await check(app, pilot, "someone/corrections")
+        assert "someone/corrections: messages data, no problems" in text_of(app, "#data-status")
+        preview = app.screen.query_one("#preview").render()
+        trained = "".join(preview.plain[span.start:span.end] for span in preview.spans if "green" in str(span.style))
+        assert "Paris, sorry." in trained and "Lyon." not in trained and "Lyon." in preview.plain
+        assert app.session.data == "someone/corrections"  # an id, not a path under the working folder

@@ -79,6 +79,8 @@ def preview_text(segments: list[tuple[str, bool]]) -> Text:
 class DataChecked(Message):
     """A data check finished: its report with the settings it used, or the error that stopped it."""
 
+    source: str
+    """What the person typed: a file or folder, or a hub dataset id."""
     report: DataReport | None
     max_length: int
     eval_split: float
@@ -100,7 +102,7 @@ class DataScreen(Screen):
         yield Header()
         yield Static(f"Step 2 of 4 · Training data for {Path(session.model).name}", classes="step")
         with Horizontal(id="data-source"):
-            yield Input(session.data or "", compact=True, placeholder="a .jsonl / .csv file or a folder of .txt/.md", id="data-path")
+            yield Input(session.data or "", compact=True, placeholder="a dataset file or folder, or a hub dataset id (owner/name)", id="data-path")
             yield Button("Browse…", id="browse", compact=True)
             yield Button("Sample", id="sample", compact=True)
         with Horizontal(id="data-options"):
@@ -164,9 +166,9 @@ class DataScreen(Screen):
         try:
             report = check_data(path, model, max_length, eval_split)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
-            self.post_message(DataChecked(None, max_length, eval_split, exc))
+            self.post_message(DataChecked(path, None, max_length, eval_split, exc))
             return
-        self.post_message(DataChecked(report, max_length, eval_split))
+        self.post_message(DataChecked(path, report, max_length, eval_split))
 
     def on_data_checked(self, message: DataChecked) -> None:
         if message.report is None:
@@ -174,7 +176,8 @@ class DataScreen(Screen):
             show_error(self.app, message.error or RuntimeError("the data check failed"))
             return
         session = self.app.session
-        session.data = str(message.report.path.expanduser().resolve())
+        local = Path(message.source).expanduser()
+        session.data = str(local.resolve()) if local.exists() else message.source  # a hub id stays as typed
         session.max_length, session.eval_split, session.report = message.max_length, message.eval_split, message.report
         self.show_report(message.report)
 
@@ -184,13 +187,13 @@ class DataScreen(Screen):
         problems = self.query_one("#problems", Static)
         figures = self.query_one("#data-figures")
         if report.problems:
-            status.update(Text(f"{report.path.name}: {len(report.problems)} problem(s); fix them and check again.", style="bold red"))
+            status.update(Text(f"{report.path}: {len(report.problems)} problem(s); fix them and check again.", style="bold red"))
             problems.update("\n".join(report.problems))
             figures.display = False
             self.query_one("#preview", Static).update("")
             self.query_one("#next", Button).disabled = True
             return
-        status.update(Text(f"{report.path.name}: {report.shape} data, no problems.", style="bold green"))
+        status.update(Text(f"{report.path}: {report.shape} data, no problems.", style="bold green"))
         problems.update("")
         figures.display = True
         self.query_one("#stats", Static).update(stats_text(report))
