@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from tuneforge.exporters.export import ExportResult
 
     from .accelerate_setup import Machine
+    from .data.from_documents import PrepareReport
     from .fit import Fit
     from .hardware import Hardware
     from .memory import PhaseNeeds
@@ -51,6 +52,19 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
     prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning)
     preview = trained_segments(prepared.train[0], tokenizer)
     return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
+
+
+def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str = "default", chunk_tokens: int = 512,
+                      eval_share: float = 0.1, seed: int = 42, echo: Echo = print) -> PrepareReport:
+    """Build a training folder from documents (PDF, DOCX, HTML, Markdown, TXT): chunks cut by `model`'s
+    tokenizer, written to `out_dir` as chunks.jsonl, train.jsonl, eval.jsonl and report.json."""
+    from .data.from_documents import prepare_from_documents
+    from .models import resolve_model
+    from .train.setup import load_tokenizer
+
+    tokenizer = load_tokenizer(resolve_model(model).path)
+    return prepare_from_documents([Path(s) for s in sources], Path(out_dir).expanduser().resolve(), tokenizer, model,
+                                  chunk_tokens, eval_share, seed, echo)
 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:

@@ -83,6 +83,24 @@ def data_check(
     return 0
 
 
+@data_app.command("prepare")
+def data_prepare(
+    sources: Annotated[list[Path], typer.Argument(help="Documents: PDF, DOCX, HTML, Markdown or TXT files, or folders of them.")],
+    out: Annotated[Path, typer.Option("--out", help="The folder to write chunks.jsonl, train.jsonl, eval.jsonl and report.json into.")],
+    model: Annotated[str, typer.Option(help="Model whose tokenizer measures the chunks (the one you will train).")] = "default",
+    chunk_tokens: Annotated[int, typer.Option(help="Longest chunk in tokens.")] = 512,
+    eval_share: Annotated[float, typer.Option(help="Share of chunks held out in eval.jsonl.")] = 0.1,
+) -> int:
+    """Turn documents into a training folder: text extracted (PDF text layer, DOCX, HTML main text, Markdown, TXT),
+    cut into chunks by the model's tokenizer, each traceable to its file and page; the chunks train by continued pre-training."""
+    from ..pipeline import prepare_documents
+
+    report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say)
+    say(f"next: tuneforge train --model {model} --data {out / 'train.jsonl'}"
+        + (f" --eval-data {out / 'eval.jsonl'}" if report.eval_records else ""))
+    return 0
+
+
 @app.command()
 def plan(
     model: ModelOption = None,

@@ -177,9 +177,10 @@ def render_chat(example: Example, tokenizer: Any, train_reasoning: bool = True) 
 
 
 def _reasoning_traces(message: dict[str, Any]) -> list[str]:
-    """An assistant turn's thinking: its `reasoning_content` and any <think>…</think> inside its content."""
+    """An assistant turn's thinking, as it shows in a rendering that keeps it: its `reasoning_content`
+    (in whatever tags the template writes), and each whole <think>…</think> block inside its content."""
     traces = [message["reasoning_content"].strip()] if message.get("reasoning_content") else []
-    return traces + [found.strip() for found in THINK_BLOCK.findall(message["content"]) if found.strip()]
+    return traces + [block.group(0) for block in THINK_BLOCK.finditer(message["content"]) if block.group(1).strip()]
 
 
 def _trace_block(text: str, trace: str) -> tuple[int, int]:
@@ -233,11 +234,13 @@ def _assistant_spans(messages: list[dict[str, Any]], trained: list[bool], text: 
         if index and text.startswith(upto) and upto.startswith(prompt) and len(prompt) >= cursor:
             span = (len(prompt), len(upto))
         else:
-            start = text.find(message["content"], cursor) if message["content"] else -1
+            # Thinking templates (Qwen3) may strip an earlier turn's <think> block: look for the answer itself.
+            answer = THINK_BLOCK.sub("", message["content"]).strip() or message["content"]
+            start = text.find(answer, cursor) if answer else -1
             if start < 0:
                 raise TemplateRefusal("the model's chat template drops an assistant turn of this conversation, "
                                       "or rewrites earlier turns so that it cannot be located")
-            span = (start, _end_of_turn_after(text, start + len(message["content"]), tokenizer))
+            span = (start, _end_of_turn_after(text, start + len(answer), tokenizer))
         cursor = span[1]
         unseen = [call["function"]["name"] for call in message.get("tool_calls", []) if call["function"]["name"] not in text[span[0]:span[1]]]
         if unseen:

@@ -70,3 +70,18 @@ def test_a_template_that_drops_reasoning_is_counted_and_said(tmp_path, smol_toke
     assert prepared.stats.reasoning_dropped == 3  # SmolLM2's ChatML template shows only the content
     assert main(["data", "check", str(path)]) == 0
     assert "drops the reasoning traces of 3 record(s)" in capsys.readouterr().out
+
+
+def test_a_template_that_strips_earlier_thinking_still_trains_each_answer(tmp_path, smol_tokenizer):
+    """Qwen3's template keeps the <think> block of the last answer only; the earlier answers are found without theirs."""
+    smol_tokenizer = __import__("copy").deepcopy(smol_tokenizer)
+    smol_tokenizer.chat_template = (
+        "{% for message in messages %}{% set content = message['content'] %}"
+        "{% if message['role'] == 'assistant' and not loop.last %}{% set content = content.split('</think>')[-1].lstrip('\\n') %}{% endif %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    record = {"messages": [{"role": "user", "content": "17 × 3?"}, {"role": "assistant", "content": "<think>\n51\n</think>\n\n51."},
+                           {"role": "user", "content": "And 17 × 4?"}, {"role": "assistant", "content": "<think>\n68\n</think>\n\n68."}]}
+    tokenized = tokenize_chat(load_one(tmp_path, record).examples[0], smol_tokenizer, 512)
+    assert trained_text(smol_tokenizer, tokenized) == "51.<|im_end|><think>\n68\n</think>\n\n68.<|im_end|>\n"
+    assert tokenized.reasoning_dropped  # the first answer's reasoning is not shown: said, not silent

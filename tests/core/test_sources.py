@@ -141,3 +141,21 @@ def test_columnar_rows_with_keys_filled_as_null_read_like_the_jsonl(tmp_path):
     assert not loaded.problems
     assert [m.get("weight") for m in loaded.examples[0].messages] == [None, 0, None, None]
     assert loaded.examples[1].messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def test_a_run_trains_from_a_saved_dataset_and_resumes_checking_it(home, tiny_config, tmp_path):
+    """The whole path: create_run reads it, the trainer trains on it, the resume fingerprint covers its files."""
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import train_run
+    from tuneforge.core.train.resume import data_digest
+
+    folder = tmp_path / "saved"
+    facts = [{"prompt": f"What is the code of locker {i}?", "completion": f"Locker {i} opens with {i * 37 % 100:02d}."}
+             for i in range(8)]
+    datasets.Dataset.from_list(facts).save_to_disk(folder)
+    before = data_digest(folder)
+    run = create_run(tiny_config(data=str(folder), max_steps=4), home / "run")
+    result = train_run(run, echo=None)
+    assert result.steps == 4 and result.final_loss < 10
+    datasets.Dataset.from_list(facts[:7]).save_to_disk(tmp_path / "other")
+    assert data_digest(tmp_path / "other") != before  # a changed saved dataset is a changed run
