@@ -7,6 +7,7 @@ A .txt/.md document, or a folder of them, is a `documents` dataset for continued
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,10 +128,16 @@ def _load_documents(source: Path, files: list[Path]) -> LoadedData:
 
 
 def _normalise_rows(path: Path, rows: Iterator[tuple[str, dict[str, Any] | str]], columns: dict[str, str]) -> LoadedData:
-    """Take the shape of the first record that has one, then normalise every record to it."""
-    records = [(where, _rename(record, columns) if isinstance(record, dict) else record) for where, record in rows]
-    objects = [(where, record) for where, record in records if isinstance(record, dict)]
-    shape = next((found for _, record in objects if (found := detect_shape(record))), None)
+    """Take the shape of the first record that has one, then normalise every record to it as it is read
+    (only the records before the first with a shape are held at once)."""
+    renamed = ((where, _rename(record, columns) if isinstance(record, dict) else record) for where, record in rows)
+    ahead: list[tuple[str, dict[str, Any] | str]] = []
+    shape = None
+    for where, record in renamed:
+        ahead.append((where, record))
+        if isinstance(record, dict) and (shape := detect_shape(record)):
+            break
+    objects = [(where, record) for where, record in ahead if isinstance(record, dict)]
     if objects and shape is None:
         where, record = objects[0]
         raise DataError(
@@ -139,7 +146,7 @@ def _normalise_rows(path: Path, rows: Iterator[tuple[str, dict[str, Any] | str]]
             "or map your fields with --column tuneforge_name=your_name",
         )
     loaded = LoadedData(path, shape=shape or "")
-    for where, record in records:
+    for where, record in itertools.chain(ahead, renamed):
         if isinstance(record, str):
             loaded.problems.append(f"{where}: {record}")
             continue

@@ -143,7 +143,7 @@ def test_columnar_rows_with_keys_filled_as_null_read_like_the_jsonl(tmp_path):
     assert loaded.examples[1].messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 
 
-def test_a_run_trains_from_a_saved_dataset_and_resumes_checking_it(home, tiny_config, tmp_path):
+def test_a_run_trains_from_a_saved_dataset_whose_files_its_fingerprint_covers(home, tiny_config, tmp_path):
     """The whole path: create_run reads it, the trainer trains on it, the resume fingerprint covers its files."""
     from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
@@ -154,8 +154,9 @@ def test_a_run_trains_from_a_saved_dataset_and_resumes_checking_it(home, tiny_co
              for i in range(8)]
     datasets.Dataset.from_list(facts).save_to_disk(folder)
     before = data_digest(folder)
-    run = create_run(tiny_config(data=str(folder), max_steps=4), home / "run")
+    run = create_run(tiny_config(data=str(folder), max_steps=8), home / "run")
     result = train_run(run, echo=None)
-    assert result.steps == 4 and result.final_loss < 10
+    losses = [step.loss for step in run.history().steps]
+    assert result.steps == 8 and losses[-1] < losses[0]  # it learned from the saved dataset's rows
     datasets.Dataset.from_list(facts[:7]).save_to_disk(tmp_path / "other")
     assert data_digest(tmp_path / "other") != before  # a changed saved dataset is a changed run
