@@ -15,28 +15,7 @@ from tuneforge.core.data.documents import Passage, extract
 from tuneforge.core.data.formats import load_examples
 from tuneforge.core.errors import DataError
 
-
-def write_pdf(path: Path, pages: list[str | None]) -> Path:
-    """A PDF with one line of Helvetica text per page (None: a page with no text layer, as a scan has)."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET" if text is not None else "0 0 1 rg 72 72 200 200 re f"
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                       f"/Contents {len(objects)} 0 R >>")
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    body, offsets = b"%PDF-1.4\n", []
-    for number, obj in enumerate(objects, 1):
-        offsets.append(len(body))
-        body += f"{number} 0 obj\n{obj}\nendobj\n".encode()
-    xref = len(body)
-    body += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    body += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    body += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(body)
-    return path
+from .documents import write_pdf
 
 
 def write_docx(path: Path) -> Path:
@@ -66,7 +45,7 @@ HTML = """<!doctype html><html><head><title>Quillon</title><style>.nav { color: 
 def documents(tmp_path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
-    write_pdf(folder / "guide.pdf", ["The lighthouse keeper is Ada Marsh.", "The museum opens at ten."])
+    write_pdf(folder / "guide.pdf", [["The lighthouse keeper is Ada Marsh."], ["The museum opens at ten."]])
     write_docx(folder / "timetable.docx")
     (folder / "quillon.html").write_text(HTML, encoding="utf-8")
     (folder / "notes.md").write_text("# Notes\n\nThe bakery sells rye bread on Fridays.\n", encoding="utf-8")
