@@ -42,11 +42,7 @@ def read_parquet(path: Path) -> Rows:
         table = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, … for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({exc})", "check that the download or copy finished") from None
-    row = 0
-    for batch in table.iter_batches(batch_size=BATCH_ROWS):
-        for record in batch.to_pylist():
-            row += 1
-            yield f"{path}:row {row}", record
+    yield from _numbered(table.iter_batches(batch_size=BATCH_ROWS), str(path))
 
 
 def read_arrow(path: Path) -> Rows:
@@ -65,11 +61,7 @@ def read_arrow(path: Path) -> Rows:
             batches = iter(reader)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, … for a damaged file
         raise DataError(f"{path}: not a readable Arrow file ({exc})", "check that the download or copy finished") from None
-    row = 0
-    for batch in batches:
-        for record in batch.to_pylist():
-            row += 1
-            yield f"{path}:row {row}", record
+    yield from _numbered(batches, str(path))
 
 
 def read_saved_dataset(folder: Path, split: str | None, default_splits: tuple[str, ...] = ("train",)) -> Rows:
@@ -116,11 +108,15 @@ def _pick_split(loaded: Any, split: str | None, default_splits: tuple[str, ...],
     return loaded[chosen], chosen
 
 
-def _rows(table: Any, where: str) -> Rows:
-    """Each row of a `datasets.Dataset`, with its 1-based row number."""
+def _numbered(batches: Iterator[Any], where: str) -> Rows:
+    """Each row of a stream of Arrow record batches, with its 1-based row number."""
     row = 0
-    for batch in table.iter(batch_size=BATCH_ROWS):
-        names = list(batch)
-        for values in zip(*(batch[name] for name in names), strict=True):
+    for batch in batches:
+        for record in batch.to_pylist():
             row += 1
-            yield f"{where}:row {row}", dict(zip(names, values, strict=True))
+            yield f"{where}:row {row}", record
+
+
+def _rows(table: Any, where: str) -> Rows:
+    """Each row of a `datasets.Dataset`, read as Arrow a batch at a time."""
+    return _numbered(table.with_format("arrow").iter(batch_size=BATCH_ROWS), where)
