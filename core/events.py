@@ -338,7 +338,3 @@ class RunHistory:
     def last_eval_loss(self) -> float | None:
         """The newest held-out loss."""
         return self.evals[-1].eval_loss if self.evals else None
-
-    def of_kind(self, kind: type[Event]) -> list[Event]:
-        """Every event of one kind, oldest first."""
-        return [event for event in self.events if isinstance(event, kind)]

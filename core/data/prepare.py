@@ -120,7 +120,7 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
 
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+THINK_BLOCK = re.compile(f"{re.escape(THINK_OPEN)}(.*?){re.escape(THINK_CLOSE)}", re.DOTALL)
 TOOLS_HINT = "train tool use on a model whose template renders them, such as Qwen2.5, Qwen3 or Llama 3.1 and later"
 ENCODE_BATCH = 512
 """Conversations tokenized per call: the fast tokenizer encodes a batch in parallel, in Rust."""
