@@ -56,6 +56,12 @@ class ExportError(TuneforgeError):
     exit_code = 6
 
 
+class GeneratorError(TuneforgeError):
+    """The model drafting training pairs cannot be reached or loaded, or stopped answering."""
+
+    exit_code = 7
+
+
 def print_error(exc: TuneforgeError) -> None:
     """The one clean form of a foreseeable failure on stderr: `error: …` (or the error's own label) and `hint: …`."""
     print(f"{exc.label}: {exc.message}", file=sys.stderr, flush=True)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .data.formats import load_examples
 from .data.prepare import DataStats, prepare, trained_segments
+from .progress import ProgressCallback
 from .runs import RunDir, new_run
 
 if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from tuneforge.exporters.export import ExportResult
 
     from .accelerate_setup import Machine
+    from .data.chunking import Chunk
+    from .data.drafting import Pair
     from .data.from_documents import PrepareReport
     from .fit import Fit
     from .hardware import Hardware
@@ -42,29 +45,82 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
                train_reasoning: bool = True) -> DataReport:
     """Validate a dataset (a file, folder or hub dataset id; `split` of a hub or saved dataset) and
     measure it with `model`'s tokenizer and chat template."""
-    from .models import resolve_model
-    from .train.setup import load_tokenizer
-
     loaded = load_examples(data, columns, split)
     if loaded.problems:
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
-    tokenizer = load_tokenizer(resolve_model(model).path)
+    tokenizer = _tokenizer_of(model)
     prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning)
     preview = trained_segments(prepared.train[0], tokenizer)
     return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
 
 
 def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str = "default", chunk_tokens: int = 512,
-                      eval_share: float = 0.1, seed: int = 42, echo: Echo = print) -> PrepareReport:
+                      eval_share: float = 0.1, seed: int = 42, echo: Echo = print, generator: str | None = None,
+                      questions_per_chunk: int = 3, paraphrases: int = 0,
+                      on_progress: ProgressCallback | None = None) -> PrepareReport:
     """Build a training folder from documents (PDF, DOCX, HTML, Markdown, TXT): chunks cut by `model`'s
-    tokenizer, written to `out_dir` as chunks.jsonl, train.jsonl, eval.jsonl and report.json."""
+    tokenizer and, with a `generator` (a .gguf file, ollama:NAME or an OpenAI-compatible URL), question–answer
+    pairs drafted from each chunk and passed through the quality gates; written to `out_dir`
+    (chunks.jsonl, pairs.jsonl, train.jsonl, eval.jsonl, report.json). A rerun continues from the drafts cache."""
     from .data.from_documents import prepare_from_documents
+    from .data.generators import open_generator
+
+    tokenizer = _tokenizer_of(model)
+    drafter = open_generator(generator) if generator else None
+    try:
+        return prepare_from_documents([Path(s) for s in sources], _folder(out_dir), tokenizer, model, chunk_tokens,
+                                      eval_share, seed, echo, drafter, questions_per_chunk, paraphrases, on_progress)
+    finally:
+        if drafter is not None:
+            drafter.close()
+
+
+def preview_chunks(sources: list[str | Path], model: str = "default", chunk_tokens: int = 512,
+                   on_progress: ProgressCallback | None = None) -> tuple[list[Chunk], list[str]]:
+    """The chunks `prepare_documents` would draft from (each with its source), and the files it would skip, by why."""
+    from .data.chunking import chunk_passages
+    from .data.documents import extract
+
+    extraction = extract([Path(s) for s in sources], on_progress)
+    return chunk_passages(extraction.passages, _tokenizer_of(model), chunk_tokens), extraction.skipped
+
+
+def test_generator(spec: str) -> float:
+    """Open the generator `spec` names and time its answer to a tiny request (a GeneratorError says why it cannot)."""
+    from .data.generators import open_generator, probe
+
+    drafter = open_generator(spec)
+    try:
+        return probe(drafter)
+    finally:
+        drafter.close()
+
+
+def prepared_pairs(out_dir: str | Path) -> tuple[list[Pair], list[Chunk], PrepareReport]:
+    """A prepared folder's pairs, the chunks they came from, and its report: what the review shows."""
+    from .data.from_documents import PrepareReport, read_chunks, read_pairs
+
+    folder = _folder(out_dir)
+    return read_pairs(folder), read_chunks(folder), PrepareReport.read(folder)
+
+
+def review_pairs(out_dir: str | Path, reviews: dict[str, dict[str, str]]) -> PrepareReport:
+    """Record a person's verdicts and edits (pair id → {"review": "accepted" or "rejected", "question"?, "answer"?})
+    and write train.jsonl and eval.jsonl again with them applied."""
+    from .data.from_documents import save_reviews
+
+    return save_reviews(_folder(out_dir), reviews)
+
+
+def _tokenizer_of(model: str) -> Any:
     from .models import resolve_model
     from .train.setup import load_tokenizer
 
-    tokenizer = load_tokenizer(resolve_model(model).path)
-    return prepare_from_documents([Path(s) for s in sources], Path(out_dir).expanduser().resolve(), tokenizer, model,
-                                  chunk_tokens, eval_share, seed, echo)
+    return load_tokenizer(resolve_model(model).path)
+
+
+def _folder(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:

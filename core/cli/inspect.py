@@ -86,16 +86,31 @@ def data_check(
 @data_app.command("prepare")
 def data_prepare(
     sources: Annotated[list[Path], typer.Argument(help="Documents: PDF, DOCX, HTML, Markdown or TXT files, or folders of them.")],
-    out: Annotated[Path, typer.Option("--out", help="The folder to write chunks.jsonl, train.jsonl, eval.jsonl and report.json into.")],
+    out: Annotated[Path, typer.Option("--out", help="The folder to write chunks.jsonl, pairs.jsonl, train.jsonl, eval.jsonl and report.json into.")],
     model: Annotated[str, typer.Option(help="Model whose tokenizer measures the chunks (the one you will train).")] = "default",
+    generator: Annotated[str | None, typer.Option(
+        help="The model that drafts question-answer pairs: a .gguf file, ollama:NAME, or an OpenAI-compatible URL "
+             "(http://HOST:PORT/v1, #MODEL to pick one; key from TUNEFORGE_GENERATOR_API_KEY). Without it the chunks train as text.")] = None,
+    questions_per_chunk: Annotated[int, typer.Option(help="Questions drafted from each chunk.")] = 3,
+    paraphrases: Annotated[int, typer.Option(help="Other wordings drafted for each question (they train the fact, and stay on its side of the split).")] = 0,
     chunk_tokens: Annotated[int, typer.Option(help="Longest chunk in tokens.")] = 512,
-    eval_share: Annotated[float, typer.Option(help="Share of chunks held out in eval.jsonl.")] = 0.1,
+    eval_share: Annotated[float, typer.Option(help="Share of the chunks (or, with --generator, of the facts) held out in eval.jsonl.")] = 0.1,
 ) -> int:
     """Turn documents into a training folder: text extracted (PDF text layer, DOCX, HTML main text, Markdown, TXT),
-    cut into chunks by the model's tokenizer, each traceable to its file and page; the chunks train by continued pre-training."""
+    cut into chunks by the model's tokenizer, each traceable to its file and page. With --generator, question-answer
+    pairs are drafted from each chunk, checked against it and deduplicated; a rerun continues where one stopped."""
     from ..pipeline import prepare_documents
+    from ..progress import Progress
 
-    report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say)
+    def show(progress: Progress) -> None:
+        if progress.stage == "drafting" or progress.done == progress.total:
+            say(progress.line())
+
+    report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say, generator=generator,
+                               questions_per_chunk=questions_per_chunk, paraphrases=paraphrases, on_progress=show)
+    if not report.train_records:
+        say("no pair passed the gates: see pairs.jsonl for why each was dropped, or use a stronger --generator (a 3-8B instruct model)")
+        return 1
     say(f"next: tuneforge train --model {model} --data {out / 'train.jsonl'}"
         + (f" --eval-data {out / 'eval.jsonl'}" if report.eval_records else ""))
     return 0

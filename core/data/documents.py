@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..progress import Progress, ProgressCallback
 
 DOCUMENT_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt")
 NON_CONTENT_TAGS = ("script", "style", "noscript", "nav", "aside", "form", "template", "svg", "iframe", "button")
@@ -42,18 +43,24 @@ class Extraction:
     """`FILE: why` for each file left out (an unsupported type, a PDF without a text layer, an unreadable file)."""
 
 
-def extract(sources: list[Path]) -> Extraction:
-    """The passages of every document in `sources` (files, or folders searched recursively)."""
+def extract(sources: list[Path], on_progress: ProgressCallback | None = None) -> Extraction:
+    """The passages of every document in `sources` (files, or folders searched recursively),
+    with `on_progress` told after each document."""
     result = Extraction()
-    for path in _document_files(sources, result):
+    files = _document_files(sources, result)
+    progress = Progress("extracting", len(files))
+    for path in files:
         try:
             passages, pages = _extract_file(path)
         except DataError as exc:
             result.skipped.append(exc.message)
-            continue
-        result.documents += 1
-        result.pages += pages
-        result.passages += passages
+        else:
+            result.documents += 1
+            result.pages += pages
+            result.passages += passages
+        progress.done, progress.detail = progress.done + 1, path.name
+        if on_progress:
+            on_progress(progress)
     return result
 
 

@@ -70,11 +70,12 @@ class GgufChat:
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", errors="replace")
 
-    def answer(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256) -> str:
-        """The complete greedy reply."""
-        return "".join(self.stream(messages, max_new_tokens)).strip()
+    def answer(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256, schema: dict[str, Any] | None = None) -> str:
+        """The complete greedy reply; with a JSON `schema`, llama.cpp's grammar holds the reply to it."""
+        return "".join(self.stream(messages, max_new_tokens, schema)).strip()
 
-    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256,
+               schema: dict[str, Any] | None = None) -> Iterator[str]:
         """The greedy reply, piece by piece as llama.cpp produces it (a crashed child is started again)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -82,7 +83,7 @@ class GgufChat:
             self._start()
         assert self._child is not None and self._child.stdin is not None
         try:
-            self._child.stdin.write(json.dumps({"messages": messages, "max_tokens": max_new_tokens}) + "\n")
+            self._child.stdin.write(json.dumps({"messages": messages, "max_tokens": max_new_tokens, "schema": schema}) + "\n")
             self._child.stdin.flush()
         except BrokenPipeError:
             pass  # it died; _read says how
@@ -131,9 +132,11 @@ def _serve(path: Path, n_ctx: int) -> None:
         send({"ready": True})
         for line in sys.stdin:
             request = json.loads(line)
+            schema = request.get("schema")
+            response_format = {"type": "json_object", "schema": schema} if schema else None
             try:
                 for chunk in llm.create_chat_completion(messages=request["messages"], max_tokens=request["max_tokens"],
-                                                        temperature=0.0, stream=True):
+                                                        temperature=0.0, stream=True, response_format=response_format):
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         send({"piece": piece})

@@ -15,42 +15,12 @@ from tuneforge.core.data.documents import Passage, extract
 from tuneforge.core.data.formats import load_examples
 from tuneforge.core.errors import DataError
 
-from .documents import write_pdf
-
-
-def write_docx(path: Path) -> Path:
-    import docx
-
-    document = docx.Document()
-    document.add_heading("Harbour timetable", level=1)
-    document.add_paragraph("The ferry to Brindlewick leaves at noon on weekdays.")
-    table = document.add_table(rows=2, cols=2)
-    for row, cells in zip(table.rows, (("Day", "Departure"), ("Saturday", "09:30")), strict=True):
-        for cell, text in zip(row.cells, cells, strict=True):
-            cell.text = text
-    document.save(path)
-    return path
-
-
-HTML = """<!doctype html><html><head><title>Quillon</title><style>.nav { color: red }</style>
-<script>var tracking = "SCRIPT-JUNK";</script></head><body>
-<header><a href="/">Home</a> <a href="/shop">Shop</a></header>
-<nav><ul><li>NAV-JUNK menu</li></ul></nav>
-<main><article><h1>The lighthouse</h1><p>The door of the Quillon lighthouse is painted teal.</p>
-<ul><li>It was built in 1887.</li></ul></article></main>
-<footer>FOOTER-JUNK © 2026</footer></body></html>"""
+from .documents import write_pdf, write_sample_documents
 
 
 @pytest.fixture
 def documents(tmp_path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    write_pdf(folder / "guide.pdf", [["The lighthouse keeper is Ada Marsh."], ["The museum opens at ten."]])
-    write_docx(folder / "timetable.docx")
-    (folder / "quillon.html").write_text(HTML, encoding="utf-8")
-    (folder / "notes.md").write_text("# Notes\n\nThe bakery sells rye bread on Fridays.\n", encoding="utf-8")
-    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    return folder
+    return write_sample_documents(tmp_path / "docs")
 
 
 def test_each_format_gives_its_sentences_with_their_source_and_not_its_furniture(documents):

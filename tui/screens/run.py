@@ -22,19 +22,12 @@ from textual_plotext import PlotextPlot
 
 from tuneforge.core.diagnosis import failure_cause, record_death
 from tuneforge.core.events import LineTail, RunHistory
+from tuneforge.core.progress import duration
 from tuneforge.core.runs import RunDir
 
 POLL_SECONDS = 0.5
 DONE_STATES = ("trained", "merged", "exported", "export failed")
 """The run trained: it can be exported (again) and chatted with."""
-
-
-def duration(seconds: float) -> str:
-    """1h02m, 3m05s or 42s."""
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def eta(history: RunHistory, now: float) -> float | None:
