@@ -4,9 +4,17 @@ Each format gets the same generated text, 40 sentences to a page: a PDF of N pag
 one text line per sentence), a DOCX and an HTML page with N sections of a heading, paragraphs and a
 table, Markdown and TXT. The baseline is reading the TXT file and splitting its paragraphs: what
 extraction costs over having the text already. Chunking with the default model's tokenizer is timed
-on all of it. (Drafting pairs with a generator is not built yet; its rows come with it.)
+on all of it.
 
-    python bench/prepare.py [--pages 50]
+Drafting pairs is timed on the first --draft-chunks chunks with the default GGUF (SmolLM2-135M,
+too weak to draft well: the kept share shows the gates at work, not a good generator), three ways:
+llama-cpp-python called in this process with the same prompt and schema (the baseline: what a
+hand-written script costs), `--generator FILE.gguf` (llama.cpp in tuneforge's child process), and
+`--generator URL` (llama-cpp-python's OpenAI-compatible server through the openai client). The
+gates are timed on --gate-pairs synthetic pairs (their near-duplicate check compares each pair with
+those kept before it).
+
+    python bench/prepare.py [--pages 50] [--draft-chunks 6] [--gate-pairs 5000]
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ def timed(work, *args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=50)
+    parser.add_argument("--draft-chunks", type=int, default=6)
+    parser.add_argument("--gate-pairs", type=int, default=5000)
     args = parser.parse_args()
 
     from tuneforge.core.data.chunking import chunk_passages
@@ -97,11 +107,81 @@ def main() -> None:
             passages += extraction.passages
         seconds, chunks = timed(chunk_passages, passages, tokenizer, 512)
         rows.append((f"chunk all ({len(chunks)} chunks of ≤512 tokens)", seconds, None))
+        drafting = draft_rows(chunks[: args.draft_chunks], folder)
     print(f"{args.pages} pages per format, {SENTENCES_PER_PAGE} sentences a page\n")
     print(f"{'step':<40} {'seconds':>8} {'pages/s':>9} {'sentences found':>16}")
     for step, seconds, found in rows:
         pages = args.pages * (5 if step.startswith("chunk") else 1)
         print(f"{step:<40} {seconds:>8.3f} {pages / max(seconds, 1e-9):>9,.0f} {'' if found is None else f'{found:.1%}':>16}")
+    print(f"\ndrafting {QUESTIONS} questions (+{PARAPHRASES} paraphrase) from each of {args.draft_chunks} chunks "
+          "with the default GGUF\n")
+    print(f"{'generator':<44} {'seconds':>8} {'pairs':>6} {'pairs/min':>10} {'kept':>6}")
+    for name, seconds, pairs, kept in drafting:
+        print(f"{name:<44} {seconds:>8.1f} {pairs:>6} {pairs / seconds * 60:>10.1f} {'' if kept is None else f'{kept:.0%}':>6}")
+    seconds, kept = gate_row(args.gate_pairs)
+    print(f"\ngates on {args.gate_pairs} pairs: {seconds:.2f} s ({args.gate_pairs / seconds:,.0f} pairs/s), {kept:.0%} kept")
+
+
+QUESTIONS, PARAPHRASES = 3, 1
+
+
+def draft_rows(chunks, folder: Path) -> list[tuple[str, float, int, float | None]]:
+    """(generator, seconds, pairs, kept share) drafting `chunks` three ways (see the module docstring)."""
+    from tests.core.servers import llama_server
+    from tuneforge.core.data.draft_prompts import draft_messages, draft_schema, reply_budget
+    from tuneforge.core.data.drafting import DraftCache, draft_pairs, pairs_of, parse_reply
+    from tuneforge.core.data.generators import GGUF_CONTEXT, open_generator
+    from tuneforge.core.data.pair_gates import apply_gates
+    from tuneforge.core.models import default_gguf_path
+    from tuneforge.exporters.gguf.native import open_llama
+
+    gguf = default_gguf_path()
+    schema, budget = draft_schema(QUESTIONS, PARAPHRASES), reply_budget(QUESTIONS, PARAPHRASES)
+    rows = []
+    with open_llama(gguf, n_ctx=GGUF_CONTEXT, seed=0) as llm:
+        started, pairs = time.perf_counter(), 0
+        for index, chunk in enumerate(chunks):
+            reply = llm.create_chat_completion(messages=draft_messages(chunk.text, chunk.source, QUESTIONS, PARAPHRASES),
+                                               max_tokens=budget, temperature=0.0,
+                                               response_format={"type": "json_object", "schema": schema})
+            try:
+                pairs += len(pairs_of(chunk, index, parse_reply(reply["choices"][0]["message"]["content"]), PARAPHRASES))
+            except ValueError:
+                pass  # a reply cut off at the budget: no pairs, as in tuneforge's rows
+        rows.append(("llama-cpp-python in-process (baseline)", time.perf_counter() - started, pairs, None))
+
+    def tuneforge_row(name: str, spec: str, cache_folder: Path) -> None:
+        generator = open_generator(spec)
+        try:
+            started = time.perf_counter()
+            drafted = draft_pairs(chunks, generator, DraftCache(cache_folder, generator.identity, QUESTIONS, PARAPHRASES),
+                                  QUESTIONS, PARAPHRASES)
+            seconds = time.perf_counter() - started
+        finally:
+            generator.close()
+        apply_gates(drafted.pairs, [chunk.text for chunk in chunks])
+        rows.append((name, seconds, len(drafted.pairs), sum(p.kept for p in drafted.pairs) / max(1, len(drafted.pairs))))
+
+    tuneforge_row("tuneforge --generator FILE.gguf (child)", str(gguf), folder / "drafts-gguf")
+    with llama_server(gguf) as (_, url):
+        tuneforge_row("tuneforge --generator URL (llama_cpp.server)", url, folder / "drafts-url")
+    return rows
+
+
+def gate_row(count: int) -> tuple[float, float]:
+    """Seconds to gate `count` synthetic pairs (a tenth of them repeats), and the share kept."""
+    from tuneforge.core.data.drafting import Pair
+    from tuneforge.core.data.pair_gates import apply_gates
+
+    chunk_texts, pairs = [], []
+    for i in range(count):
+        fact = i if i % 10 else i - 1  # every tenth pair repeats the one before
+        sentence = f"Locker {fact} opens with the code {fact * 7919 % 10000:04d}."
+        chunk_texts.append(sentence)
+        pairs.append(Pair(f"f{i}-0", f"f{i}", 0, f"Which code opens locker {fact}?", f"{fact * 7919 % 10000:04d}", sentence,
+                          "bench.md", i))
+    seconds, _ = timed(apply_gates, pairs, chunk_texts)
+    return seconds, sum(p.kept for p in pairs) / count
 
 
 if __name__ == "__main__":

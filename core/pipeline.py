@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
+from .data.drafting import ACCEPTED, REJECTED  # noqa: F401 - the review's verdicts, for the app
 from .data.formats import load_examples
 from .data.prepare import DataStats, prepare, trained_segments
 from .progress import ProgressCallback
@@ -110,6 +111,13 @@ def review_pairs(out_dir: str | Path, reviews: dict[str, dict[str, str]]) -> Pre
     from .data.from_documents import save_reviews
 
     return save_reviews(_folder(out_dir), reviews)
+
+
+def evidence_span(evidence: str, chunk_text: str) -> tuple[int, int] | None:
+    """Where a pair's evidence quote sits in its chunk (start, end), for the review to highlight; None when it is not there."""
+    from .data.pair_gates import evidence_span as span
+
+    return span(evidence, chunk_text)
 
 
 def _tokenizer_of(model: str) -> Any:

@@ -91,6 +91,19 @@ class TuneforgeApp(App[None]):
         self.go_home()
         self.push_screen(ModelScreen())
 
+    def use_prepared(self, folder: Path) -> None:
+        """Hand a prepared folder to the Data step: its train.jsonl is checked there, its eval.jsonl is held out."""
+        from .screens.data import DataScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, DataScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, DataScreen):
+            self.push_screen(DataScreen())
+        held_out = folder / "eval.jsonl"
+        has_eval = held_out.exists() and held_out.stat().st_size > 0
+        self.session.data, self.session.eval_data = str(folder / "train.jsonl"), str(held_out) if has_eval else None
+        self.call_after_refresh(self.screen.check_prepared)
+
     def open_run(self, run: RunDir) -> None:
         """The run's live view: progress, loss chart, stop/resume, and the way on to export and chat."""
         from .screens.run import RunScreen

@@ -19,6 +19,8 @@ class Session:
     """The base model reference, as the CLI's --model takes it."""
     data: str | None = None
     """The checked training data file or folder."""
+    eval_data: str | None = None
+    """Held-out data that came with `data` (a prepared folder's eval.jsonl); None: a split of `data`."""
     max_length: int = 512
     eval_split: float = 0.1
     report: DataReport | None = None

@@ -30,8 +30,10 @@ Write {count} different questions about facts this passage states. For each one 
 PARAPHRASE_RULE = """
 - "paraphrases": {count} other ways to ask the same question, each worded differently from the question and from each other, none giving away the answer."""
 
-QUESTION_CHARS, ANSWER_CHARS, EVIDENCE_CHARS = 300, 300, 600
+QUESTION_CHARS, ANSWER_CHARS, EVIDENCE_CHARS = 200, 200, 400
 """The longest strings the reply shape allows: a runaway generation ends instead of filling the context."""
+MAX_REPLY_TOKENS = 4096
+"""The most tokens a reply is given, whatever the counts asked for (a longer one is counted as not JSON)."""
 
 
 def draft_messages(text: str, source: str, count: int, paraphrases: int) -> list[dict[str, str]]:
@@ -68,9 +70,10 @@ def draft_schema(count: int, paraphrases: int) -> dict[str, Any]:
 
 
 def reply_budget(count: int, paraphrases: int) -> int:
-    """Tokens a full reply may take: the reply shape's longest strings, a token per four characters."""
-    per_pair = (QUESTION_CHARS + ANSWER_CHARS + EVIDENCE_CHARS + paraphrases * QUESTION_CHARS) // 4 + 16
-    return 32 + count * per_pair
+    """Tokens the longest reply the schema allows may take — a token per character, as a degenerate
+    reply ("0.0.0.0…") takes — so a reply held to the schema is never cut off; at most MAX_REPLY_TOKENS."""
+    per_pair = QUESTION_CHARS + ANSWER_CHARS + EVIDENCE_CHARS + paraphrases * QUESTION_CHARS + 48  # 48: keys and punctuation
+    return min(MAX_REPLY_TOKENS, 32 + count * per_pair)
 
 
 def prompt_version() -> str:

@@ -212,33 +212,33 @@ def draft_pairs(chunks: list[Chunk], generator: Generator, cache: DraftCache, co
     """Draft `count` pairs (with `paraphrases` rewrites each) from every chunk, cached ones first read back."""
     drafted = Drafted()
     progress = Progress("drafting", len(chunks))
-    for index, chunk in enumerate(chunks):
-        items = cache.get(chunk)
-        if items is not None:
-            drafted.from_cache += 1
-            progress.skipped += 1
-            drafted.pairs += pairs_of(chunk, index, items, paraphrases)
-        else:
-            fresh = pairs_of(chunk, index, _ask(generator, chunk, index, len(chunks), cache, drafted, count, paraphrases), paraphrases)
-            drafted.fresh_pairs += len(fresh)
-            drafted.pairs += fresh
-        progress.done, progress.detail = index + 1, f"{len(drafted.pairs)} pairs"
-        if on_progress:
-            on_progress(progress)
+    try:
+        for index, chunk in enumerate(chunks):
+            items = cache.get(chunk)
+            if items is not None:
+                drafted.from_cache += 1
+                progress.skipped += 1
+                drafted.pairs += pairs_of(chunk, index, items, paraphrases)
+            else:
+                fresh = pairs_of(chunk, index, _ask(generator, chunk, cache, drafted, count, paraphrases), paraphrases)
+                drafted.fresh_pairs += len(fresh)
+                drafted.pairs += fresh
+            progress.done, progress.detail = index + 1, f"{len(drafted.pairs)} pairs"
+            if on_progress:
+                on_progress(progress)  # the app stops drafting by raising KeyboardInterrupt here
+    except KeyboardInterrupt:
+        raise DraftingStopped(f"stopped after {progress.done} of {len(chunks)} chunks; their drafts are kept in {cache.path}",
+                              "run the same command again to continue where it stopped") from None
     return drafted
 
 
-def _ask(generator: Generator, chunk: Chunk, index: int, total: int, cache: DraftCache, drafted: Drafted,
-         count: int, paraphrases: int) -> list[dict[str, Any]]:
+def _ask(generator: Generator, chunk: Chunk, cache: DraftCache, drafted: Drafted, count: int, paraphrases: int) -> list[dict[str, Any]]:
     """The generator's items for one chunk, cached when the reply parses; a junk reply counts in `drafted.failed`."""
     drafted.asked += 1
     asked_at = time.perf_counter()
     try:
         text = generator.reply(draft_messages(chunk.text, chunk.source, count, paraphrases), draft_schema(count, paraphrases),
                                reply_budget(count, paraphrases))
-    except KeyboardInterrupt:
-        raise DraftingStopped(f"stopped after {index} of {total} chunks; their drafts are kept in {cache.path}",
-                              "run the same command again to continue where it stopped") from None
     finally:
         drafted.seconds += time.perf_counter() - asked_at
     try:

@@ -90,6 +90,15 @@ class PrepareReport:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in saved.items() if key in known})
 
+    def summary(self, folder: Path) -> str:
+        """The last line a run prints: what it wrote and, for pairs, what the gates kept."""
+        if self.generator is None:
+            return f"{self.train_records} train and {self.eval_records} eval chunk record(s) in {folder}"
+        dropped = ", ".join(f"{number} {reason}" for reason, number in self.dropped.items()) or "none"
+        failed = "".join(f"; {number} chunk(s): {why}" for why, number in self.chunks_failed.items())
+        return (f"{self.pairs_drafted} pair(s) drafted, {self.pairs_kept} kept (dropped: {dropped}){failed}; "
+                f"{self.train_records} train ({self.facts_train} facts) and {self.eval_records} eval ({self.facts_eval} facts) in {folder}")
+
     def write(self, folder: Path) -> None:
         """Save it as the folder's report.json."""
         atomic_write_text(folder / REPORT_FILE, json.dumps(asdict(self), indent=2, ensure_ascii=False))
@@ -137,7 +146,7 @@ def prepare_from_documents(sources: list[Path], out_dir: Path, tokenizer: Any, m
         write_pairs(out_dir, drafted.pairs, report)
     report.seconds = round(time.perf_counter() - started, 2)
     report.write(out_dir)
-    _say(echo, summary(report, out_dir))
+    _say(echo, report.summary(out_dir))
     return report
 
 
@@ -201,16 +210,6 @@ def save_reviews(out_dir: Path, reviews: dict[str, dict[str, Any]]) -> PrepareRe
     write_pairs(out_dir, pairs, report)
     report.write(out_dir)
     return report
-
-
-def summary(report: PrepareReport, out_dir: Path) -> str:
-    """The last line a run prints: what it wrote and, for pairs, what the gates kept."""
-    if report.generator is None:
-        return f"{report.train_records} train and {report.eval_records} eval chunk record(s) in {out_dir}"
-    dropped = ", ".join(f"{number} {reason}" for reason, number in report.dropped.items()) or "none"
-    failed = "".join(f"; {number} chunk(s): {why}" for why, number in report.chunks_failed.items())
-    return (f"{report.pairs_drafted} pair(s) drafted, {report.pairs_kept} kept (dropped: {dropped}){failed}; "
-            f"{report.train_records} train ({report.facts_train} facts) and {report.eval_records} eval ({report.facts_eval} facts) in {out_dir}")
 
 
 def _check_settings(eval_share: float, chunk_tokens: int, questions_per_chunk: int, paraphrases: int) -> None:

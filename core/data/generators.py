@@ -30,8 +30,8 @@ KEY_VARIABLES = ("TUNEFORGE_GENERATOR_API_KEY", "OPENAI_API_KEY")
 OLLAMA_DEFAULT = "http://localhost:11434"
 REQUEST_TIMEOUT_S = 600.0
 """One reply may take minutes from a large model on a CPU; a server silent for longer is taken as gone."""
-GGUF_CONTEXT = 4096
-"""A chunk of 512 tokens, the prompt and a full reply fit."""
+GGUF_CONTEXT = 8192
+"""The prompt with a chunk of up to 3,000 tokens, and the longest reply (draft_prompts.MAX_REPLY_TOKENS), fit."""
 SPEC_HINT = "pass --generator a .gguf file, ollama:NAME, or an OpenAI-compatible URL such as http://127.0.0.1:8080/v1"
 
 

@@ -71,6 +71,22 @@ def evidence_in_chunk(evidence: str, chunk: str) -> bool:
     return position > 0
 
 
+def evidence_span(evidence: str, chunk: str) -> tuple[int, int] | None:
+    """Where the quote sits in the chunk's own text (start, end), for highlighting; None when it is not there."""
+    spans = []
+    start = 0
+    for part in re.split(r"\s*(?:\.\.\.|\u2026)\s*", evidence):
+        part_words = re.findall(r"\w+", unicodedata.normalize("NFKC", part))
+        if not part_words:
+            continue
+        found = re.compile(r"\W+".join(map(re.escape, part_words)), re.IGNORECASE).search(chunk, start)
+        if found is None:
+            return None
+        spans.append(found.span())
+        start = found.end()
+    return (spans[0][0], spans[-1][1]) if spans else None
+
+
 def answer_supported(answer: str, evidence: str) -> bool:
     """Whether the evidence states the answer: all its numbers, and SUPPORTED_SHARE of its other content words."""
     from rapidfuzz import fuzz

@@ -64,3 +64,14 @@ def write_sample_documents(folder: Path) -> Path:
     (folder / "notes.md").write_text("# Notes\n\nThe bakery sells rye bread on Fridays.\n", encoding="utf-8")
     (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return folder
+
+
+LOCKERS = [f"Locker {n} opens with the code {n * 7919 % 10000:04d}." for n in range(1, 25)]
+
+
+def write_lockers(folder: Path) -> Path:
+    """A folder with lockers.md: one fact per sentence (LOCKERS), three to a paragraph."""
+    folder.mkdir(parents=True)
+    paragraphs = [" ".join(LOCKERS[i:i + 3]) for i in range(0, len(LOCKERS), 3)]
+    (folder / "lockers.md").write_text("\n\n".join(paragraphs), encoding="utf-8")
+    return folder

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def llama_server(gguf: Path, port: int | None = None) -> Iterator[tuple[subproce
     """`python -m llama_cpp.server` for `gguf` on 127.0.0.1 (with this CPU's safe weight buffers), and its /v1 URL."""
     port = port or free_port()
     command = [sys.executable, "-m", "tests.core.llama_server", "--model", str(gguf), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "4096"]
+               "--port", str(port), "--n_ctx", "8192"]
     server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -104,6 +105,19 @@ class ScriptedServer:
 
 
 def passage_of(request: dict[str, Any]) -> str:
-    """The chunk text inside a drafting request."""
+    """The chunk text inside a drafting request ("" in another request, such as the connection test)."""
     prompt = request["messages"][-1]["content"]
-    return prompt.split("<passage>\n", 1)[1].split("\n</passage>", 1)[0]
+    return prompt.split("<passage>\n", 1)[1].split("\n</passage>", 1)[0] if "<passage>\n" in prompt else ""
+
+
+def reply_of(pairs: list[tuple[str, str, str, list[str]]]) -> str:
+    return json.dumps({"pairs": [{"question": q, "answer": a, "evidence": e, "paraphrases": p} for q, a, e, p in pairs]})
+
+
+def locker_pairs(passage: str) -> str:
+    """A reply with one fact per locker sentence (documents.LOCKERS) in the passage, each with two paraphrases."""
+    pairs = []
+    for number, code in re.findall(r"Locker (\d+) opens with the code (\d+)\.", passage):
+        pairs.append((f"Which code opens locker {number}?", code, f"Locker {number} opens with the code {code}.",
+                      [f"What is the code of locker {number}?", f"To open locker {number}, which code do I need?"]))
+    return reply_of(pairs)

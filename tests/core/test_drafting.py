@@ -28,8 +28,8 @@ from tuneforge.core.data.pair_gates import (
 from tuneforge.core.errors import GeneratorError
 from tuneforge.core.pipeline import prepare_documents, review_pairs
 
-from .documents import write_sample_documents
-from .servers import ScriptedServer, llama_server, passage_of
+from .documents import LOCKERS, write_lockers, write_sample_documents
+from .servers import ScriptedServer, llama_server, locker_pairs, passage_of, reply_of
 
 TOWN = """# Quillon
 
@@ -61,10 +61,6 @@ TOWN_PAIRS = [  # (question, answer, evidence, paraphrases) and what the gates m
 ]
 
 
-def reply_of(pairs: list[tuple[str, str, str, list[str]]]) -> str:
-    return json.dumps({"pairs": [{"question": q, "answer": a, "evidence": e, "paraphrases": p} for q, a, e, p in pairs]})
-
-
 class ScriptedGenerator:
     """A generator in this process: `reply_for(passage)` answers; it can be told to be interrupted on a call."""
 
@@ -83,25 +79,9 @@ class ScriptedGenerator:
         pass
 
 
-LOCKERS = [f"Locker {n} opens with the code {n * 7919 % 10000:04d}." for n in range(1, 25)]
-
-
-def locker_pairs(passage: str) -> str:
-    """One fact per locker sentence in the passage, with two paraphrases."""
-    pairs = []
-    for number, code in re.findall(r"Locker (\d+) opens with the code (\d+)\.", passage):
-        pairs.append((f"Which code opens locker {number}?", code, f"Locker {number} opens with the code {code}.",
-                      [f"What is the code of locker {number}?", f"To open locker {number}, which code do I need?"]))
-    return reply_of(pairs)
-
-
 @pytest.fixture
 def lockers(tmp_path) -> Path:
-    folder = tmp_path / "lockers"
-    folder.mkdir()
-    paragraphs = [" ".join(LOCKERS[i:i + 3]) for i in range(0, len(LOCKERS), 3)]
-    (folder / "lockers.md").write_text("\n\n".join(paragraphs), encoding="utf-8")
-    return folder
+    return write_lockers(tmp_path / "lockers")
 
 
 def prepare(folder: Path, out: Path, tokenizer, generator, **options: Any):

@@ -94,6 +94,7 @@ class DataScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+o", "browse", "Browse…"),
         Binding("ctrl+s", "sample", "Sample data"),
+        Binding("ctrl+d", "documents", "From documents…"),
         Binding("ctrl+n", "next", "Next"),
     ]
 
@@ -105,6 +106,7 @@ class DataScreen(Screen):
             yield Input(session.data or "", compact=True, placeholder="a dataset file or folder, or a hub dataset id (owner/name)", id="data-path")
             yield Button("Browse…", id="browse", compact=True)
             yield Button("Sample", id="sample", compact=True)
+            yield Button("From documents…", id="documents", compact=True)
         with Horizontal(id="data-options"):
             yield Label("max length")
             yield Input(str(session.max_length), compact=True, id="max-length", validators=[Integer(minimum=16)], type="integer")
@@ -134,6 +136,18 @@ class DataScreen(Screen):
         from ..pickers import browse_into
 
         browse_into(self.query_one("#data-path", Input), "A dataset file, or a folder of .txt/.md", self.action_check)
+
+    @on(Button.Pressed, "#documents")
+    def action_documents(self) -> None:
+        """The Prepare step: documents in, a training folder out, handed back here."""
+        from .prepare import PrepareScreen
+
+        self.app.push_screen(PrepareScreen())
+
+    def check_prepared(self) -> None:
+        """Check the prepared train.jsonl the app just handed over (session.data)."""
+        self.query_one("#data-path", Input).value = self.app.session.data or ""
+        self.action_check()
 
     @on(Button.Pressed, "#sample")
     def action_sample(self) -> None:
@@ -177,7 +191,10 @@ class DataScreen(Screen):
             return
         session = self.app.session
         local = Path(message.source).expanduser()
-        session.data = str(local.resolve()) if local.exists() else message.source  # a hub id stays as typed
+        data = str(local.resolve()) if local.exists() else message.source  # a hub id stays as typed
+        if data != session.data:
+            session.eval_data = None  # another dataset: the held-out file that came with the last one does not apply
+        session.data = data
         session.max_length, session.eval_split, session.report = message.max_length, message.eval_split, message.report
         self.show_report(message.report)
 
@@ -193,7 +210,8 @@ class DataScreen(Screen):
             self.query_one("#preview", Static).update("")
             self.query_one("#next", Button).disabled = True
             return
-        status.update(Text(f"{report.path}: {report.shape} data, no problems.", style="bold green"))
+        held_out = f" Held out: {self.app.session.eval_data}." if self.app.session.eval_data else ""
+        status.update(Text(f"{report.path}: {report.shape} data, no problems.{held_out}", style="bold green"))
         problems.update("")
         figures.display = True
         self.query_one("#stats", Static).update(stats_text(report))

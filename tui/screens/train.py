@@ -199,7 +199,8 @@ class TrainFormScreen(Screen):
 
     def values(self) -> dict[str, Any]:
         """The form's values; a ValueError names the first field that is not a number."""
-        values: dict[str, Any] = {"model": self.app.session.model, "data": self.app.session.data}
+        session = self.app.session
+        values: dict[str, Any] = {"model": session.model, "data": session.data, "eval_data": session.eval_data}
         for field in self.fields:
             widget = self.query_one(f"#field-{field.name}")
             if isinstance(widget, Select):
