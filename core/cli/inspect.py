@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import TuneforgeError
+from ..errors import DataError, TuneforgeError
 from .app import (
     ColumnOption,
     ConfigOption,
@@ -102,15 +103,21 @@ def data_prepare(
     from ..pipeline import prepare_documents
     from ..progress import Progress
 
+    last_said = [0.0]
+
     def show(progress: Progress) -> None:
-        if progress.stage == "drafting" or progress.done == progress.total:
+        """Every drafted chunk (each takes seconds); extraction at most once a second, and when it is done."""
+        now = time.monotonic()
+        if progress.stage == "drafting" or progress.done == progress.total or now - last_said[0] >= 1:
+            last_said[0] = now
             say(progress.line())
 
     report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say, generator=generator,
                                questions_per_chunk=questions_per_chunk, paraphrases=paraphrases, on_progress=show)
     if not report.train_records:
-        say("no pair passed the gates: see pairs.jsonl for why each was dropped, or use a stronger --generator (a 3-8B instruct model)")
-        return 1
+        raise DataError(f"{out}: none of the {report.pairs_drafted} drafted pair(s) passed the gates; "
+                        f"{out / 'pairs.jsonl'} says why each was dropped",
+                        "use a stronger --generator (a 3-8B instruct model), or accept pairs in the app's review")
     say(f"next: tuneforge train --model {model} --data {out / 'train.jsonl'}"
         + (f" --eval-data {out / 'eval.jsonl'}" if report.eval_records else ""))
     return 0
