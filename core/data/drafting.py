@@ -249,10 +249,3 @@ def _ask(generator: Generator, chunk: Chunk, cache: DraftCache, drafted: Drafted
     cache.put(chunk, items)
     return items
 
-
-def counts(pairs: list[Pair]) -> dict[str, Any]:
-    """Pairs drafted, kept, and dropped by reason."""
-    dropped = Counter(pair.dropped for pair in pairs if not pair.kept)
-    return {"pairs_drafted": len(pairs), "pairs_kept": sum(pair.kept for pair in pairs),
-            "dropped": dict(sorted(dropped.items(), key=lambda item: -item[1]))}
-

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +33,7 @@ from ..errors import DataError
 from ..progress import ProgressCallback
 from .chunking import DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, Chunk, chunk_passages
 from .documents import extract
-from .drafting import ACCEPTED, REJECTED, DraftCache, Pair, counts, draft_pairs
+from .drafting import ACCEPTED, REJECTED, DraftCache, Pair, draft_pairs
 
 CHUNKS_FILE, PAIRS_FILE, REVIEWS_FILE = "chunks.jsonl", "pairs.jsonl", "reviews.json"
 TRAIN_FILE, EVAL_FILE, REPORT_FILE = "train.jsonl", "eval.jsonl", "report.json"
@@ -126,7 +127,7 @@ def prepare_from_documents(sources: list[Path], out_dir: Path, tokenizer: Any, m
     _write_jsonl(out_dir / CHUNKS_FILE, [{"text": c.text, "source": c.source, "tokens": c.tokens} for c in chunks])
     _say(echo, f"{len(chunks)} chunk(s) of at most {chunk_tokens} tokens")
     if generator is None:
-        train, held_out = _split(chunks, lambda chunk: id(chunk), eval_share, seed)
+        train, held_out = _split(chunks, id, eval_share, seed)
         report.train_records, report.eval_records = len(train), len(held_out)
         _write_jsonl(out_dir / TRAIN_FILE, [{"text": c.text, "source": c.source} for c in train])
         _write_jsonl(out_dir / EVAL_FILE, [{"text": c.text, "source": c.source} for c in held_out])
@@ -162,8 +163,8 @@ def write_pairs(out_dir: Path, pairs: list[Pair], report: PrepareReport) -> None
     _write_jsonl(out_dir / PAIRS_FILE, [pair.record() for pair in pairs])
     _write_jsonl(out_dir / TRAIN_FILE, [pair.training_record() for pair in train])
     _write_jsonl(out_dir / EVAL_FILE, [pair.training_record() for pair in held_out])
-    tally = counts(pairs)
-    report.pairs_drafted, report.pairs_kept, report.dropped = tally["pairs_drafted"], tally["pairs_kept"], tally["dropped"]
+    report.pairs_drafted, report.pairs_kept = len(pairs), len(kept)
+    report.dropped = dict(Counter(pair.dropped for pair in pairs if not pair.kept).most_common())
     report.reviewed = {name: number for name, number in (
         (ACCEPTED, sum(p.review == ACCEPTED for p in pairs)), (REJECTED, sum(p.review == REJECTED for p in pairs)),
         ("edited", sum(p.edited for p in pairs))) if number}

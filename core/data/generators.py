@@ -54,8 +54,9 @@ class Generator(Protocol):
 
 
 def open_generator(spec: str) -> Generator:
-    """The generator SPEC names (see the module docstring), checked to answer: a wrong path, an
-    unreachable server or an unknown model is a GeneratorError with a hint before any drafting."""
+    """The generator SPEC names (see the module docstring). A wrong path, a GGUF llama.cpp cannot load, or
+    a server that cannot be reached when it must list its models is a GeneratorError here, before any
+    drafting; anything else wrong with a server shows at its first reply (or in `probe`)."""
     spec = spec.strip()
     if spec.startswith("ollama:"):
         name = spec.removeprefix("ollama:")
