@@ -163,7 +163,7 @@ def parse_reply(text: str) -> list[dict[str, Any]]:
     string `paraphrases` (missing fields are empty: the gates drop those). ValueError says why a
     reply gives nothing (NOT_JSON, NO_PAIRS)."""
     try:
-        reply = json.loads(_strip_fence(text))
+        reply = json.loads(_strip_fence(text), strict=False)  # llama.cpp's grammar lets raw newlines into strings
     except ValueError:
         raise ValueError(NOT_JSON) from None
     pairs = reply.get("pairs") if isinstance(reply, dict) else reply if isinstance(reply, list) else None

@@ -252,3 +252,16 @@ def test_a_gguf_file_drafts_in_llama_cpp_under_the_schema(home, tmp_path):
     assert report["pairs_drafted"] == 2 == len(read_jsonl(tmp_path / "out" / "pairs.jsonl"))
     assert main(["data", "prepare", str(tmp_path / "notes.md"), "--out", str(tmp_path / "out"),
                  "--generator", str(tmp_path / "missing.gguf")]) == GeneratorError.exit_code
+
+
+def test_replies_parse_as_servers_send_them_and_junk_says_why():
+    from tuneforge.core.data.drafting import NO_PAIRS, NOT_JSON, parse_reply
+
+    raw_newline = '{"pairs": [{"question": "Who keeps\nthe lighthouse?", "answer": "Ada Marsh", "evidence": "keeper is Ada Marsh"}]}'
+    assert parse_reply(raw_newline)[0]["question"] == "Who keeps\nthe lighthouse?"  # llama.cpp's grammar allows it
+    fenced = '```json\n{"pairs": [{"question": "Q?", "answer": "A", "evidence": "E", "paraphrases": ["R?", 3]}]}\n```'
+    assert parse_reply(fenced) == [{"question": "Q?", "answer": "A", "evidence": "E", "paraphrases": ["R?", ""]}]
+    assert parse_reply('{"pairs": ["not an object"]}') == [{"question": "", "answer": "", "evidence": "", "paraphrases": []}]
+    for junk, why in (("Sure, here you go", NOT_JSON), ('{"pairs": []}', NO_PAIRS), ('{"questions": 3}', NO_PAIRS)):
+        with pytest.raises(ValueError, match=why):
+            parse_reply(junk)
