@@ -46,6 +46,19 @@ class ResolvedModel:
         return self.spec.lora_targets if self.spec else catalog.lora_targets_for(self.arch)
 
 
+def known_architecture(model: str | Path) -> str | None:
+    """The transformers `model_type` of a catalog model or a local HF folder, without loading or
+    downloading anything; None when it is not known yet (a hub id not fetched, a GGUF not imported)."""
+    spec = catalog.find_spec(str(model))
+    if spec is not None:
+        return spec.arch
+    try:
+        config = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(config.get("model_type") or "") or None
+
+
 def check_model_reference(name: str) -> str:
     """Classify a model reference without loading anything: default, gguf, folder or hub.
 

@@ -131,14 +131,19 @@ def _folder(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
+def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None, must_export: bool = False) -> RunDir:
     """A new run directory whose config.yaml holds the choices this machine settles (method, learning rate).
 
     Relative paths are made absolute against the working folder first. The data is checked and the
     model found (downloaded or imported when needed) before anything is written, so a typo or an
-    unreachable model leaves no run behind.
+    unreachable model leaves no run behind. A model whose architecture GGUF export cannot write is
+    said now, before any step (a `warning` event, and `echo`); with `must_export` it is an ExportError.
     """
+    from tuneforge.exporters.gguf.types import export_refusal
+
     from .data.formats import load_run_data
+    from .errors import ExportError
+    from .events import Warned
     from .hardware import detect
     from .methods import method_spec
     from .models import resolve_base
@@ -158,8 +163,17 @@ def create_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
         from .train.setup import load_tokenizer
 
         check_same_tokenizer(student, resolve_teacher(config), load_tokenizer(student.path, config.trust_remote_code))
+    refusal = export_refusal(student.arch)
+    hint = "train and merge it with `tuneforge train`, then chat with `tuneforge chat RUN_DIR`; or pick a model that exports (`tuneforge models`)"
+    if refusal and must_export:
+        raise ExportError(f"{config.model}: {refusal}", hint)
     # Settled as far as it can be before the data is tokenized; the training child settles the rest.
-    return new_run(settle_run(config, detect(), data=None, dims=None).config, run_dir)
+    run = new_run(settle_run(config, detect(), data=None, dims=None).config, run_dir)
+    if refusal:
+        run.record(Warned(error=refusal, hint=hint))
+        if echo:
+            echo(f"warning: {config.model}: {refusal}")
+    return run
 
 
 @dataclass
@@ -244,7 +258,7 @@ def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = pr
     if not method_spec(config.method).mergeable:  # say so before training, not after
         raise ConfigError(f"method {config.method} cannot be merged into the model's weights or exported to GGUF",
                           f"train it with `tuneforge train --method {config.method} …`, then chat with `tuneforge chat RUN_DIR`")
-    run = create_run(config, run_dir)
+    run = create_run(config, run_dir, must_export=bool(quants))
     if echo:
         echo(f"run directory: {run.path}")
     train(run.path, echo=echo)

@@ -104,7 +104,7 @@ def train(
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes,
         )
-        run = pipeline.create_run(run_config, out)
+        run = pipeline.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
         result = pipeline.train(run.path, echo=say, machine=machine)
         run_path = run.path

@@ -12,6 +12,8 @@ import numpy as np
 
 from tuneforge.core.errors import ExportError
 
+from .types import EXPORTABLE_ARCHITECTURES
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -29,6 +31,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen3": Architecture(gguf.MODEL_ARCH.QWEN3, permute_qk=False),
     "phi3": Architecture(gguf.MODEL_ARCH.PHI3, permute_qk=False),  # Phi-3.x, Phi-4-mini (fused qkv and gate_up)
 }
+
+
+assert set(ARCHITECTURES) == set(EXPORTABLE_ARCHITECTURES), "types.EXPORTABLE_ARCHITECTURES lists what this table writes"
 
 
 def architecture_for(config: dict[str, Any], where: str) -> Architecture:

@@ -1,8 +1,11 @@
-"""The GGUF types tuneforge exports: who writes each, how big it is, and what it is for.
+"""The GGUF types tuneforge exports: who writes each, how big it is, and what it is for; and the
+architectures it can export.
 
 One table for the CLI's and the app's choices, the converter and the quantizer, the memory
 planner's disk estimate and the app's size labels. f32, f16, bf16 and q8_0 are written by the
-converter itself (convert.py); the others are quantized by libllama from an f16 file.
+converter itself (convert.py); the others are quantized by libllama from an f16 file. The
+architecture list is here, light, so training can say before its first step that a model will
+not export (architectures.py holds how each one is written, and checks it matches).
 """
 
 from __future__ import annotations
@@ -10,6 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GIB = 2**30
+EXPORTABLE_ARCHITECTURES = ("llama", "mistral", "phi3", "qwen2", "qwen3")
+"""transformers `model_type`s the GGUF converter writes (Llama 2/3.x, SmolLM2, Mistral, Phi-3.x and Phi-4-mini, Qwen2/2.5, Qwen3)."""
+
+
+def export_refusal(model_type: str) -> str | None:
+    """Why a model of `model_type` cannot be exported to GGUF, or None when it can."""
+    if model_type in EXPORTABLE_ARCHITECTURES:
+        return None
+    return (f"GGUF export does not support the '{model_type}' architecture yet "
+            f"(it supports {', '.join(EXPORTABLE_ARCHITECTURES)}): training and merging work, `tuneforge export` will refuse")
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,23 @@ def test_a_value_out_of_bounds_is_explained_with_the_bounds():
     eval_split = next(field for field in FIELDS if field.name == "eval_split")
     result = WithinBounds(eval_split).validate("1")
     assert not result.is_valid and result.failure_descriptions == ["eval split must be ≥ 0 and < 1"]
+
+
+async def test_the_form_says_before_training_when_the_model_will_not_export(home, tmp_path, default_model, tiny_llama, facts_file):
+    from tests.conftest import build_tiny_model
+    from tuneforge.tui.app import TuneforgeApp
+    from tuneforge.tui.screens.train import TrainFormScreen
+
+    from .pilot import CPU_MACHINE, SIZE, text_of
+
+    gemma = build_tiny_model("gemma3_text", default_model, tmp_path / "tiny-gemma")
+    for model, warned in ((gemma, True), (tiny_llama, False)):
+        app = TuneforgeApp(hardware=CPU_MACHINE)
+        app.session.model, app.session.data = str(model), str(facts_file)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.push_screen(TrainFormScreen())
+            await pilot.pause()
+            note = app.screen.query_one("#export-note")
+            assert note.display == warned
+            if warned:
+                assert "does not support the 'gemma3_text' architecture" in text_of(app, "#export-note")

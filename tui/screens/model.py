@@ -16,6 +16,7 @@ from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec,
 from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.fit import model_fit
 from tuneforge.core.hardware import Hardware
+from tuneforge.exporters.gguf.types import export_refusal
 
 SIZES = (("any size", "any"), ("under 1B", "small"), ("1–4B", "medium"), ("7B and up", "large"))
 FIT_BADGES = {"yes": Text("✓ fits", style="bold green"), "tight": Text("! tight", style="yellow"),
@@ -44,6 +45,8 @@ def model_note(name: str, spec: ModelSpec) -> str:
     note = f"{spec.hub_id} · licence {spec.license} · {spec.context:,} tokens of context. "
     if spec.gated:
         note += "Gated: accept its licence on the hub and log in (`hf auth login`) before the first download. "
+    if export_refusal(spec.arch):
+        note += f"Trains and merges, but does not export to GGUF yet ({spec.arch}). "
     return note + "Downloaded from the hub on first use, then cached."
 
 

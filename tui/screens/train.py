@@ -136,6 +136,16 @@ class RunStarted(Message):
     error: BaseException | None = None
 
 
+def export_note(model: str) -> str:
+    """A warning, before training, when the model's architecture will not export to GGUF ("" when it will, or is not known yet)."""
+    from tuneforge.core.models import known_architecture
+    from tuneforge.exporters.gguf.types import export_refusal
+
+    arch = known_architecture(model)
+    refusal = export_refusal(arch) if arch else None
+    return f"Note: {refusal}." if refusal else ""
+
+
 class TrainFormScreen(Screen):
     """Step 3: the settings, then Start."""
 
@@ -161,6 +171,7 @@ class TrainFormScreen(Screen):
         yield Header()
         yield Static(f"Step 3 of 4 · Training settings · {Path(session.model).name} on {Path(session.data or '').name}",
                      classes="step")
+        yield Static(export_note(session.model), id="export-note")
         with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
                 for field in self.fields:
@@ -186,6 +197,7 @@ class TrainFormScreen(Screen):
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#export-note").display = bool(export_note(self.app.session.model))
         self.update_estimate()
         self.describe_method(self.defaults["method"])
 
