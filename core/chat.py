@@ -93,9 +93,9 @@ def load_transformers_chat(source: str | Path) -> ChatModel:
     resolved = resolve_model(str(source))
     model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(device)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    from .data.prepare import ensure_chat_template
+    from .chat_templates import apply_chat_template_setting
 
-    ensure_chat_template(tokenizer)
+    apply_chat_template_setting(tokenizer)
     return ChatModel(model, tokenizer, resolved.name)
 
 

@@ -15,6 +15,8 @@ Method = Literal[
     "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
 ]
 """Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
+ChatTemplate = Literal["auto", "chatml", "gemma", "llama3", "phi3", "mistral"]
+"""Every `chat_template` setting; tuneforge.core.chat_templates holds each (a test keeps the two lists equal)."""
 PATH_SETTINGS = ("model", "data", "eval_data", "teacher", "adapter_from")
 """Settings that may name a file or folder; a relative one means relative to where it was typed."""
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".gguf", ".parquet", ".arrow", ".gz", ".yaml", ".yml")
@@ -136,6 +138,9 @@ class RunConfig(BaseModel):
     """distill: train on the teacher's own greedy answers to the prompts instead of the dataset's answers."""
     adapter_from: str | None = None
     """Continue training an existing adapter of the same base: a run directory or an adapter folder."""
+    chat_template: ChatTemplate = "auto"
+    """The chat format: auto = the model's own template, or, for a base model without one, its family's
+    (Gemma, Llama 3, ChatML, Phi-3, else Mistral's [INST]); or name one of those."""
     train_reasoning: bool = True
     """Train assistant turns' reasoning traces (reasoning_content, <think>…</think>) where the chat template shows them;
     off = they stay in the input as context and only the answers are learned."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_directory
-from .data.prepare import end_of_turn_ids
+from .chat_templates import end_of_turn_ids
 from .errors import ConfigError, ExportError
 from .events import Merged
 from .methods import method_spec

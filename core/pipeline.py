@@ -43,14 +43,14 @@ class DataReport:
 
 def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
                columns: dict[str, str] | None = None, seed: int = 42, split: str | None = None,
-               train_reasoning: bool = True) -> DataReport:
+               train_reasoning: bool = True, chat_template: str = "auto") -> DataReport:
     """Validate a dataset (a file, folder or hub dataset id; `split` of a hub or saved dataset) and
     measure it with `model`'s tokenizer and chat template."""
     loaded = load_examples(data, columns, split)
     if loaded.problems:
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
     tokenizer = _tokenizer_of(model)
-    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning)
+    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning, chat_template=chat_template)
     preview = trained_segments(prepared.train[0], tokenizer)
     return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
 

@@ -109,14 +109,15 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
     return make
 
 
-LLAMA_CPP_VOCABS = ("qwen2", "llama-spm")
+LLAMA_CPP_VOCABS = ("qwen2", "llama-spm", "llama-bpe", "phi-3")
 """Vocabulary-only GGUFs from llama-cpp-python's source distribution that the tests use."""
 
 
 @pytest.fixture(scope="session")
 def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A factory: family name → a folder with that family's real tokenizer (Qwen2: 151,936
-    tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary), from the
+    tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary; llama-bpe: Llama 3's, without a
+    template, as a base model ships; phi-3: Phi-3's, with its template), from the
     vocabulary-only GGUFs in llama-cpp-python's sdist, fetched once and cached."""
     import importlib.metadata
     import subprocess
@@ -137,12 +138,17 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
                     with tar.extractfile(member) as source:  # type: ignore[union-attr]
                         (cache / Path(member.name).name).write_bytes(source.read())
 
+    made: dict[str, Path] = {}
+
     def folder(name: str) -> Path:
+        """The tokenizer folder of `name`, converted from its GGUF once per session (a 128k vocabulary takes seconds)."""
         from transformers import AutoTokenizer
 
-        target = tmp_path_factory.mktemp(f"{name}-tokenizer")
-        AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
-        return target
+        if name not in made:
+            target = tmp_path_factory.mktemp(f"{name}-tokenizer")
+            AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
+            made[name] = target
+        return made[name]
 
     return folder
 

@@ -46,6 +46,8 @@ EpochsOption = Annotated[float | None, typer.Option(help="Passes over the data."
 LrOption = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
 MaxLengthOption = Annotated[int | None, typer.Option(help="Longest example in tokens.")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A YAML run config; options override it.")]
+ChatTemplateOption = Annotated[str | None, typer.Option(
+    "--chat-template", help="auto (the model's own, else its family's), chatml, gemma, llama3, phi3 or mistral.")]
 ColumnOption = Annotated[list[str] | None, typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
 
 

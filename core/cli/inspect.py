@@ -10,6 +10,7 @@ import typer
 
 from ..errors import DataError, TuneforgeError
 from .app import (
+    ChatTemplateOption,
     ColumnOption,
     ConfigOption,
     DataOption,
@@ -56,11 +57,12 @@ def data_check(
     eval_split: Annotated[float, typer.Option(help="Fraction held out for eval.")] = 0.1,
     column: ColumnOption = None,
     split: Annotated[str | None, typer.Option(help="The split of a hub or saved dataset (default: train).")] = None,
+    chat_template: ChatTemplateOption = None,
 ) -> int:
     """Validate a dataset and report its shape, split and token lengths; exit 1 listing FILE:LINE problems."""
     from ..pipeline import check_data
 
-    report = check_data(file, model, max_length, eval_split, columns_option(column), split=split)
+    report = check_data(file, model, max_length, eval_split, columns_option(column), split=split, chat_template=chat_template or "auto")
     say(f"file       {report.path}")
     say(f"shape      {report.shape}")
     if report.problems:

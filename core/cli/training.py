@@ -13,6 +13,7 @@ from ..errors import ConfigError, ExportError
 from ..methods import method_help
 from .app import (
     AdapterFromOption,
+    ChatTemplateOption,
     ColumnOption,
     ConfigOption,
     DataOption,
@@ -66,6 +67,7 @@ def train(
     out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the run (default: TUNEFORGE_HOME/runs/…).")] = None,
     config: ConfigOption = None,
     column: ColumnOption = None,
+    chat_template: ChatTemplateOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
     gpus: Annotated[int | None, typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
@@ -102,7 +104,7 @@ def train(
         run_config = config_from_options(
             config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
-            teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes,
+            teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
         )
         run = pipeline.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
@@ -166,6 +168,7 @@ def run(
     prompt: Annotated[str | None, typer.Option(help="Ask the fine-tuned GGUF this at the end.")] = None,
     quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,
+    chat_template: ChatTemplateOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
 ) -> int:
@@ -179,6 +182,7 @@ def run(
     run_config = config_from_options(
         config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
+        chat_template=chat_template,
     )
     run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None

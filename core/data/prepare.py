@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..chat_templates import AUTO, END_OF_TURN_TOKENS, apply_chat_template_setting, end_of_turn_fix, end_of_turn_ids
 from ..errors import DataError
 from .formats import MAX_REPORTED_PROBLEMS, LoadedData
 from .records import Example
@@ -23,13 +24,8 @@ IGNORE_INDEX = -100
 MIN_EXAMPLES_FOR_SPLIT = 10
 """Below this many examples nothing is held out: every fact is needed for training."""
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-"""Template given to base models that have none (their tokenizer must know ChatML's markers)."""
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>")
-
+PLAIN_TEXT_SHAPES = ("text", "documents")
+"""Shapes trained as running text, with no chat template and no turns to end."""
 
 @dataclass
 class TokenizedExample:
@@ -101,22 +97,6 @@ class PreparedData:
     train: list[TokenizedExample]
     eval: list[TokenizedExample]
     stats: DataStats
-
-
-def ensure_chat_template(tokenizer: Any) -> bool:
-    """Give a tokenizer without a chat template the ChatML one; True when one was added."""
-    if getattr(tokenizer, "chat_template", None):
-        return False
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return True
-
-
-def end_of_turn_ids(tokenizer: Any) -> set[int]:
-    """Token ids that end a turn for this tokenizer (its eos plus known end-of-turn markers)."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[token] for token in END_OF_TURN_TOKENS if token in vocab)
-    return ids
 
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -340,15 +320,17 @@ def prepare(
     seed: int = 42,
     eval_loaded: LoadedData | None = None,
     train_reasoning: bool = True,
+    chat_template: str = AUTO,
 ) -> PreparedData:
-    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained.
-    `train_reasoning` off leaves reasoning traces as context only."""
+    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained, or when chat
+    data would never train the end of a turn (the model would not learn to stop). `train_reasoning`
+    off leaves reasoning traces as context only; `chat_template` is the run's setting (chat_templates.py)."""
     loaded.raise_for_problems()
     if eval_loaded is not None:
         eval_loaded.raise_for_problems()
     train_examples, eval_examples = train_and_eval(loaded, eval_loaded, eval_split, seed)
-    if loaded.shape != "documents":
-        ensure_chat_template(tokenizer)
+    if loaded.shape not in PLAIN_TEXT_SHAPES:
+        apply_chat_template_setting(tokenizer, chat_template)
     train_all = tokenize_examples(train_examples, tokenizer, max_length, train_reasoning)
     eval_all = tokenize_examples(eval_examples, tokenizer, max_length, train_reasoning)
     train = [t for t in train_all if t.trained_tokens]
@@ -374,5 +356,11 @@ def prepare(
             f"{loaded.path}: no token of any training example would be trained "
             f"({stats.truncated} of {len(everything)} examples are cut at max_length={max_length})",
             "every example needs an assistant answer inside max_length: raise --max-length or shorten the prompts",
+        )
+    if loaded.shape not in PLAIN_TEXT_SHAPES and not stats.end_of_turn_trained:
+        raise DataError(
+            f"{loaded.path}: no training example ends its answer with a token that ends the turn, "
+            "so the model would never learn to stop (its chat template writes no end-of-turn token this vocabulary has)",
+            end_of_turn_fix(tokenizer),
         )
     return PreparedData(train, evaluation, stats)

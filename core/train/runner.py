@@ -145,7 +145,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
-    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning)
+    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
+                   config.chat_template)
     fit = None
     if main:  # rank 0 settles the run for every process: they must agree on batch split and length
         settled = settle_run(config, hardware, DataFacts.measured(data.stats), model_shape(model_ref.path),
@@ -155,7 +156,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     if world_size(config) > 1:
         config = _settled_by_rank_zero(run, config, hardware)
     if config.max_length != data.stats.max_length:
-        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning)
+        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
+                   config.chat_template)
     if data.stats.reasoning_dropped and main:
         message = (f"the chat template of {model_ref.name} drops the reasoning traces of {data.stats.reasoning_dropped} "
                    "conversation(s): they are not learned")
@@ -249,7 +251,8 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
     echo("distill: the teacher answers every training prompt …")
     answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
     regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
-                          LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
+                          LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None,
+                          chat_template=config.chat_template)
     return regenerated.train, regenerated.eval
 
 

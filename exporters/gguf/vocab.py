@@ -88,7 +88,7 @@ def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab_size: int) -> None
 
 def _end_of_turn_id(tokenizer: Any) -> int | None:
     """The token that closes a chat turn in this tokenizer's template (so llama.cpp stops there)."""
-    from tuneforge.core.data.prepare import END_OF_TURN_TOKENS
+    from tuneforge.core.chat_templates import END_OF_TURN_TOKENS
 
     template = tokenizer.chat_template or ""
     vocab = tokenizer.get_vocab()

@@ -18,6 +18,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from tuneforge.core.accelerate_setup import describe_launch
+from tuneforge.core.chat_templates import CHOICES as CHAT_TEMPLATE_CHOICES
 from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.fit import Fit
@@ -53,6 +54,7 @@ FIELDS = (
     Field("early_stopping_patience", "early stop", "optional-int"),
     Field("max_steps", "max steps", "optional-int"),
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
+    Field("chat_template", "chat format", "choice", tuple((name, name) for name in CHAT_TEMPLATE_CHOICES)),
     Field("teacher", "teacher", "optional-text"),
 )
 GPU_FIELD = Field("processes", "GPUs", "int")
