@@ -29,31 +29,49 @@ from tuneforge.core.pipeline import create_run, merge
 from tuneforge.core.quiet import quiet_libraries
 
 SHAPES = {
-    # SmolLM2-360M's dimensions (hidden, layers, intermediate, heads, kv heads), random weights.
-    "360m": (960, 32, 2560, 15, 5),
-    # Qwen2.5-0.5B's and Qwen2.5-1.5B's dimensions.
-    "0.5b": (896, 24, 4864, 14, 2),
-    "1.5b": (1536, 28, 8960, 12, 2),
+    # (architecture, hidden, layers, intermediate, heads, kv heads, head size or 0 for hidden/heads, vocabulary or 0 for
+    # the tokenizer's), with random weights.
+    "360m": ("llama", 960, 32, 2560, 15, 5, 0, 0),  # SmolLM2-360M
+    "0.5b": ("llama", 896, 24, 4864, 14, 2, 0, 0),  # Qwen2.5-0.5B
+    "1.5b": ("llama", 1536, 28, 8960, 12, 2, 0, 0),  # Qwen2.5-1.5B
+    # Gemma 3 270M: a 262k vocabulary, head size 256 (queries wider than the hidden size), sliding-window layers.
+    "gemma3-270m": ("gemma3_text", 640, 18, 2048, 4, 1, 256, 262144),
+    # Qwen3-0.6B: head size 128 (queries twice the hidden size), q/k norms, a 152k vocabulary.
+    "qwen3-0.6b": ("qwen3", 1024, 28, 3072, 16, 8, 128, 151936),
 }
 
 
 def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
-    """A Llama of `shape` with random weights and the default model's (or `tokenizer_dir`'s) tokenizer."""
+    """A model of `shape` with random weights and the default model's (or `tokenizer_dir`'s) tokenizer; a shape's
+    own vocabulary size, where it has one, is kept (the tokenizer uses the first ids), so its logits are the real size."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoTokenizer,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
     from tuneforge.core.models import resolve_model
 
     if (target / "config.json").is_file():
         return str(target)
-    hidden, layers, intermediate, heads, kv_heads = SHAPES[shape]
+    arch, hidden, layers, intermediate, heads, kv_heads, head_dim, vocab = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("default").path)
-    config = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
-                         num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tokenizer),
-                         max_position_embeddings=2048, tie_word_embeddings=True, torch_dtype="bfloat16",
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM),
+                                 "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[arch]
+    extra = {"head_dim": head_dim} if head_dim else {}
+    if arch == "gemma3_text":
+        extra["query_pre_attn_scalar"] = head_dim
+    config = config_class(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
+                          num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab or len(tokenizer),
+                          max_position_embeddings=2048, tie_word_embeddings=True, torch_dtype="bfloat16",
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **extra)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(target)
+    model_class(config).to(torch.bfloat16).save_pretrained(target)
     tokenizer.save_pretrained(target)
     return str(target)
 

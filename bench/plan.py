@@ -1,7 +1,8 @@
 """The memory planner's estimate against the peak each run records, over a grid of configurations.
 
     python bench/plan.py                       # the default model on this machine (CPU or GPU)
-    python bench/plan.py --random-shape 0.5b   # a random-weight model of that shape (GPU, no model files)
+    python bench/plan.py --random-shape 0.5b   # a random-weight model of that shape (no model files):
+                                               # 360m, 0.5b, 1.5b, gemma3-270m, qwen3-0.6b
     python bench/plan.py --only lora-b8-s512
 
 Every row trains 3 steps of one configuration (auto-fit off, so the plan is of exactly that
