@@ -105,6 +105,8 @@ _ENTRIES: tuple[ModelSpec, ...] = (
               Shape(4096, 32, 14336, 128256, kv_dim=1024)),
     ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "Mistral", "mistral", 7.25, 32768, "apache-2.0", True, "mistral",
               Shape(4096, 32, 14336, 32768, kv_dim=1024)),
+    ModelSpec("gemma-3-270m", "google/gemma-3-270m-it", "Gemma 3", "gemma3_text", 0.268, 32768, "gemma", True, "gemma",
+              Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024)),
     ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma",
               Shape(1152, 26, 6912, 262144, kv_dim=256, q_dim=1024)),
     ModelSpec("gemma-2-2b", "google/gemma-2-2b-it", "Gemma 2", "gemma2", 2.61, 8192, "gemma", True, "gemma",

@@ -20,21 +20,31 @@ TEMPLATES = {
         "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
         ("<|eot_id|>", "<|start_header_id|>"),
     ),
+    # Gemma has no system role: a system message is a user turn, as Ollama's own Gemma templates have it.
+    "gemma": (
+        "{{- range .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}user{{ end }}\n"
+        "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n",
+        ("<end_of_turn>", "<start_of_turn>"),
+    ),
 }
 PROBE = "tuneforge-probe-message"
 
 
 def chat_format(chat_template: str) -> str:
-    """The chat format a Jinja chat template implements (chatml or llama3)."""
+    """The chat format a Jinja chat template implements (chatml, llama3 or gemma)."""
     if "<|im_start|>" in chat_template:
         return "chatml"
     if "<|start_header_id|>" in chat_template:
         return "llama3"
-    raise ExportError("the chat template is neither ChatML nor Llama 3 style", "Ollama Modelfiles are written for those two formats")
+    if "<start_of_turn>" in chat_template:
+        return "gemma"
+    raise ExportError("the chat template is neither ChatML, Llama 3 nor Gemma style", "Ollama Modelfiles are written for those three formats")
 
 
 def default_system_prompt(tokenizer: Any, fmt: str) -> str | None:
     """The system prompt the template adds when a conversation has none (SmolLM2 and Qwen2.5 have one)."""
+    if fmt == "gemma":
+        return None  # Gemma's templates add none
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": PROBE}], tokenize=False)
     before_user = rendered.split(PROBE)[0]
     opener = "<|im_start|>system\n" if fmt == "chatml" else "<|start_header_id|>system<|end_header_id|>\n\n"

@@ -92,7 +92,7 @@ def print_export(result: ExportResult) -> bool:
     if result.modelfile:
         say(f"Ollama: {result.ollama_command}")
     elif result.passed:
-        say("Ollama: no Modelfile written (tuneforge writes them for ChatML and Llama 3 chat formats)")
+        say("Ollama: no Modelfile written (tuneforge writes them for ChatML, Llama 3 and Gemma chat formats)")
     if not result.passed:
         failed = [Path(v.file).name for v in result.verifications if not v.passed]
         print(f"error: verification failed for {', '.join(failed)}", file=sys.stderr, flush=True)

@@ -30,7 +30,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen2": Architecture(gguf.MODEL_ARCH.QWEN2, permute_qk=False),
     "qwen3": Architecture(gguf.MODEL_ARCH.QWEN3, permute_qk=False),
     "phi3": Architecture(gguf.MODEL_ARCH.PHI3, permute_qk=False),  # Phi-3.x, Phi-4-mini (fused qkv and gate_up)
+    "gemma3_text": Architecture(gguf.MODEL_ARCH.GEMMA3, permute_qk=False),  # Gemma 3 270M and 1B (text-only checkpoints)
 }
+GEMMA3_SWA_PATTERN, GEMMA3_LOCAL_ROPE_BASE = 6, 10000.0
+"""What llama.cpp's gemma3 graph assumes: every sixth layer attends globally, the others in a sliding
+window with RoPE base 10,000 (a checkpoint that differs is refused rather than exported wrong)."""
 
 
 assert set(ARCHITECTURES) == set(EXPORTABLE_ARCHITECTURES), "types.EXPORTABLE_ARCHITECTURES lists what this table writes"
@@ -53,8 +57,11 @@ def head_dim(config: dict[str, Any]) -> int:
 
 
 def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """RoPE settings from either the transformers 5 `rope_parameters` or the older `rope_scaling`/`rope_theta`."""
+    """RoPE settings from either the transformers 5 `rope_parameters` or the older `rope_scaling`/`rope_theta`
+    (for Gemma 3, those of its global-attention layers: llama.cpp fixes the sliding layers' own)."""
     params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    if "full_attention" in params:
+        params = dict(params["full_attention"])
     params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
     return params
 
@@ -77,6 +84,8 @@ def add_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None
         writer.add_value_length(dim)
     writer.add_rope_freq_base(float(rope["rope_theta"]))
     kind = rope.get("rope_type") or rope.get("type")
+    if config.get("model_type") == "gemma3_text":
+        add_gemma3_hyperparameters(writer, config)
     if config.get("model_type") == "phi3":
         # llama.cpp tells Phi-4 from Phi-3 by a zero sliding window.
         writer.add_sliding_window(config.get("sliding_window") or 0)
@@ -97,6 +106,25 @@ def add_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None
         raise ExportError(f"RoPE scaling '{kind}' is not supported by the GGUF export", "export a model without it")
 
 
+def add_gemma3_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None:
+    """Gemma 3's sliding window (and a refusal where the checkpoint differs from what llama.cpp's graph assumes)."""
+    layer_types = config.get("layer_types") or []
+    expected = ["full_attention" if (i + 1) % GEMMA3_SWA_PATTERN == 0 else "sliding_attention" for i in range(len(layer_types))]
+    local = (config.get("rope_parameters") or {}).get("sliding_attention", {}).get("rope_theta", config.get("rope_local_base_freq"))
+    differs = [what for what, bad in (
+        ("its pattern of sliding and global layers", layer_types != expected),
+        ("the sliding layers' RoPE base", local not in (None, GEMMA3_LOCAL_ROPE_BASE)),
+        ("query_pre_attn_scalar (not the head size)", config.get("query_pre_attn_scalar", head_dim(config)) != head_dim(config)),
+        ("attention logit softcapping", bool(config.get("attn_logit_softcapping"))),
+    ) if bad]
+    if differs:
+        raise ExportError(f"this Gemma 3 checkpoint differs from what llama.cpp's gemma3 graph computes: {', '.join(differs)}",
+                          "export a Gemma 3 270M, 1B or 4B fine-tune, or chat with the run through transformers")
+    writer.add_sliding_window(config["sliding_window"])
+    if config.get("final_logit_softcapping"):
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+
+
 def permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
     """Reorder Q/K rows from HF's rotate-half layout to GGML's interleaved pairs."""
     return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
@@ -105,7 +133,10 @@ def permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def transform(arch: Architecture, config: dict[str, Any], name: str, data: np.ndarray) -> np.ndarray:
-    """Apply the architecture's layout change to one HF tensor."""
+    """Apply the architecture's layout change to one HF tensor (Gemma's RMSNorms scale by 1 + weight;
+    llama.cpp's, by the weight: the file holds 1 + weight)."""
+    if arch.gguf_arch == gguf.MODEL_ARCH.GEMMA3 and name.endswith("norm.weight"):
+        return data + 1
     if arch.permute_qk:
         if name.endswith(("q_proj.weight", "q_proj.bias")):
             return permute_for_rope(data, config["num_attention_heads"])

@@ -34,6 +34,9 @@ def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_token
         "phi3": build_tiny_model("phi3", default_model, root / "tiny-phi"),
         # Llama 2's SentencePiece vocabulary (byte fallback, ▁ prefix) on Mistral's architecture.
         "mistral": build_tiny_model("mistral", vocab_tokenizer("llama-spm"), root / "mistral"),
+        # Gemma 3's graph (1 + weight norms, sliding-window layers, q/k norms, head size ≠ hidden/heads) with a
+        # SentencePiece vocabulary: Gemma's own tokenizer is not available offline in a small file.
+        "gemma3_text": build_tiny_model("gemma3_text", vocab_tokenizer("llama-spm"), root / "gemma3"),
     }
 
 
@@ -41,7 +44,7 @@ def checks_of(verification) -> dict:
     return {check.name: check for check in verification.checks}
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "phi3", "mistral"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "phi3", "mistral", "gemma3_text"])
 def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
     result = export(tiny_models[arch], ["f16", "q8_0", "q4_0"], out=tmp_path / "out", echo=None)
 
@@ -53,7 +56,7 @@ def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
         assert checks["loads"].passed, checks["loads"].detail
         assert checks["tokenizer"].passed, checks["tokenizer"].figures
         # Chat-formatted probes with special tokens are included wherever the tokenizer has a chat template.
-        assert checks["tokenizer"].figures["probes"] >= (6 if arch != "mistral" else 3)
+        assert checks["tokenizer"].figures["probes"] >= (6 if arch not in ("mistral", "gemma3_text") else 3)
     assert checks_of(f16)["logits"].figures["top1_agreement"] >= 0.99
     assert checks_of(f16)["logits"].passed
     assert abs(checks_of(f16)["perplexity"].figures["delta"]) < 0.01 * checks_of(f16)["perplexity"].figures["hf"]
@@ -153,6 +156,20 @@ def test_modelfile_has_template_stops_and_default_system_prompt(tiny_models, tmp
     assert text.startswith("FROM ./llama-f16.gguf\n")
     assert "<|im_start|>{{ .Role }}" in text and 'PARAMETER stop "<|im_end|>"' in text
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in text
+
+
+def test_a_gemma_modelfile_speaks_gemmas_turns(tiny_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    from tuneforge.core.chat_templates import apply_chat_template_setting
+    from tuneforge.exporters.ollama import write_modelfile
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gemma3_text"])
+    apply_chat_template_setting(tokenizer, "gemma")  # what a Gemma 3 base model trains with
+    (tmp_path / "gemma-f16.gguf").touch()
+    text = write_modelfile(tmp_path / "gemma-f16.gguf", tokenizer).read_text()
+    assert '<start_of_turn>{{ if eq .Role "assistant" }}model{{ else }}user{{ end }}' in text
+    assert 'PARAMETER stop "<end_of_turn>"' in text and "SYSTEM" not in text
 
 
 def test_quant_list_is_validated_before_work():
