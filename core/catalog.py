@@ -95,6 +95,11 @@ _ENTRIES: tuple[ModelSpec, ...] = (
               Shape(2048, 28, 6144, 151936, kv_dim=1024)),
     ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "Qwen3", "qwen3", 4.02, 32768, "apache-2.0", False, "chatml",
               Shape(2560, 36, 9728, 151936, kv_dim=1024, q_dim=4096)),
+    # The July 2025 instruct update: the same shape, a 256k context, no thinking mode.
+    ModelSpec("qwen3-4b-2507", "Qwen/Qwen3-4B-Instruct-2507", "Qwen3", "qwen3", 4.02, 262144, "apache-2.0", False, "chatml",
+              Shape(2560, 36, 9728, 151936, kv_dim=1024, q_dim=4096)),
+    ModelSpec("smollm3-3b", "HuggingFaceTB/SmolLM3-3B", "SmolLM3", "smollm3", 3.08, 65536, "apache-2.0", False, "chatml",
+              Shape(2048, 36, 11008, 128256, kv_dim=512)),
     ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "Qwen3", "qwen3", 8.19, 32768, "apache-2.0", False, "chatml",
               Shape(4096, 36, 12288, 151936, kv_dim=1024)),
     ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2", "llama", 1.24, 131072, "llama3.2", True, "llama3",

@@ -7,6 +7,7 @@ from tuneforge.core.errors import ModelError
 
 REQUIRED = [
     "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b", "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b",
+    "qwen3-4b-2507", "smollm3-3b", "gemma-3-270m",
     "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "mistral-7b", "gemma-3-1b", "phi-3.5-mini",
     "smollm2-135m", "smollm2-360m", "smollm2-1.7b",
 ]
