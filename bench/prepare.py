@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' document writers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_sources import timed
+
 from tests.core.documents import write_pdf
 
 SENTENCES_PER_PAGE = 40
@@ -65,12 +68,6 @@ def write_html(path: Path, pages: int) -> None:
 def write_text(path: Path, pages: int, markdown: bool) -> None:
     blocks = [(f"## Section {page}\n\n" if markdown else "") + " ".join(page_sentences(page)) for page in range(pages)]
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-
-
-def timed(work, *args):
-    started = time.perf_counter()
-    result = work(*args)
-    return time.perf_counter() - started, result
 
 
 def main() -> None:

@@ -113,6 +113,14 @@ def review_pairs(out_dir: str | Path, reviews: dict[str, dict[str, str]]) -> Pre
     return save_reviews(_folder(out_dir), reviews)
 
 
+def prepared_training_files(out_dir: str | Path) -> tuple[Path, Path | None]:
+    """A prepared folder's train.jsonl, and its eval.jsonl when that holds any record."""
+    from .data.from_documents import EVAL_FILE, TRAIN_FILE, PrepareReport
+
+    folder = _folder(out_dir)
+    return folder / TRAIN_FILE, (folder / EVAL_FILE if PrepareReport.read(folder).eval_records else None)
+
+
 def evidence_span(evidence: str, chunk_text: str) -> tuple[int, int] | None:
     """Where a pair's evidence quote sits in its chunk (start, end), for the review to highlight; None when it is not there."""
     from .data.pair_gates import evidence_span as span

@@ -99,9 +99,10 @@ class TuneforgeApp(App[None]):
             self.pop_screen()
         if not isinstance(self.screen, DataScreen):
             self.push_screen(DataScreen())
-        held_out = folder / "eval.jsonl"
-        has_eval = held_out.exists() and held_out.stat().st_size > 0
-        self.session.data, self.session.eval_data = str(folder / "train.jsonl"), str(held_out) if has_eval else None
+        from tuneforge.core.pipeline import prepared_training_files
+
+        train, held_out = prepared_training_files(folder)
+        self.session.data, self.session.eval_data = str(train), str(held_out) if held_out else None
         self.call_after_refresh(self.screen.check_prepared)
 
     def open_run(self, run: RunDir) -> None:

@@ -116,9 +116,13 @@ class ReviewScreen(Screen):
             if wanted in pair.source.casefold():
                 table.add_row(self.status(pair), _cut(Path(pair.source).name, SOURCE_WIDTH), _cut(pair.question, QUESTION_WIDTH),
                               _cut(pair.answer, ANSWER_WIDTH), key=pair.id)
+        self.show_counts()
+        self.show_evidence()
+
+    def show_counts(self) -> None:
+        """How many pairs train once this session's verdicts apply, and how many were reviewed."""
         kept = sum(self.keeps(pair) for pair in self.pairs.values())
         self.query_one("#review-status", Static).update(f"{kept} of {len(self.pairs)} kept · {len(self.reviews)} reviewed")
-        self.show_evidence()
 
     def keeps(self, pair: Pair) -> bool:
         """Whether the pair trains once this session's verdicts are applied."""
@@ -180,8 +184,7 @@ class ReviewScreen(Screen):
         if edits:
             table.update_cell(pair.id, "question", _cut(edits["question"], QUESTION_WIDTH))
             table.update_cell(pair.id, "answer", _cut(edits["answer"], ANSWER_WIDTH))
-        kept = sum(self.keeps(p) for p in self.pairs.values())
-        self.query_one("#review-status", Static).update(f"{kept} of {len(self.pairs)} kept · {len(self.reviews)} reviewed")
+        self.show_counts()
         self.show_evidence()
 
     def action_accept(self) -> None:
