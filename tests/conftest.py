@@ -160,7 +160,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
-    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2) with a real tokenizer, saved as a HF folder.
+    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -182,6 +182,8 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
         Qwen2ForCausalLM,
         Qwen3Config,
         Qwen3ForCausalLM,
+        SmolLM3Config,
+        SmolLM3ForCausalLM,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -189,10 +191,13 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
         "llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
         "phi3": (Phi3Config, Phi3ForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
         "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM), "gemma2": (Gemma2Config, Gemma2ForCausalLM),
+        "smollm3": (SmolLM3Config, SmolLM3ForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
         extra.update(query_pre_attn_scalar=16, sliding_window=128)
+    if kind == "gemma2":  # caps low enough to change what a tiny model computes, so a file without them would differ
+        extra.update(attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
     config = config_class(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.2,

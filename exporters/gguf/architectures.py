@@ -30,8 +30,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "qwen2": Architecture(gguf.MODEL_ARCH.QWEN2, permute_qk=False),
     "qwen3": Architecture(gguf.MODEL_ARCH.QWEN3, permute_qk=False),
     "phi3": Architecture(gguf.MODEL_ARCH.PHI3, permute_qk=False),  # Phi-3.x, Phi-4-mini (fused qkv and gate_up)
+    "gemma2": Architecture(gguf.MODEL_ARCH.GEMMA2, permute_qk=False),  # Gemma 2 2B, 9B, 27B
     "gemma3_text": Architecture(gguf.MODEL_ARCH.GEMMA3, permute_qk=False),  # Gemma 3 270M and 1B (text-only checkpoints)
 }
+GEMMA_ARCHITECTURES = (gguf.MODEL_ARCH.GEMMA2, gguf.MODEL_ARCH.GEMMA3)
+"""Gemma's RMSNorms scale by 1 + weight, llama.cpp's by the weight: the file holds 1 + weight."""
 GEMMA3_SWA_PATTERN, GEMMA3_LOCAL_ROPE_BASE = 6, 10000.0
 """What llama.cpp's gemma3 graph assumes: every sixth layer attends globally, the others in a sliding
 window with RoPE base 10,000 (a checkpoint that differs is refused rather than exported wrong)."""
@@ -86,6 +89,8 @@ def add_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None
     kind = rope.get("rope_type") or rope.get("type")
     if config.get("model_type") == "gemma3_text":
         add_gemma3_hyperparameters(writer, config)
+    if config.get("model_type") == "gemma2":
+        add_gemma2_hyperparameters(writer, config)
     if config.get("model_type") == "phi3":
         # llama.cpp tells Phi-4 from Phi-3 by a zero sliding window.
         writer.add_sliding_window(config.get("sliding_window") or 0)
@@ -125,6 +130,28 @@ def add_gemma3_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) 
         writer.add_final_logit_softcapping(config["final_logit_softcapping"])
 
 
+def add_gemma2_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None:
+    """Gemma 2's softcapping and sliding window (and a refusal where the checkpoint differs from llama.cpp's graph)."""
+    layers = config["num_hidden_layers"]
+    layer_types = config.get("layer_types") or []
+    # llama.cpp's gemma2 graph: even layers attend in the window, odd ones globally; queries are scaled
+    # by the head size, except in the 27B (told by its 46 layers), by hidden / heads.
+    expected = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(len(layer_types))]
+    scalar = config["hidden_size"] // config["num_attention_heads"] if layers == 46 else head_dim(config)
+    differs = [what for what, bad in (
+        ("its pattern of sliding and global layers", layer_types != expected),
+        ("query_pre_attn_scalar", config.get("query_pre_attn_scalar", scalar) != scalar),
+    ) if bad]
+    if differs:
+        raise ExportError(f"this Gemma 2 checkpoint differs from what llama.cpp's gemma2 graph computes: {', '.join(differs)}",
+                          "export a Gemma 2 2B, 9B or 27B fine-tune, or chat with the run through transformers")
+    writer.add_sliding_window(config["sliding_window"])
+    if config.get("attn_logit_softcapping"):
+        writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
+    if config.get("final_logit_softcapping"):
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+
+
 def permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
     """Reorder Q/K rows from HF's rotate-half layout to GGML's interleaved pairs."""
     return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
@@ -133,9 +160,8 @@ def permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def transform(arch: Architecture, config: dict[str, Any], name: str, data: np.ndarray) -> np.ndarray:
-    """Apply the architecture's layout change to one HF tensor (Gemma's RMSNorms scale by 1 + weight;
-    llama.cpp's, by the weight: the file holds 1 + weight)."""
-    if arch.gguf_arch == gguf.MODEL_ARCH.GEMMA3 and name.endswith("norm.weight"):
+    """Apply the architecture's layout change to one HF tensor (see GEMMA_ARCHITECTURES, ARCHITECTURES)."""
+    if arch.gguf_arch in GEMMA_ARCHITECTURES and name.endswith("norm.weight"):
         return data + 1
     if arch.permute_qk:
         if name.endswith(("q_proj.weight", "q_proj.bias")):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GIB = 2**30
-EXPORTABLE_ARCHITECTURES = ("gemma3_text", "llama", "mistral", "phi3", "qwen2", "qwen3")
-"""transformers `model_type`s the GGUF converter writes (Gemma 3 text models, Llama 2/3.x, SmolLM2, Mistral, Phi-3.x and
+EXPORTABLE_ARCHITECTURES = ("gemma2", "gemma3_text", "llama", "mistral", "phi3", "qwen2", "qwen3")
+"""transformers `model_type`s the GGUF converter writes (Gemma 2, Gemma 3 text models, Llama 2/3.x, SmolLM2, Mistral, Phi-3.x and
 Phi-4-mini, Qwen2/2.5, Qwen3)."""
 
 

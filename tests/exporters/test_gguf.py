@@ -37,6 +37,8 @@ def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_token
         # Gemma 3's graph (1 + weight norms, sliding-window layers, q/k norms, head size ≠ hidden/heads) with a
         # SentencePiece vocabulary: Gemma's own tokenizer is not available offline in a small file.
         "gemma3_text": build_tiny_model("gemma3_text", vocab_tokenizer("llama-spm"), root / "gemma3"),
+        # Gemma 2's: softcapped attention and logits, every other layer in a sliding window.
+        "gemma2": build_tiny_model("gemma2", vocab_tokenizer("llama-spm"), root / "gemma2"),
     }
 
 
@@ -44,7 +46,7 @@ def checks_of(verification) -> dict:
     return {check.name: check for check in verification.checks}
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "phi3", "mistral", "gemma3_text"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "phi3", "mistral", "gemma3_text", "gemma2"])
 def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
     result = export(tiny_models[arch], ["f16", "q8_0", "q4_0"], out=tmp_path / "out", echo=None)
 
@@ -56,7 +58,7 @@ def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
         assert checks["loads"].passed, checks["loads"].detail
         assert checks["tokenizer"].passed, checks["tokenizer"].figures
         # Chat-formatted probes with special tokens are included wherever the tokenizer has a chat template.
-        assert checks["tokenizer"].figures["probes"] >= (6 if arch not in ("mistral", "gemma3_text") else 3)
+        assert checks["tokenizer"].figures["probes"] >= (6 if arch not in ("mistral", "gemma3_text", "gemma2") else 3)
     assert checks_of(f16)["logits"].figures["top1_agreement"] >= 0.99
     assert checks_of(f16)["logits"].passed
     assert abs(checks_of(f16)["perplexity"].figures["delta"]) < 0.01 * checks_of(f16)["perplexity"].figures["hf"]
