@@ -29,6 +29,8 @@ class Shape:
     """Width of the key and of the value projection: grouped-query attention makes it smaller than hidden."""
     q_dim: int = 0
     """Width of the query projection: larger than hidden where the head size is (Qwen3, Gemma)."""
+    post_norms: bool = False
+    """Gemma 2 and 3 normalise each layer's attention and MLP outputs too (four RMSNorms a layer, not two)."""
 
     @property
     def queries(self) -> int:
@@ -39,6 +41,10 @@ class Shape:
     def keys(self) -> int:
         """The key (and value) projection's width."""
         return self.kv_dim or self.hidden
+
+
+POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text")
+"""transformers `model_type`s whose layers normalise their attention and MLP outputs (Shape.post_norms)."""
 
 
 @dataclass(frozen=True)
@@ -111,11 +117,11 @@ _ENTRIES: tuple[ModelSpec, ...] = (
     ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "Mistral", "mistral", 7.25, 32768, "apache-2.0", True, "mistral",
               Shape(4096, 32, 14336, 32768, kv_dim=1024)),
     ModelSpec("gemma-3-270m", "google/gemma-3-270m-it", "Gemma 3", "gemma3_text", 0.268, 32768, "gemma", True, "gemma",
-              Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024)),
+              Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024, post_norms=True)),
     ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma",
-              Shape(1152, 26, 6912, 262144, kv_dim=256, q_dim=1024)),
+              Shape(1152, 26, 6912, 262144, kv_dim=256, q_dim=1024, post_norms=True)),
     ModelSpec("gemma-2-2b", "google/gemma-2-2b-it", "Gemma 2", "gemma2", 2.61, 8192, "gemma", True, "gemma",
-              Shape(2304, 26, 9216, 256000, kv_dim=1024, q_dim=2048)),
+              Shape(2304, 26, 9216, 256000, kv_dim=1024, q_dim=2048, post_norms=True)),
     ModelSpec("phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "Phi", "phi3", 3.82, 131072, "mit", False, "phi",
               Shape(3072, 32, 8192, 32064), lora_targets=PHI3_TARGETS),
     ModelSpec("phi-4-mini", "microsoft/Phi-4-mini-instruct", "Phi", "phi3", 3.84, 131072, "mit", False, "phi",

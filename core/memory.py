@@ -10,7 +10,8 @@ bench/plan.py for how close it comes):
 - **trained + optimizer**: the trained parameters in fp32 and AdamW's two fp32 moments
   (12 bytes each; 8 when the fp32 weight is already counted above).
 - **gradients**: 4 bytes per trained parameter, made during the backward pass as activations
-  are freed, so only what exceeds the activations and logits is counted.
+  are freed, so only what exceeds the activations and logits is counted; but the LM head's
+  gradient (vocabulary × hidden) is made first, while every activation is still alive.
 - **activations**: what autograd keeps for the backward pass, per token and per layer that
   gradients flow through (counted from a Llama layer's saved tensors: the layer's input and
   normalised inputs, the attention's queries, keys, values and output, and four MLP-wide
@@ -23,6 +24,9 @@ bench/plan.py for how close it comes):
 - **allocator slack** (CPU): glibc's allocator keeps the blocks of a step's freed tensors,
   so peak RSS exceeds live memory by a share of the activations and logits (and, under
   checkpointing, of the intermediates made and freed again); both shares are measured.
+- **loading** (CPU, only where it is the larger peak): while the weights are made, the 16-bit
+  checkpoint is mapped into memory too; a short run of a model with a large vocabulary
+  (Gemma 3's embeddings are 63% of its weights) peaks there, before its first step.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import Shape, find_spec
+from .catalog import POST_NORM_ARCHITECTURES, Shape, find_spec
 from .methods import LORA_FAMILY, method_spec
 
 GIB = 2**30
@@ -42,6 +46,8 @@ OPTIMIZER_BYTES_PER_PARAM = 8
 """AdamW's two fp32 moments per trained parameter."""
 CPU_RUNTIME_GB = 0.5
 """Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
+CHECKPOINT_BYTES_PER_PARAM = 2
+"""Published checkpoints (and tuneforge's imports of GGUF files) are 16-bit safetensors."""
 CPU_ALLOCATOR_SLACK = {
     "glibc": {"adapter": 0.8, "whole": 0.6, "scaling": 0.4, "recompute": 0.4, "frozen": 0.0},
     "tcmalloc": {"adapter": 0.3, "whole": 0.3, "scaling": 0.2, "recompute": 0.2, "frozen": 0.2},
@@ -113,7 +119,8 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
         kv_heads = config.get("num_key_value_heads") or heads
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
         return None
-    shape = Shape(hidden, layers, intermediate, vocab, kv_dim=kv_heads * head_dim, q_dim=heads * head_dim)
+    shape = Shape(hidden, layers, intermediate, vocab, kv_dim=kv_heads * head_dim, q_dim=heads * head_dim,
+                  post_norms=config.get("model_type") in POST_NORM_ARCHITECTURES)
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
     return (layers * layer_parameters(shape) + embeddings) / 1e9, shape
 
@@ -160,16 +167,19 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
 
     Counted with saved-tensor hooks on Llama layers: the layer's input and its two normalised
     inputs (4 × hidden), the rotated queries and the attention output (2 × queries), keys and
-    values (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Under 16-bit
-    autocast those are 16-bit, and the RMSNorms add fp32 copies (12 bytes per hidden unit).
+    values (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Gemma's
+    norms of the attention and MLP outputs keep as much again as the input norms (4 × hidden;
+    measured by bench/plan.py on Gemma 3's shape). Under 16-bit autocast those are 16-bit, and
+    each pair of RMSNorms adds fp32 copies (12 bytes per hidden unit).
     """
-    values = 4 * shape.hidden + 2 * shape.queries + 2 * shape.keys + 4 * shape.intermediate
+    norm_pairs = 2 if shape.post_norms else 1
+    values = 4 * norm_pairs * shape.hidden + 2 * shape.queries + 2 * shape.keys + 4 * shape.intermediate
     if method in LORA_FAMILY:
         values += len(adapted_matrices(shape, lora_targets)) * lora_r  # each adapter's rank-wide intermediate
     if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
         values += shape.queries + 2 * shape.keys + 2 * shape.hidden + 2 * shape.intermediate
     if sixteen_bit:
-        return 2 * values + 12 * shape.hidden
+        return 2 * values + 12 * norm_pairs * shape.hidden
     return 4 * values
 
 
@@ -215,7 +225,9 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
 
     # Gradients fill in during the backward pass while the activations are freed: only what
     # they need beyond the activations and logits raises the peak (full fine-tuning of short examples).
-    gradients = max(0.0, trained * 4 - activations - logits)
+    # The LM head's comes first, from the loss, while all activations are alive.
+    head_gradient = embeddings * 4 if method == "full" else 0.0
+    gradients = max(head_gradient, trained * 4 - activations - logits)
     parts = [
         ("base weights", weights / GIB),
         ("LoRA + optimizer" if method in LORA_FAMILY else "trained + optimizer", trained_bytes / GIB),
@@ -233,6 +245,11 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
         slack += shares["recompute"] * every_layer
     slack += shares["frozen"] * tokens * (shape.layers - layers) * per_layer
     parts.append(("allocator slack", slack / GIB))
+    # Loading holds the weights being made and the mapped checkpoint at once, before any step.
+    loading = (weights + params * CHECKPOINT_BYTES_PER_PARAM) / GIB + CPU_RUNTIME_GB
+    training = sum(gb for _, gb in parts)
+    if loading > training:
+        parts.append(("loading", loading - training))
     return MemoryEstimate("CPU", tuple(parts), budget_gb)
 
 

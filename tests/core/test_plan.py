@@ -120,6 +120,22 @@ def test_whole_model_methods_and_objectives():
     assert dpo["logits"] == pytest.approx(2 * 2 * 128 * 49152 * 12 / GIB)  # whole fp32 logits, log-softmax, gradient
 
 
+def test_gemma_adds_its_output_norms_its_head_gradient_and_a_loading_peak():
+    gemma = Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024, post_norms=True)  # Gemma 3 270M
+    short = parts(estimate_training_memory(0.268, gemma, method="lora", batch_size=1, seq_len=128, lora_r=16,
+                                           gradient_checkpointing=False, on_gpu=False, budget_gb=24))
+    # Four RMSNorms a layer keep 8 × hidden values per token, beside the attention's and the MLP's.
+    assert short["activations"] == pytest.approx(128 * 18 * 4 * (8 * 640 + 2 * 1024 + 2 * 256 + 4 * 2048 + 7 * 16) / GIB)
+    # A short run of a 262k-vocabulary model peaks while it loads: fp32 weights beside the mapped 16-bit checkpoint.
+    assert sum(short.values()) == pytest.approx(0.268e9 * (4 + 2) / GIB + 0.5)
+    assert "loading" not in parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=1, seq_len=128,
+                                                           lora_r=16, gradient_checkpointing=False, on_gpu=False, budget_gb=24))
+    full = parts(estimate_training_memory(0.268, gemma, method="full", batch_size=4, seq_len=256, lora_r=16,
+                                          gradient_checkpointing=False, on_gpu=True, budget_gb=24))
+    # The LM head's fp32 gradient (tied to the embeddings) is made first, while every activation is alive.
+    assert full["gradients"] == pytest.approx(262144 * 640 * 4 / GIB)
+
+
 def test_merge_and_export_needs():
     merge, export = merge_and_export_needs(1.0, ("q4_k_m", "q8_0"))
     sixteen = 1e9 * 2 / GIB
