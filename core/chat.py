@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import ModelError, TuneforgeError
 from .models import resolve_base, resolve_model
+from .reply import Reply
 from .runs import RunDir
 
 
@@ -36,6 +37,10 @@ class ChatModel:
 
     def answer(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> str:
         """The model's greedy reply to `messages` (or to one user message given as a string)."""
+        return self.reply(messages, max_new_tokens).text
+
+    def reply(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> Reply:
+        """The greedy reply, and whether it ended with one of the model's end-of-turn tokens."""
         import torch
 
         if isinstance(messages, str):
@@ -45,7 +50,11 @@ class ChatModel:
         base_only = self.active == "base"
         with torch.inference_mode(), (self.model.disable_adapter() if base_only else contextlib.nullcontext()):
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        return self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        new = output[0, inputs["input_ids"].shape[1]:].tolist()
+        ends = self.model.generation_config.eos_token_id
+        ends = set(ends if isinstance(ends, list) else [ends])
+        stopped = bool(new) and new[-1] in ends
+        return Reply(self.tokenizer.decode(new, skip_special_tokens=True).strip(), stopped)
 
     def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> Iterator[str]:
         """The reply as pieces, like GgufChat.stream (transformers generation gives it as one)."""
@@ -74,8 +83,9 @@ def load_chat_model(source: str | Path) -> Any:
     return load_transformers_chat(path if path.exists() else str(source))
 
 
-def load_transformers_chat(source: str | Path) -> ChatModel:
-    """Load a run (merged/ if present, else base + adapter/) or a model reference with transformers."""
+def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> ChatModel:
+    """Load a run (merged/ if present, else base + adapter/) or a model reference with transformers
+    (`chat_template` as a run's setting: what a model without one of its own is given)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -95,7 +105,7 @@ def load_transformers_chat(source: str | Path) -> ChatModel:
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     from .chat_templates import apply_chat_template_setting
 
-    apply_chat_template_setting(tokenizer)
+    apply_chat_template_setting(tokenizer, chat_template)
     return ChatModel(model, tokenizer, resolved.name)
 
 

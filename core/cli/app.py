@@ -9,6 +9,7 @@ check, plan, doctor, runs, compare), `training.py` (train, merge, run) and `resu
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ import typer
 from ..atomic import is_disk_full
 from ..errors import ConfigError, ResourceError, TuneforgeError, print_error
 from ..methods import METHODS
+from ..progress import Progress, ProgressCallback
 from ..quiet import quiet_libraries
 
 if TYPE_CHECKING:
@@ -54,6 +56,20 @@ ColumnOption = Annotated[list[str] | None, typer.Option("--column", help="Map a 
 def say(text: str = "") -> None:
     """Print a line of output, flushed (a parent process may be tailing it)."""
     print(text, flush=True)
+
+
+def progress_lines(every_item_of: str | None = None) -> ProgressCallback:
+    """A progress callback that prints its line at most once a second, and the last one; every item of
+    the stage `every_item_of` (one that takes seconds an item) is printed."""
+    last_said = [0.0]
+
+    def show(progress: Progress) -> None:
+        now = time.monotonic()
+        if progress.stage == every_item_of or progress.done == progress.total or now - last_said[0] >= 1:
+            last_said[0] = now
+            say(progress.line())
+
+    return show
 
 
 def columns_option(pairs: list[str] | None) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +20,7 @@ from .app import (
     columns_option,
     config_from_options,
     data_app,
+    progress_lines,
     say,
 )
 
@@ -108,19 +108,10 @@ def data_prepare(
     cut into chunks by the model's tokenizer, each traceable to its file and page. With --generator, question-answer
     pairs are drafted from each chunk, checked against it and deduplicated; a rerun continues where one stopped."""
     from ..pipeline import prepare_documents
-    from ..progress import Progress
-
-    last_said = [0.0]
-
-    def show(progress: Progress) -> None:
-        """Every drafted chunk (each takes seconds); extraction at most once a second, and when it is done."""
-        now = time.monotonic()
-        if progress.stage == "drafting" or progress.done == progress.total or now - last_said[0] >= 1:
-            last_said[0] = now
-            say(progress.line())
 
     report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say, generator=generator,
-                               questions_per_chunk=questions_per_chunk, paraphrases=paraphrases, on_progress=show)
+                               questions_per_chunk=questions_per_chunk, paraphrases=paraphrases,
+                               on_progress=progress_lines(every_item_of="drafting"))
     if not report.train_records:
         raise DataError(f"{out}: none of the {report.pairs_drafted} drafted pair(s) passed the gates; "
                         f"{out / 'pairs.jsonl'} says why each was dropped",

@@ -10,7 +10,7 @@ import typer
 from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
 
 from ..errors import ExportError
-from .app import app, print_export, say
+from .app import app, print_export, progress_lines, say
 
 
 @app.command()
@@ -56,6 +56,26 @@ def chat(
         return 0
     interactive_chat(model, say)
     model.close()
+    return 0
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    data: Annotated[str | None, typer.Option(help="Questions with reference answers: any dataset tuneforge reads (default: the run's eval split).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="A model that grades each answer against its reference: a .gguf file, ollama:NAME, or an OpenAI-compatible URL "
+             "(as data prepare's --generator; key from TUNEFORGE_GENERATOR_API_KEY).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer, in tokens.")] = 128,
+) -> int:
+    """Ask the base model, the tuned model and each verified GGUF the eval questions, score every answer against
+    its reference (exact, contained, F1, stopped; with --judge, correct or not and why), and write RUN_DIR/eval/report.json."""
+    from ..evaluation import EVAL_FOLDER, TABLE_FILE, evaluate_run
+
+    report = evaluate_run(run_dir, data, judge, max_new_tokens, on_progress=progress_lines())
+    say()
+    say(report.table())
+    say(f"\nevery answer, side by side: {Path(report.run) / EVAL_FOLDER / 'report.json'} (table: {TABLE_FILE})")
     return 0
 
 

@@ -25,7 +25,7 @@ from ..errors import TuneforgeError
 from ..progress import Progress, ProgressCallback
 from .chunking import Chunk
 from .draft_prompts import draft_messages, draft_schema, prompt_version, reply_budget
-from .generators import Generator
+from .generators import Generator, read_json_reply
 
 DRAFTS_FILE = "drafts.jsonl"
 NOT_JSON, NO_PAIRS = "reply not JSON", "reply without pairs"
@@ -163,7 +163,7 @@ def parse_reply(text: str) -> list[dict[str, Any]]:
     string `paraphrases` (missing fields are empty: the gates drop those). ValueError says why a
     reply gives nothing (NOT_JSON, NO_PAIRS)."""
     try:
-        reply = json.loads(_strip_fence(text), strict=False)  # llama.cpp's grammar lets raw newlines into strings
+        reply = read_json_reply(text)
     except ValueError:
         raise ValueError(NOT_JSON) from None
     pairs = reply.get("pairs") if isinstance(reply, dict) else reply if isinstance(reply, list) else None
@@ -180,15 +180,6 @@ def parse_reply(text: str) -> list[dict[str, Any]]:
             "paraphrases": [_string(p) for p in rewrites] if isinstance(rewrites, list) else [],
         })
     return items
-
-
-def _strip_fence(text: str) -> str:
-    """A reply wrapped in a Markdown code fence (servers that ignore the schema often add one), unwrapped."""
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        text = text.rsplit("```", 1)[0]
-    return text
 
 
 def _string(value: Any) -> str:

@@ -18,6 +18,7 @@ and checked by the caller, so a server that ignores the schema costs drops, not 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -51,6 +52,17 @@ class Generator(Protocol):
     def close(self) -> None:
         """Free what the generator holds (a child process, connections)."""
         ...
+
+
+def read_json_reply(text: str) -> Any:
+    """The JSON value in a generator's reply: unwrapped from a Markdown code fence (servers that ignore
+    the schema often add one), raw newlines inside strings allowed (llama.cpp's grammar lets them
+    through). ValueError when the reply is not JSON."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0]
+    return json.loads(text, strict=False)
 
 
 def open_generator(spec: str) -> Generator:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tuneforge.core.errors import ModelError
+from tuneforge.core.reply import Reply
 from tuneforge.core.weight_integrity import check_gguf
 
 from .native import child_command, describe_crash, open_llama
@@ -38,6 +39,7 @@ class GgufChat:
         check_gguf(self.path)  # a file cut short would fail inside llama.cpp with no word of why
         self._child: subprocess.Popen[str] | None = None
         self._stderr: IO[bytes] | None = None
+        self._finish_reason: str | None = None
         self._start()
 
     def _start(self) -> None:
@@ -74,6 +76,11 @@ class GgufChat:
         """The complete greedy reply; with a JSON `schema`, llama.cpp's grammar holds the reply to it."""
         return "".join(self.stream(messages, max_new_tokens, schema)).strip()
 
+    def reply(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256) -> Reply:
+        """The greedy reply, and whether the model ended it (llama.cpp's finish reason "stop", not "length")."""
+        text = self.answer(messages, max_new_tokens)
+        return Reply(text, self._finish_reason == "stop")
+
     def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256,
                schema: dict[str, Any] | None = None) -> Iterator[str]:
         """The greedy reply, piece by piece as llama.cpp produces it (a crashed child is started again)."""
@@ -93,6 +100,7 @@ class GgufChat:
                 message = self._read("answering")
                 if message.get("end"):
                     finished = True
+                    self._finish_reason = message.get("finish_reason")
                     return
                 yield message["piece"]
         finally:
@@ -134,17 +142,19 @@ def _serve(path: Path, n_ctx: int) -> None:
             request = json.loads(line)
             schema = request.get("schema")
             response_format = {"type": "json_object", "schema": schema} if schema else None
+            finish_reason = None
             try:
                 for chunk in llm.create_chat_completion(messages=request["messages"], max_tokens=request["max_tokens"],
                                                         temperature=0.0, stream=True, response_format=response_format):
                     piece = chunk["choices"][0]["delta"].get("content")
+                    finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
                     if piece:
                         send({"piece": piece})
             except Exception as exc:  # noqa: BLE001 - e.g. a chat template that refuses the conversation
                 send({"error": f"{path}: llama.cpp could not answer ({type(exc).__name__}: {exc})",
                       "hint": "check the conversation's roles, or chat with the run through transformers"})
                 continue
-            send({"end": True})
+            send({"end": True, "finish_reason": finish_reason})
 
 if __name__ == "__main__":
     _serve(Path(sys.argv[1]), int(sys.argv[2]))

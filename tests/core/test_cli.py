@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuneforge.core.cli", *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["demo"], ["compare"], ["plan"], ["doctor"]])
+@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["eval"], ["demo"], ["compare"], ["plan"], ["doctor"]])
 def test_help_everywhere(command, capsys):
     assert main([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out

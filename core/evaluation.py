@@ -1,0 +1,266 @@
+"""Did it learn my domain? Every eval question asked of the base model, the tuned model and each
+verified GGUF, each answer scored against its reference.
+
+The questions are the run's eval split (its `eval_data`, else the share `eval_split` held out of
+its data; the same examples training scored its eval loss on), or any dataset file: each chat
+example is asked up to its last assistant turn, which is the reference. Answers are greedy. The
+GGUF files answer through llama.cpp with the template inside the file, as a person will run them.
+
+Per answer: exact match, reference contained, token F1 (answer_scores), whether the model ended
+its turn within the budget, and with a judge its verdict and reason. Per model: those as rates,
+the mean answer length, and the forgetting probe's perplexity on general text (base and tuned;
+the GGUFs' perplexity beside the merged model's is in export/export-report.json). The report goes
+to RUN_DIR/eval/report.json, with the table as RUN_DIR/eval/report.txt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .answer_scores import score_answer
+from .atomic import atomic_write_text
+from .data.records import Example
+from .errors import DataError, ModelError
+from .judge import judge_answer
+from .progress import Progress, ProgressCallback
+from .runs import RunDir
+
+EVAL_FOLDER = "eval"
+REPORT_FILE, TABLE_FILE = "report.json", "report.txt"
+DEFAULT_ANSWER_TOKENS = 128
+"""Enough for a domain answer of a few sentences; a model that has not learned to stop is cut here."""
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    """One question: the conversation up to the answer, and the answer the data gives (the reference)."""
+
+    source: str
+    messages: list[dict[str, Any]]
+    reference: str
+
+    @property
+    def question(self) -> str:
+        """The last user turn's text, as a person reads the question."""
+        return next((str(m.get("content") or "") for m in reversed(self.messages) if m.get("role") == "user"), "")
+
+
+@dataclass
+class ModelAnswer:
+    """One model's answer to one question, with its scores."""
+
+    text: str
+    stopped: bool
+    exact: bool
+    contains: bool
+    f1: float
+    correct: bool | None = None
+    """The judge's verdict (None without a judge, or when its reply could not be read)."""
+    reason: str | None = None
+
+
+@dataclass
+class EvaluatedModel:
+    """A model that answered every question: what it is, its answers in question order, its perplexity."""
+
+    label: str
+    kind: str
+    """"base", "tuned" or "gguf"."""
+    source: str
+    answers: list[ModelAnswer] = field(default_factory=list)
+    perplexity: float | None = None
+    """On the forgetting probe's general text; None for GGUF files."""
+
+    def rate(self, measure: str) -> float | None:
+        """The share of answers with `measure` ("exact", "contains", "stopped", "correct"); the mean for "f1"."""
+        values = [getattr(a, measure) for a in self.answers]
+        if measure == "correct":
+            values = [v for v in values if v is not None]
+        return sum(float(v) for v in values) / len(values) if values else None
+
+    @property
+    def mean_words(self) -> float:
+        """The answers' mean length in words."""
+        return sum(len(a.text.split()) for a in self.answers) / max(1, len(self.answers))
+
+
+@dataclass
+class EvalReport:
+    """Every model's answers to every question, and where they came from."""
+
+    run: str
+    data: str
+    judge: str | None
+    questions: list[EvalQuestion]
+    models: list[EvaluatedModel]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as report.json holds it: a summary per model, then per question every model's answer."""
+        return {
+            "run": self.run, "data": self.data, "judge": self.judge,
+            "models": [{"label": m.label, "kind": m.kind, "source": m.source, "perplexity": m.perplexity,
+                        "exact": m.rate("exact"), "contains": m.rate("contains"), "f1": m.rate("f1"),
+                        "correct": m.rate("correct"), "stop_rate": m.rate("stopped"), "mean_words": m.mean_words}
+                       for m in self.models],
+            "questions": [{"source": q.source, "question": q.question, "messages": q.messages, "reference": q.reference,
+                           "answers": {m.label: asdict(m.answers[i]) for m in self.models}}
+                          for i, q in enumerate(self.questions)],
+        }
+
+    def table(self) -> str:
+        """The per-model summary as a readable table, with what each column means."""
+        judged = self.judge is not None
+        header = ["model", "exact", "contains", "F1", *(["judge"] if judged else []), "stopped", "words", "general ppl"]
+        rows = [header]
+        for m in self.models:
+            rows.append([m.label, _share(m.rate("exact")), _share(m.rate("contains")), f"{m.rate('f1') or 0:.2f}",
+                         *([_share(m.rate("correct"))] if judged else []), _share(m.rate("stopped")),
+                         f"{m.mean_words:.1f}", f"{m.perplexity:.2f}" if m.perplexity is not None else "–"])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                 for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"\n{len(self.questions)} questions from {self.data}. exact: the answer is the reference; contains: "
+                     "the reference's words appear in the answer; F1: shared words; "
+                     + ("judge: graded correct by " + str(self.judge) + "; " if judged else "")
+                     + "stopped: ended its turn itself; general ppl: perplexity on general text (forgetting).")
+        return "\n".join(lines)
+
+    def write(self, folder: Path) -> Path:
+        """Write report.json and report.txt into `folder`; the report's path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / REPORT_FILE, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(folder / TABLE_FILE, self.table() + "\n")
+        return folder / REPORT_FILE
+
+
+def questions_from(examples: Sequence[Example]) -> list[EvalQuestion]:
+    """The examples that end in an assistant answer with text, as questions (tool calls and documents are left out)."""
+    questions = []
+    for example in examples:
+        messages = example.messages or []
+        if len(messages) < 2 or messages[-1].get("role") != "assistant" or messages[-1].get("tool_calls"):
+            continue
+        reference = str(messages[-1].get("content") or "").strip()
+        if reference:
+            prompt = [{"role": m["role"], "content": m.get("content") or ""} for m in messages[:-1]]
+            questions.append(EvalQuestion(example.source, prompt, reference))
+    return questions
+
+
+def run_questions(run: RunDir, data: str | None = None) -> tuple[list[EvalQuestion], str]:
+    """The questions to ask and where they come from: `data`, else the run's eval split."""
+    from .data.formats import load_examples, load_run_data
+    from .data.prepare import train_and_eval
+
+    config = run.load_config()
+    if data is not None:
+        loaded = load_examples(data, config.columns)
+        loaded.raise_for_problems()
+        examples, origin = loaded.examples, str(data)
+    else:
+        loaded, eval_loaded = load_run_data(config)
+        examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)[1]
+        origin = config.eval_data or f"the eval split of {config.data}"
+        if not examples:
+            raise DataError(f"{run.path}: this run held no eval split out (eval_split {config.eval_split} of "
+                            f"{len(loaded.examples)} examples, no eval_data)", "pass questions with answers: tuneforge eval RUN_DIR --data FILE")
+    questions = questions_from(examples)
+    if not questions:
+        raise DataError(f"{origin}: no chat example that ends in an assistant answer to ask",
+                        "pass questions with answers: tuneforge eval RUN_DIR --data FILE")
+    return questions, origin
+
+
+Answerer = Callable[[], Any]
+"""Opens a chat model (ChatModel or GgufChat) when called, so only one is loaded at a time."""
+
+
+def models_to_ask(run: RunDir) -> list[tuple[str, str, str, Answerer]]:
+    """(label, kind, source, opener) of every model to evaluate: the base, the tuned model (merged, else
+    base + adapter), and each GGUF in export/ that passed verification."""
+    from tuneforge.exporters.report import passed_files
+
+    from .chat import load_chat_model, load_transformers_chat
+
+    config = run.load_config()
+    if not (run.merged / "config.json").is_file() and not (run.adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{run.path}: this run has no trained model yet", f"train it first: tuneforge train {run.path}")
+    tuned_source = run.merged if (run.merged / "config.json").is_file() else run.adapter
+    models: list[tuple[str, str, str, Answerer]] = [
+        ("base", "base", config.model, lambda: load_transformers_chat(config.model, config.chat_template)),
+        ("tuned", "tuned", str(tuned_source), lambda: load_transformers_chat(run.path)),
+    ]
+    for path in passed_files(run.export, models_only=True):
+        models.append((path.name, "gguf", str(path), lambda path=path: load_chat_model(path)))
+    return models
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None = None,
+                 max_new_tokens: int = DEFAULT_ANSWER_TOKENS, on_progress: ProgressCallback | None = None) -> EvalReport:
+    """Ask every model of the run every question, score the answers (and have `judge` grade them:
+    a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json."""
+    from .data.generators import open_generator
+    from .train.guards import general_perplexity
+
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    askers = models_to_ask(run)
+    questions, origin = run_questions(run, data)
+    grader = open_generator(judge) if judge else None
+    progress = Progress("answering", len(questions) * len(askers))
+    evaluated = []
+    try:
+        for label, kind, source, opener in askers:
+            chat = opener()
+            try:
+                model = EvaluatedModel(label, kind, source)
+                for question in questions:
+                    reply = chat.reply(question.messages, max_new_tokens)
+                    model.answers.append(ModelAnswer(reply.text, reply.stopped, **asdict(score_answer(reply.text, question.reference))))
+                    progress.done += 1
+                    progress.detail = label
+                    if on_progress:
+                        on_progress(progress)
+                if kind != "gguf":
+                    model.perplexity = general_perplexity(chat.model, chat.tokenizer)
+            finally:
+                chat.close()
+            evaluated.append(model)
+        if grader is not None:
+            _grade(grader, questions, evaluated, on_progress)
+    finally:
+        if grader is not None:
+            grader.close()
+    report = EvalReport(str(run.path), origin, grader.label if grader else None, questions, evaluated)
+    report.write(run.path / EVAL_FOLDER)
+    return report
+
+
+def _grade(grader: Any, questions: list[EvalQuestion], models: list[EvaluatedModel], on_progress: ProgressCallback | None) -> None:
+    """Have the judge grade every answer, in place."""
+    progress = Progress("judging", len(questions) * len(models))
+    for model in models:
+        for question, answer in zip(questions, model.answers, strict=True):
+            verdict = judge_answer(grader, question.question, question.reference, answer.text)
+            answer.correct, answer.reason = verdict.correct, verdict.reason
+            progress.done += 1
+            progress.detail = model.label
+            if on_progress:
+                on_progress(progress)
+
+
+def read_eval_report(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN_DIR/eval/report.json as written, or None when the run was not evaluated."""
+    path = Path(run_dir) / EVAL_FOLDER / REPORT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
