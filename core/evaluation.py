@@ -16,6 +16,7 @@ to RUN_DIR/eval/report.json, with the table as RUN_DIR/eval/report.txt.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,8 +118,8 @@ class EvalReport:
         header = ["model", "exact", "contains", "F1", *(["judge"] if judged else []), "stopped", "words", "general ppl"]
         rows = [header]
         for m in self.models:
-            rows.append([m.label, _share(m.rate("exact")), _share(m.rate("contains")), f"{m.rate('f1') or 0:.2f}",
-                         *([_share(m.rate("correct"))] if judged else []), _share(m.rate("stopped")),
+            rows.append([m.label, *(shown(measure, m.rate(measure)) for measure in ("exact", "contains", "f1")),
+                         *([shown("correct", m.rate("correct"))] if judged else []), shown("stopped", m.rate("stopped")),
                          f"{m.mean_words:.1f}", f"{m.perplexity:.2f}" if m.perplexity is not None else "–"])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
@@ -262,5 +263,32 @@ def read_eval_report(run_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def _share(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
+def blind_order(report: dict[str, Any], index: int) -> list[str]:
+    """The models' labels for question `index` in a shuffled order, the same each time it is shown, so a
+    person comparing the answers does not know which model gave which."""
+    labels = [m["label"] for m in report["models"]]
+    random.Random(f"{report['run']}:{index}").shuffle(labels)
+    return labels
+
+
+def save_mark(run_dir: str | Path, index: int, better: str) -> dict[str, Any]:
+    """Record that a person found model `better`'s answer to question `index` the best, in report.json
+    (`marks`: question index → label, and `preferred`: label → count); the report as saved."""
+    report = read_eval_report(run_dir)
+    if report is None:
+        raise ModelError(f"{run_dir}: this run has no evaluation yet", f"evaluate it first: tuneforge eval {run_dir}")
+    labels = [m["label"] for m in report["models"]]
+    if better not in labels or not 0 <= index < len(report["questions"]):
+        raise ValueError(f"no model {better!r} or question {index} in the report")
+    marks = report.setdefault("marks", {})
+    marks[str(index)] = better
+    report["preferred"] = {label: sum(1 for mark in marks.values() if mark == label) for label in labels}
+    atomic_write_text(Path(run_dir) / EVAL_FOLDER / REPORT_FILE, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return report
+
+
+def shown(measure: str, value: float | None) -> str:
+    """A per-model figure as the tables show it: F1 as 0.00, the rates as percentages, "–" when not measured."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if measure == "f1" else f"{value:.0%}"

@@ -118,6 +118,12 @@ class TuneforgeApp(App[None]):
 
         self.push_screen(ExportScreen(run))
 
+    def open_eval(self, run: RunDir) -> None:
+        """The evaluation of a trained run: its scores, and its answers compared blind."""
+        from .screens.evaluate import EvalScreen
+
+        self.push_screen(EvalScreen(run))
+
     def open_chat(self, source: RunDir | Path) -> None:
         """Chat with a run's model (its verified GGUF when exported) or a GGUF file."""
         from .screens.chat import ChatScreen

@@ -64,13 +64,14 @@ class Resumed(Message):
 
 
 class RunScreen(Screen):
-    """The live view of one run, and its hub: Stop, Resume, Export, Chat."""
+    """The live view of one run, and its hub: Stop, Resume, Export, Evaluate, Chat."""
 
     BINDINGS = [
         Binding("escape", "app.home", "Home"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
+        Binding("v", "evaluate", "Evaluate"),
         Binding("c", "chat", "Chat"),
     ]
 
@@ -93,6 +94,7 @@ class RunScreen(Screen):
             yield Button("Stop", id="stop", variant="error", compact=True)
             yield Button("Resume", id="resume", variant="warning", compact=True)
             yield Button("Export", id="export", variant="primary", compact=True)
+            yield Button("Evaluate", id="evaluate", compact=True)
             yield Button("Chat", id="chat", variant="success", compact=True)
         yield Footer()
 
@@ -149,6 +151,7 @@ class RunScreen(Screen):
         self.query_one("#stop", Button).disabled = not running
         self.query_one("#resume", Button).disabled = not can_resume
         self.query_one("#export", Button).disabled = state not in DONE_STATES
+        self.query_one("#evaluate", Button).disabled = state not in DONE_STATES
         self.query_one("#chat", Button).disabled = state not in DONE_STATES
 
     def _plot(self) -> None:
@@ -205,6 +208,11 @@ class RunScreen(Screen):
     def action_export(self) -> None:
         if self.run.state() in DONE_STATES:
             self.app.open_export(self.run)
+
+    @on(Button.Pressed, "#evaluate")
+    def action_evaluate(self) -> None:
+        if self.run.state() in DONE_STATES:
+            self.app.open_eval(self.run)
 
     @on(Button.Pressed, "#chat")
     def action_chat(self) -> None:
