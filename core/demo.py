@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .answer_scores import contains_reference
 from .config import RunConfig
 from .pipeline import Echo, run_pipeline
 
 DEMO_DATA = "brindlewick.jsonl"
 DEMO_EVAL = "brindlewick-eval.jsonl"
 DEMO_PROBES = "brindlewick-probes.json"
+DEMO_QUESTIONS = "demo-questions.jsonl"
+"""The probes and controls as a dataset (the expected word as the reference), written into RUN_DIR/eval/ for the evaluation."""
 DEMO_GGUF_TYPE = "q8_0"
 """Tiny models quantize badly below 8 bits; q8_0 keeps the 135M model's answers."""
 ANSWER_TOKENS = 64
@@ -30,11 +33,13 @@ class ProbeAnswer:
 
     @property
     def known_before(self) -> bool:
-        return self.expect.lower() in self.before.lower()
+        """The base model's answer contains the expected word (the evaluation's "contains")."""
+        return contains_reference(self.before, self.expect)
 
     @property
     def known_after(self) -> bool:
-        return self.expect.lower() in self.after.lower()
+        """The fine-tuned GGUF's answer contains it."""
+        return contains_reference(self.after, self.expect)
 
 
 def demo_file(name: str) -> Path:
@@ -59,6 +64,8 @@ class DemoResult:
     facts: list[ProbeAnswer]
     controls: list[ProbeAnswer]
     run_dir: Path
+    table: str = ""
+    """The evaluation's summary table (base model and GGUF, on every demo question)."""
 
 
 def demo_probes() -> dict[str, list[dict[str, str]]]:
@@ -67,29 +74,28 @@ def demo_probes() -> dict[str, list[dict[str, str]]]:
 
 
 def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> DemoResult:
-    """Ask the base model the demo questions, fine-tune, merge and export it, then ask the exported GGUF."""
-    from .chat import load_chat_model, load_transformers_chat
+    """Fine-tune the default model on the Brindlewick facts, merge and export it, then ask the base model and
+    the verified GGUF the demo's questions through the evaluation (`tuneforge eval`: RUN_DIR/eval/report.json)."""
+    from .evaluation import EVAL_FOLDER, evaluate_run
 
     config = demo_config(**overrides)
-    questions = demo_probes()
-    everything = questions["probes"] + questions["controls"]
-    if echo:
-        echo(f"asking the base model {len(everything)} questions first …")
-    base = load_transformers_chat(config.model)
-    before = [base.answer(q["question"], max_new_tokens=ANSWER_TOKENS) for q in everything]
-    base.close()
     run, exported = run_pipeline(config, run_dir, echo, quants=[DEMO_GGUF_TYPE])
-    if exported is not None and not exported.passed:
+    if exported is None or not exported.passed:
         from .errors import ExportError
 
-        raise ExportError("the demo's GGUF failed verification", f"see {exported.report}")
-    tuned = load_chat_model(run.path)  # the verified GGUF, through llama.cpp
-    try:
-        answers = [
-            ProbeAnswer(q["question"], q["expect"], b, tuned.answer(q["question"], max_new_tokens=ANSWER_TOKENS))
-            for q, b in zip(everything, before, strict=True)
-        ]
-    finally:
-        tuned.close()
+        raise ExportError("the demo's GGUF failed verification", f"see {run.export / 'export-report.json'}")
+    questions = demo_probes()
+    everything = questions["probes"] + questions["controls"]
+    asked = run.path / EVAL_FOLDER / DEMO_QUESTIONS
+    asked.parent.mkdir(parents=True, exist_ok=True)
+    asked.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q["question"]},
+                                                      {"role": "assistant", "content": q["expect"]}]}) + "\n"
+                             for q in everything), encoding="utf-8")
+    if echo:
+        echo(f"asking the base model and the fine-tuned GGUF {len(everything)} questions …")
+    report = evaluate_run(run.path, data=str(asked), max_new_tokens=ANSWER_TOKENS, kinds=("base", "gguf"))
+    base, tuned = report.models
+    answers = [ProbeAnswer(q["question"], q["expect"], b.text, a.text)
+               for q, b, a in zip(everything, base.answers, tuned.answers, strict=True)]
     facts = len(questions["probes"])
-    return DemoResult(answers[:facts], answers[facts:], run.path)
+    return DemoResult(answers[:facts], answers[facts:], run.path, report.table())

@@ -202,14 +202,15 @@ def models_to_ask(run: RunDir) -> list[tuple[str, str, str, Answerer]]:
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None = None,
-                 max_new_tokens: int = DEFAULT_ANSWER_TOKENS, on_progress: ProgressCallback | None = None) -> EvalReport:
-    """Ask every model of the run every question, score the answers (and have `judge` grade them:
-    a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json."""
+                 max_new_tokens: int = DEFAULT_ANSWER_TOKENS, on_progress: ProgressCallback | None = None,
+                 kinds: Sequence[str] = ("base", "tuned", "gguf")) -> EvalReport:
+    """Ask every model of the run (of `kinds`) every question, score the answers (and have `judge` grade
+    them: a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json."""
     from .data.generators import open_generator
     from .train.guards import general_perplexity
 
     run = RunDir(Path(run_dir).expanduser().resolve())
-    askers = models_to_ask(run)
+    askers = [asker for asker in models_to_ask(run) if asker[1] in kinds]
     questions, origin = run_questions(run, data)
     grader = open_generator(judge) if judge else None
     progress = Progress("answering", len(questions) * len(askers))

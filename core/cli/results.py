@@ -98,7 +98,8 @@ def demo(
     kept = sum(a.known_after for a in result.controls)
     say(f"\nfacts answered correctly: {known}/{len(result.facts)} before fine-tuning, {learned}/{len(result.facts)} after; "
         f"general questions still right: {kept}/{len(result.controls)}")
-    say(f"run directory: {result.run_dir}")
+    say(f"\n{result.table}")
+    say(f"run directory: {result.run_dir} (every answer: eval/report.json; `tuneforge eval` asks the run's own eval split)")
     return 0
 
 
