@@ -35,7 +35,7 @@ demo: setup
 	$(BIN)/tuneforge demo
 
 test: setup $(TEST_STAMP)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest --durations=30
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not process" --durations=10
