@@ -116,18 +116,13 @@ def add_gemma3_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) 
     layer_types = config.get("layer_types") or []
     expected = ["full_attention" if (i + 1) % GEMMA3_SWA_PATTERN == 0 else "sliding_attention" for i in range(len(layer_types))]
     local = (config.get("rope_parameters") or {}).get("sliding_attention", {}).get("rope_theta", config.get("rope_local_base_freq"))
-    differs = [what for what, bad in (
+    _require_gemma_graph("Gemma 3", "gemma3", "270M, 1B or 4B", (
         ("its pattern of sliding and global layers", layer_types != expected),
         ("the sliding layers' RoPE base", local not in (None, GEMMA3_LOCAL_ROPE_BASE)),
         ("query_pre_attn_scalar (not the head size)", config.get("query_pre_attn_scalar", head_dim(config)) != head_dim(config)),
         ("attention logit softcapping", bool(config.get("attn_logit_softcapping"))),
-    ) if bad]
-    if differs:
-        raise ExportError(f"this Gemma 3 checkpoint differs from what llama.cpp's gemma3 graph computes: {', '.join(differs)}",
-                          "export a Gemma 3 270M, 1B or 4B fine-tune, or chat with the run through transformers")
-    writer.add_sliding_window(config["sliding_window"])
-    if config.get("final_logit_softcapping"):
-        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    ))
+    _add_window_and_softcaps(writer, config)
 
 
 def add_gemma2_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None:
@@ -138,13 +133,24 @@ def add_gemma2_hyperparameters(writer: gguf.GGUFWriter, config: dict[str, Any]) 
     # by the head size, except in the 27B (told by its 46 layers), by hidden / heads.
     expected = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(len(layer_types))]
     scalar = config["hidden_size"] // config["num_attention_heads"] if layers == 46 else head_dim(config)
-    differs = [what for what, bad in (
+    _require_gemma_graph("Gemma 2", "gemma2", "2B, 9B or 27B", (
         ("its pattern of sliding and global layers", layer_types != expected),
         ("query_pre_attn_scalar", config.get("query_pre_attn_scalar", scalar) != scalar),
-    ) if bad]
+    ))
+    _add_window_and_softcaps(writer, config)
+
+
+def _require_gemma_graph(family: str, graph: str, sizes: str, checks: tuple[tuple[str, bool], ...]) -> None:
+    """Refuse a checkpoint that differs from what llama.cpp's `graph` computes, naming each difference,
+    rather than write a file that would answer wrong."""
+    differs = [what for what, bad in checks if bad]
     if differs:
-        raise ExportError(f"this Gemma 2 checkpoint differs from what llama.cpp's gemma2 graph computes: {', '.join(differs)}",
-                          "export a Gemma 2 2B, 9B or 27B fine-tune, or chat with the run through transformers")
+        raise ExportError(f"this {family} checkpoint differs from what llama.cpp's {graph} graph computes: {', '.join(differs)}",
+                          f"export a {family} {sizes} fine-tune, or chat with the run through transformers")
+
+
+def _add_window_and_softcaps(writer: gguf.GGUFWriter, config: dict[str, Any]) -> None:
+    """The sliding window, and the attention and final-logit softcapping where the config has them."""
     writer.add_sliding_window(config["sliding_window"])
     if config.get("attn_logit_softcapping"):
         writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
