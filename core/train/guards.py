@@ -20,6 +20,8 @@ from ..runs import RunDir
 GENERAL_TEXT = "general-text.txt"
 PROBE_BLOCK_TOKENS = 128
 """Length of each scored block: short enough for any model's context and a CPU's memory."""
+PROBE_SLICE_TOKENS = 16
+"""Positions whose loss is computed at once (see general_perplexity)."""
 
 
 def general_text() -> list[str]:
@@ -31,10 +33,13 @@ def general_text() -> list[str]:
 def general_perplexity(model: Any, tokenizer: Any) -> float:
     """Perplexity of `model` on the general-text set (token-weighted over all blocks).
 
-    Passing labels lets peft place them after any virtual tokens, so prompt-tuned models are
-    scored with their learned prompt, as they will answer.
+    The loss is summed over slices of PROBE_SLICE_TOKENS positions: a 262k vocabulary's logits for a
+    block are 134 MB in fp32, and the usual loss (a shifted copy, then a log-softmax as large) would
+    hold three times that, after training, on top of the trainer's memory. A prompt-tuned model's
+    logits begin with its virtual tokens, which are skipped, so it is scored with its learned prompt.
     """
     import torch
+    import torch.nn.functional as F
 
     device = next(p.device for p in model.parameters())
     total_loss, total_tokens = 0.0, 0
@@ -44,8 +49,12 @@ def general_perplexity(model: Any, tokenizer: Any) -> float:
         for paragraph in general_text():
             ids = tokenizer(paragraph, add_special_tokens=True)["input_ids"][:PROBE_BLOCK_TOKENS]
             batch = torch.tensor([ids], device=device)
-            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
-            total_loss += float(loss) * (len(ids) - 1)
+            logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits[0]
+            logits = logits[logits.shape[0] - len(ids):]  # after any virtual tokens
+            targets = batch[0, 1:]
+            for start in range(0, len(ids) - 1, PROBE_SLICE_TOKENS):
+                end = min(start + PROBE_SLICE_TOKENS, len(ids) - 1)
+                total_loss += float(F.cross_entropy(logits[start:end].float(), targets[start:end], reduction="sum"))
             total_tokens += len(ids) - 1
     model.train(was_training)
     return math.exp(total_loss / max(total_tokens, 1))
