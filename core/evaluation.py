@@ -25,7 +25,7 @@ from typing import Any
 from .answer_scores import score_answer
 from .atomic import atomic_write_text
 from .data.records import Example
-from .errors import DataError, ModelError
+from .errors import DataError, GeneratorError, ModelError
 from .judge import judge_answer
 from .progress import Progress, ProgressCallback
 from .runs import RunDir
@@ -206,13 +206,12 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
                  kinds: Sequence[str] = ("base", "tuned", "gguf")) -> EvalReport:
     """Ask every model of the run (of `kinds`) every question, score the answers (and have `judge` grade
     them: a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json."""
-    from .data.generators import open_generator
     from .train.guards import general_perplexity
 
     run = RunDir(Path(run_dir).expanduser().resolve())
     askers = [asker for asker in models_to_ask(run) if asker[1] in kinds]
     questions, origin = run_questions(run, data)
-    grader = open_generator(judge) if judge else None
+    grader = _open_judge(judge) if judge else None
     progress = Progress("answering", len(questions) * len(askers))
     evaluated = []
     try:
@@ -240,6 +239,19 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
     report = EvalReport(str(run.path), origin, grader.label if grader else None, questions, evaluated)
     report.write(run.path / EVAL_FOLDER)
     return report
+
+
+def _open_judge(spec: str) -> Any:
+    """The judge, asked once before any model answers, so that one that cannot answer is said at once."""
+    from .data.generators import open_generator, probe
+
+    judge = open_generator(spec, option="--judge")
+    try:
+        probe(judge)
+    except GeneratorError as exc:
+        judge.close()
+        raise GeneratorError(f"the judge {exc.message}", f"{exc.hint}, or leave out --judge; nothing was evaluated yet") from None
+    return judge
 
 
 def _grade(grader: Any, questions: list[EvalQuestion], models: list[EvaluatedModel], on_progress: ProgressCallback | None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import TuneforgeError
+from ..errors import GeneratorError, TuneforgeError
 from ..progress import Progress, ProgressCallback
 from .chunking import Chunk
 from .draft_prompts import draft_messages, draft_schema, prompt_version, reply_budget
@@ -230,6 +230,8 @@ def _ask(generator: Generator, chunk: Chunk, cache: DraftCache, drafted: Drafted
     try:
         text = generator.reply(draft_messages(chunk.text, chunk.source, count, paraphrases), draft_schema(count, paraphrases),
                                reply_budget(count, paraphrases))
+    except GeneratorError as exc:
+        raise GeneratorError(exc.message, f"{exc.hint}; drafts so far are kept") from None
     finally:
         drafted.seconds += time.perf_counter() - asked_at
     try:

@@ -33,7 +33,7 @@ REQUEST_TIMEOUT_S = 600.0
 """One reply may take minutes from a large model on a CPU; a server silent for longer is taken as gone."""
 GGUF_CONTEXT = 8192
 """The prompt with a chunk of up to 3,000 tokens, and the longest reply (draft_prompts.MAX_REPLY_TOKENS), fit."""
-SPEC_HINT = "pass --generator a .gguf file, ollama:NAME, or an OpenAI-compatible URL such as http://127.0.0.1:8080/v1"
+SPEC_HINT = "pass {option} a .gguf file, ollama:NAME, or an OpenAI-compatible URL such as http://127.0.0.1:8080/v1"
 
 
 class Generator(Protocol):
@@ -65,15 +65,16 @@ def read_json_reply(text: str) -> Any:
     return json.loads(text, strict=False)
 
 
-def open_generator(spec: str) -> Generator:
+def open_generator(spec: str, option: str = "--generator") -> Generator:
     """The generator SPEC names (see the module docstring). A wrong path, a GGUF llama.cpp cannot load, or
-    a server that cannot be reached when it must list its models is a GeneratorError here, before any
-    drafting; anything else wrong with a server shows at its first reply (or in `probe`)."""
+    a server that cannot be reached when it must list its models is a GeneratorError here (naming the
+    command-line `option` it came from), before any drafting; anything else wrong with a server shows at
+    its first reply (or in `probe`)."""
     spec = spec.strip()
     if spec.startswith("ollama:"):
         name = spec.removeprefix("ollama:")
         if not name:
-            raise GeneratorError(f"--generator {spec}: no model named", "for example --generator ollama:qwen2.5:7b-instruct")
+            raise GeneratorError(f"{option} {spec}: no model named", f"for example {option} ollama:qwen2.5:7b-instruct")
         host = os.environ.get("OLLAMA_HOST", OLLAMA_DEFAULT)
         host = host if "://" in host else f"http://{host}"
         return OpenAICompatible(spec, f"{host.rstrip('/')}/v1", name)
@@ -83,9 +84,9 @@ def open_generator(spec: str) -> Generator:
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
-            raise GeneratorError(f"--generator {spec}: no such file", SPEC_HINT)
+            raise GeneratorError(f"{option} {spec}: no such file", SPEC_HINT.format(option=option))
         return GgufGenerator(path)
-    raise GeneratorError(f"--generator {spec}: not a .gguf file, ollama:NAME or http(s) URL", SPEC_HINT)
+    raise GeneratorError(f"{option} {spec}: not a .gguf file, ollama:NAME or http(s) URL", SPEC_HINT.format(option=option))
 
 
 class GgufGenerator:
@@ -168,11 +169,11 @@ class OpenAICompatible:
         where = f"{self.label}"
         if isinstance(exc, openai.APITimeoutError):
             return GeneratorError(f"{where}: no reply within {REQUEST_TIMEOUT_S:.0f} s",
-                                  "the model may be too large for this machine; drafts so far are kept, run the same command again")
+                                  "the model may be too large for this machine; run the same command again")
         if isinstance(exc, openai.APIConnectionError):
             host = urlsplit(self.base_url).netloc
             return GeneratorError(f"{where}: cannot connect to {host}",
-                                  "start the server (for Ollama: `ollama serve`) and run the same command again; drafts so far are kept")
+                                  "start the server (for Ollama: `ollama serve`) and run the same command again")
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return GeneratorError(f"{where}: the server refused the key", f"set {KEY_VARIABLES[0]} to a key it accepts")
         if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):

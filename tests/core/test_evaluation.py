@@ -118,3 +118,22 @@ def test_eval_of_a_run_that_has_not_trained_says_so(tiny_config, tmp_path, capsy
     assert main(["eval", str(run.path)]) != 0
     assert "no trained model yet" in capsys.readouterr().err
     assert not (RunDir(run.path).path / "eval").exists()
+
+
+def test_a_judge_that_cannot_answer_is_said_before_any_model_answers(tiny_config, facts_file, tmp_path):
+    from tuneforge.core.errors import GeneratorError
+    from tuneforge.core.evaluation import evaluate_run
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import train_run
+
+    from .servers import free_port
+
+    run = create_run(tiny_config(eval_data=str(facts_file), max_steps=1), tmp_path / "run", echo=None)
+    train_run(run, echo=None)
+    answered = []
+    with pytest.raises(GeneratorError, match="the judge .*cannot connect") as refused:
+        evaluate_run(run.path, judge=f"http://127.0.0.1:{free_port()}/v1#judge", on_progress=answered.append)
+    assert "leave out --judge" in refused.value.hint and "drafts" not in refused.value.hint
+    assert not answered and not (run.path / "eval").exists()
+    with pytest.raises(GeneratorError, match="--judge missing.gguf: no such file"):
+        evaluate_run(run.path, judge="missing.gguf")
