@@ -62,6 +62,12 @@ def strategy(config: RunConfig, hardware: Hardware) -> str:
     return "fsdp" if hardware.cuda and method_spec(config.method).weights == "whole" else "ddp"
 
 
+def sharded(config: RunConfig, hardware: Hardware) -> bool:
+    """Whether the run's weights are split between its processes (FSDP): then every forward pass gathers them
+    from all processes, and no process may score the model alone."""
+    return world_size(config) > 1 and strategy(config, hardware) == "fsdp"
+
+
 def check_world(config: RunConfig, hardware: Hardware, machine: Machine) -> None:
     """A ConfigError for a run this machine cannot start: more GPUs than it has, or several machines without a rank plan."""
     if world_size(config) == 1:

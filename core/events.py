@@ -122,6 +122,16 @@ class Evaluated(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Recalled(Event):
+    """How many of the checked training answers came back word for word at the end of an epoch."""
+
+    kind: ClassVar[str] = "recall"
+    step: int = 0
+    recalled: int = 0
+    checked: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckpointSaved(Event):
     """A checkpoint folder was written completely: a resume can start from it."""
 
@@ -207,7 +217,7 @@ class Exported(Event):
 
 
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    Launched, Started, Planned, Step, Evaluated, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported)}
+    Launched, Started, Planned, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported)}
 """Each kind's name in events.jsonl and its class."""
 
 

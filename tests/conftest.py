@@ -98,12 +98,13 @@ def facts_file(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def tiny_config(tiny_llama: Path, facts_file: Path):
-    """A factory of RunConfigs that train the tiny Llama on the facts file in seconds."""
+    """A factory of RunConfigs that train the tiny Llama on the facts file in seconds (every epoch they are
+    given: the recall stop is tested on its own)."""
     from tuneforge.core.config import RunConfig
 
     def make(**overrides: object) -> RunConfig:
         values = dict(model=str(tiny_llama), data=str(facts_file), eval_split=0, epochs=10, learning_rate=5e-3,
-                      batch_size=4, lora_r=8, lora_alpha=16, seed=1)
+                      batch_size=4, lora_r=8, lora_alpha=16, seed=1, stop_when_recalled=False)
         return RunConfig(**{**values, **overrides})
 
     return make

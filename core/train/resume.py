@@ -26,7 +26,7 @@ from ..runs import RunDir
 
 FINGERPRINT_FILE = "fingerprint.json"
 RESUMABLE_SETTINGS = ("epochs", "max_steps", "save_steps", "save_total_limit", "eval_steps", "early_stopping_patience",
-                      "forgetting_probe")
+                      "stop_when_recalled", "forgetting_probe")
 """Settings a resume may change: how long to go on, and how often to save and evaluate."""
 LIBRARIES = ("tuneforge", "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes")
 HEAD_BYTES = 1 << 20

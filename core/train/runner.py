@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..accelerate_setup import is_main_process, process_rank, strategy, world_size
+from ..accelerate_setup import is_main_process, process_rank, sharded, world_size
 from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
 from ..checkpoint_folders import discard_incomplete
@@ -30,6 +30,7 @@ from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
 from .planning import check_memory_plan
+from .recall import RecallStop
 from .result import TrainingStopped, TrainResult
 from .resume import check_resume, fingerprint, record
 from .setup import load_base_model, load_tokenizer, make_trainable
@@ -182,6 +183,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     stop = GracefulStop()
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
+    if config.stop_when_recalled:
+        callbacks.append(RecallStop(run, train_set, echo))
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
     if checkpoint is None and main:
         record(run, fingerprint(config, model_ref.path, teacher_path))
@@ -198,13 +201,12 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         )
     eval_loss = _final_eval_loss(trainer) if eval_set else None
     accuracy, accuracy_of = held_out_accuracy(trainer, spec.objective)
-    # Under FSDP every forward pass gathers weights from all processes: none may score alone.
-    sharded = world_size(config) > 1 and strategy(config, hardware) == "fsdp"
-    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not sharded else None
+    split = sharded(config, hardware)
+    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not split else None
     if perplexity_before is not None and perplexity_after is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
     # FSDP: every process hands in its shard of the whole weights; rank 0 receives them all.
-    whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if split else None
     if main:  # under DDP every process holds the same trained weights
         save_trained(run, model, tokenizer, model_ref, spec.weights == "whole", whole_weights)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

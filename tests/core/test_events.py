@@ -16,6 +16,7 @@ from tuneforge.core.events import (
     Launched,
     Merged,
     Planned,
+    Recalled,
     RunHistory,
     Started,
     Step,
@@ -35,6 +36,7 @@ ONE_OF_EACH = [
             changes=["batch_size 8 → 4 with grad_accum 2 (effective batch 8)"], allocator="glibc"),
     Step(step=1, max_steps=30, epoch=0.2, loss=2.5, lr=1e-3, grad_norm=1.5, tokens_per_second=120.0, memory_gb=1.8),
     Evaluated(step=1, eval_loss=2.4),
+    Recalled(step=1, recalled=20, checked=24),
     CheckpointSaved(step=1, path="/runs/x/checkpoints/checkpoint-1"),
     Warned(error="eval loss rose", hint="lower epochs", step=1),
     Stopped(error="training stopped at step 1; checkpoint saved", hint="continue with --resume"),
@@ -53,7 +55,7 @@ def test_every_kind_reads_back_as_it_was_written(tmp_path):
     assert read == written
     assert all(event.time > 0 for event in read)
     # The line format is the run-directory contract: flat fields beside "time" and "event".
-    finished = json.loads(events_file.read_text().splitlines()[9])
+    finished = json.loads(events_file.read_text().splitlines()[ONE_OF_EACH.index(Finished(result=RESULT))])
     assert finished["event"] == "finished" and finished["final_loss"] == 0.5 and "result" not in finished
 
 

@@ -189,3 +189,44 @@ def test_early_stopping_ends_training_when_eval_loss_stops_improving(home, tiny_
     evals = [e.eval_loss for e in run.history().events if isinstance(e, Evaluated)]
     assert result.steps == 4, f"early stopping did not end the run after 2 epochs: {result.steps} steps"
     assert evals[0] == evals[1]
+
+
+def test_a_small_dataset_of_answers_trains_until_recalled_and_nothing_else_does():
+    from tuneforge.core.config import DEFAULT_EPOCHS, SMALL_DATA_MAX_EPOCHS, RunConfig
+    from tuneforge.core.settle import DataFacts, settle_stopping
+
+    def settled(data: DataFacts, **settings: object) -> RunConfig:
+        return settle_stopping(RunConfig(data="facts.jsonl", **{"method": "lora", **settings}), data)[0]
+
+    facts, style = DataFacts([64], train_examples=24), DataFacts([64], train_examples=5000)
+    small = settled(facts)
+    assert (small.epochs, small.stop_when_recalled, small.early_stopping_patience) == (SMALL_DATA_MAX_EPOCHS, True, 0)
+    assert (settled(style).epochs, settled(style).stop_when_recalled) == (DEFAULT_EPOCHS, False)
+    documents = settled(DataFacts([64], train_examples=24, answers=False))
+    assert (documents.epochs, documents.stop_when_recalled) == (DEFAULT_EPOCHS, False)  # text has no answer to recall
+    assert settled(facts, method="dpo").stop_when_recalled is False  # pairs have no single answer either
+    assert settled(facts, epochs=3).epochs == 3 and settled(facts, epochs=3).stop_when_recalled  # a cap the user set
+    off = settled(facts, stop_when_recalled=False)
+    assert (off.epochs, off.stop_when_recalled) == (DEFAULT_EPOCHS, False)
+    assert settled(facts, early_stopping_patience=2, eval_split=0.2).early_stopping_patience == 2
+    assert settle_stopping(RunConfig(data="facts.jsonl", method="lora"), facts, can_check=False)[0].stop_when_recalled is False
+
+
+def test_training_stops_once_every_answer_is_recalled_and_greedy_answers_then_repeat_them(home, tiny_config):
+    from tuneforge.core.chat import load_transformers_chat
+    from tuneforge.core.events import Recalled
+
+    from ..conftest import FACTS
+
+    run = create_run(tiny_config(method="full", epochs=60, stop_when_recalled=None, learning_rate=3e-3), home / "run")
+    result = train_run(run, echo=None)
+    checks = [e for e in run.history().events if isinstance(e, Recalled)]
+    assert checks and checks[-1].recalled == checks[-1].checked == 2 * len(FACTS)  # the file holds each fact twice
+    assert all(check.recalled < check.checked for check in checks[:-1])  # it stopped at the first full recall
+    assert result.steps == 2 * len(checks) < 2 * 60  # two steps an epoch; well before the cap
+    chat = load_transformers_chat(run.path)
+    try:
+        for question, answer in FACTS:  # the teacher-forced check is exactly greedy decoding's condition
+            assert chat.reply([{"role": "user", "content": question}], 48).text == answer
+    finally:
+        chat.close()

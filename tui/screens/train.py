@@ -43,7 +43,7 @@ class Field:
 
 FIELDS = (
     Field("method", "method", "choice", tuple((name, name) for name in METHODS)),
-    Field("epochs", "epochs", "float"),
+    Field("epochs", "epochs", "optional-float"),
     Field("learning_rate", "learning rate", "optional-float"),
     Field("batch_size", "batch size", "int"),
     Field("grad_accum", "grad accum", "int"),
@@ -61,7 +61,8 @@ GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
     "learning_rate": "the method's default",
-    "early_stopping_patience": "auto: on for small data",
+    "epochs": "auto: until recalled (small data), else 6",
+    "early_stopping_patience": "off",
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
 }
