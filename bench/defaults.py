@@ -12,9 +12,9 @@ process, as the app does, then the tuned model (base + adapter, greedy) answers 
 through the evaluation (`tuneforge eval`); an answer is right when it contains the key. Forgetting
 is the forgetting probe's general-text perplexity after training against before.
 
-Rows: `before` pins the defaults as they were (6 epochs, a tenth of the facts held out for eval
-loss, early stopping on it); `defaults` sets nothing, so it is whatever tuneforge now chooses; the
-others change one thing. The aims (issue 20): 90 % recalled as trained, 75 % paraphrased, and
+Rows: `before` pins the defaults this bench was written against (6 epochs, a tenth of the facts
+held out for eval loss, early stopping on it); `defaults` sets nothing, so it is whatever
+tuneforge now chooses (so far the same); the others change one thing. The aims (issue 20): 90 % recalled as trained, 75 % paraphrased, and
 perplexity at most 50 % above the base's.
 """
 
@@ -41,6 +41,7 @@ ANSWER_TOKENS = 48
 """Every fact's answer is one sentence."""
 BEFORE = {"epochs": 6, "eval_split": 0.1, "early_stopping_patience": 3, "stop_when_recalled": False}
 """The small-dataset defaults this bench replaced (LoRA's 1e-3 and rank 16 are unchanged)."""
+RECALL = {"stop_when_recalled": True}
 EVERY_EPOCH = {"eval_split": 0, "stop_when_recalled": False}
 """Every fact trains, for as many epochs as the row says."""
 CANDIDATES: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -51,10 +52,10 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], bool]] = {
     "all-facts-lr2e-4": ("every fact trains, 20 epochs at 2e-4", {**EVERY_EPOCH, "epochs": 20, "learning_rate": 2e-4}, False),
     "all-facts-r64": ("every fact trains, 20 epochs, rank 64", {**EVERY_EPOCH, "epochs": 20, "lora_r": 64, "lora_alpha": 128}, False),
     "augmented": ("three wordings of each fact, every fact trains, 6 epochs", {**EVERY_EPOCH, "epochs": 6}, True),
-    "recall-lr5e-4": ("stop once recalled (up to 30 epochs), learning rate 5e-4", {"learning_rate": 5e-4}, False),
-    "recall-lr5e-4-augmented": ("the same, on the three wordings of each fact", {"learning_rate": 5e-4}, True),
+    "recall": ("stop_when_recalled: up to 30 epochs, stopping once every answer is recalled", RECALL, False),
+    "recall-augmented": ("the same, on the three wordings of each fact", RECALL, True),
+    "recall-lr5e-4": ("stop_when_recalled, learning rate 5e-4", {**RECALL, "learning_rate": 5e-4}, False),
     "defaults": ("nothing set: tuneforge's defaults now", {}, False),
-    "defaults-augmented": ("nothing set, on the three wordings of each fact", {}, True),
 }
 
 

@@ -22,11 +22,13 @@ PATH_SETTINGS = ("model", "data", "eval_data", "teacher", "adapter_from")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".md", ".gguf", ".parquet", ".arrow", ".gz", ".yaml", ".yml")
 """A value ending in one of these is a file even before it exists (so a typo is reported with its full path)."""
 SMALL_DATASET = 1000
-"""Below this many training examples of answers, training runs until they are recalled (see settle.py)."""
+"""Below this many training examples, early stopping on eval loss is on unless set otherwise, and
+stop_when_recalled may be turned on (see settle.py)."""
+DEFAULT_PATIENCE = 3
 DEFAULT_EPOCHS = 6
 """Passes over a dataset of SMALL_DATASET examples or more, or over documents and preference pairs."""
 SMALL_DATA_MAX_EPOCHS = 30
-"""The most passes over a small dataset of answers, which stops as soon as every answer is recalled."""
+"""The most passes over a small dataset of answers with stop_when_recalled, which stops once every answer is recalled."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,7 @@ class RunConfig(BaseModel):
     method: Method = "auto"
     """What is trained, and how; auto = qlora on a CUDA GPU, lora elsewhere."""
     epochs: float | None = Field(None, gt=0)
-    """Passes over the training data; None = up to 30 for under 1,000 examples of answers (training stops once
-    they are recalled: stop_when_recalled), else 6."""
+    """Passes over the training data; None = 6, or up to 30 with stop_when_recalled."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
     """Peak learning rate; None = the method's default (LoRA 1e-3, full 2e-5, prompt tuning 3e-2, DPO 5e-5, …)."""
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
@@ -121,11 +122,12 @@ class RunConfig(BaseModel):
     save_total_limit: int = Field(2, ge=1)
     """Checkpoints kept on disk; older ones are deleted."""
     early_stopping_patience: int | None = Field(None, ge=0)
-    """Stop after this many evaluations without a better eval loss, and keep the best checkpoint; 0 or None = off
-    (a small dataset stops on recall instead: held-out questions about facts never trained say little of the trained ones)."""
-    stop_when_recalled: bool | None = None
-    """Stop at the end of the first epoch after which every training answer comes back word for word (greedy,
-    checked on up to 256 examples); None = on for datasets under 1,000 examples of answers."""
+    """Stop after this many evaluations without a better eval loss, and keep the best checkpoint; 0 = off;
+    None = 3 for datasets under 1,000 examples with eval data (off with stop_when_recalled)."""
+    stop_when_recalled: bool = False
+    """Datasets under 1,000 examples of answers: stop at the end of the first epoch after which every training
+    answer comes back word for word (greedy, checked on up to 256 examples). Learns every trained fact in the
+    fewest steps, but forgets more than 6 decayed epochs (bench/defaults.py), so it is off unless set."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
     freeze_layers: int = Field(2, ge=0)

@@ -98,13 +98,12 @@ def facts_file(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def tiny_config(tiny_llama: Path, facts_file: Path):
-    """A factory of RunConfigs that train the tiny Llama on the facts file in seconds (every epoch they are
-    given: the recall stop is tested on its own)."""
+    """A factory of RunConfigs that train the tiny Llama on the facts file in seconds."""
     from tuneforge.core.config import RunConfig
 
     def make(**overrides: object) -> RunConfig:
         values = dict(model=str(tiny_llama), data=str(facts_file), eval_split=0, epochs=10, learning_rate=5e-3,
-                      batch_size=4, lora_r=8, lora_alpha=16, seed=1, stop_when_recalled=False)
+                      batch_size=4, lora_r=8, lora_alpha=16, seed=1)
         return RunConfig(**{**values, **overrides})
 
     return make

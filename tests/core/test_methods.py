@@ -257,7 +257,12 @@ def test_chat_switches_between_adapters_on_one_loaded_base(home, tiny_config):
         chat.use("run-3")
 
 
-def test_the_learning_rate_left_open_is_the_methods_and_is_recorded(home, tiny_config, facts_file):
-    run = create_run(tiny_config(max_steps=2, learning_rate=None), home / "run")
+def test_small_datasets_get_early_stopping_unless_it_is_set(home, tiny_config, facts_file):
+    run = create_run(tiny_config(eval_data=str(facts_file), max_steps=2), home / "run")
     train_run(run, echo=None)
-    assert run.load_config().learning_rate == METHODS["lora"].learning_rate
+    config = run.load_config()
+    assert config.early_stopping_patience == 3 and config.learning_rate == 5e-3
+    off = create_run(tiny_config(eval_data=str(facts_file), max_steps=2, early_stopping_patience=0, learning_rate=None), home / "off")
+    train_run(off, echo=None)
+    assert off.load_config().early_stopping_patience == 0
+    assert off.load_config().learning_rate == METHODS["lora"].learning_rate  # the method's default, recorded

@@ -191,25 +191,26 @@ def test_early_stopping_ends_training_when_eval_loss_stops_improving(home, tiny_
     assert evals[0] == evals[1]
 
 
-def test_a_small_dataset_of_answers_trains_until_recalled_and_nothing_else_does():
-    from tuneforge.core.config import DEFAULT_EPOCHS, SMALL_DATA_MAX_EPOCHS, RunConfig
+def test_stopping_once_recalled_is_asked_for_and_only_where_answers_can_be_recalled():
+    from tuneforge.core.config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, SMALL_DATA_MAX_EPOCHS, RunConfig
     from tuneforge.core.settle import DataFacts, settle_stopping
 
     def settled(data: DataFacts, **settings: object) -> RunConfig:
         return settle_stopping(RunConfig(data="facts.jsonl", **{"method": "lora", **settings}), data)[0]
 
-    facts, style = DataFacts([64], train_examples=24), DataFacts([64], train_examples=5000)
-    small = settled(facts)
-    assert (small.epochs, small.stop_when_recalled, small.early_stopping_patience) == (SMALL_DATA_MAX_EPOCHS, True, 0)
-    assert (settled(style).epochs, settled(style).stop_when_recalled) == (DEFAULT_EPOCHS, False)
-    documents = settled(DataFacts([64], train_examples=24, answers=False))
+    facts, style = DataFacts([64], train_examples=24, has_eval=True), DataFacts([64], train_examples=5000, has_eval=True)
+    plain = settled(facts)  # the defaults: 6 epochs, early stopping on eval loss
+    assert (plain.epochs, plain.stop_when_recalled, plain.early_stopping_patience) == (DEFAULT_EPOCHS, False, DEFAULT_PATIENCE)
+    asked = settled(facts, stop_when_recalled=True)
+    assert (asked.epochs, asked.stop_when_recalled, asked.early_stopping_patience) == (SMALL_DATA_MAX_EPOCHS, True, 0)
+    assert settled(style, stop_when_recalled=True).stop_when_recalled is False
+    assert settled(style).early_stopping_patience == 0
+    documents = settled(DataFacts([64], train_examples=24, answers=False), stop_when_recalled=True)
     assert (documents.epochs, documents.stop_when_recalled) == (DEFAULT_EPOCHS, False)  # text has no answer to recall
-    assert settled(facts, method="dpo").stop_when_recalled is False  # pairs have no single answer either
-    assert settled(facts, epochs=3).epochs == 3 and settled(facts, epochs=3).stop_when_recalled  # a cap the user set
-    off = settled(facts, stop_when_recalled=False)
-    assert (off.epochs, off.stop_when_recalled) == (DEFAULT_EPOCHS, False)
-    assert settled(facts, early_stopping_patience=2, eval_split=0.2).early_stopping_patience == 2
-    assert settle_stopping(RunConfig(data="facts.jsonl", method="lora"), facts, can_check=False)[0].stop_when_recalled is False
+    assert settled(facts, method="dpo", stop_when_recalled=True).stop_when_recalled is False  # nor have pairs
+    assert settled(facts, epochs=3, stop_when_recalled=True).epochs == 3  # a cap the user set
+    cannot = settle_stopping(RunConfig(data="facts.jsonl", method="lora", stop_when_recalled=True), facts, can_check=False)[0]
+    assert cannot.stop_when_recalled is False
 
 
 def test_training_stops_once_every_answer_is_recalled_and_greedy_answers_then_repeat_them(home, tiny_config):
@@ -218,7 +219,7 @@ def test_training_stops_once_every_answer_is_recalled_and_greedy_answers_then_re
 
     from ..conftest import FACTS
 
-    run = create_run(tiny_config(method="full", epochs=60, stop_when_recalled=None, learning_rate=3e-3), home / "run")
+    run = create_run(tiny_config(method="full", epochs=60, stop_when_recalled=True, learning_rate=3e-3), home / "run")
     result = train_run(run, echo=None)
     checks = [e for e in run.history().events if isinstance(e, Recalled)]
     assert checks and checks[-1].recalled == checks[-1].checked == 2 * len(FACTS)  # the file holds each fact twice

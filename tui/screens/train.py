@@ -61,8 +61,8 @@ GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
     "learning_rate": "the method's default",
-    "epochs": "auto: until recalled (small data), else 6",
-    "early_stopping_patience": "off",
+    "epochs": "6 (30 if until recalled)",
+    "early_stopping_patience": "auto: on for small data",
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
 }
