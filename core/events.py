@@ -216,8 +216,33 @@ class Exported(Event):
     error: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Shrunk(Event):
+    """A shrink stage finished: layers were removed and the smaller model healed (in a shrink directory's events)."""
+
+    kind: ClassVar[str] = "shrink"
+    stage: int = 0
+    layers: int = 0
+    removed: list[int] = field(default_factory=list)
+    """The removed layers' indices in the stage's starting model."""
+    scores: list[float] = field(default_factory=list)
+    """Every layer's block influence in the stage's starting model (the lowest went)."""
+    parameters: int = 0
+    steps: int = 0
+    """Healing steps."""
+    eval_loss: float | None = None
+    accuracy: float | None = None
+    """Share of the questions whose answer contains the reference (the eval split, else the training data)."""
+    accuracy_of: str = ""
+    perplexity: float | None = None
+    """The forgetting probe's general-text perplexity after healing."""
+    model: str = ""
+    """The stage's model folder (its merged weights)."""
+
+
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    Launched, Started, Planned, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported)}
+    Launched, Started, Planned, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported,
+    Shrunk)}
 """Each kind's name in events.jsonl and its class."""
 
 

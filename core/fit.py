@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .catalog import ModelSpec, Shape
 from .config import RunConfig
 from .hardware import Hardware, resolve_method
-from .memory import MemoryEstimate, estimate_training_memory
+from .memory import MemoryEstimate, estimate_training_memory, model_shape
 from .methods import method_spec
 
 LENGTH_QUANTILES = (0.99, 0.95, 0.9, 0.75, 0.5)
@@ -50,7 +51,20 @@ def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shap
         lora_r=config.lora_r, gradient_checkpointing=gradient_checkpointing, on_gpu=hardware.cuda,
         budget_gb=hardware.memory_budget_gb, freeze_layers=config.freeze_layers, compute_dtype=hardware.compute_dtype,
         answer_share=answer_share, lora_targets=config.lora_targets, cpu_allocator=hardware.cpu_allocator,
+        teacher_params_b=teacher_params_b(config),
     )
+
+
+def teacher_params_b(config: RunConfig) -> float | None:
+    """A distill run's teacher size in billions of parameters, when its folder, run or catalog entry
+    gives it (a shrink's teacher is larger than its student); None plans it as large as the student."""
+    if config.method != "distill" or not config.teacher:
+        return None
+    reference = Path(config.teacher).expanduser()
+    if (reference / "config.yaml").is_file():  # a trained run teaches with its merged weights
+        reference = reference / "merged"
+    dims = model_shape(str(reference) if reference.is_dir() else config.teacher)
+    return dims[0] if dims else None
 
 
 def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, lengths: Sequence[int],

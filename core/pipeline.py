@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # training pulls in torch; the CLI must start without it
     from .fit import Fit
     from .hardware import Hardware
     from .memory import PhaseNeeds
+    from .shrink.job import ShrinkDir
     from .train.result import TrainResult
 
 Echo = Callable[[str], None] | None
@@ -274,3 +275,30 @@ def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = pr
         echo("merging the adapter into the base …")
     merge(run.path)
     return run, (export(run.path, quants, echo=echo) if quants else None)
+
+
+def shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | None = None,
+           data: str | None = None, eval_data: str | None = None, epochs: float | None = None, max_steps: int | None = None,
+           run_dir: Path | None = None, echo: Echo = print, settings: dict[str, Any] | None = None) -> ShrinkDir:
+    """Shrink `source` (a finished run or a model reference) to `layers` (or the fraction `keep`) in
+    `stages`, healing each stage by distillation on the run's data (or `data`) for `epochs` (or
+    `max_steps`); `settings` are further healing-run settings (e.g. lora_r, learning_rate).
+    Returns the shrink directory; its last stage is the smallest model (see core/shrink/job.py)."""
+    from .shrink.job import create_shrink, plan_shrink, run_shrink
+
+    plan = plan_shrink(source, layers, keep, stages, data, eval_data, epochs, max_steps, settings)
+    folder = create_shrink(plan, run_dir)
+    if echo:
+        echo(f"shrink directory: {folder.path} ({' → '.join(map(str, plan.layers))} layers)")
+    run_shrink(folder, echo)
+    return folder
+
+
+def resume_shrink(shrink_dir: str | Path, echo: Echo = print) -> ShrinkDir:
+    """Continue a stopped shrink from where it stopped (a healing run from its last checkpoint)."""
+    from .shrink.job import ShrinkDir, run_shrink
+
+    folder = ShrinkDir(Path(shrink_dir))
+    folder.plan()  # a ConfigError unless it is a shrink directory
+    run_shrink(folder, echo)
+    return folder

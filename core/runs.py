@@ -161,7 +161,7 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     if run_dir is None:
         stem = Path(config.model).stem if config.model.endswith(".gguf") else config.model.rsplit("/", 1)[-1]
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = runs_dir() / f"{stamp}-{_slug(stem)}"
+        run_dir = runs_dir() / f"{stamp}-{slug(stem)}"
     run_dir = Path(run_dir).expanduser().resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir}: already exists and is not empty", "pick a new --run-dir, or resume it with `tuneforge train --resume`")
@@ -171,7 +171,8 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     return run
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """`text` as a safe folder-name part: lower case, letters, digits, dots and dashes."""
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text.lower()).strip("-") or "run"
 
 

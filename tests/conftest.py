@@ -159,8 +159,8 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
     return vocab_tokenizer("qwen2")
 
 
-def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
-    """A 2-layer random model of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3) with a real tokenizer, saved as a HF folder.
+def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -199,9 +199,9 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path) -> Path:
     if kind == "gemma2":  # caps low enough to change what a tiny model computes, so a file without them would differ
         extra.update(attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
     config = config_class(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **{**extra, **settings},
     )
     torch.manual_seed(0)
     model_class(config).save_pretrained(target, safe_serialization=True)

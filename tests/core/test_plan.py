@@ -203,6 +203,22 @@ def test_settle_without_auto_fit_keeps_the_configuration():
     assert (fit.batch_size, fit.gradient_checkpointing) == (8, False) and fit.plan.verdict == "too big"
 
 
+def test_a_distill_plan_holds_the_teacher_at_its_own_size(tmp_path):
+    # A shrink's teacher is the larger model the student was cut from: its weights are in memory too.
+    (tmp_path / "config.json").write_text(
+        '{"hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536, "vocab_size": 49152, '
+        '"num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": true}')
+    teacher_b = model_shape(tmp_path)[0]
+    student = Shape(576, 20, 1536, 49152, kv_dim=192)
+    student_b = teacher_b - 10 * (teacher_b - 0.0283) / 30  # ten fewer layers; embeddings 49152 × 576
+    same = RunConfig(model="-", data="-", method="distill", teacher="unknown/model", auto_fit=False)
+    larger = same.with_updates(teacher=str(tmp_path))
+    planned = {name: parts(settle(config, gpu(24), student_b, student, [256]).plan)["base weights"] for name, config in
+               (("same", same), ("larger", larger))}
+    assert planned["same"] == pytest.approx(2 * student_b * 1e9 * 2 / GIB, rel=1e-6)  # a teacher as large as the student
+    assert planned["larger"] == pytest.approx((student_b + teacher_b) * 1e9 * 2 / GIB, rel=1e-6)
+
+
 def test_catalog_fit_badges_come_from_the_planner():
     assert model_fit(CATALOG["smollm2-135m"], cpu(16)) == "yes"
     assert model_fit(CATALOG["qwen2.5-1.5b"], cpu(16)) == "slow"

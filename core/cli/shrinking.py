@@ -1,0 +1,51 @@
+"""`tuneforge shrink`: a smaller model from a fine-tuned one, stage by stage (core/shrink)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ConfigError
+from .app import DataOption, EvalDataOption, app, say
+
+
+@app.command()
+def shrink(
+    source: Annotated[str | None, typer.Argument(help="A finished run (its merged model) or any model reference.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Decoder layers to keep.")] = None,
+    keep: Annotated[float | None, typer.Option(help="The share of the layers to keep, e.g. 0.66.")] = None,
+    stages: Annotated[int | None, typer.Option(help="Stages to remove them in (default: an eighth of the layers at most each).")] = None,
+    data: DataOption = None,
+    eval_data: EvalDataOption = None,
+    epochs: Annotated[float | None, typer.Option(help="Healing passes over the data per stage (default 3).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Healing steps per stage (instead of epochs).")] = None,
+    out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the shrink directory (default: TUNEFORGE_HOME/runs/…).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this shrink directory where it stopped.")] = None,
+) -> int:
+    """Remove the least influential layers stage by stage, healing each stage by distillation from the one before.
+
+    Each stage is a run directory (SHRINK_DIR/stage-K) that merge, export, chat and eval take as they are.
+    """
+    from .. import pipeline
+    from ..shrink.job import stages_table
+
+    if resume is not None:
+        if source is not None or any(v is not None for v in (layers, keep, stages, data, eval_data, epochs, max_steps, out)):
+            raise ConfigError("--resume continues a shrink as it was planned; it takes no other options",
+                              f"tuneforge shrink --resume {resume}")
+        folder = pipeline.resume_shrink(resume, echo=say)
+    elif source is None:
+        raise ConfigError("no model to shrink given", "tuneforge shrink RUN_DIR --layers N (or --keep 0.66)")
+    else:
+        if (Path(source) / "shrink.json").is_file():
+            raise ConfigError(f"{source}: is a shrink directory", f"continue it with `tuneforge shrink --resume {source}`")
+        folder = pipeline.shrink(source, layers, keep, stages, data, eval_data, epochs, max_steps, out, echo=say)
+    from ..shrink.layers import checkpoint_parameters
+
+    plan = folder.plan()
+    say("\n" + stages_table(plan, folder.finished_stages(), checkpoint_parameters(Path(plan.start))))
+    final = folder.stage(plan.stages)
+    say(f"\nthe smallest model: {final.merged}\nnext: tuneforge export {final.path}")
+    return 0

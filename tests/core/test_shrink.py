@@ -1,0 +1,120 @@
+"""`tuneforge shrink` on a finished run: a tiny 4-layer model shrunk to 2 layers in two stages, each
+stage a run directory whose model is healed towards its teacher and exports to a GGUF that verifies;
+a stopped shrink resumes mid-stage from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuneforge.core import pipeline
+from tuneforge.core.events import CheckpointSaved, Started
+from tuneforge.core.pipeline import create_run
+from tuneforge.core.shrink.job import create_shrink, plan_shrink, shrink_state
+from tuneforge.core.shrink.layers import SCORES_FILE, least_influential
+from tuneforge.core.train import train_run
+
+from ..conftest import build_tiny_model
+from .events import wait_for
+
+pytestmark = pytest.mark.process  # each stage heals in a training child
+
+HEALING = {"learning_rate": 5e-3, "lora_r": 8, "lora_alpha": 16}
+
+
+@pytest.fixture()
+def trained_four_layers(home, tiny_config, default_model, tmp_path) -> Path:
+    """A finished, merged run of a 4-layer random Llama on the facts."""
+    model = build_tiny_model("llama", default_model, tmp_path / "llama4", layers=4)
+    run = create_run(tiny_config(model=str(model), epochs=4), home / "source")
+    train_run(run, echo=None)
+    pipeline.merge(run.path)
+    return run.path
+
+
+def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> float:
+    """Mean KL(teacher ‖ student) over the answer tokens of the data, as the distill loss measures it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.core.data.formats import load_examples
+    from tuneforge.core.data.prepare import prepare
+    from tuneforge.core.train.distill import distillation_terms
+    from tuneforge.core.train.setup import load_tokenizer
+
+    tokenizer = load_tokenizer(teacher_folder)
+    examples = prepare(load_examples(str(data)), tokenizer, 512, 0.0).train
+    student, teacher = (AutoModelForCausalLM.from_pretrained(f, dtype=torch.float32).eval() for f in (student_folder, teacher_folder))
+    total = 0.0
+    with torch.no_grad():
+        for example in examples:
+            ids, labels = torch.tensor([example.input_ids]), torch.tensor([example.labels])
+            total += float(distillation_terms(student(ids).logits, teacher(ids).logits, labels, 1.0)[0])
+    return total / len(examples)
+
+
+def test_a_run_shrinks_from_four_layers_to_two_and_each_stage_heals_and_exports(trained_four_layers, home, facts_file):
+    shrink = pipeline.shrink(str(trained_four_layers), layers=2, echo=None, run_dir=home / "shrink", settings=HEALING)
+
+    assert shrink.plan().layers == [4, 3, 2]
+    stages = shrink.finished_stages()
+    assert [(e.stage, e.layers) for e in stages] == [(1, 3), (2, 2)]
+    assert shrink_state(shrink) == "finished"
+    teacher = trained_four_layers / "merged"
+    for event in stages:
+        run = shrink.stage(event.stage)
+        scores = json.loads((run.path / "pruned" / SCORES_FILE).read_text())
+        # The removed layer is the lowest-scored of the inner ones, and the event says so.
+        assert event.removed == scores["removed"] == least_influential(scores["scores"], 1)
+        assert event.removed[0] not in (0, len(scores["scores"]) - 1)
+        config = json.loads((run.merged / "config.json").read_text())
+        assert config["num_hidden_layers"] == event.layers
+        assert event.steps > 0 and event.accuracy is not None and event.accuracy_of == "training data"
+        assert event.perplexity is not None
+        # Healing brought the smaller model closer to the one it was cut from.
+        assert kl_to_teacher(run.merged, teacher, facts_file) < kl_to_teacher(run.path / "pruned", teacher, facts_file)
+        teacher = run.merged
+    assert stages[1].parameters < stages[0].parameters
+
+    # The smallest model is a run like any other: it exports to a GGUF that llama.cpp computes as
+    # transformers does (a random model's chat need not stop, so that check is not asked of it).
+    exported = pipeline.export(shrink.stage(2).path, ["f16"], echo=None)
+    checks = {check.name: check for check in exported.verifications[0].checks}
+    for name in ("loads", "tokenizer", "logits", "perplexity"):
+        assert checks[name].passed, (name, checks[name].detail)
+
+
+def test_a_stopped_shrink_resumes_its_stage_from_the_checkpoint(trained_four_layers, home):
+    # Small steps and frequent checkpoints, so a stop lands mid-stage.
+    shrink = create_shrink(plan_shrink(str(trained_four_layers), layers=3, max_steps=40,
+                                       settings={**HEALING, "save_steps": 2, "batch_size": 1}), home / "shrink")
+    parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "shrink", "--resume", str(shrink.path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stage = shrink.stage(1)
+        wait_for(stage, lambda e: isinstance(e, CheckpointSaved) and e.step >= 4)
+        parent.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that runs `tuneforge shrink`
+        out, err = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"hint: continue with `tuneforge shrink --resume {shrink.path}`" in err
+    assert shrink_state(shrink) == "stopped"
+    checkpoint = stage.last_checkpoint()
+    assert checkpoint is not None and not (stage.adapter / "adapter_config.json").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "tuneforge.core.cli", "shrink", "--resume", str(shrink.path)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    started = [e for e in stage.history().events if isinstance(e, Started)]
+    assert started[-1].resume_from == str(checkpoint)
+    assert shrink_state(shrink) == "finished"
+    assert "the smallest model:" in resumed.stdout and "next: tuneforge export" in resumed.stdout
+    assert (stage.merged / "config.json").is_file()
