@@ -277,11 +277,11 @@ def run_pipeline(config: RunConfig, run_dir: Path | None = None, echo: Echo = pr
     return run, (export(run.path, quants, echo=echo) if quants else None)
 
 
-def shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | None = None,
+def shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | list[int] | None = None,
            data: str | None = None, eval_data: str | None = None, epochs: float | None = None, max_steps: int | None = None,
            run_dir: Path | None = None, echo: Echo = print, settings: dict[str, Any] | None = None) -> ShrinkDir:
     """Shrink `source` (a finished run or a model reference) to `layers` (or the fraction `keep`) in
-    `stages`, healing each stage by distillation on the run's data (or `data`) for `epochs` (or
+    `stages` (a count, or each stage's layer count), healing each stage by distillation on the run's data (or `data`) for `epochs` (or
     `max_steps`); `settings` are further healing-run settings (e.g. lora_r, learning_rate).
     Returns the shrink directory; its last stage is the smallest model (see core/shrink/job.py)."""
     from .shrink.job import create_shrink, plan_shrink, run_shrink

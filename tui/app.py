@@ -1,6 +1,6 @@
 """The tuneforge app: a guided, keyboard-first walk from a base model to a verified GGUF and a chat.
 
-Home → Model → Data → Train (form, then the run's live view) → Export → Chat. Every screen
+Home → Model → Data → Train (form, then the run's live view) → Export → Chat; from a run, Shrink. Every screen
 is a thin shell over tuneforge.core: one user action is one core call, run in a worker;
 training runs as a child process (`python -m tuneforge.core.train RUN_DIR`) that outlives the app.
 Screens other than Home are imported when first opened, so the app starts fast.
@@ -19,6 +19,7 @@ from textual.screen import Screen
 
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.runs import RunDir, list_runs
+from tuneforge.core.shrink.job import ShrinkDir
 
 from .errors import describe
 from .screens.home import HomeScreen
@@ -112,6 +113,13 @@ class TuneforgeApp(App[None]):
         self.go_home()
         self.push_screen(RunScreen(run))
 
+    def open_shrink(self, shrink: ShrinkDir) -> None:
+        """A shrink's live view: its stages, the current stage's healing, stop/resume."""
+        from .screens.shrink import ShrinkScreen
+
+        self.go_home()
+        self.push_screen(ShrinkScreen(shrink))
+
     def open_export(self, run: RunDir) -> None:
         """The export screen of a trained run."""
         from .screens.export import ExportScreen
@@ -136,6 +144,12 @@ class TuneforgeApp(App[None]):
         yield SystemCommand("Home", "Hardware and recent runs", self.go_home)
         for run in list_runs()[:10]:
             yield SystemCommand(f"Open run {run.name}", f"{run.state()} · {run.path}", lambda run=run: self.open_run(run))
+        from tuneforge.core.shrink.job import shrink_state
+        from tuneforge.core.shrink.process import list_shrinks
+
+        for shrink in list_shrinks()[:5]:
+            yield SystemCommand(f"Open shrink {shrink.path.name}", f"{shrink_state(shrink)} · {shrink.path}",
+                                lambda shrink=shrink: self.open_shrink(shrink))
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ class Session:
     report: DataReport | None = None
     """The last data check of `data` with `model`."""
     children: dict[Path, subprocess.Popen[Any]] = field(default_factory=dict)
-    """Training children this app launched, so they are reaped when they exit."""
+    """Training and shrink children this app launched (by run or shrink directory), so they are reaped when they exit."""
 
     def reap_children(self) -> None:
         """Collect the exit status of finished children (else they linger as zombies while the app runs);
@@ -37,4 +37,5 @@ class Session:
         for path, child in list(self.children.items()):
             if child.poll() is not None:
                 del self.children[path]
-                record_death(RunDir(path), child.returncode)
+                if (path / "config.yaml").is_file():  # a shrink reads its own death off its events
+                    record_death(RunDir(path), child.returncode)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
+from ..shrink.plan import parse_stages
 from .app import DataOption, EvalDataOption, app, say
 
 
@@ -16,7 +17,7 @@ def shrink(
     source: Annotated[str | None, typer.Argument(help="A finished run (its merged model) or any model reference.")] = None,
     layers: Annotated[int | None, typer.Option(help="Decoder layers to keep.")] = None,
     keep: Annotated[float | None, typer.Option(help="The share of the layers to keep, e.g. 0.66.")] = None,
-    stages: Annotated[int | None, typer.Option(help="Stages to remove them in (default: an eighth of the layers at most each).")] = None,
+    stages: Annotated[str | None, typer.Option(help="Stages: how many (default: an eighth of the layers at most each), or each one's layer count, e.g. 24,20,16.")] = None,
     data: DataOption = None,
     eval_data: EvalDataOption = None,
     epochs: Annotated[float | None, typer.Option(help="Healing passes over the data per stage (default 3).")] = None,
@@ -41,7 +42,7 @@ def shrink(
     else:
         if (Path(source) / "shrink.json").is_file():
             raise ConfigError(f"{source}: is a shrink directory", f"continue it with `tuneforge shrink --resume {source}`")
-        folder = pipeline.shrink(source, layers, keep, stages, data, eval_data, epochs, max_steps, out, echo=say)
+        folder = pipeline.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say)
     from ..shrink.layers import checkpoint_parameters
 
     plan = folder.plan()
@@ -49,3 +50,4 @@ def shrink(
     final = folder.stage(plan.stages)
     say(f"\nthe smallest model: {final.merged}\nnext: tuneforge export {final.path}")
     return 0
+

@@ -106,15 +106,18 @@ def model_layers(folder: Path) -> int:
     return int(config.get("text_config", config)["num_hidden_layers"])
 
 
-def plan_shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | None = None,
+def plan_shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | list[int] | None = None,
                 data: str | None = None, eval_data: str | None = None, epochs: float | None = None,
                 max_steps: int | None = None, settings: dict[str, Any] | None = None) -> ShrinkPlan:
-    """The plan for shrinking `source` to `layers` (or the fraction `keep`) in `stages`, healed on the
+    """The plan for shrinking `source` to `layers` (or the fraction `keep`) in `stages` (a count, or the
+    layer count after each stage, whose last is the target when neither is given), healed on the
     source run's data (or `data`) for `epochs` (or `max_steps`) a stage, with further healing `settings`.
     Refused, with a hint, for a target that removes nothing or leaves under two layers, and for healing
     settings a run would not take."""
     start, source_config = source_start(source)
     total = model_layers(start)
+    if isinstance(stages, list) and stages and layers is None and keep is None:
+        layers = stages[-1]
     target = target_layers(total, layers, keep)
     heal = heal_settings(source_config, data, eval_data, epochs, max_steps)
     heal = RunConfig.from_dict({**heal, **(settings or {}), "method": "distill", "teacher": str(start)}) \

@@ -84,10 +84,17 @@ def target_layers(total: int, layers: int | None, keep: float | None) -> int:
     return layers
 
 
-def stage_layers(total: int, target: int, stages: int | None = None) -> list[int]:
-    """`total`, then the layer count after each stage, evenly spaced down to `target`. By default each stage
-    removes at most an eighth of the source's layers."""
+def stage_layers(total: int, target: int, stages: int | list[int] | None = None) -> list[int]:
+    """`total`, then the layer count after each stage down to `target`: `stages` evenly spaced stages,
+    or the counts `stages` lists (e.g. [24, 20, 16]). By default each stage removes at most an eighth
+    of the source's layers."""
     removed = total - target
+    if isinstance(stages, list):
+        counts = [total, *stages]
+        if counts[-1] != target or any(after >= before for before, after in zip(counts, counts[1:], strict=False)):
+            raise ConfigError(f"--stages {','.join(map(str, stages))}: each stage must keep fewer layers than the one before, "
+                              f"from fewer than {total} down to {target}", f"e.g. --stages {total - removed // 2},{target}")
+        return counts
     if stages is None:
         stages = math.ceil(removed / max(1, math.ceil(total * STAGE_SHARE)))
     if not 1 <= stages <= removed:
@@ -114,3 +121,14 @@ def heal_settings(source_config: RunConfig | None, data: str | None, eval_data: 
     if max_steps is not None:
         settings["max_steps"] = max_steps
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def parse_stages(text: str | None) -> int | list[int] | None:
+    """`--stages 3` (how many) or `--stages 24,20,16` (each stage's layer count), as typed."""
+    if text is None:
+        return None
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--stages {text}: not a number or a list of layer counts", "e.g. --stages 3, or --stages 24,20,16") from None
+    return counts if "," in text else counts[0]

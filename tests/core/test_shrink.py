@@ -1,6 +1,7 @@
-"""`tuneforge shrink` on a finished run: a tiny 4-layer model shrunk to 2 layers in two stages, each
-stage a run directory whose model is healed towards its teacher and exports to a GGUF that verifies;
-a stopped shrink resumes mid-stage from its checkpoint."""
+"""`tuneforge shrink` on a finished run, as a person runs it: a tiny 4-layer model shrunk to 2 layers in
+two stages, stopped with Ctrl-C mid-stage and resumed from the checkpoint; each stage is a run
+directory whose model was healed towards its teacher, and the smallest exports to a GGUF that
+llama.cpp computes as transformers does."""
 
 from __future__ import annotations
 
@@ -58,13 +59,36 @@ def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> flo
     return total / len(examples)
 
 
-def test_a_run_shrinks_from_four_layers_to_two_and_each_stage_heals_and_exports(trained_four_layers, home, facts_file):
-    shrink = pipeline.shrink(str(trained_four_layers), layers=2, echo=None, run_dir=home / "shrink", settings=HEALING)
-
+def test_a_run_shrinks_in_stages_resumes_after_ctrl_c_and_each_stage_heals_and_exports(trained_four_layers, home, facts_file):
+    # Small steps and frequent checkpoints, so a stop lands mid-stage.
+    shrink = create_shrink(plan_shrink(str(trained_four_layers), layers=2, max_steps=12,
+                                       settings={**HEALING, "save_steps": 2, "batch_size": 1}), home / "shrink")
     assert shrink.plan().layers == [4, 3, 2]
+    command = [sys.executable, "-m", "tuneforge.core.cli", "shrink", "--resume", str(shrink.path)]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = shrink.stage(1)
+    try:
+        wait_for(first, lambda e: isinstance(e, CheckpointSaved) and e.step >= 2)
+        parent.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that runs `tuneforge shrink`
+        out, err = parent.communicate(timeout=120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"hint: continue with `tuneforge shrink --resume {shrink.path}`" in err
+    assert shrink_state(shrink) == "stopped"
+    checkpoint = first.last_checkpoint()
+    assert checkpoint is not None and not (first.adapter / "adapter_config.json").exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [e for e in first.history().events if isinstance(e, Started)][-1].resume_from == str(checkpoint)
+    assert shrink_state(shrink) == "finished"
+    assert "the smallest model:" in resumed.stdout and f"next: tuneforge export {shrink.stage(2).path}" in resumed.stdout
+
     stages = shrink.finished_stages()
     assert [(e.stage, e.layers) for e in stages] == [(1, 3), (2, 2)]
-    assert shrink_state(shrink) == "finished"
     teacher = trained_four_layers / "merged"
     for event in stages:
         run = shrink.stage(event.stage)
@@ -72,9 +96,8 @@ def test_a_run_shrinks_from_four_layers_to_two_and_each_stage_heals_and_exports(
         # The removed layer is the lowest-scored of the inner ones, and the event says so.
         assert event.removed == scores["removed"] == least_influential(scores["scores"], 1)
         assert event.removed[0] not in (0, len(scores["scores"]) - 1)
-        config = json.loads((run.merged / "config.json").read_text())
-        assert config["num_hidden_layers"] == event.layers
-        assert event.steps > 0 and event.accuracy is not None and event.accuracy_of == "training data"
+        assert json.loads((run.merged / "config.json").read_text())["num_hidden_layers"] == event.layers
+        assert event.steps == 12 and event.accuracy is not None and event.accuracy_of == "training data"
         assert event.perplexity is not None
         # Healing brought the smaller model closer to the one it was cut from.
         assert kl_to_teacher(run.merged, teacher, facts_file) < kl_to_teacher(run.path / "pruned", teacher, facts_file)
@@ -87,34 +110,3 @@ def test_a_run_shrinks_from_four_layers_to_two_and_each_stage_heals_and_exports(
     checks = {check.name: check for check in exported.verifications[0].checks}
     for name in ("loads", "tokenizer", "logits", "perplexity"):
         assert checks[name].passed, (name, checks[name].detail)
-
-
-def test_a_stopped_shrink_resumes_its_stage_from_the_checkpoint(trained_four_layers, home):
-    # Small steps and frequent checkpoints, so a stop lands mid-stage.
-    shrink = create_shrink(plan_shrink(str(trained_four_layers), layers=3, max_steps=40,
-                                       settings={**HEALING, "save_steps": 2, "batch_size": 1}), home / "shrink")
-    parent = subprocess.Popen([sys.executable, "-m", "tuneforge.core.cli", "shrink", "--resume", str(shrink.path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stage = shrink.stage(1)
-        wait_for(stage, lambda e: isinstance(e, CheckpointSaved) and e.step >= 4)
-        parent.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that runs `tuneforge shrink`
-        out, err = parent.communicate(timeout=120)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == 130, err
-    assert "Traceback" not in err
-    assert f"hint: continue with `tuneforge shrink --resume {shrink.path}`" in err
-    assert shrink_state(shrink) == "stopped"
-    checkpoint = stage.last_checkpoint()
-    assert checkpoint is not None and not (stage.adapter / "adapter_config.json").exists()
-
-    resumed = subprocess.run([sys.executable, "-m", "tuneforge.core.cli", "shrink", "--resume", str(shrink.path)],
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    started = [e for e in stage.history().events if isinstance(e, Started)]
-    assert started[-1].resume_from == str(checkpoint)
-    assert shrink_state(shrink) == "finished"
-    assert "the smallest model:" in resumed.stdout and "next: tuneforge export" in resumed.stdout
-    assert (stage.merged / "config.json").is_file()

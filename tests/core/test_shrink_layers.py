@@ -93,8 +93,11 @@ def test_stages_step_down_evenly_an_eighth_of_the_layers_at_most_by_default():
     assert stage_layers(30, 20) == [30, 27, 23, 20]
     assert stage_layers(30, 24, 1) == [30, 24]
     assert stage_layers(4, 2) == [4, 3, 2]
+    assert stage_layers(30, 16, [24, 20, 16]) == [30, 24, 20, 16]
     with pytest.raises(ConfigError, match="pick 1 to 2 stages"):
         stage_layers(4, 2, 3)
+    with pytest.raises(ConfigError, match="fewer layers than the one before"):
+        stage_layers(30, 16, [24, 26, 16])
 
 
 @pytest.mark.parametrize(("layers", "keep", "message", "hint"), [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -73,6 +74,7 @@ class RunScreen(Screen):
         Binding("e", "export", "Export"),
         Binding("v", "evaluate", "Evaluate"),
         Binding("c", "chat", "Chat"),
+        Binding("k", "shrink", "Shrink"),
     ]
 
     def __init__(self, run: RunDir) -> None:
@@ -96,6 +98,7 @@ class RunScreen(Screen):
             yield Button("Export", id="export", variant="primary", compact=True)
             yield Button("Evaluate", id="evaluate", compact=True)
             yield Button("Chat", id="chat", variant="success", compact=True)
+            yield Button("Shrink", id="shrink", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -153,6 +156,7 @@ class RunScreen(Screen):
         self.query_one("#export", Button).disabled = state not in DONE_STATES
         self.query_one("#evaluate", Button).disabled = state not in DONE_STATES
         self.query_one("#chat", Button).disabled = state not in DONE_STATES
+        self.query_one("#shrink", Button).disabled = state not in DONE_STATES or not (self.run.merged / "config.json").is_file()
 
     def _plot(self) -> None:
         plot = self.query_one("#loss-chart", PlotextPlot)
@@ -218,3 +222,41 @@ class RunScreen(Screen):
     def action_chat(self) -> None:
         if self.run.state() in DONE_STATES:
             self.app.open_chat(self.run)
+
+    @on(Button.Pressed, "#shrink")
+    def action_shrink(self) -> None:
+        """Plan a smaller model from this run's merged one (fewer layers, healed by distillation)."""
+        if self.run.state() not in DONE_STATES or not (self.run.merged / "config.json").is_file():
+            self.notify("Shrinking starts from the merged model: export (or merge) the run first.", severity="warning")
+            return
+        from .shrink import ShrinkForm
+
+        self.app.push_screen(ShrinkForm(self.run), self._shrink_chosen)
+
+    def _shrink_chosen(self, choice: tuple[int, str] | None) -> None:
+        if choice is not None:
+            self.start_shrink(*choice)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="shrink")
+    def start_shrink(self, layers: int, stages: str) -> None:
+        """Plan the shrink (a refusal comes back with its hint) and start its child."""
+        from tuneforge.core.shrink.job import create_shrink, plan_shrink
+        from tuneforge.core.shrink.plan import parse_stages
+        from tuneforge.core.shrink.process import start_shrink
+
+        from .shrink import ShrinkStarted
+
+        try:
+            shrink = create_shrink(plan_shrink(str(self.run.path), layers=layers, stages=parse_stages(stages or None)))
+            self.post_message(ShrinkStarted(shrink, start_shrink(shrink)))
+        except Exception as exc:  # noqa: BLE001 - shown with its hint
+            self.post_message(ShrinkStarted(None, None, exc))
+
+    def on_shrink_started(self, message: Any) -> None:
+        if message.child is None:
+            from ..errors import show_error
+
+            show_error(self.app, message.error or RuntimeError("the shrink did not start"))
+            return
+        self.app.session.children[message.shrink.path] = message.child
+        self.app.open_shrink(message.shrink)
