@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -19,11 +20,13 @@ from textual.screen import Screen
 
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.runs import RunDir, list_runs
-from tuneforge.core.shrink.job import ShrinkDir
 
 from .errors import describe
 from .screens.home import HomeScreen
 from .session import Session
+
+if TYPE_CHECKING:
+    from tuneforge.core.shrink.job import ShrinkDir
 
 
 class TuneforgeApp(App[None]):
