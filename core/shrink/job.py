@@ -31,7 +31,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
-from ..events import Event, RunHistory, Shrunk, append_event
+from ..events import Event, RunHistory, Shrunk, Warned, append_event
 from ..paths import runs_dir
 from ..runs import RunDir, slug
 from .plan import ShrinkPlan, heal_settings, stage_layers, target_layers
@@ -212,6 +212,12 @@ def _run_stage(shrink: ShrinkDir, plan: ShrinkPlan, number: int, teacher: Path, 
         say(f"stage {number}/{plan.stages}: scoring the {plan.layers[number - 1]} layers of {teacher} …")
         record = prune(teacher, plan.layers[number], config, pruned)
         say(f"stage {number}/{plan.stages}: removed layers {record['removed']} → {plan.layers[number]} layers; healing …")
+        if record["pattern_changed"]:
+            warning = Warned(error=f"stage {number}: the kept layers no longer follow the source's pattern of sliding-window "
+                                   "and global attention layers, which llama.cpp's graph for this family assumes",
+                             hint="`tuneforge export` may refuse this stage's model; chat and eval with it through transformers")
+            shrink.record(warning)
+            say(f"warning: {warning.error}; {warning.hint}")
     if not (run.adapter / "adapter_config.json").is_file():
         train_in_child(run, resume=run.last_checkpoint() is not None, echo=say)
     if not (run.merged / "config.json").is_file():
@@ -239,15 +245,26 @@ def prune(teacher: Path, layers: int, config: RunConfig, target: Path) -> dict[s
     # Scored in fp32 (a CPU computes 16-bit slowly and some of its kernels not at all); saved as the teacher was.
     model = AutoModelForCausalLM.from_pretrained(teacher, dtype=torch.float32)
     model.eval()
+    types_before = getattr(model.config.get_text_config(), "layer_types", None)
     scores = block_influence(model, token_ids)
     removed = least_influential(scores, len(scores) - layers)
     remove_layers(model, removed)
+    types_after = getattr(model.config.get_text_config(), "layer_types", None)
     model.to(getattr(torch, merge_dtype(teacher)))
     generation = GenerationConfig.from_pretrained(teacher) if (teacher / "generation_config.json").is_file() else None
     record = {"teacher": str(teacher), "layers": layers, "removed": removed, "scores": scores,
-              "scored_examples": len(token_ids), "parameters": sum(p.numel() for p in model.parameters())}
+              "scored_examples": len(token_ids), "parameters": sum(p.numel() for p in model.parameters()),
+              "pattern_changed": pattern_changed(types_before, types_after)}
     write_pruned(model, tokenizer, generation, target, record)
     return record
+
+
+def pattern_changed(before: list[str] | None, after: list[str] | None) -> bool:
+    """Whether removing layers changed a model's mixed per-layer attention types (sliding-window and global)
+    from the pattern the source follows: the kept sequence is not the start of the source's."""
+    if not before or not after or len(set(before)) < 2:
+        return False
+    return after != before[: len(after)]
 
 
 def measure_stage(run: RunDir, number: int) -> Shrunk:

@@ -118,3 +118,13 @@ def test_a_target_that_removes_nothing_or_leaves_under_two_layers_is_refused_wit
 def test_keep_is_a_fraction_of_the_layers():
     assert target_layers(30, None, 0.66) == 20
     assert target_layers(30, 16, None) == 16
+
+
+def test_removing_layers_that_break_a_sliding_and_global_pattern_is_told():
+    from tuneforge.core.shrink.job import pattern_changed
+
+    gemma = ["sliding_attention"] * 5 + ["full_attention"]
+    assert pattern_changed(gemma * 2, gemma[:4] + gemma[5:] + gemma[:1])  # a global layer moved up
+    assert not pattern_changed(gemma * 2, gemma[:5])  # the pattern's start: as llama.cpp computes it
+    assert not pattern_changed(["full_attention"] * 4, ["full_attention"] * 2)  # one kind of layer: no pattern to break
+    assert not pattern_changed(None, None)
