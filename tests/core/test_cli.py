@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tuneforge.core.cli", *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["eval"], ["demo"], ["compare"], ["plan"], ["doctor"]])
+@pytest.mark.parametrize("command", [[], ["models"], ["data", "check"], ["train"], ["merge"], ["run"], ["runs"], ["chat"], ["eval"], ["demo"], ["compare"], ["plan"], ["doctor"], ["shrink"]])
 def test_help_everywhere(command, capsys):
     assert main([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out
@@ -69,11 +69,16 @@ def test_data_check_reports_stats(home, default_model, capsys):
         (["train", "--data", "{data}", "--epochs", "-2"], 2, "epochs"),
         (["merge", "{tmp}"], 2, "not a run directory"),
         (["train", "--resume", "{tmp}"], 2, "not a run directory"),
+        (["shrink", "{model}", "--layers", "2", "--data", "{data}"], 2, "the model has 2 layers: shrinking to 2 removes none"),
+        (["shrink", "{model}", "--keep", "0.3", "--data", "{data}"], 2, "too few: the first and last layers always stay"),
+        (["shrink", "{model}", "--layers", "1", "--stages", "two", "--data", "{data}"], 2, "--stages two"),
+        (["shrink", "--resume", "{tmp}", "--layers", "3"], 2, "takes no other options"),
+        (["shrink", "--resume", "{tmp}"], 2, "not a shrink directory"),
     ],
 )
 @pytest.mark.process
-def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, args, code, fragment):
-    args = [a.format(data=facts_file, tmp=tmp_path) for a in args]
+def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, tiny_llama, args, code, fragment):
+    args = [a.format(data=facts_file, tmp=tmp_path, model=tiny_llama) for a in args]
     result = run_cli(*args)
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()

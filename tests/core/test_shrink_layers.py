@@ -128,3 +128,11 @@ def test_removing_layers_that_break_a_sliding_and_global_pattern_is_told():
     assert not pattern_changed(gemma * 2, gemma[:5])  # the pattern's start: as llama.cpp computes it
     assert not pattern_changed(["full_attention"] * 4, ["full_attention"] * 2)  # one kind of layer: no pattern to break
     assert not pattern_changed(None, None)
+
+
+def test_a_shrink_without_data_to_heal_on_is_refused():
+    from tuneforge.core.shrink.plan import heal_settings
+
+    with pytest.raises(ConfigError, match="no data to heal") as refused:
+        heal_settings(None, None, None, None, None)
+    assert "--data FILE" in refused.value.hint
