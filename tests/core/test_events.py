@@ -18,6 +18,7 @@ from tuneforge.core.events import (
     Planned,
     Recalled,
     RunHistory,
+    Shrunk,
     Started,
     Step,
     Stopped,
@@ -44,6 +45,8 @@ ONE_OF_EACH = [
     Finished(result=RESULT),
     Merged(path="/runs/x/merged", dtype="bfloat16"),
     Exported(files=["/runs/x/export/x-q8_0.gguf"], passed=False, error="x-q8_0.gguf: llama.cpp crashed"),
+    Shrunk(stage=1, layers=27, removed=[20, 23, 25], scores=[0.3, 0.02, 0.01], parameters=125_000_000, steps=15, eval_loss=1.1,
+           accuracy=0.75, accuracy_of="eval split", perplexity=19.5, model="/runs/s/stage-1/merged"),
 ]
 
 
