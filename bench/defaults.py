@@ -13,9 +13,11 @@ through the evaluation (`tuneforge eval`); an answer is right when it contains t
 is the forgetting probe's general-text perplexity after training against before.
 
 Rows: `before` pins the defaults this bench was written against (6 epochs, a tenth of the facts
-held out for eval loss, early stopping on it); `defaults` sets nothing, so it is whatever
-tuneforge now chooses (so far the same); the others change one thing. The aims (issue 20): 90 % recalled as trained, 75 % paraphrased, and
-perplexity at most 50 % above the base's.
+held out for eval loss, early stopping on it, LoRA at 1e-3); `defaults` sets nothing, so it is
+whatever tuneforge now chooses (the same, but a Gemma 3 trains at 2e-4: the `augmented-lr2e-4`
+row); the others change one thing. The aims (issue 20): 90 % recalled as trained, 75 %
+paraphrased, and perplexity at most 50 % above the base's. What it measured is in the README
+(Methods, guards for small datasets).
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ from tuneforge.core.quiet import quiet_libraries
 FACTS = Path(__file__).parent / "data" / "held-out-facts.json"
 ANSWER_TOKENS = 48
 """Every fact's answer is one sentence."""
-BEFORE = {"epochs": 6, "eval_split": 0.1, "early_stopping_patience": 3, "stop_when_recalled": False}
-"""The small-dataset defaults this bench replaced (LoRA's 1e-3 and rank 16 are unchanged)."""
-RECALL = {"stop_when_recalled": True}
-EVERY_EPOCH = {"eval_split": 0, "stop_when_recalled": False}
-"""Every fact trains, for as many epochs as the row says."""
+BEFORE = {"epochs": 6, "eval_split": 0.1, "early_stopping_patience": 3, "stop_when_recalled": False, "learning_rate": 1e-3}
+"""The small-dataset defaults this bench was written against (rank 16 unchanged)."""
+RECALL = {"stop_when_recalled": True, "learning_rate": 1e-3}
+EVERY_EPOCH = {"eval_split": 0, "stop_when_recalled": False, "learning_rate": 1e-3}
+"""Every fact trains, for as many epochs as the row says (at LoRA's 1e-3 unless the row says otherwise)."""
 CANDIDATES: dict[str, tuple[str, dict[str, Any], bool]] = {
     # name: (what it is, config settings, trained on the three wordings of each fact)
     "before": ("the defaults as they were", BEFORE, False),

@@ -123,6 +123,7 @@ def main() -> int:
     parser.add_argument("--source", type=Path, help="a finished, merged demo run (default: train one)")
     parser.add_argument("--out", type=Path, default=Path("bench-shrink"))
     parser.add_argument("--targets", default="24,20,16", help="layer counts, largest first")
+    parser.add_argument("--one-shot", default=None, help="the targets also shrunk in one shot (default: every target)")
     parser.add_argument("--speed", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.speed:
@@ -153,7 +154,10 @@ def main() -> int:
         budget += event.steps
         rows.append(measure(progressive.stage(event.stage).path, f"progressive {event.layers}", event.layers,
                             event.perplexity, budget, facts))
+    one_shot_targets = [int(t) for t in args.one_shot.split(",")] if args.one_shot else targets
     for target, row in zip(targets, rows[1:], strict=True):
+        if target not in one_shot_targets:
+            continue
         print(f"--- one shot: {layers} → {target}, {row.steps} healing steps", flush=True)
         one_shot = pipeline.shrink(str(source), stages=[target], max_steps=row.steps, run_dir=out / f"one-shot-{target}", echo=None)
         event = one_shot.finished_stages()[0]

@@ -177,7 +177,7 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
     if refusal and must_export:
         raise ExportError(f"{config.model}: {refusal}", hint)
     # Settled as far as it can be before the data is tokenized; the training child settles the rest.
-    run = new_run(settle_run(config, detect(), data=None, dims=None).config, run_dir)
+    run = new_run(settle_run(config, detect(), data=None, dims=None, arch=student.arch).config, run_dir)
     if refusal:
         run.record(Warned(error=refusal, hint=hint))
         if echo:

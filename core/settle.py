@@ -2,7 +2,8 @@
 
 A config as a person writes it leaves choices open: `method: auto`, no learning rate, early
 stopping and gradient checkpointing unset, a batch that may not fit. Settling makes them for
-this machine and this data — the method `auto` means here, the method's learning rate, the
+this machine, this model and this data — the method `auto` means here, its learning rate (for the
+architecture), the
 batch split, checkpointing and max length auto-fit finds (with its memory plan), and early
 stopping for a small dataset — so config.yaml records what actually runs. `tuneforge plan`,
 `create_run`, the app's Train form and the training child all settle through `settle_run`;
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .accelerate_setup import sharded
+from .catalog import adapter_learning_rate_scale
 from .config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, SMALL_DATA_MAX_EPOCHS, SMALL_DATASET, RunConfig
 from .errors import DataError
 from .hardware import Hardware, resolve_method
-from .methods import method_spec
+from .methods import LORA_FAMILY, method_spec
 
 if TYPE_CHECKING:
     from .catalog import Shape
@@ -68,31 +70,40 @@ class SettledRun:
     notes: tuple[str, ...] = ()
 
 
-def resolve_choices(config: RunConfig, hardware: Hardware) -> RunConfig:
-    """The choices that depend on the machine alone: the method `auto` means here and its learning
-    rate; without auto-fit, checkpointing on for a GPU (where the method allows it)."""
+def resolve_choices(config: RunConfig, hardware: Hardware, arch: str | None = None) -> RunConfig:
+    """The choices that depend on the machine and the model's architecture (transformers' `model_type`,
+    when known): the method `auto` means here and its learning rate; without auto-fit, checkpointing
+    on for a GPU (where the method allows it)."""
     method = resolve_method(config.method, hardware)
     updates: dict[str, Any] = {"method": method}
     if config.learning_rate is None:
-        updates["learning_rate"] = method_spec(method).learning_rate
+        updates["learning_rate"] = default_learning_rate(method, arch)
     if config.gradient_checkpointing is None and not config.auto_fit:
         updates["gradient_checkpointing"] = hardware.cuda and method_spec(method).can_checkpoint
     return config.with_updates(**updates)
 
 
+def default_learning_rate(method: str, arch: str | None = None) -> float:
+    """The method's small-dataset learning rate, scaled for an architecture whose adapters want a lower
+    one (catalog.ADAPTER_LEARNING_RATE_SCALE: measured with bench/defaults.py)."""
+    rate = method_spec(method).learning_rate
+    return rate * adapter_learning_rate_scale(arch) if method in LORA_FAMILY else rate
+
+
 def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, dims: tuple[float, Shape] | None,
-               refit: bool = True) -> SettledRun:
+               refit: bool = True, arch: str | None = None) -> SettledRun:
     """Settle every open choice of `config` for `hardware` and `data`.
 
     Without `data` (a run being created, its data not tokenized yet) only the machine's choices
     are made and the rest stays open for the training child. `dims` are the model's parameters
     (billions) and shape (`memory.model_shape`); without them nothing is planned and the run
     trains as configured. `refit=False` (a resume) keeps the batch split its checkpoint was
-    trained with and only plans it.
+    trained with and only plans it. `arch` (the model's `model_type`) sets the learning rate of an
+    architecture that wants its own.
     """
     from .fit import settle
 
-    config = resolve_choices(config, hardware)
+    config = resolve_choices(config, hardware, arch)
     if data is None:
         return SettledRun(config, None)
     notes: list[str] = []

@@ -19,12 +19,12 @@ from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
 from ..errors import ResourceError, TuneforgeError
 from ..events import Failed, Finished, Started, Stopped, Warned
-from ..hardware import Hardware, detect
+from ..hardware import Hardware, detect, resolve_method
 from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..runs import BASE_RECORD, RunDir
-from ..settle import DataFacts, require_pairs, resolve_choices, settle_run
+from ..settle import DataFacts, require_pairs, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
@@ -50,7 +50,8 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     hardware = replace(detect(run.path), cpu_allocator=allocator_in_use())
     if not hardware.cuda and config.processes > 1:  # CPU processes share the machine's memory
         hardware = replace(hardware, ram_available_gb=hardware.ram_available_gb / config.processes)
-    config = resolve_choices(config, hardware)  # the method decides what loads; config.yaml is written once settled
+    # The method decides what loads; the learning rate waits for the model's architecture (settle_run).
+    config = config.with_updates(method=resolve_method(config.method, hardware))
     checkpoint = run.checkpoint_to_train_from(resume)
     log = _RunLog(run, echo, is_main_process())
     echo = log.line
@@ -151,7 +152,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     fit = None
     if main:  # rank 0 settles the run for every process: they must agree on batch split and length
         settled = settle_run(config, hardware, DataFacts.measured(data.stats), model_shape(model_ref.path),
-                             refit=checkpoint is None)
+                             refit=checkpoint is None, arch=model_ref.arch)
         check_memory_plan(run, settled, hardware, model_ref, echo, refuse=checkpoint is None)
         config, fit = run.save_config(settled.config), settled.fit
     if world_size(config) > 1:

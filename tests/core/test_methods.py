@@ -266,3 +266,17 @@ def test_small_datasets_get_early_stopping_unless_it_is_set(home, tiny_config, f
     train_run(off, echo=None)
     assert off.load_config().early_stopping_patience == 0
     assert off.load_config().learning_rate == METHODS["lora"].learning_rate  # the method's default, recorded
+
+def test_a_gemma_3_adapter_trains_at_a_fifth_of_the_learning_rate_unless_one_is_set(home, tiny_config, default_model, tmp_path):
+    from tuneforge.core.settle import default_learning_rate
+
+    from ..conftest import build_tiny_model
+
+    # bench/defaults.py: at LoRA's 1e-3 the real Gemma 3 270M forgot far more than at 2e-4 (+1761 % against +172 %).
+    gemma = build_tiny_model("gemma3_text", default_model, tmp_path / "gemma")
+    run = create_run(tiny_config(model=str(gemma), learning_rate=None), home / "gemma")
+    assert run.load_config().learning_rate == pytest.approx(2e-4)
+    set_by_hand = create_run(tiny_config(model=str(gemma), learning_rate=1e-3), home / "by-hand")
+    assert set_by_hand.load_config().learning_rate == 1e-3
+    assert default_learning_rate("full", "gemma3_text") == METHODS["full"].learning_rate  # measured for adapters only
+    assert default_learning_rate("lora", "llama") == default_learning_rate("lora") == METHODS["lora"].learning_rate
