@@ -79,11 +79,6 @@ class ShrinkDir:
         stages = {e.stage: e for e in self.history().events if isinstance(e, Shrunk)}
         return [stages[k] for k in sorted(stages)]
 
-    def final_model(self) -> RunDir | None:
-        """The last stage's run, once every stage finished."""
-        plan = self.plan()
-        return self.stage(plan.stages) if len(self.finished_stages()) == plan.stages else None
-
 
 def source_start(source: str) -> tuple[Path, RunConfig | None]:
     """The model folder a shrink of `source` starts from and, for a run, its config: a finished run's
