@@ -11,7 +11,8 @@ Per row: parameters, the q8_0 GGUF's size, llama.cpp's greedy generation speed (
 median of 3, each file in its own process), how many of the 12 demo facts the GGUF answers
 (greedy, the answer contains the expected word), and the forgetting probe's general-text
 perplexity. The baseline is the unshrunk demo run. Aims (issue 21), at 20 layers: ≥ 10 of 12 facts,
-the GGUF ≥ 25 % smaller and ≥ 1.3× faster, progressive no worse than one shot.
+the GGUF ≥ 25 % smaller and ≥ 1.3× faster, progressive no worse than one shot. The README
+(progressive shrinking) has the last run's table.
 """
 
 from __future__ import annotations
