@@ -103,8 +103,7 @@ class RunDir:
 
     def training_pid(self, history: RunHistory | None = None) -> int | None:
         """The process id of the training child while it runs (launched or started), else None."""
-        last = (history or self.history()).lifecycle
-        return last.pid if isinstance(last, (Launched, Started)) and pid_alive(last.pid) else None
+        return running_pid(history or self.history())
 
     def training_processes(self) -> list[int]:
         """The live training processes of the latest launch: every rank that reported `started`
@@ -156,23 +155,33 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def running_pid(history: RunHistory) -> int | None:
+    """The process of the newest launch or start in `history` while it is alive, else None."""
+    last = history.lifecycle
+    return last.pid if isinstance(last, (Launched, Started)) and pid_alive(last.pid) else None
+
+
 def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     """Create a run directory with its config.yaml; the name says when and what."""
-    if run_dir is None:
-        stem = Path(config.model).stem if config.model.endswith(".gguf") else config.model.rsplit("/", 1)[-1]
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = runs_dir() / f"{stamp}-{slug(stem)}"
-    run_dir = Path(run_dir).expanduser().resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir}: already exists and is not empty", "pick a new --run-dir, or resume it with `tuneforge train --resume`")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run = RunDir(run_dir)
+    stem = Path(config.model).stem if config.model.endswith(".gguf") else config.model.rsplit("/", 1)[-1]
+    run = RunDir(new_folder(run_dir, stem, "pick a new --run-dir, or resume it with `tuneforge train --resume`"))
     run.save_config(config)
     return run
 
 
-def slug(text: str) -> str:
-    """`text` as a safe folder-name part: lower case, letters, digits, dots and dashes."""
+def new_folder(folder: Path | None, stem: str, hint: str) -> Path:
+    """An empty folder for a new run or shrink: `folder`, else TUNEFORGE_HOME/runs/<time>-<stem>; refused,
+    with `hint`, when it already holds something."""
+    if folder is None:
+        folder = runs_dir() / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{_slug(stem)}"
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and any(folder.iterdir()):
+        raise ConfigError(f"{folder}: already exists and is not empty", hint)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text.lower()).strip("-") or "run"
 
 

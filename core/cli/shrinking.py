@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from ..shrink.plan import parse_stages
+from ..shrink.plan import PLAN_FILE, parse_stages
 from .app import DataOption, EvalDataOption, app, say
 
 
@@ -40,7 +40,7 @@ def shrink(
     elif source is None:
         raise ConfigError("no model to shrink given", "tuneforge shrink RUN_DIR --layers N (or --keep 0.66)")
     else:
-        if (Path(source) / "shrink.json").is_file():
+        if (Path(source) / PLAN_FILE).is_file():
             raise ConfigError(f"{source}: is a shrink directory", f"continue it with `tuneforge shrink --resume {source}`")
         folder = pipeline.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say)
     from ..shrink.layers import checkpoint_parameters

@@ -25,15 +25,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ModelError
 from ..events import Event, RunHistory, Shrunk, Warned, append_event
-from ..paths import runs_dir
-from ..runs import RunDir, slug
+from ..runs import RunDir, new_folder, running_pid
 from .plan import ShrinkPlan, heal_settings, stage_layers, target_layers
 
 PRUNED = "pruned"
@@ -97,8 +95,13 @@ def source_start(source: str) -> tuple[Path, RunConfig | None]:
 
 def model_layers(folder: Path) -> int:
     """The decoder layer count in a model folder's config.json."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    return int(config.get("text_config", config)["num_hidden_layers"])
+    from ..memory import model_shape
+
+    dims = model_shape(folder)
+    if dims is None:
+        raise ModelError(f"{folder}: its config.json does not say how many decoder layers it has",
+                         "shrinking works on decoder-only transformers with hidden_size, num_hidden_layers and vocab_size")
+    return dims[1].layers
 
 
 def plan_shrink(source: str, layers: int | None = None, keep: float | None = None, stages: int | list[int] | None = None,
@@ -122,13 +125,8 @@ def plan_shrink(source: str, layers: int | None = None, keep: float | None = Non
 
 def create_shrink(plan: ShrinkPlan, shrink_dir: Path | None = None) -> ShrinkDir:
     """A new shrink directory holding `plan`."""
-    if shrink_dir is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        shrink_dir = runs_dir() / f"{stamp}-{slug(Path(plan.source).name)}-{plan.layers[-1]}-layers"
-    folder = Path(shrink_dir).expanduser().resolve()
-    if folder.exists() and any(folder.iterdir()):
-        raise ConfigError(f"{folder}: already exists and is not empty", "pick a new --run-dir, or continue it with `tuneforge shrink --resume`")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = new_folder(shrink_dir, f"{Path(plan.source).name}-{plan.layers[-1]}-layers",
+                        "pick a new --run-dir, or continue it with `tuneforge shrink --resume`")
     plan.write(folder)
     return ShrinkDir(folder)
 
@@ -179,8 +177,6 @@ def resume_hint(shrink: ShrinkDir) -> str:
 
 def shrink_state(shrink: ShrinkDir) -> str:
     """created, running, stopped, failed or finished — read off its files."""
-    from ..runs import pid_alive
-
     history = shrink.history()
     if len(shrink.finished_stages()) == shrink.plan().stages:
         return "finished"
@@ -188,7 +184,7 @@ def shrink_state(shrink: ShrinkDir) -> str:
     if last is None:
         return "created"
     if last.kind in ("launched", "started"):
-        return "running" if pid_alive(getattr(last, "pid", 0)) else "failed"
+        return "running" if running_pid(history) else "failed"
     return last.kind
 
 

@@ -13,7 +13,7 @@ from ..allocator import training_environment
 from ..errors import ConfigError
 from ..events import Failed, Launched, Stopped
 from ..paths import runs_dir
-from ..runs import pid_alive
+from ..runs import running_pid
 from .job import ShrinkDir, resume_hint, shrink_state
 from .plan import PLAN_FILE
 
@@ -34,9 +34,7 @@ def start_shrink(shrink: ShrinkDir) -> subprocess.Popen:
 
 def shrink_pid(shrink: ShrinkDir) -> int | None:
     """The process running the shrink, while it runs."""
-    last = shrink.history().lifecycle
-    pid = getattr(last, "pid", 0) if last is not None and last.kind in ("launched", "started") else 0
-    return pid if pid and pid_alive(pid) else None
+    return running_pid(shrink.history())
 
 
 def stop_shrink(shrink: ShrinkDir) -> bool:

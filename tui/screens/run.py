@@ -156,7 +156,7 @@ class RunScreen(Screen):
         self.query_one("#export", Button).disabled = state not in DONE_STATES
         self.query_one("#evaluate", Button).disabled = state not in DONE_STATES
         self.query_one("#chat", Button).disabled = state not in DONE_STATES
-        self.query_one("#shrink", Button).disabled = state not in DONE_STATES or not (self.run.merged / "config.json").is_file()
+        self.query_one("#shrink", Button).disabled = not self._can_shrink(state)
 
     def _plot(self) -> None:
         plot = self.query_one("#loss-chart", PlotextPlot)
@@ -226,12 +226,16 @@ class RunScreen(Screen):
     @on(Button.Pressed, "#shrink")
     def action_shrink(self) -> None:
         """Plan a smaller model from this run's merged one (fewer layers, healed by distillation)."""
-        if self.run.state() not in DONE_STATES or not (self.run.merged / "config.json").is_file():
+        if not self._can_shrink(self.run.state()):
             self.notify("Shrinking starts from the merged model: export (or merge) the run first.", severity="warning")
             return
         from .shrink import ShrinkForm
 
         self.app.push_screen(ShrinkForm(self.run), self._shrink_chosen)
+
+    def _can_shrink(self, state: str) -> bool:
+        """A shrink starts from a finished run's merged model."""
+        return state in DONE_STATES and (self.run.merged / "config.json").is_file()
 
     def _shrink_chosen(self, choice: tuple[int, str] | None) -> None:
         if choice is not None:
