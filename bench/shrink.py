@@ -5,7 +5,8 @@ and 16 layers, stage by stage and in one shot, each exported to q8_0 and asked t
     python bench/shrink.py --source RUN_DIR         # a finished, merged demo run
 
 Progressive is one `tuneforge shrink` with `--stages 24,20,16` (each stage healed for the default 3
-epochs by distillation from the stage before); one shot removes all the layers at once
+epochs by distillation from the stage before, on the data and the teacher's answers to the general
+prompts; `--general-prompts 0` heals on the data only); one shot removes all the layers at once
 (`--stages T`) and heals with the same number of steps the progressive stages took to get there.
 Per row: parameters, the q8_0 GGUF's size, llama.cpp's greedy generation speed (128 tokens, the
 median of 3, each file in its own process), how many of the 12 demo facts the GGUF answers
@@ -125,6 +126,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-shrink"))
     parser.add_argument("--targets", default="24,20,16", help="layer counts, largest first")
     parser.add_argument("--one-shot", default=None, help="the targets also shrunk in one shot (default: every target)")
+    parser.add_argument("--general-prompts", type=int, default=None,
+                        help="general prompts each stage also distils (default: the shrink's, all 60; 0 = the data only)")
     parser.add_argument("--speed", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.speed:
@@ -138,6 +141,7 @@ def main() -> int:
     from tuneforge.core.shrink.job import model_layers
 
     quiet_libraries()
+    healing = {"distill_general": args.general_prompts} if args.general_prompts is not None else None
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     source = args.source or run_demo(out / "demo", echo=None).run_dir
@@ -148,7 +152,8 @@ def main() -> int:
     rows = [measure(source, "unshrunk", layers, finished.result.general_perplexity_after, 0)]
 
     print(f"--- progressive: {' → '.join(map(str, [layers, *targets]))}", flush=True)
-    progressive = pipeline.shrink(str(source), stages=targets, run_dir=out / "progressive", echo=None)
+    progressive = pipeline.shrink(str(source), stages=targets, run_dir=out / "progressive", echo=None,
+                                   settings=healing)
     budget = 0
     for event in progressive.finished_stages():
         budget += event.steps
@@ -159,7 +164,8 @@ def main() -> int:
         if target not in one_shot_targets:
             continue
         print(f"--- one shot: {layers} → {target}, {row.steps} healing steps", flush=True)
-        one_shot = pipeline.shrink(str(source), stages=[target], max_steps=row.steps, run_dir=out / f"one-shot-{target}", echo=None)
+        one_shot = pipeline.shrink(str(source), stages=[target], max_steps=row.steps, run_dir=out / f"one-shot-{target}",
+                                  echo=None, settings=healing)
         event = one_shot.finished_stages()[0]
         rows.append(measure(one_shot.stage(1).path, f"one shot {target}", target, event.perplexity, event.steps))
     print()

@@ -146,6 +146,9 @@ class RunConfig(BaseModel):
     """distill: share of the loss that is KL to the teacher; the rest is cross-entropy on the answers."""
     distill_generate: bool = False
     """distill: train on the teacher's own greedy answers to the prompts instead of the dataset's answers."""
+    distill_general: int = Field(0, ge=0)
+    """distill: also learn the teacher's answers to this many of tuneforge's 60 general chat prompts, so the
+    student keeps the teacher's general chat while it learns the data (0 = off; `tuneforge shrink` heals with all 60)."""
     adapter_from: str | None = None
     """Continue training an existing adapter of the same base: a run directory or an adapter folder."""
     chat_template: ChatTemplate = "auto"
@@ -171,6 +174,8 @@ class RunConfig(BaseModel):
             raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
         if self.teacher and self.method != "distill":
             raise ValueError(f"teacher is only used by method distill, not {self.method}")
+        if self.distill_general and self.method != "distill":
+            raise ValueError(f"distill_general is only used by method distill, not {self.method}")
         if self.gradient_checkpointing and not method_spec(self.method).can_checkpoint:
             raise ValueError(f"{self.method} cannot use gradient_checkpointing: {method_spec(self.method).name} tuning's prefixes "
                              "live in the key/value cache that checkpointing turns off")

@@ -22,6 +22,7 @@ def shrink(
     eval_data: EvalDataOption = None,
     epochs: Annotated[float | None, typer.Option(help="Healing passes over the data per stage (default 3).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Healing steps per stage (instead of epochs).")] = None,
+    general_prompts: Annotated[int | None, typer.Option(help="Heal also on the teacher's answers to this many general chat prompts (default all 60; 0 = the data only).")] = None,
     out: Annotated[Path | None, typer.Option("--run-dir", help="Where to create the shrink directory (default: TUNEFORGE_HOME/runs/…).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this shrink directory where it stopped.")] = None,
 ) -> int:
@@ -33,7 +34,7 @@ def shrink(
     from ..shrink.job import stages_table
 
     if resume is not None:
-        if source is not None or any(v is not None for v in (layers, keep, stages, data, eval_data, epochs, max_steps, out)):
+        if source is not None or any(v is not None for v in (layers, keep, stages, data, eval_data, epochs, max_steps, general_prompts, out)):
             raise ConfigError("--resume continues a shrink as it was planned; it takes no other options",
                               f"tuneforge shrink --resume {resume}")
         folder = pipeline.resume_shrink(resume, echo=say)
@@ -42,7 +43,9 @@ def shrink(
     else:
         if (Path(source) / PLAN_FILE).is_file():
             raise ConfigError(f"{source}: is a shrink directory", f"continue it with `tuneforge shrink --resume {source}`")
-        folder = pipeline.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say)
+        settings = {"distill_general": general_prompts} if general_prompts is not None else None
+        folder = pipeline.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say,
+                                 settings=settings)
     from ..shrink.layers import checkpoint_parameters
 
     plan = folder.plan()

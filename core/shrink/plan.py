@@ -23,6 +23,9 @@ STAGE_SHARE = 1 / 8
 """A stage removes at most this share of the source's layers by default: a small step heals in a few epochs."""
 HEAL_EPOCHS = 3.0
 """Passes over the data that heal each stage by default (distillation from the stage before)."""
+HEAL_GENERAL_PROMPTS = 60
+"""General chat prompts whose teacher answers each stage also distils by default (`distill_general`): healed
+on the domain data alone, a 20-layer demo model kept its facts but lost general chat (bench/shrink.py)."""
 CARRIED_SETTINGS = ("data", "data_split", "eval_data", "eval_data_split", "columns", "eval_split", "max_length",
                     "chat_template", "train_reasoning", "seed", "batch_size", "grad_accum")
 """What a healing run takes over from the source run: the same data, split, template and batch."""
@@ -106,7 +109,7 @@ def stage_layers(total: int, target: int, stages: int | list[int] | None = None)
 def heal_settings(source_config: RunConfig | None, data: str | None, eval_data: str | None,
                   epochs: float | None, max_steps: int | None) -> dict[str, Any]:
     """The healing runs' settings: what the source run trained on (or `data`), healed for `epochs` (or
-    `max_steps` optimizer steps) a stage."""
+    `max_steps` optimizer steps) a stage, with the teacher's answers to the general prompts besides."""
     settings: dict[str, Any] = {}
     if source_config is not None:
         settings = {name: getattr(source_config, name) for name in CARRIED_SETTINGS}
@@ -118,6 +121,7 @@ def heal_settings(source_config: RunConfig | None, data: str | None, eval_data: 
     if not settings.get("data"):
         raise ConfigError("no data to heal the smaller model on", "pass --data FILE (a finished run as SOURCE brings its own)")
     settings["epochs"] = epochs if epochs is not None else HEAL_EPOCHS
+    settings["distill_general"] = HEAL_GENERAL_PROMPTS
     if max_steps is not None:
         settings["max_steps"] = max_steps
     return {key: value for key, value in settings.items() if value is not None}

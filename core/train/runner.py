@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,7 +28,8 @@ from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
-from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
+from .distill import (GENERAL_PROMPTS, check_same_tokenizer, general_examples, general_prompts, load_teacher,
+                      resolve_teacher, teacher_answers)
 from .guards import OverfitWatch, general_perplexity
 from .planning import check_memory_plan
 from .recall import RecallStop
@@ -244,19 +246,30 @@ def _round(value: float | None) -> float | None:
 
 def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, eval_loaded: LoadedData | None,
                    teacher: Any, tokenizer: Any, echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
-    """What the trainer consumes: tokenized answers, or the pair Examples split as `prepare` splits them."""
-    pairs = method_spec(config.method).pairs_data
-    if not pairs and not (teacher is not None and config.distill_generate):
+    """What the trainer consumes: tokenized answers (for distill, the teacher's own answers when asked, and
+    its answers to the general prompts), or the pair Examples split as `prepare` splits them."""
+    if method_spec(config.method).pairs_data:
+        return train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
+    if teacher is None:
         return data.train, data.eval
-    train_examples, eval_examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
-    if pairs:
-        return train_examples, eval_examples
-    echo("distill: the teacher answers every training prompt …")
-    answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
-    regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
-                          LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None,
-                          chat_template=config.chat_template)
-    return regenerated.train, regenerated.eval
+    train, evaluation = data.train, data.eval
+    if config.distill_generate:
+        train_examples, eval_examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
+        echo("distill: the teacher answers every training prompt …")
+        answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
+        regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
+                              LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None,
+                              chat_template=config.chat_template)
+        train, evaluation = regenerated.train, regenerated.eval
+    if config.distill_general:
+        count = min(config.distill_general, len(general_prompts()))
+        echo(f"distill: the teacher answers {count} general prompts …")
+        general = general_examples(teacher, tokenizer, count)
+        echo(f"distill: {len(general)} of its general answers ended their turn and are learned besides the data")
+        if general:
+            train = train + prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, config.max_length,
+                                    0.0, config.seed, chat_template=config.chat_template).train
+    return train, evaluation
 
 
 def _final_eval_loss(trainer: Any) -> float:

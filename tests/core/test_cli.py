@@ -73,6 +73,7 @@ def test_data_check_reports_stats(home, default_model, capsys):
         (["shrink", "{model}", "--keep", "0.3", "--data", "{data}"], 2, "too few: the first and last layers always stay"),
         (["shrink", "{model}", "--layers", "1", "--stages", "two", "--data", "{data}"], 2, "--stages two"),
         (["shrink", "--resume", "{tmp}", "--layers", "3"], 2, "takes no other options"),
+        (["shrink", "--resume", "{tmp}", "--general-prompts", "0"], 2, "takes no other options"),
         (["shrink", "--resume", "{tmp}"], 2, "not a shrink directory"),
     ],
 )

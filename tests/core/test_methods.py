@@ -193,6 +193,33 @@ def test_distillation_brings_the_student_towards_its_teacher(home, tiny_config, 
     assert all("lora_" in name for name in changed_parameters(snapshot))
 
 
+def test_general_answers_that_do_not_end_their_turn_are_not_distilled(home, tiny_config, tiny_teacher):
+    # The tiny teacher learned the facts only and rambles on general prompts: nothing is kept (it would
+    # teach cutting off), the run says so and trains on the data. (bench/shrink.py measures the real gain.)
+    from transformers import AutoModelForCausalLM
+
+    from tuneforge.core.runs import RunDir
+    from tuneforge.core.train import distill
+    from tuneforge.core.train.setup import load_tokenizer
+
+    teacher_path = RunDir(tiny_teacher).merged
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_path, dtype=torch.float32).eval()
+    answers = distill.generate_answers([[{"role": "user", "content": p}] for p in distill.general_prompts()[:4]],
+                                       teacher, load_tokenizer(teacher_path), 8)
+    assert len(answers) == 4 and not any(ended for _text, ended in answers)
+    assert distill.general_examples(teacher, load_tokenizer(teacher_path), 4) == []
+
+    lines = []
+    config = tiny_config(method="distill", teacher=str(tiny_teacher), max_steps=2, distill_general=4)
+    train_run(create_run(config, home / "general"), echo=lines.append)
+    assert "distill: 0 of its general answers ended their turn and are learned besides the data" in lines
+
+
+def test_distill_general_is_refused_without_distillation(tiny_config):
+    with pytest.raises(ValueError, match="distill_general is only used by method distill"):
+        tiny_config(distill_general=8)
+
+
 def test_a_teacher_with_another_tokenizer_is_refused_up_front(home, tiny_config, qwen_tokenizer_dir, tmp_path):
     from ..conftest import build_tiny_model
 
