@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..accelerate_setup import is_main_process, process_rank, sharded, world_size
@@ -28,8 +28,15 @@ from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
-from .distill import (GENERAL_PROMPTS, check_same_tokenizer, general_examples, general_prompts, load_teacher,
-                      resolve_teacher, teacher_answers)
+from .distill import (
+    GENERAL_PROMPTS,
+    check_same_tokenizer,
+    general_examples,
+    general_prompts,
+    load_teacher,
+    resolve_teacher,
+    teacher_answers,
+)
 from .guards import OverfitWatch, general_perplexity
 from .planning import check_memory_plan
 from .recall import RecallStop
