@@ -115,10 +115,9 @@ def teacher_answers(examples: list[Example], teacher: Any, tokenizer: Any) -> li
     return answered
 
 
-def general_examples(teacher: Any, tokenizer: Any, count: int) -> list[Example]:
-    """The teacher's answers to the first `count` general prompts, as conversations to distil; an answer
-    that did not end its turn within GENERAL_ANSWER_TOKENS is left out (it would teach cutting off)."""
-    prompts = general_prompts()[:count]
+def general_examples(prompts: list[str], teacher: Any, tokenizer: Any) -> list[Example]:
+    """The teacher's answers to `prompts` (general prompts, in file order), as conversations to distil; an
+    answer that did not end its turn within GENERAL_ANSWER_TOKENS is left out (it would teach cutting off)."""
     answers = generate_answers([[{"role": "user", "content": p}] for p in prompts], teacher, tokenizer, GENERAL_ANSWER_TOKENS)
     return [Example(f"{GENERAL_PROMPTS}:{line}", [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}])
             for line, (prompt, (text, ended)) in enumerate(zip(prompts, answers, strict=True), start=1) if ended and text]

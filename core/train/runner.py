@@ -269,9 +269,9 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
                               chat_template=config.chat_template)
         train, evaluation = regenerated.train, regenerated.eval
     if config.distill_general:
-        count = min(config.distill_general, len(general_prompts()))
-        echo(f"distill: the teacher answers {count} general prompts …")
-        general = general_examples(teacher, tokenizer, count)
+        prompts = general_prompts()[:config.distill_general]
+        echo(f"distill: the teacher answers {len(prompts)} general prompts …")
+        general = general_examples(prompts, teacher, tokenizer)
         echo(f"distill: {len(general)} of its general answers ended their turn and are learned besides the data")
         if general:
             train = train + prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, config.max_length,

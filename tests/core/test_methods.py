@@ -204,10 +204,10 @@ def test_general_answers_that_do_not_end_their_turn_are_not_distilled(home, tiny
 
     teacher_path = RunDir(tiny_teacher).merged
     teacher = AutoModelForCausalLM.from_pretrained(teacher_path, dtype=torch.float32).eval()
-    answers = distill.generate_answers([[{"role": "user", "content": p}] for p in distill.general_prompts()[:4]],
-                                       teacher, load_tokenizer(teacher_path), 8)
+    prompts = distill.general_prompts()[:4]
+    answers = distill.generate_answers([[{"role": "user", "content": p}] for p in prompts], teacher, load_tokenizer(teacher_path), 8)
     assert len(answers) == 4 and not any(ended for _text, ended in answers)
-    assert distill.general_examples(teacher, load_tokenizer(teacher_path), 4) == []
+    assert distill.general_examples(prompts, teacher, load_tokenizer(teacher_path)) == []
 
     lines = []
     config = tiny_config(method="distill", teacher=str(tiny_teacher), max_steps=2, distill_general=4)
