@@ -41,27 +41,35 @@ from tuneforge.core.quiet import quiet_libraries
 FACTS = Path(__file__).parent / "data" / "held-out-facts.json"
 ANSWER_TOKENS = 48
 """Every fact's answer is one sentence."""
-BEFORE = {"epochs": 6, "eval_split": 0.1, "early_stopping_patience": 3, "stop_when_recalled": False, "learning_rate": 1e-3}
-"""The small-dataset defaults this bench was written against (rank 16 unchanged)."""
-RECALL = {"stop_when_recalled": True, "learning_rate": 1e-3}
-EVERY_EPOCH = {"eval_split": 0, "stop_when_recalled": False, "learning_rate": 1e-3}
-"""Every fact trains, for as many epochs as the row says (at LoRA's 1e-3 unless the row says otherwise)."""
-CANDIDATES: dict[str, tuple[str, dict[str, Any], bool]] = {
-    # name: (what it is, config settings, trained on the three wordings of each fact)
-    "before": ("the defaults as they were", BEFORE, False),
-    "all-facts": ("every fact trains (no eval split), 6 epochs", {**EVERY_EPOCH, "epochs": 6}, False),
-    "all-facts-20ep": ("every fact trains, 20 epochs", {**EVERY_EPOCH, "epochs": 20}, False),
-    "all-facts-lr2e-4": ("every fact trains, 20 epochs at 2e-4", {**EVERY_EPOCH, "epochs": 20, "learning_rate": 2e-4}, False),
-    "all-facts-r64": ("every fact trains, 20 epochs, rank 64", {**EVERY_EPOCH, "epochs": 20, "lora_r": 64, "lora_alpha": 128}, False),
-    "augmented": ("three wordings of each fact, every fact trains, 6 epochs", {**EVERY_EPOCH, "epochs": 6}, True),
-    "augmented-lr5e-4": ("the same at 5e-4", {**EVERY_EPOCH, "epochs": 6, "learning_rate": 5e-4}, True),
-    "augmented-lr2e-4": ("the same at 2e-4", {**EVERY_EPOCH, "epochs": 6, "learning_rate": 2e-4}, True),
-    "before-augmented": ("the defaults as they were, on the three wordings of each fact", BEFORE, True),
-    "recall": ("stop_when_recalled: up to 30 epochs, stopping once every answer is recalled", RECALL, False),
-    "recall-augmented": ("the same, on the three wordings of each fact", RECALL, True),
-    "recall-lr5e-4": ("stop_when_recalled, learning rate 5e-4", {**RECALL, "learning_rate": 5e-4}, False),
-    "defaults": ("nothing set: tuneforge's defaults now", {}, False),
+BEFORE = {"replay": 0}
+"""The defaults this bench was last run against (issue 31's starting point): 6 epochs, a tenth of the facts held out
+for eval loss with early stopping on it, LoRA at the family's rate, no replay."""
+ALL_FACTS = {"eval_split": 0}
+"""Every fact trains: nothing is held out for an eval loss, so the epochs run out."""
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (what it is, config settings)
+    "before": ("the defaults as they were: no replay", BEFORE),
+    "defaults": ("nothing set: tuneforge's defaults now", {}),
+    "all-facts": ("no replay, every fact trains", {**BEFORE, **ALL_FACTS}),
+    "replay": ("replay 1 (as many tokens of the base's own answers as of data), every fact trains", {**ALL_FACTS, "replay": 1}),
+    "replay-2": ("replay 2, every fact trains", {**ALL_FACTS, "replay": 2}),
+    "replay-10ep": ("replay 1, every fact trains, 10 epochs", {**ALL_FACTS, "replay": 1, "epochs": 10}),
+    "replay-lr5e-4": ("replay 1, every fact trains, learning rate 5e-4", {**ALL_FACTS, "replay": 1, "learning_rate": 5e-4}),
+    "replay-lr1e-3": ("replay 1, every fact trains, learning rate 1e-3", {**ALL_FACTS, "replay": 1, "learning_rate": 1e-3}),
+    "replay-kl": ("replay 1 held by a KL term to the base (replay_kl 1), every fact trains",
+                  {**ALL_FACTS, "replay": 1, "replay_kl": 1.0}),
+    "replay-2-kl": ("replay 2 with replay_kl 1, every fact trains", {**ALL_FACTS, "replay": 2, "replay_kl": 1.0}),
+    "replay-kl-recall": ("replay 1 with replay_kl 1, every fact trains until every answer is recalled",
+                         {**ALL_FACTS, "replay": 1, "replay_kl": 1.0, "stop_when_recalled": True}),
+    "replay-kl3-recall": ("replay 1 with replay_kl 3, every fact trains until every answer is recalled",
+                          {**ALL_FACTS, "replay": 1, "replay_kl": 3.0, "stop_when_recalled": True}),
+    "replay-2-kl-recall": ("replay 2 with replay_kl 1, every fact trains until every answer is recalled",
+                           {**ALL_FACTS, "replay": 2, "replay_kl": 1.0, "stop_when_recalled": True}),
+    "replay-recall": ("replay 1, every fact trains until every answer is recalled (up to 30 epochs)",
+                      {**ALL_FACTS, "replay": 1, "stop_when_recalled": True}),
 }
+WORDINGS = {"one": 1, "two": 2, "three": 3}
+"""How many wordings of each fact train: the question a person writes, then the fact set's `more` wordings."""
 
 
 @dataclass
@@ -70,12 +78,16 @@ class Row:
 
     family: str
     candidate: str
+    wordings: str
     steps: int
     seen: int
     paraphrased: int
     facts: int
     perplexity_before: float | None
     perplexity_after: float | None
+    kept: int | None
+    known: int | None
+    replayed: int
     seconds: float
 
     @property
@@ -97,29 +109,30 @@ def family_model(family: str, out: Path) -> str:
 
 
 def write_fact_files(out: Path) -> dict[str, Path]:
-    """The training files (one wording, three wordings) and the questions file (every fact as trained,
-    then every paraphrase, the key as reference), under `out`."""
+    """The training files (one, two and three wordings of each fact) and the questions file (every fact as
+    trained, then every paraphrase, the key as reference), under `out`."""
     facts = json.loads(FACTS.read_text(encoding="utf-8"))["facts"]
 
     def chat(question: str, answer: str) -> str:
         return json.dumps({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
 
-    files = {"plain": out / "train.jsonl", "augmented": out / "train-augmented.jsonl", "questions": out / "questions.jsonl"}
-    files["plain"].write_text("".join(chat(f["question"], f["answer"]) + "\n" for f in facts), encoding="utf-8")
-    files["augmented"].write_text("".join(chat(q, f["answer"]) + "\n" for f in facts for q in [f["question"], *f["more"]]),
-                                  encoding="utf-8")
+    files = {name: out / f"train-{name}.jsonl" for name in WORDINGS}
+    for name, count in WORDINGS.items():
+        files[name].write_text("".join(chat(q, f["answer"]) + "\n" for f in facts for q in [f["question"], *f["more"]][:count]),
+                               encoding="utf-8")
+    files["questions"] = out / "questions.jsonl"
     asked = [f["question"] for f in facts] + [f["paraphrase"] for f in facts]
     files["questions"].write_text("".join(chat(q, f["key"]) + "\n" for q, f in zip(asked, facts + facts, strict=True)),
                                   encoding="utf-8")
     return files
 
 
-def train_and_ask(family: str, model: str, candidate: str, files: dict[str, Path], out: Path) -> Row | None:
+def train_and_ask(family: str, model: str, candidate: str, wordings: str, files: dict[str, Path], out: Path) -> Row | None:
     """Train one candidate in its own process, then have the tuned model answer every question."""
-    _, settings, augmented = CANDIDATES[candidate]
-    config = RunConfig.from_dict({"model": model, "data": str(files["augmented" if augmented else "plain"]), **settings})
-    run = create_run(config, out / f"{family}-{candidate}")
-    print(f"--- {family} {candidate}: {run.path}", flush=True)
+    _, settings = CANDIDATES[candidate]
+    config = RunConfig.from_dict({"model": model, "data": str(files[wordings]), **settings})
+    run = create_run(config, out / f"{family}-{candidate}-{wordings}")
+    print(f"--- {family} {candidate} {wordings}: {run.path}", flush=True)
     started = time.perf_counter()
     child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,28 +144,34 @@ def train_and_ask(family: str, model: str, candidate: str, files: dict[str, Path
     right = [answer.contains for answer in report.models[0].answers]
     half = len(right) // 2
     figures = compared_run(run.path)
-    steps = run.history().finished.result.steps  # type: ignore[union-attr]
-    row = Row(family, candidate, steps, sum(right[:half]), sum(right[half:]), half,
-              figures.perplexity_before, figures.perplexity_after, seconds)
-    print(f"    {row.seen}/{half} as trained, {row.paraphrased}/{half} paraphrased, forgetting {row.forgetting}, "
-          f"{steps} steps, {seconds:.0f} s", flush=True)
+    result = run.history().finished.result  # type: ignore[union-attr]
+    row = Row(family, candidate, wordings, result.steps, sum(right[:half]), sum(right[half:]), half,
+              figures.perplexity_before, figures.perplexity_after, result.general_kept, result.general_known,
+              result.replay_examples, seconds)
+    print(f"    {row.seen}/{half} as trained, {row.paraphrased}/{half} paraphrased, everyday {row.kept}/{row.known}, "
+          f"forgetting {row.forgetting}, {row.steps} steps, {seconds:.0f} s", flush=True)
     return row
 
 
 def table(rows: list[Row]) -> str:
     """The rows as a table, with what each column means."""
-    header = ["family", "candidate", "steps", "as trained", "paraphrased", "ppl before → after", "forgetting", "train s"]
+    header = ["family", "candidate", "wordings", "steps", "as trained", "paraphrased", "everyday kept", "ppl before → after",
+              "ppl change", "train s"]
     lines = [header]
     for r in rows:
         ppl = f"{r.perplexity_before:.2f} → {r.perplexity_after:.2f}" if r.perplexity_before and r.perplexity_after else "–"
-        lines.append([r.family, r.candidate, str(r.steps), f"{r.seen}/{r.facts} ({100 * r.seen / r.facts:.0f} %)",
-                      f"{r.paraphrased}/{r.facts} ({100 * r.paraphrased / r.facts:.0f} %)", ppl, r.forgetting, f"{r.seconds:.0f}"])
+        kept = f"{r.kept}/{r.known} ({100 * r.kept / r.known:.0f} %)" if r.known else "–"
+        lines.append([r.family, r.candidate, r.wordings, str(r.steps), f"{r.seen}/{r.facts} ({100 * r.seen / r.facts:.0f} %)",
+                      f"{r.paraphrased}/{r.facts} ({100 * r.paraphrased / r.facts:.0f} %)", kept, ppl, r.forgetting,
+                      f"{r.seconds:.0f}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     text.append("\nas trained / paraphrased: facts whose answer contains the key (greedy, "
-                f"{ANSWER_TOKENS} tokens). Aims: ≥ 90 % as trained, ≥ 75 % paraphrased, forgetting ≤ +50 %.")
-    text += [f"{name}: {what}" for name, (what, _, _) in CANDIDATES.items() if any(r.candidate == name for r in rows)]
+                f"{ANSWER_TOKENS} tokens). everyday kept: of the shipped everyday questions the base answered right, "
+                "those the tuned model still answers right. train s: the training child, probes included. "
+                "Aims: ≥ 90 % as trained, ≥ 75 % paraphrased, ≥ 95 % everyday answers kept.")
+    text += [f"{name}: {what}" for name, (what, _) in CANDIDATES.items() if any(r.candidate == name for r in rows)]
     return "\n".join(text)
 
 
@@ -160,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default="smollm2,gemma3", help="comma-separated: smollm2, gemma3")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help=f"comma-separated, of: {', '.join(CANDIDATES)}")
+    parser.add_argument("--wordings", default="one,two", help=f"comma-separated, of: {', '.join(WORDINGS)}")
     parser.add_argument("--out", type=Path, default=Path("bench-defaults"))
     args = parser.parse_args(argv)
     quiet_libraries()
@@ -170,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     for family in args.families.split(","):
         model = family_model(family.strip(), args.out)
         for candidate in args.candidates.split(","):
-            row = train_and_ask(family.strip(), model, candidate.strip(), files, stamp_dir)
-            if row:
-                rows.append(row)
+            for wordings in args.wordings.split(","):
+                row = train_and_ask(family.strip(), model, candidate.strip(), wordings.strip(), files, stamp_dir)
+                if row:
+                    rows.append(row)
     print()
     print(table(rows))
     return 0

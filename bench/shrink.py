@@ -82,7 +82,7 @@ def facts_answered(gguf: Path) -> int:
     chat = load_chat_model(gguf)
     try:
         return sum(contains_reference(chat.reply([{"role": "user", "content": q["question"]}], ANSWER_TOKENS).text, q["expect"])
-                   for q in demo_probes()["probes"])
+                   for q in demo_probes())
     finally:
         chat.close()
 

@@ -27,6 +27,10 @@ stop_when_recalled may be turned on (see settle.py)."""
 DEFAULT_PATIENCE = 3
 DEFAULT_EPOCHS = 6
 """Passes over a dataset of SMALL_DATASET examples or more, or over documents and preference pairs."""
+REPLAY_RATIO = 1.0
+"""Replayed tokens per data token when `replay` is left open for a small dataset of answers (bench/defaults.py)."""
+REPLAY_KL = 1.0
+"""The weight of the KL term on replayed answers when `replay_kl` is left open and replay is on (bench/defaults.py)."""
 SMALL_DATA_MAX_EPOCHS = 30
 """The most passes over a small dataset of answers with stop_when_recalled, which stops once every answer is recalled."""
 
@@ -80,7 +84,7 @@ class RunConfig(BaseModel):
     method: Method = "auto"
     """What is trained, and how; auto = qlora on a CUDA GPU, lora elsewhere."""
     epochs: float | None = Field(None, gt=0)
-    """Passes over the training data; None = 6, or up to 30 with stop_when_recalled."""
+    """Passes over the training data; None = 6, or up to 30 where training stops once recalled (stop_when_recalled)."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
     """Peak learning rate; None = the method's default (LoRA 1e-3, full 2e-5, prompt tuning 3e-2, DPO 5e-5, …)."""
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
@@ -124,10 +128,10 @@ class RunConfig(BaseModel):
     early_stopping_patience: int | None = Field(None, ge=0)
     """Stop after this many evaluations without a better eval loss, and keep the best checkpoint; 0 = off;
     None = 3 for datasets under 1,000 examples with eval data (off with stop_when_recalled)."""
-    stop_when_recalled: bool = False
-    """Datasets under 1,000 examples of answers: stop at the end of the first epoch after which every training
-    answer comes back word for word (greedy, checked on up to 256 examples). Learns every trained fact in the
-    fewest steps, but forgets more than 6 decayed epochs (bench/defaults.py), so it is off unless set."""
+    stop_when_recalled: bool | None = None
+    """Datasets under 1,000 examples of answers: train up to 30 epochs, stopping at the end of the first epoch after
+    which every training answer comes back word for word (greedy, checked on up to 256 examples); None = on where
+    replay_kl holds the model to its base (without it, training that long forgets: bench/defaults.py), else off."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
     freeze_layers: int = Field(2, ge=0)
@@ -149,6 +153,14 @@ class RunConfig(BaseModel):
     distill_general: int = Field(0, ge=0)
     """distill: also learn the teacher's answers to this many of tuneforge's 60 general chat prompts, so the
     student keeps the teacher's general chat while it learns the data (0 = off; `tuneforge shrink` heals with all 60)."""
+    replay: float | None = Field(None, ge=0)
+    """Replay: the base model's own answers to tuneforge's general chat prompts and everyday questions train beside
+    the data, this many tokens of them for every token of the data, so it keeps what it knew (answers that do not
+    end their turn are left out); None = 1 for a dataset of answers under 1,000 examples, else 0 (off). SFT methods only."""
+    replay_kl: float | None = Field(None, ge=0)
+    """Weight of a KL term that holds the tuned model's token distributions on the replayed answers to the base's
+    (the same model with its adapter off); 0 = the replayed answers train as plain answers; None = 1 wherever
+    replay is on for an adapter method trained in one process, else 0."""
     adapter_from: str | None = None
     """Continue training an existing adapter of the same base: a run directory or an adapter folder."""
     chat_template: ChatTemplate = "auto"
@@ -158,7 +170,8 @@ class RunConfig(BaseModel):
     """Train assistant turns' reasoning traces (reasoning_content, <think>…</think>) where the chat template shows them;
     off = they stay in the input as context and only the answers are learned."""
     forgetting_probe: bool = True
-    """Measure perplexity on a small general-text set before and after training (forgetting)."""
+    """Measure forgetting: ask the base and the tuned model about a hundred everyday questions (how many right answers
+    were kept), and their perplexity on a small general-text set."""
     seed: int = 42
     """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False
@@ -174,6 +187,12 @@ class RunConfig(BaseModel):
             raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
         if self.teacher and self.method != "distill":
             raise ValueError(f"teacher is only used by method distill, not {self.method}")
+        if self.replay and method_spec(self.method).objective != "sft":
+            raise ValueError(f"replay trains the base's own answers beside SFT data; method {self.method} does not use it "
+                             "(distill keeps general chat with distill_general)")
+        if self.replay_kl and (method_spec(self.method).weights != "adapter" or self.processes * self.nodes > 1):
+            raise ValueError(f"replay_kl compares the model with its adapter off: it needs an adapter method trained in one "
+                             f"process, not {self.method}" + (f" in {self.processes * self.nodes}" if self.processes * self.nodes > 1 else ""))
         if self.distill_general and self.method != "distill":
             raise ValueError(f"distill_general is only used by method distill, not {self.method}")
         if self.gradient_checkpointing and not method_spec(self.method).can_checkpoint:

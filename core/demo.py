@@ -9,13 +9,14 @@ from pathlib import Path
 
 from .answer_scores import contains_reference
 from .config import RunConfig
+from .general_answers import KeptAnswers, general_questions
 from .pipeline import Echo, run_pipeline
 
 DEMO_DATA = "brindlewick.jsonl"
 DEMO_EVAL = "brindlewick-eval.jsonl"
 DEMO_PROBES = "brindlewick-probes.json"
 DEMO_QUESTIONS = "demo-questions.jsonl"
-"""The probes and controls as a dataset (the expected word as the reference), written into RUN_DIR/eval/ for the evaluation."""
+"""The probes as a dataset (the expected word as the reference), written into RUN_DIR/eval/ for the evaluation."""
 DEMO_GGUF_TYPE = "q8_0"
 """Tiny models quantize badly below 8 bits; q8_0 keeps the 135M model's answers."""
 ANSWER_TOKENS = 64
@@ -59,18 +60,19 @@ def demo_config(**overrides: object) -> RunConfig:
 
 @dataclass
 class DemoResult:
-    """The demo's answers: the planted facts, and control questions the model must still answer."""
+    """The demo's answers: the planted facts, and the everyday answers the fine-tuned file kept."""
 
     facts: list[ProbeAnswer]
-    controls: list[ProbeAnswer]
+    kept: KeptAnswers | None
+    """Of the everyday questions the base model answers right, those the fine-tuned GGUF still answers right."""
     run_dir: Path
     table: str = ""
     """The evaluation's summary table (base model and GGUF, on every demo question)."""
 
 
-def demo_probes() -> dict[str, list[dict[str, str]]]:
-    """The demo's fact questions ("probes") and general-knowledge "controls", each with the word a right answer contains."""
-    return json.loads(demo_file(DEMO_PROBES).read_text(encoding="utf-8"))
+def demo_probes() -> list[dict[str, str]]:
+    """The demo's fact questions, each with the word a right answer contains."""
+    return json.loads(demo_file(DEMO_PROBES).read_text(encoding="utf-8"))["probes"]
 
 
 def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> DemoResult:
@@ -84,18 +86,17 @@ def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: objec
         from .errors import ExportError
 
         raise ExportError("the demo's GGUF failed verification", f"see {run.export / 'export-report.json'}")
-    questions = demo_probes()
-    everything = questions["probes"] + questions["controls"]
+    probes = demo_probes()
     asked = run.path / EVAL_FOLDER / DEMO_QUESTIONS
     asked.parent.mkdir(parents=True, exist_ok=True)
     asked.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q["question"]},
                                                       {"role": "assistant", "content": q["expect"]}]}) + "\n"
-                             for q in everything), encoding="utf-8")
+                             for q in probes), encoding="utf-8")
     if echo:
-        echo(f"asking the base model and the fine-tuned GGUF {len(everything)} questions …")
+        echo(f"asking the base model and the fine-tuned GGUF the {len(probes)} demo questions and "
+             f"{len(general_questions())} everyday questions …")
     report = evaluate_run(run.path, data=str(asked), max_new_tokens=ANSWER_TOKENS, kinds=("base", "gguf"))
     base, tuned = report.models
     answers = [ProbeAnswer(q["question"], q["expect"], b.text, a.text)
-               for q, b, a in zip(everything, base.answers, tuned.answers, strict=True)]
-    facts = len(questions["probes"])
-    return DemoResult(answers[:facts], answers[facts:], run.path, report.table())
+               for q, b, a in zip(probes, base.answers, tuned.answers, strict=True)]
+    return DemoResult(answers, tuned.kept, run.path, report.table())

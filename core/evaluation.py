@@ -26,6 +26,7 @@ from .answer_scores import score_answer
 from .atomic import atomic_write_text
 from .data.records import Example
 from .errors import DataError, GeneratorError, ModelError
+from .general_answers import KeptAnswers, general_questions
 from .judge import judge_answer
 from .progress import Progress, ProgressCallback
 from .runs import RunDir
@@ -75,6 +76,10 @@ class EvaluatedModel:
     answers: list[ModelAnswer] = field(default_factory=list)
     perplexity: float | None = None
     """On the forgetting probe's general text; None for GGUF files."""
+    everyday: list[str] | None = None
+    """Its answers to the everyday questions (general_answers.py), when the base model was asked too."""
+    kept: KeptAnswers | None = None
+    """Of the everyday questions the base answered right, those this model still answers right."""
 
     def rate(self, measure: str) -> float | None:
         """The share of answers with `measure` ("exact", "contains", "stopped", "correct"); the mean for "f1"."""
@@ -105,7 +110,9 @@ class EvalReport:
             "run": self.run, "data": self.data, "judge": self.judge,
             "models": [{"label": m.label, "kind": m.kind, "source": m.source, "perplexity": m.perplexity,
                         "exact": m.rate("exact"), "contains": m.rate("contains"), "f1": m.rate("f1"),
-                        "correct": m.rate("correct"), "stop_rate": m.rate("stopped"), "mean_words": m.mean_words}
+                        "correct": m.rate("correct"), "stop_rate": m.rate("stopped"), "mean_words": m.mean_words,
+                        "everyday_known": m.kept.known if m.kept else None, "everyday_kept": m.kept.kept if m.kept else None,
+                        "everyday_lost": [asdict(lost) for lost in m.kept.lost] if m.kept else None}
                        for m in self.models],
             "questions": [{"source": q.source, "question": q.question, "messages": q.messages, "reference": q.reference,
                            "answers": {m.label: asdict(m.answers[i]) for m in self.models}}
@@ -115,12 +122,14 @@ class EvalReport:
     def table(self) -> str:
         """The per-model summary as a readable table, with what each column means."""
         judged = self.judge is not None
-        header = ["model", "exact", "contains", "F1", *(["judge"] if judged else []), "stopped", "words", "general ppl"]
+        header = ["model", "exact", "contains", "F1", *(["judge"] if judged else []), "stopped", "words", "everyday kept",
+                  "general ppl"]
         rows = [header]
         for m in self.models:
             rows.append([m.label, *(shown(measure, m.rate(measure)) for measure in ("exact", "contains", "f1")),
                          *([shown("correct", m.rate("correct"))] if judged else []), shown("stopped", m.rate("stopped")),
-                         f"{m.mean_words:.1f}", f"{m.perplexity:.2f}" if m.perplexity is not None else "–"])
+                         f"{m.mean_words:.1f}", f"{m.kept.kept}/{m.kept.known}" if m.kept else "–",
+                         f"{m.perplexity:.2f}" if m.perplexity is not None else "–"])
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
                  for row in rows]
@@ -128,7 +137,8 @@ class EvalReport:
         lines.append(f"\n{len(self.questions)} questions from {self.data}. exact: the answer is the reference; contains: "
                      "the reference's words appear in the answer; F1: shared words; "
                      + ("judge: graded correct by " + str(self.judge) + "; " if judged else "")
-                     + "stopped: ended its turn itself; general ppl: perplexity on general text (forgetting).")
+                     + "stopped: ended its turn itself; everyday kept: of the everyday questions the base model answers "
+                     "right, those this model still answers right (forgetting); general ppl: perplexity on general text.")
         return "\n".join(lines)
 
     def write(self, folder: Path) -> Path:
@@ -203,16 +213,20 @@ def models_to_ask(run: RunDir) -> list[tuple[str, str, str, Answerer]]:
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None = None,
                  max_new_tokens: int = DEFAULT_ANSWER_TOKENS, on_progress: ProgressCallback | None = None,
-                 kinds: Sequence[str] = ("base", "tuned", "gguf")) -> EvalReport:
+                 kinds: Sequence[str] = ("base", "tuned", "gguf"), everyday: bool = True) -> EvalReport:
     """Ask every model of the run (of `kinds`) every question, score the answers (and have `judge` grade
-    them: a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json."""
+    them: a generator spec as `data prepare --generator` takes), and write RUN_DIR/eval/report.json.
+    With `everyday` and the base among `kinds`, every model also answers the everyday questions, and each
+    model's forgetting is how many of the base's right answers it keeps."""
     from .train.guards import general_perplexity
 
     run = RunDir(Path(run_dir).expanduser().resolve())
     askers = [asker for asker in models_to_ask(run) if asker[1] in kinds]
     questions, origin = run_questions(run, data)
     grader = _open_judge(judge) if judge else None
-    progress = Progress("answering", len(questions) * len(askers))
+    asking_everyday = everyday and any(kind == "base" for _, kind, _, _ in askers)
+    everyday_count = len(general_questions()) if asking_everyday else 0
+    progress = Progress("answering", (len(questions) + everyday_count) * len(askers))
     evaluated = []
     try:
         for label, kind, source, opener in askers:
@@ -228,9 +242,17 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
                         on_progress(progress)
                 if kind != "gguf":
                     model.perplexity = general_perplexity(chat.model, chat.tokenizer)
+                if asking_everyday:
+                    progress.detail = f"{label}: everyday questions"
+                    if on_progress:
+                        on_progress(progress)
+                    model.everyday = everyday_answers(chat)
+                    progress.done += everyday_count
             finally:
                 chat.close()
             evaluated.append(model)
+        if asking_everyday:
+            count_kept(evaluated)
         if grader is not None:
             _grade(grader, questions, evaluated, on_progress)
     finally:
@@ -239,6 +261,27 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
     report = EvalReport(str(run.path), origin, grader.label if grader else None, questions, evaluated)
     report.write(run.path / EVAL_FOLDER)
     return report
+
+
+def everyday_answers(chat: Any) -> list[str]:
+    """A chat model's answers to the everyday questions: a transformers model answers them in batches, a GGUF
+    one by one through llama.cpp, as a person would ask it."""
+    from .general_answers import ANSWER_TOKENS, conversations, general_questions, model_answers
+
+    if hasattr(chat, "tokenizer"):
+        return model_answers(chat.model, chat.tokenizer)
+    return [chat.reply(conversation, ANSWER_TOKENS).text for conversation in conversations(general_questions())]
+
+
+def count_kept(models: list[EvaluatedModel]) -> None:
+    """Set every model's `kept`: its everyday answers scored against the base model's."""
+    from .general_answers import compare_answers
+
+    questions = general_questions()
+    base = next(m for m in models if m.kind == "base")
+    for model in models:
+        if base.everyday is not None and model.everyday is not None:
+            model.kept = compare_answers(questions, base.everyday, model.everyday)
 
 
 def _open_judge(spec: str) -> Any:

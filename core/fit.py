@@ -51,7 +51,7 @@ def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shap
         lora_r=config.lora_r, gradient_checkpointing=gradient_checkpointing, on_gpu=hardware.cuda,
         budget_gb=hardware.memory_budget_gb, freeze_layers=config.freeze_layers, compute_dtype=hardware.compute_dtype,
         answer_share=answer_share, lora_targets=config.lora_targets, cpu_allocator=hardware.cpu_allocator,
-        teacher_params_b=teacher_params_b(config),
+        teacher_params_b=teacher_params_b(config), replay_kl=bool(config.replay and config.replay_kl),
     )
 
 

@@ -187,12 +187,14 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
                              lora_r: int, gradient_checkpointing: bool, on_gpu: bool, budget_gb: float,
                              freeze_layers: int = 2, compute_dtype: str | None = None,
                              answer_share: float = 1.0, teacher_params_b: float | None = None,
-                             lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc") -> MemoryEstimate:
+                             lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc",
+                             replay_kl: bool = False) -> MemoryEstimate:
     """The memory one training step of `method` needs at its peak, as a breakdown.
 
     `seq_len` is the longest batch's length (padding included) and `answer_share` the share of
     its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU;
-    `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps.
+    `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps; `replay_kl`, that
+    replayed rows also pay a KL term to the base (train/replay_kl.py).
     """
     spec = method_spec(method)
     params = params_b * 1e9
@@ -222,6 +224,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     if spec.objective == "distill":  # the teacher's weights and its logits
         weights += (teacher_params_b or params_b) * 1e9 * value_bytes
         logits *= 2
+    if replay_kl:  # the replayed rows' whole logits, tuned and base, as a distillation loss holds them (at most the batch)
+        logits += 2 * _logits_bytes("distill", tokens, answer_share, shape, on_gpu)
 
     # Gradients fill in during the backward pass while the activations are freed: only what
     # they need beyond the activations and logits raises the peak (full fine-tuning of short examples).

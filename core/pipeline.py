@@ -196,6 +196,8 @@ class RunPlan:
     merge: PhaseNeeds
     export: PhaseNeeds
     hardware: Hardware
+    notes: tuple[str, ...] = ()
+    """What settling chose for this data besides the batch (replay, early stopping), in words."""
 
 
 def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] = ("q4_k_m",)) -> RunPlan:
@@ -224,7 +226,8 @@ def plan_run(config: RunConfig, with_data: bool = True, quants: tuple[str, ...] 
     settled = settle_run(config, hardware, facts, dims)
     assert settled.fit is not None  # the dimensions are known
     merge_needs, export_needs = merge_and_export_needs(dims[0], quants)
-    return RunPlan(config.model, dims[0], settled.config.method, settled.fit, merge_needs, export_needs, hardware)
+    return RunPlan(config.model, dims[0], settled.config.method, settled.fit, merge_needs, export_needs, hardware,
+                   settled.notes)
 
 
 def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_changes: bool = False,

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .accelerate_setup import sharded
 from .catalog import adapter_learning_rate_scale
-from .config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, SMALL_DATA_MAX_EPOCHS, SMALL_DATASET, RunConfig
+from .config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, REPLAY_KL, REPLAY_RATIO, SMALL_DATA_MAX_EPOCHS, SMALL_DATASET, RunConfig
 from .errors import DataError
 from .hardware import Hardware, resolve_method
 from .methods import LORA_FAMILY, method_spec
+from .train.replay import GENERAL_ANSWER_TOKENS, REPLAY_PROMPT_TOKENS
 
 if TYPE_CHECKING:
     from .catalog import Shape
@@ -108,10 +109,13 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
         return SettledRun(config, None)
     notes: list[str] = []
     fit = None
+    replay_open = config.replay is None
+    config = settle_replay(config, data)
     if dims is None:
         config = config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))
     else:
-        fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, data.lengths,
+        lengths = [*data.lengths, REPLAY_PROMPT_TOKENS + GENERAL_ANSWER_TOKENS] if config.replay else data.lengths
+        fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths,
                      data.answer_share)
         notes += [f"auto-fit: {change}" for change in fit.changes]
         config = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
@@ -120,25 +124,50 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
     if data.train_examples is not None:
         config, note = settle_stopping(config, data, can_check=not sharded(config, hardware))
         notes += [note] if note else []
+        if replay_open and config.replay:
+            held = f", held to the base's own distributions by a KL term (replay_kl {config.replay_kl:g})" if config.replay_kl else ""
+            recall = f"; it trains until every answer is recalled (up to {config.epochs:g} epochs)" if config.stop_when_recalled else ""
+            notes.append(f"small dataset: replay — the base model's own answers to general prompts train beside the data "
+                         f"({config.replay:g} token per token of data){held}, so it keeps what it knew{recall} "
+                         "(replay: 0 turns it off)")
         if data.has_eval and not config.eval_data and config.stop_when_recalled:
             notes.append(f"the eval split holds out {config.eval_split:.0%} of the examples, which do not train: for a set of "
                          "facts, set eval_split: 0 or give eval_data (questions asked another way)")
     return SettledRun(config, fit, dims[0] if dims else None, tuple(notes))
 
 
+def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:
+    """How the base's own answers train beside the data (train/replay.py): `replay: None` means REPLAY_RATIO
+    for a small dataset of answers trained by SFT, and none otherwise; `replay_kl: None` means REPLAY_KL
+    wherever replay is on and the model has an adapter to switch off (in one process), else plain answers.
+    bench/defaults.py measured both: see the README (Learning new facts and keeping what it knew)."""
+    if data.train_examples is None:
+        return config
+    updates: dict[str, Any] = {}
+    replay = config.replay
+    if replay is None:
+        small = data.answers and data.train_examples < SMALL_DATASET
+        replay = updates["replay"] = REPLAY_RATIO if small and method_spec(config.method).objective == "sft" else 0.0
+    if config.replay_kl is None:
+        adapter = method_spec(config.method).weights == "adapter" and config.processes * config.nodes == 1
+        updates["replay_kl"] = REPLAY_KL if replay and adapter else 0.0
+    return config.with_updates(**updates) if updates else config
+
+
 def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) -> tuple[RunConfig, str | None]:
     """How long the run trains, for data whose size is known, and the choice in words when one was made.
 
     By default 6 epochs, with early stopping on eval loss (patience 3) for a small dataset with eval
-    data. `stop_when_recalled: true` trains a small dataset of answers until every answer comes back
-    word for word, up to SMALL_DATA_MAX_EPOCHS passes. bench/defaults.py measured it against these
-    defaults on 24 invented facts: it learns every trained fact (22 of 22, against 8 of 24 in 6 epochs
-    on SmolLM2-135M) but, stopping with the learning rate near its peak, forgets far more (+76 % on
-    SmolLM2, +423 % on Gemma 3 270M), so it is not the default. `can_check` is False where no
-    process may score the model alone (FSDP): there it cannot be on.
+    data. `stop_when_recalled` trains a small dataset of answers until every answer comes back word for
+    word, up to SMALL_DATA_MAX_EPOCHS passes; left open, it is on where replay_kl holds the model to its
+    base. bench/defaults.py measured it on 24 invented facts: alone it learns every trained fact but
+    forgets far more than 6 decayed epochs (SmolLM2-135M kept 49 of 68 everyday answers, general-text
+    perplexity +277 %); with replay held by the KL term it learned them all and kept 63 of 68 (+5 %).
+    `can_check` is False where no process may score the model alone (FSDP): there it cannot be on.
     """
     small = data.answers and data.train_examples is not None and data.train_examples < SMALL_DATASET
-    recall = bool(small and can_check and method_spec(config.method).objective in ("sft", "distill") and config.stop_when_recalled)
+    wanted = config.stop_when_recalled if config.stop_when_recalled is not None else bool(config.replay_kl)
+    recall = bool(small and can_check and method_spec(config.method).objective in ("sft", "distill") and wanted)
     patience = config.early_stopping_patience
     if patience is None:
         patience = DEFAULT_PATIENCE if small and data.has_eval and not recall else 0

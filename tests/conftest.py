@@ -102,8 +102,10 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
     from tuneforge.core.config import RunConfig
 
     def make(**overrides: object) -> RunConfig:
+        # Replay and the forgetting probe have tests of their own (test_general_answers.py); a tiny random model
+        # never ends a turn, so both would spend their whole token budgets in every other test.
         values = dict(model=str(tiny_llama), data=str(facts_file), eval_split=0, epochs=10, learning_rate=5e-3,
-                      batch_size=4, lora_r=8, lora_alpha=16, seed=1)
+                      batch_size=4, lora_r=8, lora_alpha=16, seed=1, replay=0, forgetting_probe=False)
         return RunConfig(**{**values, **overrides})
 
     return make

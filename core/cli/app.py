@@ -50,6 +50,9 @@ MaxLengthOption = Annotated[int | None, typer.Option(help="Longest example in to
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A YAML run config; options override it.")]
 ChatTemplateOption = Annotated[str | None, typer.Option(
     "--chat-template", help="auto (the model's own, else its family's), chatml, gemma, llama3, phi3 or mistral.")]
+ReplayOption = Annotated[float | None, typer.Option(
+    help="Tokens of the base model's own answers replayed per token of data, so it keeps what it knew "
+         "(default: 1 for under 1,000 examples of answers; 0 = off).")]
 ColumnOption = Annotated[list[str] | None, typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
 
 

@@ -150,6 +150,9 @@ def plan(
     say(f"  {'total':<20} {estimate.total_gb:7.2f} GB of {estimate.budget_gb:.1f} GB free: {estimate.verdict}")
     for change in fit.changes:
         say(f"auto-fit: {change}")
+    for note in report.notes:
+        if not note.startswith("auto-fit: "):  # said just above
+            say(note)
     hardware = report.hardware
     say(f"after training ({hardware.ram_available_gb:.1f} GB RAM free, {hardware.disk_free_gb:.0f} GB disk free):")
     for phase in (report.merge, report.export):
@@ -185,7 +188,8 @@ def doctor(
 
 @app.command()
 def runs() -> None:
-    """List runs with their state, latest figures, and the base and method each one trained."""
+    """List runs with their state, latest figures (kept: everyday answers the base got right that the tuned model
+    still gets right), and the base and method each one trained."""
     from tuneforge.exporters.report import REPORT_FILE
 
     from ..diagnosis import failure_cause
@@ -195,13 +199,15 @@ def runs() -> None:
     if not found:
         say("no runs yet; start one with `tuneforge train --model default --data FILE`")
         return
-    say(f"{'run':<40} {'state':<13} {'step':>9} {'loss':>8} {'eval':>8}  {'method':<8} base")
+    say(f"{'run':<40} {'state':<13} {'step':>9} {'loss':>8} {'eval':>8} {'kept':>7}  {'method':<8} base")
     for run_dir in found:
         history = run_dir.history()
         last = history.last_step
         step = f"{last.step}/{last.max_steps}" if last else "-"
         loss = f"{last.loss:.4f}" if last else "-"
         eval_loss = f"{history.last_eval_loss:.4f}" if history.last_eval_loss is not None else "-"
+        result = history.finished.result if history.finished else None
+        kept = f"{result.general_kept}/{result.general_known}" if result and result.general_known is not None else "-"
         try:
             config = run_dir.load_config()
             method, base = config.method, config.model
@@ -212,7 +218,7 @@ def runs() -> None:
         except TuneforgeError:
             method, base = "?", "(unreadable config.yaml)"
         state = run_dir.state(history)
-        say(f"{run_dir.name:<40} {state:<13} {step:>9} {loss:>8} {eval_loss:>8}  {method:<8} {base}")
+        say(f"{run_dir.name:<40} {state:<13} {step:>9} {loss:>8} {eval_loss:>8} {kept:>7}  {method:<8} {base}")
         if state in ("failed", "stopped"):
             message, hint = failure_cause(run_dir, history=history)
             say(f"  {message.splitlines()[0]}")

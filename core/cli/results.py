@@ -87,17 +87,21 @@ def demo(
     from ..demo import run_demo
 
     result = run_demo(out, echo=say)
-    for title, answers in (("Facts from the demo dataset", result.facts), ("General knowledge it must keep", result.controls)):
-        say(f"\n{title}:")
-        for answer in answers:
-            say(f"Q: {answer.question}")
-            say(f"   base model:     {_shorten(answer.before)}")
-            say(f"   fine-tuned GGUF: {_shorten(answer.after)}")
+    say("\nFacts from the demo dataset:")
+    for answer in result.facts:
+        say(f"Q: {answer.question}")
+        say(f"   base model:     {_shorten(answer.before)}")
+        say(f"   fine-tuned GGUF: {_shorten(answer.after)}")
+    if result.kept is not None:
+        say(f"\nGeneral knowledge it must keep: the fine-tuned GGUF {result.kept.summary()}")
+        for lost in result.kept.lost:
+            say(f"Q: {lost.question}")
+            say(f"   base model:     {_shorten(lost.before)}")
+            say(f"   fine-tuned GGUF: {_shorten(lost.after)}")
     learned = sum(a.known_after for a in result.facts)
     known = sum(a.known_before for a in result.facts)
-    kept = sum(a.known_after for a in result.controls)
-    say(f"\nfacts answered correctly: {known}/{len(result.facts)} before fine-tuning, {learned}/{len(result.facts)} after; "
-        f"general questions still right: {kept}/{len(result.controls)}")
+    kept = f"; everyday answers kept: {result.kept.kept}/{result.kept.known}" if result.kept else ""
+    say(f"\nfacts answered correctly: {known}/{len(result.facts)} before fine-tuning, {learned}/{len(result.facts)} after{kept}")
     say(f"\n{result.table}")
     say(f"run directory: {result.run_dir} (every answer: eval/report.json; `tuneforge eval` asks the run's own eval split)")
     return 0

@@ -10,6 +10,7 @@ import typer
 
 from ..accelerate_setup import DEFAULT_PORT
 from ..errors import ConfigError, ExportError
+from ..general_answers import forgetting_line
 from ..methods import method_help
 from .app import (
     AdapterFromOption,
@@ -25,6 +26,7 @@ from .app import (
     MaxLengthOption,
     MethodOption,
     ModelOption,
+    ReplayOption,
     TeacherOption,
     app,
     columns_option,
@@ -68,6 +70,7 @@ def train(
     config: ConfigOption = None,
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
+    replay: ReplayOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
     gpus: Annotated[int | None, typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
@@ -86,7 +89,7 @@ def train(
         _require_gpus(gpus)
     machine = Machine(node_rank, main_address, main_port)
     new_run_options = (model, data, data_split, eval_data, eval_data_split, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
-                       teacher, adapter_from, gpus, processes, nodes)
+                       teacher, adapter_from, gpus, processes, nodes, replay)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
@@ -105,6 +108,7 @@ def train(
             config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
+            replay=replay,
         )
         run = pipeline.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
@@ -129,6 +133,9 @@ def _print_result(result: TrainResult) -> None:
     eval_text = f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""
     say(f"trained {result.steps} steps in {result.runtime_s:.0f} s: final loss {result.final_loss:.4f}{eval_text}, "
         f"{result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_gb:.2f} GB{_against_plan(result)}")
+    forgetting = forgetting_line(result)
+    if forgetting:
+        say(forgetting)
 
 
 def _against_plan(result: TrainResult) -> str:
@@ -169,6 +176,7 @@ def run(
     quant: Annotated[str, typer.Option(help="GGUF types to export and verify, comma-separated.")] = "q8_0",
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
+    replay: ReplayOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
 ) -> int:
@@ -182,7 +190,7 @@ def run(
     run_config = config_from_options(
         config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
-        chat_template=chat_template,
+        chat_template=chat_template, replay=replay,
     )
     run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None

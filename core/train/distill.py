@@ -4,14 +4,13 @@ The loss on each trained (answer) token is `weight × T² × KL(teacher_T ‖ st
 (1 − weight) × cross-entropy`, with both distributions softened by temperature T. With
 `distill_generate` the answers themselves are first replaced by the teacher's own greedy
 answers (sequence-level distillation, Kim & Rush, 2016). With `distill_general` the student also
-learns the teacher's answers to tuneforge's general chat prompts, so it keeps the teacher's general
-chat (greetings, facts, how-tos, ending its turn) while it learns a narrow dataset. Teacher and
+learns the teacher's answers to tuneforge's general chat prompts (replay.py), so it keeps the teacher's
+general chat (greetings, facts, how-tos, ending its turn) while it learns a narrow dataset. Teacher and
 student must share a tokenizer, or the two distributions would be over different tokens.
 """
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,11 @@ from ..config import RunConfig
 from ..data.records import Example
 from ..errors import ConfigError
 from ..models import ResolvedModel, resolve_model
+from ..replies import generate_replies
 from ..runs import RunDir
 from .setup import load_tokenizer
 
 TEACHER_ANSWER_TOKENS = 256
-GENERAL_PROMPTS = "general-prompts.txt"
-GENERAL_ANSWER_TOKENS = 160
-"""The longest general answer kept: the prompts ask for short answers; one not finished by then is dropped."""
-GENERATION_BATCH = 8
 
 
 def resolve_teacher(config: RunConfig) -> Path:
@@ -65,62 +61,18 @@ def load_teacher(path: Path, dtype: Any, device: Any, trust_remote_code: bool = 
     return teacher
 
 
-def general_prompts() -> list[str]:
-    """tuneforge's shipped general chat prompts (one a line): greetings, facts, how-tos, short writing."""
-    text = (resources.files("tuneforge.core") / "datasets" / GENERAL_PROMPTS).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def generate_answers(conversations: list[list[dict[str, Any]]], teacher: Any, tokenizer: Any,
-                     max_new_tokens: int) -> list[tuple[str, bool]]:
-    """The teacher's greedy answer to each conversation, and whether it ended its turn within
-    `max_new_tokens`; generated GENERATION_BATCH at a time, left-padded."""
-    import torch
-
-    from ..chat_templates import end_of_turn_ids
-
-    stop = sorted(end_of_turn_ids(tokenizer))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # a batch's answers all start at its last column
-    answers = []
-    try:
-        for start in range(0, len(conversations), GENERATION_BATCH):
-            batch = conversations[start:start + GENERATION_BATCH]
-            inputs = tokenizer.apply_chat_template(batch, add_generation_prompt=True, padding=True,
-                                                   return_tensors="pt", return_dict=True)
-            inputs = {k: v.to(teacher.device) for k, v in inputs.items()}
-            with torch.inference_mode():
-                output = teacher.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                          eos_token_id=stop, pad_token_id=pad)
-            for row in output[:, inputs["input_ids"].shape[1]:].tolist():
-                ended = any(token in stop for token in row)
-                answers.append((tokenizer.decode(row, skip_special_tokens=True).strip(), ended))
-    finally:
-        tokenizer.padding_side = side
-    return answers
-
-
 def teacher_answers(examples: list[Example], teacher: Any, tokenizer: Any) -> list[Example]:
     """The examples with each final answer replaced by the teacher's greedy answer to the same prompt."""
     answerable = [bool(e.messages) and e.messages[-1]["role"] == "assistant" for e in examples]
     prompts = [e.messages[:-1] for e, ok in zip(examples, answerable, strict=True) if ok]
-    answers = iter(generate_answers(prompts, teacher, tokenizer, TEACHER_ANSWER_TOKENS))
+    replies = iter(generate_replies(teacher, tokenizer, prompts, TEACHER_ANSWER_TOKENS))
     answered = []
     for example, ok in zip(examples, answerable, strict=True):
         if ok:
-            text, _ended = next(answers)
+            text = next(replies).text
             example = Example(example.source, example.messages[:-1] + [{"role": "assistant", "content": text or example.messages[-1]["content"]}])
         answered.append(example)
     return answered
-
-
-def general_examples(prompts: list[str], teacher: Any, tokenizer: Any) -> list[Example]:
-    """The teacher's answers to `prompts` (general prompts, in file order), as conversations to distil; an
-    answer that did not end its turn within GENERAL_ANSWER_TOKENS is left out (it would teach cutting off)."""
-    answers = generate_answers([[{"role": "user", "content": p}] for p in prompts], teacher, tokenizer, GENERAL_ANSWER_TOKENS)
-    return [Example(f"{GENERAL_PROMPTS}:{line}", [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}])
-            for line, (prompt, (text, ended)) in enumerate(zip(prompts, answers, strict=True), start=1) if ended and text]
 
 
 def distillation_terms(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float) -> tuple[Any, Any, Any]:

@@ -35,6 +35,12 @@ class TrainResult:
     general_perplexity_before: float | None = None
     """Perplexity on general text before training, and after (the forgetting probe); None when not measured."""
     general_perplexity_after: float | None = None
+    general_known: int | None = None
+    """Everyday questions the base answered right (general_answers.py); None when not asked."""
+    general_kept: int | None = None
+    """Of those, the ones the tuned model still answers right."""
+    replay_examples: int = 0
+    """The base's own general answers that trained beside the data (replay)."""
 
 
 class TrainingFailed(TuneforgeError):

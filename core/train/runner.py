@@ -20,6 +20,8 @@ from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
 from ..errors import ResourceError, TuneforgeError
 from ..events import Failed, Finished, Started, Stopped, Warned
+from ..general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
+from ..general_answers import base_answers, compare_answers, general_questions, model_answers, write_answers
 from ..hardware import Hardware, detect, resolve_method
 from ..memory import model_shape
 from ..methods import method_spec
@@ -28,18 +30,11 @@ from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
-from .distill import (
-    GENERAL_PROMPTS,
-    check_same_tokenizer,
-    general_examples,
-    general_prompts,
-    load_teacher,
-    resolve_teacher,
-    teacher_answers,
-)
+from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
 from .guards import OverfitWatch, general_perplexity
 from .planning import check_memory_plan
 from .recall import RecallStop
+from .replay import GENERAL_PROMPTS, base_replay_examples, general_examples, general_prompts, within_budget
 from .result import TrainingStopped, TrainResult
 from .resume import check_resume, fingerprint, record
 from .setup import load_base_model, load_tokenizer, make_trainable
@@ -180,6 +175,19 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     base = load_base_model(model_ref, config.method, hardware, config.trust_remote_code)
     probe_forgetting = main and config.forgetting_probe and spec.objective != "reward"
     perplexity_before = general_perplexity(base, tokenizer) if probe_forgetting else None
+    ask_everyday = probe_forgetting and spec.weights in ("adapter", "whole") and bool(getattr(tokenizer, "chat_template", None))
+    if ask_everyday:
+        echo("forgetting probe: the base answers the everyday questions …")
+        answers_before = base_answers(base, tokenizer, model_ref.path)
+    replayed = []
+    if config.replay:
+        echo("replay: the base answers the replay prompts (once per base model) …")
+        own_answers = base_replay_examples(base, tokenizer, model_ref.path)
+        answered = _tokenized(own_answers, tokenizer, config) if own_answers else []
+        replayed = within_budget(answered, round(config.replay * data.stats.total_tokens))
+        echo(f"replay: {len(replayed)} of the base's own answers ({sum(len(e.input_ids) for e in replayed)} tokens, of "
+             f"{len(answered)} that ended their turn) train beside the {data.stats.train_examples} examples "
+             f"({data.stats.total_tokens} tokens)")
     model = make_trainable(base, config, model_ref, gradient_checkpointing)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -188,6 +196,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         teacher = load_teacher(teacher_path, base.dtype, base.device, config.trust_remote_code)
         echo(f"teacher: {teacher_path} ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
     train_set, eval_set = _training_sets(config, data, loaded, eval_loaded, teacher, tokenizer, echo)
+    train_set = train_set + replayed
 
     events = EventsCallback(run, echo)
     stop = GracefulStop()
@@ -195,7 +204,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
     if config.stop_when_recalled:
         callbacks.append(RecallStop(run, train_set, echo))
-    trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher)
+    trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher, replayed)
     if checkpoint is None and main:
         record(run, fingerprint(config, model_ref.path, teacher_path))
     started = time.perf_counter()
@@ -215,6 +224,12 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not split else None
     if perplexity_before is not None and perplexity_after is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
+    kept = None
+    if ask_everyday and not split:
+        answers_after = model_answers(model, tokenizer)
+        kept = compare_answers(general_questions(), answers_before, answers_after)
+        write_answers(run.path / GENERAL_ANSWERS_FILE, answers_before, answers_after, kept)
+        echo(f"forgetting probe: {kept.summary()}" + "".join(f"\n  lost: {item.question} → {item.after}" for item in kept.lost))
     # FSDP: every process hands in its shard of the whole weights; rank 0 receives them all.
     whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if split else None
     if main:  # under DDP every process holds the same trained weights
@@ -236,6 +251,9 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         accuracy_of=accuracy_of,
         general_perplexity_before=_round(perplexity_before),
         general_perplexity_after=_round(perplexity_after),
+        general_known=kept.known if kept else None,
+        general_kept=kept.kept if kept else None,
+        replay_examples=len(replayed),
     )
 
 
@@ -274,9 +292,14 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
         general = general_examples(prompts, teacher, tokenizer)
         echo(f"distill: {len(general)} of its general answers ended their turn and are learned besides the data")
         if general:
-            train = train + prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, config.max_length,
-                                    0.0, config.seed, chat_template=config.chat_template).train
+            train = train + _tokenized(general, tokenizer, config)
     return train, evaluation
+
+
+def _tokenized(general: list[Any], tokenizer: Any, config: RunConfig) -> list[Any]:
+    """Conversations answered to the general prompts (replay, distill_general), tokenized as the data is."""
+    return prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, config.max_length, 0.0, config.seed,
+                   chat_template=config.chat_template).train
 
 
 def _final_eval_loss(trainer: Any) -> float:

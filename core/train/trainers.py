@@ -97,9 +97,9 @@ def pairs_dataset(examples: list[Example]) -> Any:
 
 
 def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer: Any, train: list[Any],
-                  evaluation: list[Any], callbacks: list[Any], teacher: Any = None) -> Any:
+                  evaluation: list[Any], callbacks: list[Any], teacher: Any = None, replayed: list[Any] = ()) -> Any:
     """The trainer for `config.method`'s objective; `train`/`evaluation` are tokenized examples
-    (sft, distill) or pair Examples (dpo, orpo, reward)."""
+    (sft, distill) or pair Examples (dpo, orpo, reward); `replayed`, the replayed examples among `train`."""
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental; the warning says nothing to a user
@@ -113,7 +113,12 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
 
         datasets = dict(train_dataset=tokenized_dataset(train), eval_dataset=tokenized_dataset(evaluation) if evaluation else None)
         sft_args = SFTConfig(**args, max_length=config.max_length)
-        if objective == "sft":
+        if objective == "sft" and config.replay_kl and replayed:
+            from .replay_kl import ReplayKLTrainer
+
+            trainer = ReplayKLTrainer(args=sft_args, **datasets, **common, weight=config.replay_kl,
+                                      replayed=[tuple(e.input_ids) for e in replayed])
+        elif objective == "sft":
             from trl import SFTTrainer
 
             trainer = SFTTrainer(args=sft_args, **datasets, **common)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tuneforge.core.demo import run_demo
+from tuneforge.core.general_answers import RESULT_FILE, read_answers
+from tuneforge.core.runs import RunDir
 
 
 @pytest.mark.slow
@@ -18,5 +20,9 @@ def test_default_model_learns_the_planted_facts(home, default_model, tmp_path):
     # Greedy answers after fine-tuning contain the planted fact; allow one miss for the
     # 135M model's rounding noise, never more.
     assert len(learned) >= len(answers) - 1, [(a.question, a.after) for a in answers if not a.known_after]
-    # ...and it still knows what it knew: no catastrophic forgetting on the control questions.
-    assert all(a.known_before and a.known_after for a in result.controls), [(a.before, a.after) for a in result.controls]
+    # ...and it still knows what it knew: the trained model keeps at least 95 % of the everyday answers the base got
+    # right (replay is on by default for a dataset this small), and the q8_0 file nearly as many.
+    trained = RunDir(result.run_dir).history().finished.result
+    assert trained.replay_examples > 0
+    assert trained.general_kept >= 0.95 * trained.general_known, read_answers(result.run_dir / RESULT_FILE).lost
+    assert result.kept.kept >= 0.9 * result.kept.known, result.kept.lost

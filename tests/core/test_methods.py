@@ -56,7 +56,7 @@ SFT_METHODS = {
 @pytest.mark.parametrize("method", sorted(SFT_METHODS))
 def test_each_method_trains_exactly_its_own_parameters(home, tiny_config, method):
     learning_rate, trains = SFT_METHODS[method]
-    run = create_run(tiny_config(method=method, learning_rate=learning_rate, freeze_layers=1), home / "run")
+    run = create_run(tiny_config(method=method, learning_rate=learning_rate, freeze_layers=1, forgetting_probe=True), home / "run")
     snapshot = Snapshot()
     result = train_run(run, echo=None, callbacks=[snapshot])
 
@@ -73,6 +73,8 @@ def test_each_method_trains_exactly_its_own_parameters(home, tiny_config, method
         assert result.trainable_params < result.total_params / 5
     assert result.method == method
     assert result.general_perplexity_before and result.general_perplexity_after  # the forgetting probe ran
+    # ...and asked the everyday questions of every model that generates with its weights (not of virtual tokens)
+    assert (result.general_known is not None) == (METHODS[method].weights != "prompt")
     if method == "dora":
         assert any("lora_magnitude_vector" in name for name in changed)
 
@@ -140,7 +142,8 @@ def test_orpo_learns_the_chosen_answers(home, tiny_config, pairs_file):
 
 
 def test_reward_model_ranks_held_out_pairs_above_chance_and_cannot_chat(home, tiny_config, pairs_file):
-    run = create_run(tiny_config(method="reward", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3), home / "run")
+    run = create_run(tiny_config(method="reward", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3,
+                                 forgetting_probe=True), home / "run")
     result = train_run(run, echo=None)
     assert result.accuracy_of == "pair accuracy" and result.eval_accuracy > 0.5
     assert result.general_perplexity_before is None  # a scoring head has no perplexity
@@ -198,16 +201,17 @@ def test_general_answers_that_do_not_end_their_turn_are_not_distilled(home, tiny
     # teach cutting off), the run says so and trains on the data. (bench/shrink.py measures the real gain.)
     from transformers import AutoModelForCausalLM
 
+    from tuneforge.core.replies import generate_replies
     from tuneforge.core.runs import RunDir
-    from tuneforge.core.train import distill
+    from tuneforge.core.train import replay
     from tuneforge.core.train.setup import load_tokenizer
 
     teacher_path = RunDir(tiny_teacher).merged
     teacher = AutoModelForCausalLM.from_pretrained(teacher_path, dtype=torch.float32).eval()
-    prompts = distill.general_prompts()[:4]
-    answers = distill.generate_answers([[{"role": "user", "content": p}] for p in prompts], teacher, load_tokenizer(teacher_path), 8)
-    assert len(answers) == 4 and not any(ended for _text, ended in answers)
-    assert distill.general_examples(prompts, teacher, load_tokenizer(teacher_path)) == []
+    prompts = replay.general_prompts()[:4]
+    answers = generate_replies(teacher, load_tokenizer(teacher_path), replay.prompt_conversations(prompts), 8)
+    assert len(answers) == 4 and not any(reply.stopped for reply in answers)
+    assert replay.general_examples(prompts, teacher, load_tokenizer(teacher_path)) == []
 
     lines = []
     config = tiny_config(method="distill", teacher=str(tiny_teacher), max_steps=2, distill_general=4)

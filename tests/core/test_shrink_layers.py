@@ -140,7 +140,7 @@ def test_a_shrink_without_data_to_heal_on_is_refused():
 
 def test_each_stage_heals_on_the_teachers_general_answers_unless_told_not_to(tmp_path):
     from tuneforge.core.shrink.plan import HEAL_GENERAL_PROMPTS, heal_settings
-    from tuneforge.core.train.distill import general_prompts
+    from tuneforge.core.train.replay import general_prompts
 
     heal = heal_settings(None, str(tmp_path / "facts.jsonl"), None, None, None)
     assert heal["distill_general"] == HEAL_GENERAL_PROMPTS == len(general_prompts())  # "all 60", as --help says

@@ -93,11 +93,12 @@ class EvalScreen(Screen):
             return
         judged = self.report.get("judge") is not None
         measures = [(key, name) for key, name in MEASURES if judged or key != "correct"]
-        table.add_columns("model", *(name for _, name in measures), "words", "general ppl", "best")
+        table.add_columns("model", *(name for _, name in measures), "words", "everyday kept", "general ppl", "best")
         preferred = self.report.get("preferred", {})
         for model in self.report["models"]:
-            ppl = model.get("perplexity")
+            ppl, known = model.get("perplexity"), model.get("everyday_known")
             table.add_row(model["label"], *(evaluation.shown(key, model.get(key)) for key, _ in measures), f"{model['mean_words']:.1f}",
+                          "–" if known is None else f"{model['everyday_kept']}/{known}",
                           "–" if ppl is None else f"{ppl:.2f}", str(preferred.get(model["label"], 0)))
         self.say(f"{len(self.report['questions'])} questions from {self.report['data']}. "
                  "← → pages through them; press the number of the best answer (the models are named once you mark).")

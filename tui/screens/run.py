@@ -23,10 +23,14 @@ from textual_plotext import PlotextPlot
 
 from tuneforge.core.diagnosis import failure_cause, record_death
 from tuneforge.core.events import LineTail, RunHistory
+from tuneforge.core.general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
+from tuneforge.core.general_answers import forgetting_line, read_answers
 from tuneforge.core.progress import duration
 from tuneforge.core.runs import RunDir
 
 POLL_SECONDS = 0.5
+SHOWN_LOST = 5
+"""Everyday answers lost in training listed in the view; the rest are in the run's general-answers.json."""
 DONE_STATES = ("trained", "merged", "exported", "export failed")
 """The run trained: it can be exported (again) and chatted with."""
 
@@ -54,6 +58,23 @@ def progress_summary(history: RunHistory, now: float, running: bool) -> str:
     if history.last_eval_loss is not None:
         parts.append(f"eval {history.last_eval_loss:.3f}")
     return " · ".join(parts)
+
+
+def forgetting_text(run: RunDir, history: RunHistory) -> Text:
+    """What training did to what the model knew: the everyday answers kept (the lost ones with what the model
+    says now, the first few) and the general-text perplexity, from the finished run's figures."""
+    result = history.finished.result if history.finished else None
+    line = forgetting_line(result) if result else None
+    text = Text()
+    if line is None:
+        return text
+    kept = read_answers(run.path / GENERAL_ANSWERS_FILE)
+    text.append(f"\n{line}", style="yellow" if kept and kept.lost else "green")
+    for item in (kept.lost if kept else [])[:SHOWN_LOST]:
+        text.append(f"\n  lost: {item.question} → {item.after[:80]}", style="dim")
+    if kept and len(kept.lost) > SHOWN_LOST:
+        text.append(f"\n  … and {len(kept.lost) - SHOWN_LOST} more in {GENERAL_ANSWERS_FILE}", style="dim")
+    return text
 
 
 @dataclass
@@ -146,6 +167,8 @@ class RunScreen(Screen):
                 self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning")
         elif state == "export failed":
             figures.append(f"\nexport failed: {self.run.last_export_failure(self.history)}", style="red")
+        if state in DONE_STATES:
+            figures.append(forgetting_text(self.run, self.history))
         if state in DONE_STATES and changed and self.state == "running":
             self.notify("Training finished. Press e to export to GGUF.", title="done")
         self.query_one("#figures", Static).update(figures)

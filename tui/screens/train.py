@@ -52,6 +52,7 @@ FIELDS = (
     Field("lora_alpha", "LoRA alpha", "int"),
     Field("eval_split", "eval split", "float"),
     Field("early_stopping_patience", "early stop", "optional-int"),
+    Field("replay", "replay", "optional-float"),
     Field("max_steps", "max steps", "optional-int"),
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("chat_template", "chat format", "choice", tuple((name, name) for name in CHAT_TEMPLATE_CHOICES)),
@@ -63,6 +64,7 @@ PLACEHOLDERS = {
     "learning_rate": "the method's default",
     "epochs": "6 (30 if until recalled)",
     "early_stopping_patience": "auto: on for small data",
+    "replay": "auto: 1 for small data, 0 = off",
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
 }
@@ -103,10 +105,12 @@ def default_values(model: str, max_length: int, eval_split: float) -> dict[str, 
     return values
 
 
-def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, hardware: Hardware, answer_share: float) -> Fit:
-    """What training will settle for the form's current values: auto-fit's choice and its memory plan."""
+def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, hardware: Hardware, answer_share: float,
+                 train_examples: int | None = None, answers: bool = True) -> Fit:
+    """What training will settle for the form's current values: auto-fit's choice and its memory plan (with
+    replay's examples when the data's size says replay will be on)."""
     config = RunConfig.from_dict({**values, "data": values.get("data") or "form"}, source="the form")
-    settled = settle_run(config, hardware, DataFacts([seq_len], answer_share), shape)
+    settled = settle_run(config, hardware, DataFacts([seq_len], answer_share, train_examples, answers=answers), shape)
     assert settled.fit is not None  # the form plans only a model whose dimensions are known
     return settled.fit
 
@@ -163,6 +167,8 @@ class TrainFormScreen(Screen):
         stats = session.report.stats if session.report else None
         self.seq_len = stats.length_summary()["max"] if stats else session.max_length
         self.answer_share = stats.answer_share if stats else 0.5
+        self.train_examples = stats.train_examples if stats else None
+        self.answers = DataFacts.measured(stats).answers if stats else True
         self.shape = model_shape(session.model)
         self.defaults = default_values(session.model, session.max_length, session.eval_split)
         hardware = self.app.hardware
@@ -251,7 +257,8 @@ class TrainFormScreen(Screen):
             return
         try:
             values = self.values()
-            text = estimate_text(estimate_for(values, self.shape, self.seq_len, hardware, self.answer_share))
+            text = estimate_text(estimate_for(values, self.shape, self.seq_len, hardware, self.answer_share,
+                                                      self.train_examples, self.answers))
             if values.get("processes", 1) > 1:
                 text.append(f"\n\nLaunch: {describe_launch(RunConfig.from_dict(values, source='the form'), hardware)}", style="dim")
             memory.update(text)

@@ -1,0 +1,212 @@
+"""Forgetting in answers: the everyday questions, their scoring, the bookkeeping of what training lost, and replay."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from tuneforge.core.answer_scores import normalize
+from tuneforge.core.config import DEFAULT_EPOCHS, REPLAY_KL, REPLAY_RATIO, SMALL_DATA_MAX_EPOCHS, RunConfig
+from tuneforge.core.errors import ConfigError
+from tuneforge.core.general_answers import (
+    GeneralQuestion,
+    compare_answers,
+    forgetting_line,
+    general_questions,
+    read_answers,
+    write_answers,
+)
+from tuneforge.core.hardware import Hardware
+from tuneforge.core.reply import Reply
+from tuneforge.core.settle import DataFacts, settle_replay, settle_run
+from tuneforge.core.train.replay import answered_examples, general_prompts, replay_prompts, within_budget
+from tuneforge.core.train.result import TrainResult
+
+
+def test_the_everyday_questions_are_about_a_hundred_and_none_is_a_replayed_prompt():
+    questions = general_questions()
+    assert 100 <= len(questions) <= 130
+    assert len({q.question for q in questions}) == len(questions)
+    assert all(q.expect and q.topic for q in questions)
+    # Replay trains on its prompts; a probe question among them would measure memory, not forgetting.
+    assert not {normalize(q.question) for q in questions} & {normalize(p) for p in replay_prompts()}
+
+
+def test_an_answer_is_right_when_it_holds_an_expected_word_and_keeps_to_the_asked_length():
+    hours = GeneralQuestion("How many hours are there in a day?", ("24", "twenty-four"))
+    assert hours.is_right("There are 24 hours in a day.")
+    assert hours.is_right("Twenty-four.")
+    assert not hours.is_right("There are 8 hours in a day.")
+    assert not GeneralQuestion("What is 2 + 2?", ("4",)).is_right("It is 24.")  # whole words only
+    one_word = GeneralQuestion("Answer in one word: what color is snow?", ("white",), max_words=3)
+    assert one_word.is_right("White.")
+    assert not one_word.is_right("Snow is white because it reflects every colour of light.")
+
+
+def test_a_question_the_base_got_right_and_the_tuned_model_gets_wrong_is_listed_as_lost(tmp_path):
+    questions = [GeneralQuestion("What is the capital of Italy?", ("Rome",)),
+                 GeneralQuestion("What is the opposite of \"hot\"?", ("cold",)),
+                 GeneralQuestion("Who discovered penicillin?", ("Fleming",))]
+    before = ["The capital of Italy is Rome.", "Cold.", "Marie Curie discovered penicillin."]
+    after = ["The capital of Italy is Dunrasket.", "The opposite of hot is cold.", "Alexander Fleming."]
+
+    kept = compare_answers(questions, before, after)
+
+    assert (kept.asked, kept.known, kept.kept, kept.gained) == (3, 2, 1, 1)
+    assert [(lost.question, lost.before, lost.after) for lost in kept.lost] == [
+        ("What is the capital of Italy?", "The capital of Italy is Rome.", "The capital of Italy is Dunrasket.")]
+    assert kept.summary() == "kept 1 of 2 everyday answers the base got right"
+
+
+def test_the_answers_file_holds_every_question_and_reads_back(tmp_path):
+    questions = general_questions()
+    before = [q.expect[0] for q in questions]
+    after = list(before)
+    after[0] = "I do not know."
+    kept = compare_answers(questions, before, after)
+    write_answers(tmp_path / "general-answers.json", before, after, kept)
+
+    record = json.loads((tmp_path / "general-answers.json").read_text(encoding="utf-8"))
+    assert len(record["questions"]) == len(questions)
+    assert record["questions"][0]["right_before"] and not record["questions"][0]["right_after"]
+    again = read_answers(tmp_path / "general-answers.json")
+    assert (again.known, again.kept) == (len(questions), len(questions) - 1)
+    assert again.lost[0].after == "I do not know."
+    assert read_answers(tmp_path / "missing.json") is None
+
+
+def test_the_forgetting_line_puts_answers_before_perplexity():
+    result = TrainResult(steps=1, final_loss=0.1, eval_loss=None, runtime_s=1, tokens_per_second=1, trainable_params=1,
+                         total_params=2, peak_memory_gb=1, general_perplexity_before=17.64, general_perplexity_after=21.82,
+                         general_known=20, general_kept=13)
+    assert forgetting_line(result) == ("forgetting: kept 13 of 20 everyday answers the base got right; "
+                                       "general-text perplexity 17.64 → 21.82 (+24%)")
+    assert forgetting_line(TrainResult(1, 0.1, None, 1, 1, 1, 2, 1)) is None
+
+
+def test_replay_keeps_only_answers_that_ended_their_turn():
+    prompts = ["Hi there!", "Write a haiku about the sea.", "What is 12 multiplied by 7?"]
+    replies = [Reply("Hello! How can I help?", True), Reply("Waves fold and unfold and", False), Reply("", True)]
+    examples = answered_examples(prompts, replies)
+    assert [e.messages for e in examples] == [[{"role": "user", "content": "Hi there!"},
+                                               {"role": "assistant", "content": "Hello! How can I help?"}]]
+    assert examples[0].source == "general-prompts.txt:1"
+
+
+def test_replay_mixes_chat_prompts_with_known_facts_and_keeps_to_its_token_budget():
+    prompts = replay_prompts()
+    assert len(prompts) == len(set(prompts)) > len(general_prompts())
+    assert prompts[0] == general_prompts()[0] and prompts[2] == general_prompts()[1]  # taken in turn
+    examples = [SimpleNamespace(input_ids=[0] * n) for n in (30, 50, 40, 10)]
+    assert within_budget(examples, 85) == examples[:2]
+    assert within_budget(examples, 5) == examples[:1]  # at least one
+
+
+@pytest.mark.parametrize(("method", "examples", "answers", "replay", "kl"), [
+    ("lora", 32, True, REPLAY_RATIO, REPLAY_KL),  # a small set of answers: replay, held by the KL term to the base
+    ("qlora", 999, True, REPLAY_RATIO, REPLAY_KL),
+    ("full", 32, True, REPLAY_RATIO, 0),           # no adapter to switch off: the replayed answers train as answers
+    ("lora", 1000, True, 0, 0),                    # a large dataset carries its own variety
+    ("lora", 32, False, 0, 0),                     # documents: continued pre-training, no answers to keep
+    ("dpo", 32, True, 0, 0),                       # preference pairs keep the model near its base by their own loss
+])
+def test_replay_is_on_for_small_sets_of_answers_trained_by_sft(method, examples, answers, replay, kl):
+    config = RunConfig(model="default", data="x.jsonl", method=method)
+    settled = settle_replay(config, DataFacts([64] * examples, train_examples=examples, answers=answers))
+    assert (settled.replay, settled.replay_kl) == (replay, kl)
+
+
+CPU = Hardware(cuda=False, gpu_name=None, vram_total_gb=0, vram_free_gb=0, bf16=False, ram_total_gb=16,
+               ram_available_gb=16, disk_free_gb=100)
+
+
+def test_a_small_set_of_answers_trains_until_recalled_where_replay_holds_it_to_the_base():
+    facts = DataFacts([64] * 24, train_examples=24)
+    held = settle_run(RunConfig(model="default", data="x.jsonl"), CPU, facts, None).config
+    assert (held.replay, held.replay_kl, held.stop_when_recalled, held.epochs) == (REPLAY_RATIO, REPLAY_KL, True, SMALL_DATA_MAX_EPOCHS)
+    plain = settle_run(RunConfig(model="default", data="x.jsonl", method="full"), CPU, facts, None).config
+    assert (plain.replay, plain.replay_kl, plain.stop_when_recalled) == (REPLAY_RATIO, 0, False)  # recall alone forgets
+    asked = settle_run(RunConfig(model="default", data="x.jsonl", stop_when_recalled=False), CPU, facts, None).config
+    assert (asked.stop_when_recalled, asked.epochs) == (False, DEFAULT_EPOCHS)
+
+
+def test_replay_as_set_is_kept_and_refused_where_it_cannot_apply():
+    facts = DataFacts([64] * 32, train_examples=32)
+    assert settle_replay(RunConfig(model="default", data="x.jsonl", replay=0), facts).replay == 0
+    assert settle_replay(RunConfig(model="default", data="x.jsonl", replay=2.5), facts).replay == 2.5
+    assert settle_replay(RunConfig(model="default", data="x.jsonl"), DataFacts([64])).replay is None  # data not read yet
+    with pytest.raises(ConfigError, match="replay"):
+        RunConfig.from_dict({"model": "default", "data": "x.jsonl", "method": "dpo", "replay": 1})
+
+
+@pytest.mark.slow
+def test_a_run_replays_the_bases_own_answers_and_reports_the_everyday_answers_it_kept(home, tiny_config, monkeypatch):
+    # A tiny random model never ends a turn, so a stand-in answers for it: every reply ends, and each remembers
+    # whether the adapter was already on the model that gave it (replay and the first probe must ask the base).
+    from tuneforge.core import replies
+    from tuneforge.core.general_answers import RESULT_FILE, general_questions
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.runs import RunDir
+    from tuneforge.core.train import train_run
+
+    asked_with_adapter = []
+
+    def stand_in(model, tokenizer, conversations, max_new_tokens):
+        adapted = hasattr(model, "peft_config")
+        asked_with_adapter.append(adapted)
+        # The base knows every everyday answer; the tuned model forgets the first one.
+        return [Reply("I do not know." if adapted and i == 0 else f"Hello! {_expected(c)}", True)
+                for i, c in enumerate(conversations)]
+
+    monkeypatch.setattr(replies, "generate_replies", stand_in)
+    lines = []
+    run = create_run(tiny_config(max_steps=2, replay=1, forgetting_probe=True), home / "replayed")
+    result = train_run(run, echo=lines.append)
+
+    assert asked_with_adapter == [False, False, True]  # the base answers the probe, then replay; the tuned model the probe
+    replay_line = next(line for line in lines if line.startswith("replay: "))
+    figures = re.fullmatch(r"replay: (\d+) of the base's own answers \((\d+) tokens, of (\d+) that ended their turn\) "
+                           r"train beside the 8 examples \((\d+) tokens\)", replay_line)
+    assert figures, replay_line
+    chosen, tokens, answered, data_tokens = map(int, figures.groups())
+    assert chosen == result.replay_examples > 0
+    assert tokens <= data_tokens and answered > chosen  # replay 1: no more tokens than the data, from a larger pool
+    assert (result.general_known, result.general_kept) == (len(general_questions()), len(general_questions()) - 1)
+    kept = read_answers(RunDir(run.path).path / RESULT_FILE)
+    assert [lost.question for lost in kept.lost] == [general_questions()[0].question]
+    assert any(line.startswith("forgetting probe: kept") for line in lines)
+
+
+def _expected(conversation) -> str:
+    """A right answer to an everyday question (its first expected word); other prompts get a greeting."""
+    by_question = {q.question: q.expect[0] for q in general_questions()}
+    return by_question.get(conversation[0]["content"], "")
+
+
+@pytest.mark.slow
+def test_replay_kl_holds_the_replayed_rows_to_the_base(home, tiny_config, monkeypatch):
+    from transformers import TrainerCallback
+
+    from tuneforge.core import replies
+    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.train import train_run
+
+    monkeypatch.setattr(replies, "generate_replies",
+                        lambda model, tokenizer, conversations, max_new_tokens: [Reply("Hello there.", True)] * len(conversations))
+
+    class Logs(TrainerCallback):
+        def __init__(self):
+            self.kl = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.kl += [logs["replay_kl"]] if logs and "replay_kl" in logs else []
+
+    logs = Logs()
+    train_run(create_run(tiny_config(max_steps=4, batch_size=8, replay=1, replay_kl=1.0), home / "kl"), echo=None, callbacks=[logs])
+    # Batches that hold replayed rows (8 data examples and as many replay tokens) log the term: zero before the
+    # adapter has moved (LoRA starts as the identity), positive once it has.
+    assert len(logs.kl) >= 2
+    assert logs.kl[0] == pytest.approx(0.0, abs=1e-6) and logs.kl[-1] > 0
