@@ -224,8 +224,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     if spec.objective == "distill":  # the teacher's weights and its logits
         weights += (teacher_params_b or params_b) * 1e9 * value_bytes
         logits *= 2
-    if replay_kl:  # the replayed rows' whole logits, tuned and base, as a distillation loss holds them (at most the batch)
-        logits += 2 * _logits_bytes("distill", tokens, answer_share, shape, on_gpu)
+    if replay_kl:  # the replayed rows' logits at their answers, tuned and base (at most the batch's answers)
+        logits += 2 * _logits_bytes("distill", tokens * answer_share, answer_share, shape, on_gpu)
 
     # Gradients fill in during the backward pass while the activations are freed: only what
     # they need beyond the activations and logits raises the peak (full fine-tuning of short examples).

@@ -51,8 +51,10 @@ def generate_replies(model: Any, tokenizer: Any, conversations: Sequence[Convers
                                                    return_tensors="pt", return_dict=True)
             inputs = {k: v.to(model.device) for k, v in inputs.items()}
             with torch.inference_mode():
+                # use_cache: training turns the key/value cache off in the model's config, and without it every
+                # new token recomputes the whole sequence (the tuned model answered 8× slower than its base)
                 output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                        eos_token_id=stop, pad_token_id=pad)
+                                        eos_token_id=stop, pad_token_id=pad, use_cache=True)
             for row in output[:, inputs["input_ids"].shape[1]:].tolist():
                 ended = any(token in stop for token in row)
                 replies.append(Reply(tokenizer.decode(row, skip_special_tokens=True).strip(), ended))

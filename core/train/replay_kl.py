@@ -16,11 +16,6 @@ from typing import Any
 
 from trl import SFTTrainer
 
-from .distill import distillation_terms
-
-KL_TEMPERATURE = 1.0
-"""The distributions as the models give them: the aim is the base's behaviour, not a softened copy of it."""
-
 
 class ReplayKLTrainer(SFTTrainer):
     """TRL's SFT trainer, plus a KL term to the base on the rows of each batch that are replayed answers."""
@@ -56,13 +51,21 @@ class ReplayKLTrainer(SFTTrainer):
         return rows
 
     def replay_kl(self, model: Any, inputs: dict[str, Any], rows: list[int]) -> Any:
-        """KL(base ‖ tuned) over the answer tokens of `rows`, the base being the model with its adapter off."""
+        """KL(base ‖ tuned) over the answer tokens of `rows`, the base being the model with its adapter off.
+
+        Both models project only the positions whose next token is trained in some row (`logits_to_keep`):
+        a 262k vocabulary's logits over whole rows would cost gigabytes for a term that reads the answers only."""
         import torch
+        import torch.nn.functional as F
 
         forward = {k: inputs[k][rows] for k in ("input_ids", "attention_mask") if k in inputs}
-        labels = inputs["labels"][rows]
-        tuned = model(**forward, use_cache=False).logits
+        trained = inputs["labels"][rows][:, 1:] != -100  # the logits at position t predict token t + 1
+        positions = trained.any(0).nonzero().squeeze(-1)
+        if positions.numel() == 0:
+            return inputs["input_ids"].new_zeros((), dtype=torch.float32)
+        tuned = model(**forward, use_cache=False, logits_to_keep=positions).logits
         with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
-            base = model(**forward, use_cache=False).logits
-        kl, _cross_entropy, _accuracy = distillation_terms(tuned, base, labels, KL_TEMPERATURE)
-        return kl
+            base = model(**forward, use_cache=False, logits_to_keep=positions).logits
+        mask = trained[:, positions]
+        return F.kl_div(F.log_softmax(tuned[mask].float(), -1), F.log_softmax(base[mask].float(), -1),
+                        log_target=True, reduction="batchmean")

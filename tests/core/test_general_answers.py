@@ -167,7 +167,7 @@ def test_a_run_replays_the_bases_own_answers_and_reports_the_everyday_answers_it
     result = train_run(run, echo=lines.append)
 
     assert asked_with_adapter == [False, False, True]  # the base answers the probe, then replay; the tuned model the probe
-    replay_line = next(line for line in lines if line.startswith("replay: "))
+    replay_line = next(line for line in lines if line.startswith("replay: ") and "train beside" in line)
     figures = re.fullmatch(r"replay: (\d+) of the base's own answers \((\d+) tokens, of (\d+) that ended their turn\) "
                            r"train beside the 8 examples \((\d+) tokens\)", replay_line)
     assert figures, replay_line
