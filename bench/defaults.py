@@ -51,6 +51,7 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "before": ("the defaults as they were: no replay", BEFORE),
     "defaults": ("nothing set: tuneforge's defaults now", {}),
     "all-facts": ("no replay, every fact trains", {**BEFORE, **ALL_FACTS}),
+    "defaults-all-facts": ("tuneforge's defaults now, every fact trains (eval_split 0)", ALL_FACTS),
     "replay": ("replay 1 (as many tokens of the base's own answers as of data), every fact trains", {**ALL_FACTS, "replay": 1}),
     "replay-2": ("replay 2, every fact trains", {**ALL_FACTS, "replay": 2}),
     "replay-10ep": ("replay 1, every fact trains, 10 epochs", {**ALL_FACTS, "replay": 1, "epochs": 10}),

@@ -44,14 +44,17 @@ class DataFacts:
     has_eval: bool = False
     answers: bool = True
     """The examples end in answers (chat data), which can be recalled; False for documents."""
+    chat_model: bool = True
+    """The model has a chat template of its own; False for a base model given its family's, which has no chat
+    behaviour to keep (asked a question, it runs on without ending its turn)."""
 
     @classmethod
-    def measured(cls, stats: DataStats) -> DataFacts:
-        """The facts of a tokenized dataset."""
+    def measured(cls, stats: DataStats, chat_model: bool = True) -> DataFacts:
+        """The facts of a tokenized dataset (for a model with or without a chat template of its own)."""
         from .data.prepare import PLAIN_TEXT_SHAPES
 
         return cls(stats.token_lengths, stats.answer_share, stats.train_examples, stats.eval_examples > 0,
-                   stats.shape not in PLAIN_TEXT_SHAPES)
+                   stats.shape not in PLAIN_TEXT_SHAPES, chat_model)
 
     @classmethod
     def assumed(cls, config: RunConfig) -> DataFacts:
@@ -138,7 +141,8 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
 
 def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:
     """How the base's own answers train beside the data (train/replay.py): `replay: None` means REPLAY_RATIO
-    for a small dataset of answers trained by SFT, and none otherwise; `replay_kl: None` means REPLAY_KL
+    for a small dataset of answers trained by SFT into a chat model, and none otherwise (a base model's answers
+    to the replay prompts do not end, so there is nothing to replay); `replay_kl: None` means REPLAY_KL
     wherever replay is on and the model has an adapter to switch off (in one process), else plain answers.
     bench/defaults.py measured both: see the README (Learning new facts and keeping what it knew)."""
     if data.train_examples is None:
@@ -147,7 +151,8 @@ def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:
     replay = config.replay
     if replay is None:
         small = data.answers and data.train_examples < SMALL_DATASET
-        replay = updates["replay"] = REPLAY_RATIO if small and method_spec(config.method).objective == "sft" else 0.0
+        wanted = small and data.chat_model and method_spec(config.method).objective == "sft"
+        replay = updates["replay"] = REPLAY_RATIO if wanted else 0.0
     if config.replay_kl is None:
         adapter = method_spec(config.method).weights == "adapter" and config.processes * config.nodes == 1
         updates["replay_kl"] = REPLAY_KL if replay and adapter else 0.0
@@ -162,11 +167,15 @@ def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) 
     word, up to SMALL_DATA_MAX_EPOCHS passes; left open, it is on where replay_kl holds the model to its
     base. bench/defaults.py measured it on 24 invented facts: alone it learns every trained fact but
     forgets far more than 6 decayed epochs (SmolLM2-135M kept 49 of 68 everyday answers, general-text
-    perplexity +277 %); with replay held by the KL term it learned them all and kept 63 of 68 (+5 %).
+    perplexity +277 %); with replay held by the KL term it learned them all and kept 63 of 68 (+5 %). A base
+    model without a chat template of its own has no chat to lose and must learn to end its answers: it
+    trains until recalled too (Gemma 3 270M at 2e-4 did not learn the demo's facts in 6 epochs).
     `can_check` is False where no process may score the model alone (FSDP): there it cannot be on.
     """
     small = data.answers and data.train_examples is not None and data.train_examples < SMALL_DATASET
-    wanted = config.stop_when_recalled if config.stop_when_recalled is not None else bool(config.replay_kl)
+    wanted = config.stop_when_recalled
+    if wanted is None:  # where replay holds a chat model to its base, or a base model has no chat to lose
+        wanted = bool(config.replay_kl) or (not data.chat_model and method_spec(config.method).objective == "sft")
     recall = bool(small and can_check and method_spec(config.method).objective in ("sft", "distill") and wanted)
     patience = config.early_stopping_patience
     if patience is None:

@@ -151,11 +151,12 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
+    chat_model = bool(getattr(tokenizer, "chat_template", None))  # before prepare gives a base model its family's
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
                    config.chat_template)
     fit = None
     if main:  # rank 0 settles the run for every process: they must agree on batch split and length
-        settled = settle_run(config, hardware, DataFacts.measured(data.stats), model_shape(model_ref.path),
+        settled = settle_run(config, hardware, DataFacts.measured(data.stats, chat_model), model_shape(model_ref.path),
                              refit=checkpoint is None, arch=model_ref.arch)
         check_memory_plan(run, settled, hardware, model_ref, echo, refuse=checkpoint is None)
         config, fit = run.save_config(settled.config), settled.fit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -131,6 +132,10 @@ def test_a_small_set_of_answers_trains_until_recalled_where_replay_holds_it_to_t
     assert (plain.replay, plain.replay_kl, plain.stop_when_recalled) == (REPLAY_RATIO, 0, False)  # recall alone forgets
     asked = settle_run(RunConfig(model="default", data="x.jsonl", stop_when_recalled=False), CPU, facts, None).config
     assert (asked.stop_when_recalled, asked.epochs) == (False, DEFAULT_EPOCHS)
+    # A base model given its family's template has no chat behaviour to replay (its answers do not end), and must
+    # learn to end its answers: it trains until recalled without replay.
+    base = settle_run(RunConfig(model="default", data="x.jsonl"), CPU, replace(facts, chat_model=False), None).config
+    assert (base.replay, base.replay_kl, base.stop_when_recalled) == (0, 0, True)
 
 
 def test_replay_as_set_is_kept_and_refused_where_it_cannot_apply():
