@@ -67,12 +67,15 @@ def evaluate(
         help="A model that grades each answer against its reference: a .gguf file, ollama:NAME, or an OpenAI-compatible URL "
              "(as data prepare's --generator; key from TUNEFORGE_GENERATOR_API_KEY).")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer, in tokens.")] = 128,
+    everyday: Annotated[bool, typer.Option(
+        "--everyday/--no-everyday", help="Also ask every model tuneforge's 116 everyday questions: how many of the "
+                                        "base's right answers each keeps (forgetting).")] = True,
 ) -> int:
     """Ask the base model, the tuned model and each verified GGUF the eval questions, score every answer against
     its reference (exact, contained, F1, stopped; with --judge, correct or not and why), and write RUN_DIR/eval/report.json."""
     from ..evaluation import EVAL_FOLDER, TABLE_FILE, evaluate_run
 
-    report = evaluate_run(run_dir, data, judge, max_new_tokens, on_progress=progress_lines())
+    report = evaluate_run(run_dir, data, judge, max_new_tokens, on_progress=progress_lines(), everyday=everyday)
     say()
     say(report.table())
     say(f"\nevery answer, side by side: {Path(report.run) / EVAL_FOLDER / 'report.json'} (table: {TABLE_FILE})")

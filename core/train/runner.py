@@ -180,15 +180,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     if ask_everyday:
         echo("forgetting probe: the base answers the everyday questions …")
         answers_before = base_answers(base, tokenizer, model_ref.path)
-    replayed = []
-    if config.replay:
-        echo("replay: the base answers the replay prompts (once per base model) …")
-        own_answers = base_replay_examples(base, tokenizer, model_ref.path)
-        answered = _tokenized(own_answers, tokenizer, config) if own_answers else []
-        replayed = within_budget(answered, round(config.replay * data.stats.total_tokens))
-        echo(f"replay: {len(replayed)} of the base's own answers ({sum(len(e.input_ids) for e in replayed)} tokens, of "
-             f"{len(answered)} that ended their turn) train beside the {data.stats.train_examples} examples "
-             f"({data.stats.total_tokens} tokens)")
+    replayed = _replayed(config, base, tokenizer, model_ref, data, echo) if config.replay else []
     model = make_trainable(base, config, model_ref, gradient_checkpointing)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -295,6 +287,20 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
         if general:
             train = train + _tokenized(general, tokenizer, config)
     return train, evaluation
+
+
+def _replayed(config: RunConfig, base: Any, tokenizer: Any, model_ref: ResolvedModel, data: PreparedData,
+              echo: Callable[[str], None]) -> list[Any]:
+    """The base's own answers that train beside the data (replay.py), tokenized, `config.replay` tokens of them
+    for every token of the data; asked before the adapter wraps the base."""
+    echo("replay: the base answers the replay prompts (once per base model) …")
+    own_answers = base_replay_examples(base, tokenizer, model_ref.path)
+    answered = _tokenized(own_answers, tokenizer, config) if own_answers else []
+    replayed = within_budget(answered, round((config.replay or 0) * data.stats.total_tokens))
+    echo(f"replay: {len(replayed)} of the base's own answers ({sum(len(e.input_ids) for e in replayed)} tokens, of "
+         f"{len(answered)} that ended their turn) train beside the {data.stats.train_examples} examples "
+         f"({data.stats.total_tokens} tokens)")
+    return replayed
 
 
 def _tokenized(general: list[Any], tokenizer: Any, config: RunConfig) -> list[Any]:
