@@ -195,8 +195,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     stop = GracefulStop()
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
-    if config.stop_when_recalled:
-        callbacks.append(RecallStop(run, train_set, echo))
+    if config.stop_when_recalled:  # the data's answers: the replayed ones are the base's own, held by replay_kl
+        callbacks.append(RecallStop(run, train_set[:len(train_set) - len(replayed)], echo))
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher, replayed)
     if checkpoint is None and main:
         record(run, fingerprint(config, model_ref.path, teacher_path))
