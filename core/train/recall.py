@@ -23,8 +23,9 @@ RECALL_SAMPLE = 256
 """The most training examples checked; evenly spread, so a larger small dataset costs the same."""
 RECALL_BATCH = 8
 RECALL_PATIENCE = 3
-"""Checks in a row without a new best count after which training stops anyway: an answer that flips between two
-near-equal words would otherwise keep a run going for all 30 epochs (the demo did, at 56 of 59)."""
+"""Checks in a row without a new best count (once any answer is recalled) after which training stops anyway: an
+answer that flips between two near-equal words would otherwise keep a run going for all 30 epochs (the demo did,
+at 56 of 59)."""
 
 
 def recall_sample(examples: Sequence[TokenizedExample]) -> list[TokenizedExample]:
@@ -81,7 +82,8 @@ class RecallStop(TrainerCallback):
         self.run.record(Recalled(step=state.global_step, recalled=count, checked=len(self.sample)))
         if self.echo:
             self.echo(f"recall after epoch {round(state.epoch or 0)}: {count}/{len(self.sample)} training answers word for word")
-        self.best, self.since_best = (count, 0) if count > self.best else (self.best, self.since_best + 1)
+        # Patience counts from the first answer recalled: before that a slow start is still learning.
+        self.best, self.since_best = (count, 0) if count > self.best or count == 0 else (self.best, self.since_best + 1)
         # Every process holds the same weights and checks the same examples, so all stop together.
         if count == len(self.sample) or self.since_best >= RECALL_PATIENCE:
             control.should_training_stop = True
