@@ -28,6 +28,7 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         await pilot.press("ctrl+n")  # → Train form
         app.screen.query_one("#field-max_steps", Input).value = "2"
         app.screen.query_one("#field-batch_size", Input).value = "4"
+        app.screen.query_one("#field-replay", Input).value = "0"  # replay's first run answers 138 prompts (its own tests)
         await pilot.press("ctrl+s")  # Start
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunScreen", 60, "the live view")
         run = app.screen.run
