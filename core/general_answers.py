@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,12 @@ class GeneralQuestion:
         return any(contains_reference(answer, expected) for expected in self.expect)
 
 
-def general_questions() -> list[GeneralQuestion]:
-    """The shipped everyday questions, in file order."""
+@cache
+def general_questions() -> tuple[GeneralQuestion, ...]:
+    """The shipped everyday questions, in file order (read once: a run and an evaluation ask for them several times)."""
     text = (resources.files("tuneforge.core") / "datasets" / GENERAL_QUESTIONS).read_text(encoding="utf-8")
-    return [GeneralQuestion(q["question"], tuple(q["expect"]), q.get("max_words"), q.get("topic", ""))
-            for q in json.loads(text)["questions"]]
+    return tuple(GeneralQuestion(q["question"], tuple(q["expect"]), q.get("max_words"), q.get("topic", ""))
+            for q in json.loads(text)["questions"])
 
 
 def conversations(questions: Sequence[GeneralQuestion]) -> list[list[dict[str, str]]]:
