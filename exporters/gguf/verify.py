@@ -2,7 +2,7 @@
 
 Checks: it loads in llama.cpp; its tokenizer gives the HF tokenizer's ids (chat text with
 special tokens included); next-token argmax agrees with the HF model (f32/f16: ≥ 99%
-of positions); perplexity on the eval texts next to the HF model's; a chat turn through the
+of positions, a near-tie within NEAR_TIE logits counted as agreeing); perplexity on the eval texts next to the HF model's; a chat turn through the
 embedded template ends with an end-of-turn token within a bounded length.
 
 The HF side is computed once per export (reference.py); each file is verified in a child
@@ -32,6 +32,10 @@ LOSSLESS_TYPES = ("f32", "f16", "lora")
 reported like the quantized types: llama.cpp's CPU path rounds activations to bf16 too."""
 LOSSLESS_TOP1 = 0.99
 """f32/f16 must agree with the HF model on the next token at this share of positions."""
+NEAR_TIE = 0.05
+"""A position where the GGUF's top token is within this many logits of the HF model's top logit is a
+near-tie, not a disagreement: f16 rounding (|diff| up to ~0.04 here) can order two such tokens either way.
+A broken conversion still fails, since its choices sit far below the HF top logit."""
 
 
 @contextlib.contextmanager
@@ -110,26 +114,33 @@ def _check_tokenizer(llm: Any, reference: Reference) -> Check:
 
 
 def _check_logits(llm: Any, reference: Reference, gguf_type: str) -> list[Check]:
-    agree = positions = 0
+    agree = near_ties = positions = 0
     max_abs = 0.0
     nll_hf = nll_gguf = 0.0
     counted = 0
     for index, ids in enumerate(reference.sequences):
         expected, exported = reference.logits_of(index), gguf_logits(llm, ids)
-        agree += int((expected.argmax(axis=1) == exported.argmax(axis=1)).sum())
+        chosen = exported.argmax(axis=1)
+        same = expected.argmax(axis=1) == chosen
+        gap = expected.max(axis=1) - expected[np.arange(len(chosen)), chosen]
+        agree += int(same.sum())
+        near_ties += int((~same & (gap <= NEAR_TIE)).sum())
         positions += len(ids)
         max_abs = max(max_abs, float(np.abs(expected - exported).max()))
         nll_a, n = _nll(expected, ids)
         nll_b, _ = _nll(exported, ids)
         nll_hf, nll_gguf, counted = nll_hf + nll_a, nll_gguf + nll_b, counted + n
     top1 = agree / max(positions, 1)
+    top1_or_tie = (agree + near_ties) / max(positions, 1)
     lossless = gguf_type in LOSSLESS_TYPES
     ppl_hf, ppl_gguf = math.exp(nll_hf / max(counted, 1)), math.exp(nll_gguf / max(counted, 1))
     top1_check = Check(
-        "logits", top1 >= LOSSLESS_TOP1 if lossless else True,
+        "logits", top1_or_tie >= LOSSLESS_TOP1 if lossless else True,
         f"next-token top-1 agreement {top1:.1%} over {positions} positions"
+        + (f", {near_ties} more near-ties within {NEAR_TIE} logits" if near_ties else "")
         + (f" (needs ≥ {LOSSLESS_TOP1:.0%})" if lossless else " (quantized: reported, not required)"),
-        {"top1_agreement": round(top1, 5), "positions": positions, "max_abs_logit_diff": round(max_abs, 4)},
+        {"top1_agreement": round(top1, 5), "near_ties": near_ties, "positions": positions,
+         "max_abs_logit_diff": round(max_abs, 4)},
     )
     delta = ppl_gguf - ppl_hf
     perplexity = Check(

@@ -218,3 +218,23 @@ def test_f32_is_lossless_and_bf16_close(tiny_models, tmp_path):
     perplexity = checks_of(bf16)["perplexity"].figures
     assert abs(perplexity["delta"]) < 0.02 * perplexity["hf"]
     assert f32.size_bytes > 1.5 * bf16.size_bytes  # both carry the same ~6 MB of vocabulary metadata
+
+
+def test_a_file_that_computes_something_else_fails_the_logits_check(tiny_models, tmp_path):
+    """Near-ties forgive f16 rounding, not a wrong model: a file whose first layer's attention output is
+    scaled by 1.1 (an error the size of a mis-scaled tensor in a converter) is caught."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.exporters.gguf.reference import Reference, write_reference
+    from tuneforge.exporters.gguf.verify import verify_gguf
+
+    (f16,) = export(tiny_models["llama"], ["f16"], out=tmp_path / "out", echo=None).verifications
+    assert checks_of(f16)["logits"].passed
+    other = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], dtype=torch.float32)
+    with torch.no_grad():
+        other.model.layers[0].self_attn.o_proj.weight.mul_(1.1)
+    texts = ["The river runs past the old mill and into the lake.", "Seven people met at noon to plan the harvest."]
+    reference = Reference.load(write_reference(other, AutoTokenizer.from_pretrained(tiny_models["llama"]), texts, tmp_path / "ref"))
+    logits = checks_of(verify_gguf(Path(f16.file), "f16", reference))["logits"]
+    assert not logits.passed, logits.detail
