@@ -7,14 +7,15 @@ left-padded greedy generation that stops on every end-of-turn token serves them 
 
 A base model answers the same questions in every run that starts from it, so its replies are cached
 under TUNEFORGE_HOME/cache/replies, keyed by the model's files, its chat template, the precision and
-device it ran in, the conversations and the token budget: any change asks again.
+device it ran in, the conversations and the token budget: any change asks again. Replay asks its prompts
+only until it has enough answers, so the cache may hold the answers to a first part of the conversations.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,25 @@ def generate_replies(model: Any, tokenizer: Any, conversations: Sequence[Convers
 
 
 def cached_base_replies(model: Any, tokenizer: Any, model_path: Path, conversations: Sequence[Conversation],
-                        max_new_tokens: int) -> list[Reply]:
+                        max_new_tokens: int, enough: Callable[[list[Reply]], bool] | None = None) -> list[Reply]:
     """`generate_replies` for a base model loaded from `model_path`, read from the cache when this model,
-    template, precision and device already answered these conversations with this budget."""
+    template, precision and device already answered these conversations with this budget.
+
+    With `enough`, the conversations are answered in order, GENERATION_BATCH at a time, only until
+    `enough(replies so far)` holds: the replies of a prefix (replay needs a few dozen of its 138 prompts).
+    The cache keeps the prefix answered so far and a later run that needs more goes on from it; the batches
+    are the same as answering all at once, so the replies are too."""
     key = _cache_key(model, tokenizer, model_path, conversations, max_new_tokens)
     path = tuneforge_home() / "cache" / "replies" / f"{key}.json"
     try:
-        return [Reply(text, stopped) for text, stopped in json.loads(path.read_text(encoding="utf-8"))]
+        replies = [Reply(text, stopped) for text, stopped in json.loads(path.read_text(encoding="utf-8"))]
     except (OSError, ValueError, TypeError):
-        pass  # not cached yet, or a file from another version: answer again
-    replies = generate_replies(model, tokenizer, conversations, max_new_tokens)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps([[r.text, r.stopped] for r in replies], ensure_ascii=False))
+        replies = []  # not cached yet, or a file from another version: answer again
+    while len(replies) < len(conversations) and not (enough and enough(replies)):
+        batch_end = len(conversations) if enough is None else len(replies) + GENERATION_BATCH
+        replies += generate_replies(model, tokenizer, conversations[len(replies):batch_end], max_new_tokens)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps([[r.text, r.stopped] for r in replies], ensure_ascii=False))
     return replies
 
 

@@ -7,14 +7,16 @@ report the same), and mixing in facts the model already knows keeps its knowledg
 ones (Pletenev et al., 2025). Before training, the base answers tuneforge's replay prompts: the
 general chat prompts (datasets/general-prompts.txt: greetings, how-tos, short writing) and everyday
 questions it knows (datasets/known-facts-prompts.txt); never the everyday questions that measure
-forgetting (general_answers.py). The answers that end their turn are drawn in a fixed order until
-they hold `replay` tokens for every token of the data, and train with it, so a run costs at most
+forgetting (general_answers.py). The prompts are answered in a fixed order, and the answers that end
+their turn are drawn until they hold `replay` tokens for every token of the data (the base answers no
+more prompts than that takes), and train with it, so a run costs at most
 1 + `replay` times as much per epoch. `distill_general` uses the general chat prompts with a
 teacher's answers instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,14 +70,21 @@ def general_examples(prompts: list[str], teacher: Any, tokenizer: Any) -> list[E
     return answered_examples(prompts, generate_replies(teacher, tokenizer, prompt_conversations(prompts), GENERAL_ANSWER_TOKENS))
 
 
-def base_replay_examples(base: Any, tokenizer: Any, base_path: Path) -> list[Example]:
-    """The base model's own answers to every replay prompt that ended their turn, in replay order (cached per
-    base model: every run from the same base replays the same answers)."""
+def base_replay_examples(base: Any, tokenizer: Any, base_path: Path,
+                         enough: Callable[[list[Example]], bool] | None = None) -> list[Example]:
+    """The base model's own answers to the replay prompts that ended their turn, in replay order, the prompts
+    asked in order only until `enough(examples so far)` holds (cached per base model: every run from the same
+    base replays the same answers, and a run that needs more goes on where the last stopped)."""
     from ..replies import cached_base_replies
 
     prompts = replay_prompts()
-    replies = cached_base_replies(base, tokenizer, base_path, prompt_conversations(prompts), GENERAL_ANSWER_TOKENS)
-    return answered_examples(prompts, replies, source="replay")
+
+    def examples(replies: list[Reply]) -> list[Example]:
+        return answered_examples(prompts[:len(replies)], replies, source="replay")
+
+    replies = cached_base_replies(base, tokenizer, base_path, prompt_conversations(prompts), GENERAL_ANSWER_TOKENS,
+                                  enough=(lambda so_far: enough(examples(so_far))) if enough else None)
+    return examples(replies)
 
 
 def within_budget(tokenized: list[Any], budget: int) -> list[Any]:

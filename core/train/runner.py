@@ -294,9 +294,16 @@ def _replayed(config: RunConfig, base: Any, tokenizer: Any, model_ref: ResolvedM
     """The base's own answers that train beside the data (replay.py), tokenized, `config.replay` tokens of them
     for every token of the data; asked before the adapter wraps the base."""
     echo("replay: the base answers the replay prompts (once per base model) …")
-    own_answers = base_replay_examples(base, tokenizer, model_ref.path)
-    answered = _tokenized(own_answers, tokenizer, config) if own_answers else []
-    replayed = within_budget(answered, round((config.replay or 0) * data.stats.total_tokens))
+    budget = round((config.replay or 0) * data.stats.total_tokens)
+
+    def tokenized(examples: list[Any]) -> list[Any]:
+        return _tokenized(examples, tokenizer, config) if examples else []
+
+    # Tokenized as the data is, answers are asked for until they fill the budget: within_budget's pick is then final.
+    own_answers = base_replay_examples(base, tokenizer, model_ref.path,
+                                       enough=lambda so_far: sum(len(e.input_ids) for e in tokenized(so_far)) >= budget)
+    answered = tokenized(own_answers)
+    replayed = within_budget(answered, budget)
     echo(f"replay: {len(replayed)} of the base's own answers ({sum(len(e.input_ids) for e in replayed)} tokens, of "
          f"{len(answered)} that ended their turn) train beside the {data.stats.train_examples} examples "
          f"({data.stats.total_tokens} tokens)")

@@ -106,6 +106,38 @@ def test_replay_mixes_chat_prompts_with_known_facts_and_keeps_to_its_token_budge
     assert within_budget(examples, 5) == examples[:1]  # at least one
 
 
+def test_replay_asks_only_until_its_budget_is_filled_and_a_later_run_goes_on_from_the_cached_answers(home, tmp_path,
+                                                                                                     monkeypatch):
+    import torch
+
+    from tuneforge.core import replies
+
+    calls = []
+
+    def stand_in(model, tokenizer, conversations, max_new_tokens):
+        calls.append(len(conversations))
+        return [Reply(f"Answer to {c[0]['content']}", True) for c in conversations]
+
+    monkeypatch.setattr(replies, "generate_replies", stand_in)
+    model, folder = torch.nn.Linear(2, 2), tmp_path / "base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    conversations = [[{"role": "user", "content": f"question {i}"}] for i in range(40)]
+
+    def ask(enough=None):
+        return replies.cached_base_replies(model, None, folder, conversations, 32, enough)
+
+    few = ask(enough=lambda so_far: len(so_far) >= 5)
+    assert len(few) == replies.GENERATION_BATCH and calls == [replies.GENERATION_BATCH]  # one batch, not all 40
+    more = ask(enough=lambda so_far: len(so_far) >= 20)
+    assert more[:len(few)] == few and len(more) == 2 * replies.GENERATION_BATCH
+    assert calls == [replies.GENERATION_BATCH] * 2  # the first batch came from the cache
+    everything = ask()
+    assert [r.text for r in everything] == [f"Answer to question {i}" for i in range(40)]
+    assert calls == [replies.GENERATION_BATCH] * 2 + [40 - 2 * replies.GENERATION_BATCH]
+    assert ask() == everything and len(calls) == 3  # all cached now
+
+
 @pytest.mark.parametrize(("method", "examples", "answers", "replay", "kl"), [
     ("lora", 32, True, REPLAY_RATIO, REPLAY_KL),  # a small set of answers: replay, held by the KL term to the base
     ("qlora", 999, True, REPLAY_RATIO, REPLAY_KL),
@@ -157,11 +189,11 @@ def test_a_run_replays_the_bases_own_answers_and_reports_the_everyday_answers_it
     from tuneforge.core.runs import RunDir
     from tuneforge.core.train import train_run
 
-    asked_with_adapter = []
+    asked = []  # (whether the adapter was on, how many conversations) per call
 
     def stand_in(model, tokenizer, conversations, max_new_tokens):
         adapted = hasattr(model, "peft_config")
-        asked_with_adapter.append(adapted)
+        asked.append((adapted, len(conversations)))
         # The base knows every everyday answer; the tuned model forgets the first one.
         return [Reply("I do not know." if adapted and i == 0 else f"Hello! {_expected(c)}", True)
                 for i, c in enumerate(conversations)]
@@ -171,7 +203,13 @@ def test_a_run_replays_the_bases_own_answers_and_reports_the_everyday_answers_it
     run = create_run(tiny_config(max_steps=2, replay=1, forgetting_probe=True), home / "replayed")
     result = train_run(run, echo=lines.append)
 
-    assert asked_with_adapter == [False, False, True]  # the base answers the probe, then replay; the tuned model the probe
+    # The base answers the probe, then the replay prompts, a batch at a time only until they fill the budget; the
+    # tuned model answers the probe.
+    probe, *replay_batches, after = asked
+    assert probe == (False, len(general_questions())) and after == (True, len(general_questions()))
+    assert not any(adapted for adapted, _ in replay_batches)
+    assert replay_batches and all(count == replies.GENERATION_BATCH for _, count in replay_batches)
+    assert sum(count for _, count in replay_batches) < len(replay_prompts())
     replay_line = next(line for line in lines if line.startswith("replay: ") and "train beside" in line)
     figures = re.fullmatch(r"replay: (\d+) of the base's own answers \((\d+) tokens, of (\d+) that ended their turn\) "
                            r"train beside the 8 examples \((\d+) tokens\)", replay_line)
