@@ -25,6 +25,8 @@ SMALL_DATASET = 1000
 """Below this many training examples, early stopping on eval loss is on unless set otherwise, and
 stop_when_recalled may be turned on (see settle.py)."""
 DEFAULT_PATIENCE = 3
+DEFAULT_EVAL_SPLIT = 0.1
+"""The share of the data held out for eval loss where `eval_split` is left open and something is held out."""
 DEFAULT_EPOCHS = 6
 """Passes over a dataset of SMALL_DATASET examples or more, or over documents and preference pairs."""
 REPLAY_RATIO = 1.0
@@ -117,8 +119,10 @@ class RunConfig(BaseModel):
     auto_fit: bool = True
     """Fit the run into free memory: lower batch_size (raising grad_accum, so the effective batch stays),
     turn on checkpointing, and only then cut max_length, as the memory plan needs; off = train as configured."""
-    eval_split: float = Field(0.1, ge=0, lt=1)
-    """Fraction of `data` held out for eval loss when `eval_data` is unset (0 = none)."""
+    eval_split: float | None = Field(None, ge=0, lt=1)
+    """Fraction of `data` held out for eval loss when `eval_data` is unset (0 = none); None = none for a dataset of
+    answers under 1,000 examples trained by SFT (each is something to learn, and training stops once they are
+    recalled), else 0.1."""
     eval_steps: int | None = Field(None, ge=1)
     """Evaluate every N steps; None = once per epoch."""
     save_steps: int | None = Field(None, ge=1)

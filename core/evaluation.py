@@ -2,7 +2,8 @@
 verified GGUF, each answer scored against its reference.
 
 The questions are the run's eval split (its `eval_data`, else the share `eval_split` held out of
-its data; the same examples training scored its eval loss on), or any dataset file: each chat
+its data; the same examples training scored its eval loss on; the training data itself when nothing
+was held out, as for a small set of answers, which then says what was learned), or any dataset file: each chat
 example is asked up to its last assistant turn, which is the reference. Answers are greedy. The
 GGUF files answer through llama.cpp with the template inside the file, as a person will run them.
 
@@ -35,6 +36,8 @@ EVAL_FOLDER = "eval"
 REPORT_FILE, TABLE_FILE = "report.json", "report.txt"
 DEFAULT_ANSWER_TOKENS = 128
 """Enough for a domain answer of a few sentences; a model that has not learned to stop is cut here."""
+TRAINED_NOTE = " (trained: nothing was held out)"
+"""Ends the questions' origin when a run held nothing out and its own training data is asked."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ class EvalReport:
     questions: list[EvalQuestion]
     models: list[EvaluatedModel]
 
+    @property
+    def asked_training_data(self) -> bool:
+        """True when the questions are the run's own training data (it held nothing out)."""
+        return self.data.endswith(TRAINED_NOTE)
+
     def to_dict(self) -> dict[str, Any]:
         """The report as report.json holds it: a summary per model, then per question every model's answer."""
         return {
@@ -164,9 +172,11 @@ def questions_from(examples: Sequence[Example]) -> list[EvalQuestion]:
 
 
 def run_questions(run: RunDir, data: str | None = None) -> tuple[list[EvalQuestion], str]:
-    """The questions to ask and where they come from: `data`, else the run's eval split."""
+    """The questions to ask and where they come from: `data`, else the run's eval split, else (nothing held out)
+    its training data."""
     from .data.formats import load_examples, load_run_data
     from .data.prepare import train_and_eval
+    from .settle import settle_eval_split
 
     config = run.load_config()
     if data is not None:
@@ -175,11 +185,11 @@ def run_questions(run: RunDir, data: str | None = None) -> tuple[list[EvalQuesti
         examples, origin = loaded.examples, str(data)
     else:
         loaded, eval_loaded = load_run_data(config)
-        examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)[1]
+        eval_split = settle_eval_split(config, len(loaded.examples), loaded.shape).eval_split
+        examples = train_and_eval(loaded, eval_loaded, eval_split, config.seed)[1]
         origin = config.eval_data or f"the eval split of {config.data}"
-        if not examples:
-            raise DataError(f"{run.path}: this run held no eval split out (eval_split {config.eval_split} of "
-                            f"{len(loaded.examples)} examples, no eval_data)", "pass questions with answers: tuneforge eval RUN_DIR --data FILE")
+        if not examples:  # every example trained (a small set of answers): ask them, to see what was learned
+            examples, origin = loaded.examples, f"{config.data}{TRAINED_NOTE}"
     questions = questions_from(examples)
     if not questions:
         raise DataError(f"{origin}: no chat example that ends in an assistant answer to ask",

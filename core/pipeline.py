@@ -42,14 +42,18 @@ class DataReport:
     preview: list[tuple[str, bool]] = field(default_factory=list)
 
 
-def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float = 0.1,
+def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float | None = None,
                columns: dict[str, str] | None = None, seed: int = 42, split: str | None = None,
                train_reasoning: bool = True, chat_template: str = "auto") -> DataReport:
     """Validate a dataset (a file, folder or hub dataset id; `split` of a hub or saved dataset) and
-    measure it with `model`'s tokenizer and chat template."""
+    measure it with `model`'s tokenizer and chat template, split as a default run splits it unless
+    `eval_split` is given."""
+    from .settle import settle_eval_split
+
     loaded = load_examples(data, columns, split)
     if loaded.problems:
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
+    eval_split = settle_eval_split(RunConfig(data=str(data), eval_split=eval_split), len(loaded.examples), loaded.shape).eval_split
     tokenizer = _tokenizer_of(model)
     prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning, chat_template=chat_template)
     preview = trained_segments(prepared.train[0], tokenizer)

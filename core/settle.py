@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from .accelerate_setup import sharded
 from .catalog import adapter_learning_rate_scale
-from .config import DEFAULT_EPOCHS, DEFAULT_PATIENCE, REPLAY_KL, REPLAY_RATIO, SMALL_DATA_MAX_EPOCHS, SMALL_DATASET, RunConfig
+from .config import (
+    DEFAULT_EPOCHS,
+    DEFAULT_EVAL_SPLIT,
+    DEFAULT_PATIENCE,
+    REPLAY_KL,
+    REPLAY_RATIO,
+    SMALL_DATA_MAX_EPOCHS,
+    SMALL_DATASET,
+    RunConfig,
+)
 from .errors import DataError
 from .hardware import Hardware, resolve_method
 from .methods import LORA_FAMILY, method_spec
@@ -137,6 +146,23 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
             notes.append(f"the eval split holds out {config.eval_split:.0%} of the examples, which do not train: for a set of "
                          "facts, set eval_split: 0 or give eval_data (questions asked another way)")
     return SettledRun(config, fit, dims[0] if dims else None, tuple(notes))
+
+
+def settle_eval_split(config: RunConfig, examples: int, shape: str) -> RunConfig:
+    """How much of the data is held out, for data of `examples` examples of `shape` read but not yet split:
+    `eval_split: None` holds nothing out of a dataset of answers under SMALL_DATASET examples trained by SFT,
+    unless early stopping on eval loss is asked for (or the recall stop refused). Such a dataset is a set of
+    things to learn: a held-out fact is one the model never sees (bench/defaults.py: 3 of 24 facts lost),
+    and the recall stop, not an eval loss on other facts, says when to stop. Anything else holds out
+    DEFAULT_EVAL_SPLIT."""
+    from .data.prepare import PLAIN_TEXT_SHAPES
+
+    if config.eval_split is not None:
+        return config
+    answers = shape not in PLAIN_TEXT_SHAPES and shape != "pairs"
+    learn_all = (answers and examples < SMALL_DATASET and method_spec(config.method).objective in ("sft", "distill")
+                 and not config.early_stopping_patience and config.stop_when_recalled is not False)
+    return config.with_updates(eval_split=0.0 if learn_all else DEFAULT_EVAL_SPLIT)
 
 
 def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:

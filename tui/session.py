@@ -22,7 +22,8 @@ class Session:
     eval_data: str | None = None
     """Held-out data that came with `data` (a prepared folder's eval.jsonl); None: a split of `data`."""
     max_length: int = 512
-    eval_split: float = 0.1
+    eval_split: float | None = None
+    """The share of `data` held out; None = as a run settles it (none of a small set of answers, else 0.1)."""
     report: DataReport | None = None
     """The last data check of `data` with `model`."""
     children: dict[Path, subprocess.Popen[Any]] = field(default_factory=dict)

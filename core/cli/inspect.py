@@ -54,7 +54,8 @@ def data_check(
     file: Annotated[str, typer.Argument(help="A dataset file (.jsonl, .json, .csv, .tsv, .parquet, .arrow, also .gz), a folder, or a hub dataset id.")],
     model: Annotated[str, typer.Option(help="Model whose tokenizer and chat template measure the data.")] = "default",
     max_length: Annotated[int, typer.Option(help="Longest example in tokens.")] = 512,
-    eval_split: Annotated[float, typer.Option(help="Fraction held out for eval.")] = 0.1,
+    eval_split: Annotated[float | None, typer.Option(help="Fraction held out for eval (default: as a run splits it: none "
+                                                        "of a set of answers under 1,000 examples, else 0.1).")] = None,
     column: ColumnOption = None,
     split: Annotated[str | None, typer.Option(help="The split of a hub or saved dataset (default: train).")] = None,
     chat_template: ChatTemplateOption = None,

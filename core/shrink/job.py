@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import ConfigError, ModelError
 from ..events import Event, RunHistory, Shrunk, Warned, append_event
 from ..runs import RunDir, new_folder, running_pid
 from .plan import ShrinkPlan, heal_settings, stage_layers, target_layers
@@ -267,10 +267,8 @@ def measure_stage(run: RunDir, number: int) -> Shrunk:
     record = json.loads((run.path / PRUNED / SCORES_FILE).read_text(encoding="utf-8"))
     finished = run.history().finished
     result = finished.result if finished else None
-    try:
-        report, accuracy_of = evaluate_run(run.path, kinds=("tuned",)), "eval split"
-    except DataError:  # nothing held out: how much of the training data it still answers
-        report, accuracy_of = evaluate_run(run.path, data=run.load_config().data, kinds=("tuned",)), "training data"
+    report = evaluate_run(run.path, kinds=("tuned",))
+    accuracy_of = "training data" if report.asked_training_data else "eval split"
     tuned = report.models[0]
     return Shrunk(stage=number, layers=record["layers"], removed=record["removed"], scores=record["scores"],
                   parameters=record["parameters"], steps=result.steps if result else 0,

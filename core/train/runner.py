@@ -27,7 +27,7 @@ from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..runs import BASE_RECORD, RunDir
-from ..settle import DataFacts, require_pairs, settle_run
+from ..settle import DataFacts, require_pairs, settle_eval_split, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
@@ -152,6 +152,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
     chat_model = bool(getattr(tokenizer, "chat_template", None))  # before prepare gives a base model its family's
+    config = settle_eval_split(config, len(loaded.examples), loaded.shape)  # saved with the rest by rank 0 below
     data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
                    config.chat_template)
     fit = None

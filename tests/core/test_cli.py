@@ -57,7 +57,10 @@ def test_data_check_reports_stats(home, default_model, capsys):
 
     assert main(["data", "check", str(demo_file(DEMO_DATA))]) == 0
     out = capsys.readouterr().out
-    assert "messages" in out and "32 train / 4 eval" in out and "end-of-turn token trained: yes" in out
+    # 36 answers: a set of facts to learn, split as a default run splits it (nothing held out)
+    assert "messages" in out and "36 train / 0 eval" in out and "end-of-turn token trained: yes" in out
+    assert main(["data", "check", str(demo_file(DEMO_DATA)), "--eval-split", "0.1"]) == 0
+    assert "32 train / 4 eval" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

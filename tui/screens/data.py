@@ -83,7 +83,7 @@ class DataChecked(Message):
     """What the person typed: a file or folder, or a hub dataset id."""
     report: DataReport | None
     max_length: int
-    eval_split: float
+    eval_split: float | None
     error: BaseException | None = None
 
 
@@ -111,7 +111,10 @@ class DataScreen(Screen):
             yield Label("max length")
             yield Input(str(session.max_length), compact=True, id="max-length", validators=[Integer(minimum=16)], type="integer")
             yield Label("eval split")
-            yield Input(str(session.eval_split), compact=True, id="eval-split", validators=[Number(minimum=0, maximum=0.9)], type="number")
+            yield Input("" if session.eval_split is None else str(session.eval_split), placeholder="auto", compact=True,
+                        id="eval-split", validators=[Number(minimum=0, maximum=0.9)], valid_empty=True, type="number",
+                        tooltip="Share of the data held out for eval loss. Empty: none of a set of answers under 1,000 "
+                                "examples (every fact should be learned), else 0.1.")
             yield Button("Check", id="check", variant="primary", compact=True)
         yield Static("Pick a dataset, or press Sample for the shipped one (facts about a made-up town).", id="data-status")
         with VerticalScroll(id="data-results"):
@@ -170,10 +173,11 @@ class DataScreen(Screen):
         else:
             self.query_one("#next", Button).disabled = True
             status.update("Checking … (the first use of a model loads its tokenizer; a GGUF model is imported once, up to a minute)")
-            self.check(path, self.app.session.model, int(fields[0].value), float(fields[1].value))
+            eval_split = float(fields[1].value) if fields[1].value.strip() else None
+            self.check(path, self.app.session.model, int(fields[0].value), eval_split)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data")
-    def check(self, path: str, model: str, max_length: int, eval_split: float) -> None:
+    def check(self, path: str, model: str, max_length: int, eval_split: float | None) -> None:
         """Check the data in this worker; the report (or the error) comes back as a DataChecked message."""
         from tuneforge.core.pipeline import check_data
 

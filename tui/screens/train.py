@@ -50,7 +50,7 @@ FIELDS = (
     Field("max_length", "max length", "int"),
     Field("lora_r", "LoRA rank", "int"),
     Field("lora_alpha", "LoRA alpha", "int"),
-    Field("eval_split", "eval split", "float"),
+    Field("eval_split", "eval split", "optional-float"),
     Field("early_stopping_patience", "early stop", "optional-int"),
     Field("replay", "replay", "optional-float"),
     Field("max_steps", "max steps", "optional-int"),
@@ -65,6 +65,7 @@ PLACEHOLDERS = {
     "epochs": "6 (30 if until recalled)",
     "early_stopping_patience": "auto: on for small data",
     "replay": "auto: 1 for small data, 0 = off",
+    "eval_split": "auto: 0 for small data, else 0.1",
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
 }
@@ -98,7 +99,7 @@ class WithinBounds(Validator):
         return self.failure(f"{self.field.label} must be {self.bounds.describe()}")
 
 
-def default_values(model: str, max_length: int, eval_split: float) -> dict[str, Any]:
+def default_values(model: str, max_length: int, eval_split: float | None) -> dict[str, Any]:
     """RunConfig's defaults with the session's model, max length and eval split (auto-fit settles the batch)."""
     values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
     values.update(model=model, max_length=max_length, eval_split=eval_split)
