@@ -175,7 +175,7 @@ class RunConfig(BaseModel):
     off = they stay in the input as context and only the answers are learned."""
     forgetting_probe: bool = True
     """Measure forgetting: ask the base and the tuned model about a hundred everyday questions (how many right answers
-    were kept), and their perplexity on a small general-text set."""
+    were kept; a chat model, not a base model given its family's template), and their perplexity on a small general-text set."""
     seed: int = 42
     """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False
