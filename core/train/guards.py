@@ -1,5 +1,7 @@
-"""Guards against the two classic failures of fine-tuning on a small dataset.
+"""Guards against the classic silent failures of fine-tuning.
 
+No learning: a run whose trained parameters get no gradient at the first step stops with an error
+that names them, instead of training for hours and saving an adapter that changes nothing.
 Overfitting: a `warning` event when eval loss rises while train loss keeps falling.
 Forgetting: perplexity on a small general-text set before and after training; a rise
 means the model lost some of what it knew before.
@@ -14,9 +16,16 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..errors import ModelError
 from ..events import Warned
 from ..runs import RunDir
 
+CUT_OFF_HINT = ("they do not take part in the loss: check lora_targets / freeze_patterns (an adapter on a vision tower "
+                "or an unused head learns nothing from text), and report it if the settings are tuneforge's own")
+NO_GRAPH = "does not require grad and does not have a grad_fn"
+"""What torch says when no trained parameter takes part in the loss at all (GradientGuard sees the partial case)."""
+UNNAMED_GROUPS = 8
+"""The most parts without a gradient an error names."""
 GENERAL_TEXT = "general-text.txt"
 PROBE_BLOCK_TOKENS = 128
 """Length of each scored block: short enough for any model's context and a CPU's memory."""
@@ -89,3 +98,46 @@ class OverfitWatch(TrainerCallback):
             self.run.record(Warned(step=state.global_step, error=message, hint=hint))
             if self.echo:
                 self.echo(f"warning: {message}; try {hint}")
+
+
+def parameter_group(name: str) -> str:
+    """The part of the model a trainable parameter belongs to, as a person reads it: the numbered layer
+    (`model.layers.3` for every adapter matrix in it), else the module (`lm_head`, `model.embed_tokens`)."""
+    parts = name.removeprefix("base_model.model.").split(".")
+    for index, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:index + 1])
+    return ".".join(parts[:-1]) or parts[0]
+
+
+class GradientGuard(TrainerCallback):
+    """Before the first optimizer step, every part of the model that trains must have a non-zero gradient.
+
+    A part without one is cut off from the loss (an adapter on a vision tower that text never passes
+    through, a head the loss does not use, a graph cut by checkpointing a frozen input): the run would
+    train for its whole length and save weights that change nothing, so it stops with a ModelError that
+    names those parts. Parts are whole layers, so a LoRA matrix that starts at zero (B) or an expert that
+    no token reached in the first batch does not count as cut off. Not for sharded (FSDP) training, where
+    each process holds only its shard's gradients."""
+
+    def __init__(self) -> None:
+        self.checked = False
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if self.checked or model is None:
+            return
+        self.checked = True
+        trained: dict[str, bool] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                group = parameter_group(name)
+                has_gradient = parameter.grad is not None and bool(parameter.grad.detach().count_nonzero())
+                trained[group] = trained.get(group, False) or has_gradient
+        missing = [group for group, reached in trained.items() if not reached]
+        if missing:
+            named = ", ".join(missing[:UNNAMED_GROUPS]) + (f" and {len(missing) - UNNAMED_GROUPS} more" if len(missing) > UNNAMED_GROUPS else "")
+            raise ModelError(
+                f"{len(missing)} of the {len(trained)} trained parts of the model got no gradient at the first step: {named}; "
+                "training them would change nothing",
+                CUT_OFF_HINT,
+            )

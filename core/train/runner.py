@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..data.formats import LoadedData, load_run_data
 from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
-from ..errors import ResourceError, TuneforgeError
+from ..errors import ModelError, ResourceError, TuneforgeError
 from ..events import Failed, Finished, Started, Stopped, Warned
 from ..general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
 from ..general_answers import base_answers, compare_answers, general_questions, model_answers, write_answers
@@ -31,7 +31,7 @@ from ..settle import DataFacts, require_pairs, settle_eval_split, settle_run
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
-from .guards import OverfitWatch, general_perplexity
+from .guards import CUT_OFF_HINT, NO_GRAPH, GradientGuard, OverfitWatch, general_perplexity
 from .planning import check_memory_plan
 from .recall import RecallStop
 from .replay import GENERAL_PROMPTS, base_replay_examples, general_examples, general_prompts, within_budget
@@ -75,7 +75,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         raise
     except Exception as exc:
         log.traceback()
-        foreseeable = _as_resource_error(exc, run)
+        foreseeable = _as_foreseeable(exc, run)
         if foreseeable is None:
             run.record(Failed(error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}"))
             raise
@@ -87,8 +87,11 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     return result
 
 
-def _as_resource_error(exc: Exception, run: RunDir) -> ResourceError | None:
-    """Out of memory and a full disk are foreseeable: say so with what to change."""
+def _as_foreseeable(exc: Exception, run: RunDir) -> TuneforgeError | None:
+    """Out of memory, a full disk and a model whose trained parts are all cut off from the loss are foreseeable:
+    say so with what to change."""
+    if isinstance(exc, RuntimeError) and NO_GRAPH in str(exc):
+        return ModelError("no trained part of the model takes part in the loss: training would change nothing", CUT_OFF_HINT)
     resume = f"then continue with `tuneforge train --resume {run.path}` if a checkpoint was saved"
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return ResourceError(
@@ -198,6 +201,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     stop = GracefulStop()
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
+    if not sharded(config, hardware):  # FSDP: each process holds only its shard's gradients
+        callbacks.insert(0, GradientGuard())
     if config.stop_when_recalled:  # the data's answers: the replayed ones are the base's own, held by replay_kl
         callbacks.append(RecallStop(run, train_set[:len(train_set) - len(replayed)], echo))
     trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher, replayed)

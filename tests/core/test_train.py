@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from tuneforge.core.errors import ConfigError, ResourceError
+from tuneforge.core.errors import ConfigError, ModelError, ResourceError
 from tuneforge.core.events import CheckpointSaved, Evaluated, Failed, Started, Step
 from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import TrainingStopped, train_run
@@ -177,6 +177,31 @@ def test_out_of_memory_and_full_disk_fail_cleanly_with_a_hint(home, tiny_config,
     assert failed and fragment in failed[-1].error
     assert run.state() == "failed"
     assert "Traceback" in run.log_file.read_text()  # the details stay in train.log for a bug report
+
+
+class CutFromTheLoss(TrainerCallback):
+    """Detaches the output of decoder layer `layer`: the adapters in it and below are cut off from the loss, as an
+    adapter on a vision tower is for text, or a graph cut by checkpointing a frozen input."""
+
+    def __init__(self, layer: int):
+        self.layer = layer
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        model.get_base_model().model.layers[self.layer].register_forward_hook(
+            lambda module, inputs, output: output.detach() if isinstance(output, torch.Tensor) else (output[0].detach(), *output[1:]))
+
+
+@pytest.mark.parametrize(("layer", "fragment"), [
+    (0, "1 of the 2 trained parts of the model got no gradient at the first step: model.layers.0;"),
+    (1, "no trained part of the model takes part in the loss"),  # torch's own error, turned into this one
+])
+def test_a_run_whose_adapter_gets_no_gradient_stops_at_the_first_step_naming_the_layers(home, tiny_config, layer, fragment):
+    run = create_run(tiny_config(max_steps=5), home / "run")
+    with pytest.raises(ModelError) as info:
+        train_run(run, echo=None, callbacks=[CutFromTheLoss(layer)])
+    assert fragment in info.value.message and "lora_targets" in info.value.hint
+    assert not [e for e in run.history().events if isinstance(e, Step)]  # stopped before any step was taken
+    assert run.state() == "failed" and not (run.adapter / "adapter_config.json").exists()
 
 
 def test_early_stopping_ends_training_when_eval_loss_stops_improving(home, tiny_config, facts_file):
