@@ -102,6 +102,8 @@ def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int,
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from tuneforge.core.train.setup import parameter_count
+
     cuda = torch.cuda.is_available()
     rows = [{"prompt": c[:-1], "completion": c[-1:]} for c in conversations(data)]
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -117,7 +119,7 @@ def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int,
                          peft_config=LoraConfig(**LORA, target_modules="all-linear", task_type="CAUSAL_LM"),
                          callbacks=[meter])
     trainer.train()
-    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": sum(p.numel() for p in model.parameters())}
+    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": sum(parameter_count(p) for p in model.parameters())}
 
 
 def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path,

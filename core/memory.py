@@ -5,8 +5,8 @@ run records (torch.cuda.max_memory_allocated on a GPU, peak RSS on a CPU; see
 bench/plan.py for how close it comes):
 
 - **base weights**: nf4 with double quantization ≈ 0.52 bytes per parameter of the linear
-  layers under QLoRA (embeddings, made fp32 for k-bit training); 16-bit on a GPU; the compute
-  dtype on a CPU; fp32 master weights wherever the model's own weights train.
+  layers under QLoRA (the embeddings and an untied LM head stay in the compute dtype); 16-bit on
+  a GPU; the compute dtype on a CPU; fp32 master weights wherever the model's own weights train.
 - **trained + optimizer**: the trained parameters in fp32 and AdamW's two fp32 moments
   (12 bytes each; 8 when the fp32 weight is already counted above).
 - **gradients**: 4 bytes per trained parameter, made during the backward pass as activations
@@ -125,6 +125,14 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
     return (layers * layer_parameters(shape) + embeddings) / 1e9, shape
 
 
+def untied_head(params: float, shape: Shape) -> bool:
+    """Whether a model of `params` parameters and `shape` has an LM head of its own beside its input embeddings:
+    its parameters hold a second vocabulary × hidden matrix beyond the layers and one embedding (Llama 3.1 8B,
+    Qwen2.5 7B), where a tied model's do not (SmolLM2, Gemma)."""
+    embeddings = shape.vocab * shape.hidden
+    return params - shape.layers * layer_parameters(shape) - embeddings > embeddings / 2
+
+
 def layer_parameters(shape: Shape) -> int:
     """Parameters of one decoder layer: four attention projections and a three-matrix (SwiGLU) MLP."""
     attention = shape.hidden * (2 * shape.queries + 2 * shape.keys)
@@ -203,8 +211,9 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     embeddings = shape.vocab * shape.hidden
     whole = spec.weights == "whole"
     if method == "qlora":
-        # peft's k-bit preparation makes every non-quantized weight (the embeddings) fp32.
-        weights = max(0.0, params - embeddings) * QLORA_BYTES_PER_PARAM + embeddings * 4
+        # bitsandbytes quantizes the decoder's linear layers; the embeddings and an untied head stay 16-bit.
+        unquantized = embeddings * (2 if untied_head(params, shape) else 1)
+        weights = max(0.0, params - unquantized) * QLORA_BYTES_PER_PARAM + unquantized * value_bytes
     else:
         weights = params * (4 if whole else value_bytes)
 

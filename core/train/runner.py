@@ -37,7 +37,7 @@ from .recall import RecallStop
 from .replay import GENERAL_PROMPTS, base_replay_examples, general_examples, general_prompts, within_budget
 from .result import TrainingStopped, TrainResult
 from .resume import check_resume, fingerprint, record
-from .setup import load_base_model, load_tokenizer, make_trainable
+from .setup import load_base_model, load_tokenizer, make_trainable, parameter_count
 from .trainers import build_trainer, held_out_accuracy, training_arguments
 
 
@@ -188,8 +188,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         answers_before = base_answers(base, tokenizer, model_ref.path)
     replayed = _replayed(config, base, tokenizer, model_ref, data, echo) if config.replay else []
     model = make_trainable(base, config, model_ref, gradient_checkpointing)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
+    total = sum(parameter_count(p) for p in model.parameters())
     echo(f"model: {model_ref.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
     if spec.objective == "distill":
         teacher = load_teacher(teacher_path, base.dtype, base.device, config.trust_remote_code)

@@ -256,3 +256,51 @@ def test_training_stops_once_every_answer_is_recalled_and_greedy_answers_then_re
             assert chat.reply([{"role": "user", "content": question}], 48).text == answer
     finally:
         chat.close()
+
+
+def test_qlora_keeps_what_is_not_4bit_in_the_compute_dtype_and_learns_as_with_the_fp32_upcast(home, tiny_config, tiny_llama,
+                                                                                             monkeypatch):
+    """No k-bit upcast: under bf16 the residual stream enters the first layer in bf16 (peft's preparation made it
+    fp32), only the adapter is fp32, and 20 steps learn as they did with the upcast."""
+    from dataclasses import replace
+
+    from peft import prepare_model_for_kbit_training
+
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.hardware import detect
+    from tuneforge.core.models import resolve_model
+    from tuneforge.core.train import runner, setup
+
+    bf16 = replace(detect(home), cpu_bf16=True)  # on a CPU without bf16 units too: tiny, so slow is fine
+    model_ref = resolve_model(str(tiny_llama))
+    model = setup.make_trainable(setup.load_base_model(model_ref, "qlora", bf16),
+                                 RunConfig(model=str(tiny_llama), data="x.jsonl", method="qlora"), model_ref, True)
+    entering = []
+    layers = model.get_base_model().model.layers
+    layers[0].register_forward_pre_hook(lambda module, args, kwargs: entering.append(args[0].dtype if args else
+                                                                                     kwargs["hidden_states"].dtype),
+                                        with_kwargs=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=Snapshot.PROBE, labels=Snapshot.PROBE).loss.backward()
+    assert entering == [torch.bfloat16]
+    assert model.get_input_embeddings().weight.dtype == torch.bfloat16
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(p.dtype == torch.float32 and p.grad is not None for p in trained.values())
+
+    def with_upcast(base, *args):  # what QLoRA did before: peft's k-bit preparation, then the adapter
+        return setup.make_trainable(prepare_model_for_kbit_training(base, use_gradient_checkpointing=False), *args)
+
+    monkeypatch.setattr(runner, "detect", lambda path: bf16)
+    losses = {}
+    for upcast in (False, True):
+        if upcast:
+            monkeypatch.setattr(runner, "make_trainable", with_upcast)
+        run = create_run(tiny_config(method="qlora", max_steps=20, epochs=None), home / f"upcast-{upcast}")
+        result = train_run(run, echo=None)
+        losses[upcast] = list(step_losses(run).values())
+    # 4-bit weights are counted as weights, not as the bytes that pack two of them
+    from transformers import AutoModelForCausalLM
+
+    assert result.total_params == AutoModelForCausalLM.from_pretrained(tiny_llama).num_parameters() + result.trainable_params
+    assert losses[False][-1] < 0.6 * losses[False][0]  # it learns (measured: 12.00 → 6.44 and 12.01 → 6.44)
+    assert losses[False] == pytest.approx(losses[True], rel=0.02), losses
