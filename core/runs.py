@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .checkpoint_folders import last_complete
 from .errors import ConfigError
-from .events import Event, Launched, RunHistory, Started, append_event
+from .events import Event, Finished, Launched, RunHistory, Started, append_event
 from .paths import runs_dir
 
 if TYPE_CHECKING:  # pydantic takes a quarter second to import; the TUI lists runs without it
@@ -94,12 +94,26 @@ class RunDir:
         """The checkpoint a resume continues from (None for a fresh start); a ConfigError when a resume
         has nothing to continue, or a fresh start would overwrite what this run already trained."""
         checkpoint = self.last_checkpoint()
+        finished = self._finished_as_configured() if resume else None
+        if finished is not None:
+            raise ConfigError(f"{self.path}: this run finished training ({finished.result.steps} steps) and nothing changed "
+                              "since: there is nothing to resume",
+                              f"to train it longer, raise epochs or max_steps in {self.config_file}, then resume it; "
+                              "or start a new run")
         if resume and checkpoint is None:
             raise ConfigError(f"{self.path}: no complete checkpoint to resume from", f"start it again with `tuneforge train {self.path}`")
         if not resume and (checkpoint is not None or self.adapter.exists() or self.merged.exists()):
             raise ConfigError(f"{self.path}: this run already trained",
                               f"continue it with `tuneforge train --resume {self.path}`, or start a new run")
         return checkpoint if resume else None
+
+    def _finished_as_configured(self) -> Finished | None:
+        """The `finished` event when it is the run's last word on training (a launch since does not count) and its
+        config.yaml was not changed after it (a person raising max_steps wants it to go on)."""
+        ended = [e for e in self.history().events if e.lifecycle and not isinstance(e, (Launched, Started))]
+        if not ended or not isinstance(ended[-1], Finished):
+            return None
+        return ended[-1] if self.config_file.stat().st_mtime <= ended[-1].time else None
 
     def training_pid(self, history: RunHistory | None = None) -> int | None:
         """The process id of the training child while it runs (launched or started), else None."""

@@ -151,6 +151,19 @@ def test_resume_without_a_checkpoint_is_explained(home, tiny_config):
         train_run(run, resume=True, echo=None)
 
 
+def test_resuming_a_finished_run_changes_nothing_until_it_is_asked_to_train_longer(home, tiny_config):
+    run = create_run(tiny_config(max_steps=2, save_steps=2), home / "run")
+    train_run(run, echo=None)
+    events, adapter = run.events_file.read_text(), (run.adapter / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="finished training \\(2 steps\\)") as refused:
+        train_run(run, resume=True, echo=None)
+    assert "max_steps" in refused.value.hint
+    assert run.events_file.read_text() == events and (run.adapter / "adapter_model.safetensors").read_bytes() == adapter
+    assert run.state() == "trained"
+    run.save_config(run.load_config().with_updates(max_steps=3))  # asked to train longer: it goes on
+    assert train_run(run, resume=True, echo=None).steps == 3
+
+
 class FailAt(TrainerCallback):
     """Raises an exception inside the training loop, as a full GPU or disk would."""
 
