@@ -151,7 +151,8 @@ def train_and_ask(family: str, model: str, candidate: str, wordings: str, files:
     row = Row(family, candidate, wordings, result.steps, sum(right[:half]), sum(right[half:]), half,
               figures.perplexity_before, figures.perplexity_after, result.general_kept, result.general_known,
               result.replay_examples, seconds)
-    print(f"    {row.seen}/{half} as trained, {row.paraphrased}/{half} paraphrased, everyday {row.kept}/{row.known}, "
+    everyday = f"{row.kept}/{row.known}" if row.known else "not asked"
+    print(f"    {row.seen}/{half} as trained, {row.paraphrased}/{half} paraphrased, everyday {everyday}, "
           f"forgetting {row.forgetting}, {row.steps} steps, {seconds:.0f} s", flush=True)
     return row
 
