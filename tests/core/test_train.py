@@ -271,6 +271,7 @@ def test_training_stops_once_every_answer_is_recalled_and_greedy_answers_then_re
         chat.close()
 
 
+@pytest.mark.slow  # two 20-step QLoRA runs in bf16, about a minute
 def test_qlora_keeps_what_is_not_4bit_in_the_compute_dtype_and_learns_as_with_the_fp32_upcast(home, tiny_config, tiny_llama,
                                                                                              monkeypatch):
     """No k-bit upcast: under bf16 the residual stream enters the first layer in bf16 (peft's preparation made it
