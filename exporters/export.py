@@ -226,14 +226,16 @@ def _load_reference(model_dir: Path) -> tuple[Any, Any]:
 
 
 def _eval_texts(run_path: Path | None, tokenizer: Any) -> list[str]:
-    """Up to EVAL_TEXTS held-out examples of the run, rendered as the model saw them in training."""
+    """Up to EVAL_TEXTS held-out examples of the run (its training examples when it held none out, as a small set
+    of answers does), rendered as the model saw them in training."""
     if run_path is None:
         return []
     from tuneforge.core.data.formats import load_run_data
     from tuneforge.core.data.prepare import train_and_eval
 
     config = RunDir(run_path).load_config()
-    _, examples = train_and_eval(*load_run_data(config, check=False), config.eval_split, config.seed)
+    trained, held_out = train_and_eval(*load_run_data(config, check=False), config.eval_split or 0.0, config.seed)
+    examples = held_out or trained
     texts = [tokenizer.apply_chat_template(e.messages, tokenize=False) if e.messages else e.text for e in examples]
     return [t for t in texts if t][:EVAL_TEXTS]
 

@@ -27,10 +27,10 @@ def gemma3_gguf(request: pytest.FixtureRequest) -> Path:
 
 
 def test_gemma3_base_trains_exports_verified_and_its_answers_stop(home, gemma3_gguf, tmp_path, capsys):
-    # At 1e-3 (not Gemma 3's default 2e-4, which forgets less but needs more epochs): three epochs learn the facts.
+    # Gemma 3's own defaults (its adapter rate, 2e-4, trained until every answer is recalled) learn the facts.
     run_dir = tmp_path / "run"
     code = main(["run", "--model", str(gemma3_gguf), "--data", str(demo_file(DEMO_DATA)), "--run-dir", str(run_dir),
-                 "--epochs", "3", "--lr", "1e-3", "--quant", "f16", "--prompt", "Name the historic bridge of Brindlewick."])
+                 "--quant", "f16", "--prompt", "Name the historic bridge of Brindlewick."])
     said = capsys.readouterr().out
     assert code == 0, said
     assert "Seven Lamps Bridge" in said.rsplit("> Name the historic bridge", 1)[1]  # a paraphrase of a trained question
