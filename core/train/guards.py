@@ -24,7 +24,7 @@ CUT_OFF_HINT = ("they do not take part in the loss: check lora_targets / freeze_
                 "or an unused head learns nothing from text), and report it if the settings are tuneforge's own")
 NO_GRAPH = "does not require grad and does not have a grad_fn"
 """What torch says when no trained parameter takes part in the loss at all (GradientGuard sees the partial case)."""
-UNNAMED_GROUPS = 8
+MOST_PARTS_NAMED = 8
 """The most parts without a gradient an error names."""
 GENERAL_TEXT = "general-text.txt"
 PROBE_BLOCK_TOKENS = 128
@@ -135,7 +135,7 @@ class GradientGuard(TrainerCallback):
                 trained[group] = trained.get(group, False) or has_gradient
         missing = [group for group, reached in trained.items() if not reached]
         if missing:
-            named = ", ".join(missing[:UNNAMED_GROUPS]) + (f" and {len(missing) - UNNAMED_GROUPS} more" if len(missing) > UNNAMED_GROUPS else "")
+            named = ", ".join(missing[:MOST_PARTS_NAMED]) + (f" and {len(missing) - MOST_PARTS_NAMED} more" if len(missing) > MOST_PARTS_NAMED else "")
             raise ModelError(
                 f"{len(missing)} of the {len(trained)} trained parts of the model got no gradient at the first step: {named}; "
                 "training them would change nothing",

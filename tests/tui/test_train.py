@@ -115,6 +115,13 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         seen = app.screen.history.last_step.step if app.screen.history.last_step else 0
         await wait_until(pilot, lambda: (app.screen.history.last_step.step if app.screen.history.last_step else 0) > seen, 60, "a new step after re-attaching")
         assert len(app.screen.history.steps) >= 2  # the history before re-attaching is replayed
+        # While it trains, Resume and Export say why they do nothing.
+        said: list[str] = []
+        app.screen.notify = lambda message, **kwargs: said.append(message)
+        await pilot.press("r", "e")
+        assert said == ["This run is training: it goes on by itself (stop it first to resume it later).",
+                        "Export needs a trained run: this one is running."]
+        del app.screen.notify
 
         # Stop: the child checkpoints at the end of the step and exits; Resume becomes available.
         await pilot.press("s")

@@ -207,6 +207,9 @@ class RunScreen(Screen):
     @on(Button.Pressed, "#resume")
     def action_resume(self) -> None:
         """Continue from the last complete checkpoint in a new child (started off the UI thread)."""
+        if self.run.state() == "running":
+            self.notify("This run is training: it goes on by itself (stop it first to resume it later).", severity="warning")
+            return
         self.query_one("#resume", Button).disabled = True
         self.notify("Resuming from the last checkpoint …")
         self.resume()
@@ -233,18 +236,25 @@ class RunScreen(Screen):
 
     @on(Button.Pressed, "#export")
     def action_export(self) -> None:
-        if self.run.state() in DONE_STATES:
+        if self._trained("Export"):
             self.app.open_export(self.run)
 
     @on(Button.Pressed, "#evaluate")
     def action_evaluate(self) -> None:
-        if self.run.state() in DONE_STATES:
+        if self._trained("Evaluate"):
             self.app.open_eval(self.run)
 
     @on(Button.Pressed, "#chat")
     def action_chat(self) -> None:
-        if self.run.state() in DONE_STATES:
+        if self._trained("Chat"):
             self.app.open_chat(self.run)
+
+    def _trained(self, action: str) -> bool:
+        """Whether the run finished training; if not, say so rather than let `action` do nothing."""
+        state = self.run.state()
+        if state not in DONE_STATES:
+            self.notify(f"{action} needs a trained run: this one is {state}.", severity="warning")
+        return state in DONE_STATES
 
     @on(Button.Pressed, "#shrink")
     def action_shrink(self) -> None:
