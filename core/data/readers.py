@@ -89,10 +89,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
 
 
 def _parse_record(text: str) -> dict[str, Any] | str:
-    """One JSON object, or what is wrong with it."""
+    """One JSON object, or what is wrong with it (where on the line; a line that ends before its record
+    does is said to be cut short, not pointed at column 1 of the next line)."""
+    text = text.rstrip("\r\n")
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return f"not valid JSON: the line ends at column {len(text.rstrip())} before its record does (cut short?)"
         return f"not valid JSON: {exc.msg} at column {exc.colno}"
     except RecursionError:
         return "not usable JSON: nested too deeply"

@@ -78,10 +78,12 @@ def test_malformed_records_are_all_reported_with_their_lines(tmp_path):
         {"prompt": "no messages field"},
         "[1, 2]",
         {"messages": [{"role": "user", "content": 3}]},
+        '{"messages": [{"role": "user", "content": "Who founded it?"}, ',
     ])
     loaded = load_examples(path)
     problems = "\n".join(loaded.problems)
-    assert f"{path}:2: not valid JSON" in problems
+    assert f"{path}:2: not valid JSON: Expecting value at column 15" in problems
+    assert f"{path}:9: not valid JSON: the line ends at column 61 before its record does (cut short?)" in problems
     assert f"{path}:4: no assistant turn" in problems
     assert f"{path}:5: messages[0].role is 'wizard'" in problems
     assert f"{path}:6: missing field(s) messages" in problems
