@@ -227,6 +227,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
     kept = None
     if ask_everyday and not split:
+        echo("forgetting probe: the tuned model answers the everyday questions …")  # a minute on a CPU: say so
         answers_after = model_answers(model, tokenizer)
         kept = compare_answers(general_questions(), answers_before, answers_after)
         write_answers(run.path / GENERAL_ANSWERS_FILE, answers_before, answers_after, kept)
