@@ -174,9 +174,8 @@ def questions_from(examples: Sequence[Example]) -> list[EvalQuestion]:
 def run_questions(run: RunDir, data: str | None = None) -> tuple[list[EvalQuestion], str]:
     """The questions to ask and where they come from: `data`, else the run's eval split, else (nothing held out)
     its training data."""
-    from .data.formats import load_examples, load_run_data
-    from .data.prepare import train_and_eval
-    from .settle import settle_eval_split
+    from .data.formats import load_examples
+    from .data.prepare import run_split
 
     config = run.load_config()
     if data is not None:
@@ -184,12 +183,10 @@ def run_questions(run: RunDir, data: str | None = None) -> tuple[list[EvalQuesti
         loaded.raise_for_problems()
         examples, origin = loaded.examples, str(data)
     else:
-        loaded, eval_loaded = load_run_data(config)
-        eval_split = settle_eval_split(config, len(loaded.examples), loaded.shape).eval_split
-        examples = train_and_eval(loaded, eval_loaded, eval_split, config.seed)[1]
+        trained, examples = run_split(config)
         origin = config.eval_data or f"the eval split of {config.data}"
         if not examples:  # every example trained (a small set of answers): ask them, to see what was learned
-            examples, origin = loaded.examples, f"{config.data}{TRAINED_NOTE}"
+            examples, origin = trained, f"{config.data}{TRAINED_NOTE}"
     questions = questions_from(examples)
     if not questions:
         raise DataError(f"{origin}: no chat example that ends in an assistant answer to ask",

@@ -230,11 +230,9 @@ def _eval_texts(run_path: Path | None, tokenizer: Any) -> list[str]:
     of answers does), rendered as the model saw them in training."""
     if run_path is None:
         return []
-    from tuneforge.core.data.formats import load_run_data
-    from tuneforge.core.data.prepare import train_and_eval
+    from tuneforge.core.data.prepare import run_split
 
-    config = RunDir(run_path).load_config()
-    trained, held_out = train_and_eval(*load_run_data(config, check=False), config.eval_split or 0.0, config.seed)
+    trained, held_out = run_split(RunDir(run_path).load_config(), check=False)
     examples = held_out or trained
     texts = [tokenizer.apply_chat_template(e.messages, tokenize=False) if e.messages else e.text for e in examples]
     return [t for t in texts if t][:EVAL_TEXTS]

@@ -12,12 +12,15 @@ import random
 import re
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..chat_templates import AUTO, END_OF_TURN_TOKENS, apply_chat_template_setting, end_of_turn_fix, end_of_turn_ids
 from ..errors import DataError
-from .formats import MAX_REPORTED_PROBLEMS, LoadedData
+from .formats import MAX_REPORTED_PROBLEMS, LoadedData, load_run_data
 from .records import Example
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 IGNORE_INDEX = -100
 """Label value the loss ignores (PyTorch's cross-entropy default)."""
@@ -310,6 +313,16 @@ def train_and_eval(loaded: LoadedData, eval_loaded: LoadedData | None, eval_spli
     if eval_loaded is not None:
         return list(loaded.examples), list(eval_loaded.examples)
     return split_examples(loaded.examples, eval_split, seed)
+
+
+def run_split(config: RunConfig, check: bool = True) -> tuple[list[Example], list[Example]]:
+    """A run's training and held-out examples, split as its training splits them (an `eval_split` left open
+    settled as training settles it); with `check`, a DataError lists every problem in the data."""
+    from ..settle import settle_eval_split  # settle reads this module's shapes
+
+    loaded, eval_loaded = load_run_data(config, check)
+    eval_split = settle_eval_split(config, len(loaded.examples), loaded.shape).eval_split
+    return train_and_eval(loaded, eval_loaded, eval_split, config.seed)
 
 
 def prepare(
