@@ -201,7 +201,8 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     stop = GracefulStop()
     args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
-    if not sharded(config, hardware):  # FSDP: each process holds only its shard's gradients
+    split = sharded(config, hardware)  # FSDP: each process holds only its shard of the weights and their gradients
+    if not split:
         callbacks.insert(0, GradientGuard())
     if config.stop_when_recalled:  # the data's answers: the replayed ones are the base's own, held by replay_kl
         callbacks.append(RecallStop(run, train_set[:len(train_set) - len(replayed)], echo))
@@ -221,7 +222,6 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         )
     eval_loss = _final_eval_loss(trainer) if eval_set else None
     accuracy, accuracy_of = held_out_accuracy(trainer, spec.objective)
-    split = sharded(config, hardware)
     perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not split else None
     if perplexity_before is not None and perplexity_after is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
