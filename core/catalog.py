@@ -43,6 +43,11 @@ class Shape:
         return self.kv_dim or self.hidden
 
 
+ARCHITECTURE_CLASSES = {
+    "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+    "smollm3": "SmolLM3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
+}
+"""The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
 POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text")
 """transformers `model_type`s whose layers normalise their attention and MLP outputs (Shape.post_norms)."""
 
@@ -71,6 +76,11 @@ class ModelSpec:
     shape: Shape
     """Published dimensions, for memory estimates before the model is downloaded."""
     lora_targets: tuple[str, ...] = LLAMA_STYLE_TARGETS
+
+    @property
+    def architecture(self) -> str:
+        """The architecture class its config.json names (what llama.cpp's converter is keyed by)."""
+        return ARCHITECTURE_CLASSES[self.arch]
 
     @property
     def size_label(self) -> str:

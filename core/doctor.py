@@ -8,7 +8,6 @@ process, a look inside the default model's GGUF, a file written where runs go.
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import shutil
@@ -48,7 +47,7 @@ def run_checks(config: RunConfig | None = None) -> list[Check]:
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("python", _python), ("torch", _torch), ("gpu", lambda: _gpu(hardware)),
         ("bitsandbytes", lambda: _bitsandbytes(hardware)), ("llama-cpp-python", lambda: _llama_cpp(hardware)),
-        ("gguf", _gguf), ("default model", _default_model), ("tcmalloc", _allocator), ("run folder", _home_writable),
+        ("gguf converter", _converter), ("default model", _default_model), ("tcmalloc", _allocator), ("run folder", _home_writable),
         ("headroom", lambda: _headroom(config, hardware)),
     ]
     return [_guarded(name, check) for name, check in checks]
@@ -175,14 +174,11 @@ def _llama_evaluates() -> Check:
     return Check("llama-cpp-python", "ok", f"{' and '.join(files)} evaluate in a child process{workaround}")
 
 
-def _gguf() -> Check:
-    from importlib import metadata
+def _converter() -> Check:
+    from tuneforge.exporters.gguf.llama_cpp import convertible_architectures, require_converter
 
-    try:
-        importlib.import_module("gguf")
-    except ImportError as exc:
-        return Check("gguf", "fail", f"not importable ({exc}): no GGUF export", "pip install gguf")
-    return Check("gguf", "ok", metadata.version("gguf"))
+    folder = require_converter()  # an ExportError (a failed check) naming the command that fetches it
+    return Check("gguf converter", "ok", f"llama.cpp's own, {len(convertible_architectures())} architectures, in {folder}")
 
 
 def _default_model() -> Check:

@@ -18,6 +18,7 @@ from .events import Merged
 from .methods import method_spec
 from .models import resolve_base
 from .runs import RunDir
+from .sentencepiece_file import carry_sentencepiece_model
 
 SIXTEEN_BIT = ("bfloat16", "float16")
 
@@ -74,6 +75,7 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
     with atomic_directory(run.merged) as staging:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        carry_sentencepiece_model(base_ref.path, staging)
         generation.save_pretrained(staging)
     run.record(Merged(path=str(run.merged), dtype=dtype))
     return run.merged

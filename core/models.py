@@ -19,6 +19,7 @@ from . import catalog
 from .atomic import atomic_directory
 from .errors import ModelError
 from .paths import models_cache_dir
+from .sentencepiece_file import add_sentencepiece_model, needs_sentencepiece_model
 from .weight_integrity import check_gguf, check_safetensors_folder
 
 if TYPE_CHECKING:
@@ -45,18 +46,24 @@ class ResolvedModel:
         """The linear layers LoRA adapts on this architecture."""
         return self.spec.lora_targets if self.spec else catalog.lora_targets_for(self.arch)
 
+    @property
+    def architecture(self) -> str:
+        """The architecture class its config.json names (what llama.cpp's converter is keyed by)."""
+        return known_architecture(self.path) or "?"
+
 
 def known_architecture(model: str | Path) -> str | None:
-    """The transformers `model_type` of a catalog model or a local HF folder, without loading or
-    downloading anything; None when it is not known yet (a hub id not fetched, a GGUF not imported)."""
+    """The architecture class (config.json `architectures`, e.g. LlamaForCausalLM) of a catalog model or a
+    local HF folder, without loading or downloading anything; None when it is not known yet (a hub id not
+    fetched, a GGUF not imported)."""
     spec = catalog.find_spec(str(model))
     if spec is not None:
-        return spec.arch
+        return spec.architecture
     try:
         config = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return str(config.get("model_type") or "") or None
+    return str((config.get("architectures") or [""])[0]) or None
 
 
 def check_model_reference(name: str) -> str:
@@ -195,6 +202,8 @@ def _resolve_gguf(path: Path, name: str, spec: catalog.ModelSpec | None) -> Reso
     if not (target / "config.json").is_file():
         check_gguf(path)
         import_gguf(path, target)
+    elif needs_sentencepiece_model(target):  # imported before tuneforge wrote it
+        add_sentencepiece_model(path, target)
     return _resolved_folder(name, target, spec, trust_remote_code=False)
 
 
@@ -231,5 +240,6 @@ def import_gguf(gguf_file: Path, target: Path) -> Path:
     with atomic_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        add_sentencepiece_model(gguf_file, staging)
         (staging / "tuneforge-source.json").write_text(json.dumps({"gguf": str(gguf_file)}), encoding="utf-8")
     return target

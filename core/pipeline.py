@@ -176,7 +176,7 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
         from .train.setup import load_tokenizer
 
         check_same_tokenizer(student, resolve_teacher(config), load_tokenizer(student.path, config.trust_remote_code))
-    refusal = export_refusal(student.arch)
+    refusal = export_refusal(student.architecture)
     hint = "train and merge it with `tuneforge train`, then chat with `tuneforge chat RUN_DIR`; or pick a model that exports (`tuneforge models`)"
     if refusal and must_export:
         raise ExportError(f"{config.model}: {refusal}", hint)

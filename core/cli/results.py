@@ -33,6 +33,14 @@ def export(
     return 0 if print_export(result) else ExportError.exit_code
 
 
+@app.command("fetch-converter")
+def fetch_converter() -> None:
+    """Fetch llama.cpp's own GGUF converter (from llama-cpp-python's source distribution, same version); `make setup` runs it."""
+    from tuneforge.exporters.gguf.llama_cpp import fetch_converter as fetch
+
+    fetch(echo=say)
+
+
 @app.command()
 def chat(
     sources: Annotated[list[str], typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model; several runs of one base share it.")],

@@ -346,6 +346,7 @@ def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedMod
             from transformers import GenerationConfig
 
             from ..merge import generation_config, merge_dtype
+            from ..sentencepiece_file import carry_sentencepiece_model
 
             dtype = getattr(torch, merge_dtype(model_ref.path))
             if state_dict is not None:  # gathered from the FSDP shards
@@ -353,6 +354,7 @@ def save_trained(run: RunDir, model: Any, tokenizer: Any, model_ref: ResolvedMod
             else:
                 model.to(dtype).save_pretrained(staging, safe_serialization=True)
             generation_config(model_ref.path, tokenizer, GenerationConfig).save_pretrained(staging)
+            carry_sentencepiece_model(model_ref.path, staging)
         else:
             model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

