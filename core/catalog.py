@@ -14,6 +14,12 @@ from .errors import ModelError
 
 LLAMA_STYLE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PHI3_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+QWEN3_5_TARGETS = (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
+"""Qwen3.5's full-attention layers are Llama-style; its gated-DeltaNet layers project through in_proj_qkv/in_proj_z and
+out_proj (their tiny per-head gates in_proj_a/b stay frozen)."""
+GPT_OSS_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+"""gpt-oss's experts are stacked 3-D weights, not linear layers: the adapter covers attention, and the router and the
+experts stay as trained (a router that moves sends tokens to experts the data never trained)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Shape:
 ARCHITECTURE_CLASSES = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
+    "qwen3_5": "Qwen3_5ForConditionalGeneration", "gemma4": "Gemma4ForConditionalGeneration", "gpt_oss": "GptOssForCausalLM",
 }
 """The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
 POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text")
@@ -177,7 +184,8 @@ def adapter_learning_rate_scale(arch: str | None) -> float:
 
 def lora_targets_for(arch: str) -> tuple[str, ...]:
     """LoRA target modules for a transformers `model_type`."""
-    return PHI3_TARGETS if arch == "phi3" else LLAMA_STYLE_TARGETS
+    special = {"phi3": PHI3_TARGETS, "qwen3_5": QWEN3_5_TARGETS, "qwen3_5_text": QWEN3_5_TARGETS, "gpt_oss": GPT_OSS_TARGETS}
+    return special.get(arch, LLAMA_STYLE_TARGETS)
 
 
 def get_spec(name: str) -> ModelSpec:

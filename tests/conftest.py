@@ -189,7 +189,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
-    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3) with a real tokenizer, saved as a HF folder.
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3, qwen3_5, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -201,6 +201,10 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         Gemma2ForCausalLM,
         Gemma3ForCausalLM,
         Gemma3TextConfig,
+        GptOssConfig,
+        GptOssForCausalLM,
+        HeliumConfig,
+        HeliumForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
         MistralConfig,
@@ -209,6 +213,8 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         Phi3ForCausalLM,
         Qwen2Config,
         Qwen2ForCausalLM,
+        Qwen3_5ForCausalLM,
+        Qwen3_5TextConfig,
         Qwen3Config,
         Qwen3ForCausalLM,
         SmolLM3Config,
@@ -223,17 +229,29 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         "phi3": (Phi3Config, Phi3ForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
         "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM), "gemma2": (Gemma2Config, Gemma2ForCausalLM),
         "smollm3": (SmolLM3Config, SmolLM3ForCausalLM),
+        "helium": (HeliumConfig, HeliumForCausalLM),  # a transformers architecture llama.cpp's converter does not know
+        "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM), "gpt_oss": (GptOssConfig, GptOssForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
         extra.update(query_pre_attn_scalar=16, sliding_window=128)
+    if kind == "qwen3_5":  # hybrid: three gated-DeltaNet layers, then one of full attention (as 3:1 in the real ones);
+        # llama.cpp's rotary sections need a real head size (16 trips an assertion in its graph)
+        extra.update(head_dim=128, layer_types=["linear_attention"] * (layers - 1) + ["full_attention"], linear_num_key_heads=2,
+                     linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=16)
+    if kind == "gpt_oss":  # a mixture of four experts, two a token; sliding and full attention alternate; the real head
+        # size (at 16, llama.cpp rounds its YaRN ramp where transformers does not, and 7 % of top-1s differ); an output
+        # matrix of its own (llama.cpp's gpt-oss graph requires one, as the real checkpoints have)
+        extra.update(head_dim=64, num_local_experts=4, num_experts_per_tok=2, sliding_window=128, tie_word_embeddings=False,
+                     layer_types=["sliding_attention", "full_attention"] * (layers // 2))
     if kind == "gemma2":  # caps low enough to change what a tiny model computes, so a file without them would differ
         extra.update(attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
-    config = config_class(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.2,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **{**extra, **settings},
-    )
+    config = config_class(**{
+        "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": layers, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True, "initializer_range": 0.2,
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+        **extra, **settings,
+    })
     torch.manual_seed(0)
     model_class(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)

@@ -21,13 +21,12 @@ def export(
     adapter_only: Annotated[bool, typer.Option("--adapter-only", help="Write the LoRA adapter as a GGUF adapter (plus an f16 base) instead of merged weights.")] = False,
 ) -> int:
     """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
-    from tuneforge.exporters.export import export_adapter
     from tuneforge.exporters.gguf.types import parse_gguf_types
 
     from .. import pipeline
 
     if adapter_only:
-        result = export_adapter(source, out, echo=say)
+        result = pipeline.export_adapter(source, out, echo=say)
     else:
         result = pipeline.export(source, parse_gguf_types(quant), out, echo=say)
     return 0 if print_export(result) else ExportError.exit_code

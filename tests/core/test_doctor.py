@@ -8,7 +8,7 @@ from collections import namedtuple
 from tuneforge.core.cli import main
 from tuneforge.core.doctor import run_checks
 
-NAMES = ["python", "torch", "gpu", "bitsandbytes", "llama-cpp-python", "gguf", "default model", "tcmalloc",
+NAMES = ["python", "torch", "gpu", "bitsandbytes", "llama-cpp-python", "gguf converter", "default model", "tcmalloc",
          "run folder", "headroom"]
 
 
@@ -20,6 +20,7 @@ def test_every_check_runs_and_this_machine_passes(home):
     assert checks["bitsandbytes"].detail.endswith(("on the GPU", "on the CPU (slow: qlora is used on GPUs only)"))
     assert "SSE3" in checks["llama-cpp-python"].detail or "GPU offload yes" in checks["llama-cpp-python"].detail
     assert "training" in checks["headroom"].detail
+    assert "llama.cpp's own" in checks["gguf converter"].detail
     for check in checks.values():
         assert check.status in ("ok", "warn", "fail")
         assert check.status == "ok" or check.fix, check  # anything not ok says how to fix it
@@ -47,3 +48,9 @@ def test_a_run_folder_that_cannot_be_written_is_named(home, monkeypatch):
     monkeypatch.setenv("TUNEFORGE_HOME", str(home / "a-file" / "tuneforge"))
     check = _home_writable()
     assert check.status == "fail" and "a-file" in check.detail and "TUNEFORGE_HOME" in check.fix
+
+
+def test_a_missing_converter_fails_with_the_command_that_fetches_it(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUNEFORGE_LLAMA_CPP", str(tmp_path / "no-llama.cpp"))
+    (check,) = [check for check in run_checks() if check.name == "gguf converter"]
+    assert check.status == "fail" and "tuneforge fetch-converter" in check.fix

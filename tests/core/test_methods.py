@@ -95,7 +95,7 @@ def test_prompt_methods_refuse_merge_and_gguf_export_and_say_what_to_do(home, ti
     assert "virtual tokens" in info.value.message and "cannot be merged" in info.value.message
     assert f"tuneforge chat {run.path}" in info.value.hint
 
-    from tuneforge.exporters.export import export
+    from tuneforge.core.pipeline import export
 
     with pytest.raises(ExportError, match="cannot be merged"):
         export(run.path, ["q8_0"], echo=None)

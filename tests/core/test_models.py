@@ -140,19 +140,20 @@ def test_a_model_that_will_not_export_is_said_before_training(home, tmp_path, ti
     from tuneforge.core.models import known_architecture
     from tuneforge.core.pipeline import create_run
 
-    smollm3 = build_tiny_model("smollm3", default_model, tmp_path / "tiny-smollm3")
-    assert known_architecture(smollm3) == "smollm3" and known_architecture("qwen3-0.6b") == "qwen3"
+    helium = build_tiny_model("helium", default_model, tmp_path / "tiny-helium")
+    assert known_architecture(helium) == "HeliumForCausalLM" and known_architecture("qwen3-0.6b") == "Qwen3ForCausalLM"
     said: list[str] = []
-    run = create_run(tiny_config(model=str(smollm3)), tmp_path / "run", echo=said.append)
-    assert said == [f"warning: {smollm3}: GGUF export does not support the 'smollm3' architecture yet (it supports "
-                    "gemma2, gemma3_text, llama, mistral, phi3, qwen2, qwen3): training and merging work, `tuneforge export` will refuse"]
+    run = create_run(tiny_config(model=str(helium)), tmp_path / "run", echo=said.append)
+    assert said == [f"warning: {helium}: llama.cpp's GGUF converter does not know the 'HeliumForCausalLM' architecture: "
+                    "training and merging work, `tuneforge export` will refuse"]
     events = [json_module.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()]
-    assert any(e["event"] == "warning" and "smollm3" in e["error"] for e in events)
+    assert any(e["event"] == "warning" and "HeliumForCausalLM" in e["error"] for e in events)
     # `tuneforge run` exports at the end: it refuses now, and leaves no run behind.
-    with pytest.raises(ExportError, match="smollm3"):
-        create_run(tiny_config(model=str(smollm3)), tmp_path / "refused", must_export=True)
+    with pytest.raises(ExportError, match="HeliumForCausalLM"):
+        create_run(tiny_config(model=str(helium)), tmp_path / "refused", must_export=True)
     assert not (tmp_path / "refused").exists()
-    assert main(["run", "--model", str(smollm3), "--data", tiny_config().data, "--run-dir", str(tmp_path / "cli")]) == ExportError.exit_code
+    assert main(["run", "--model", str(helium), "--data", tiny_config().data, "--run-dir", str(tmp_path / "cli")]) == ExportError.exit_code
     assert "tuneforge train" in capsys.readouterr().err and not (tmp_path / "cli").exists()
     assert main(["models"]) == 0
-    assert any(line.startswith("smollm3-3b") and " no " in line for line in capsys.readouterr().out.splitlines())
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("smollm3-3b", "qwen3.5", "gemma-4"))]
+    assert listed and all(" yes " in line for line in listed)  # the converter writes today's families

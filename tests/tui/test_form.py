@@ -42,8 +42,8 @@ async def test_the_form_says_before_training_when_the_model_will_not_export(home
 
     from .pilot import CPU_MACHINE, SIZE, text_of
 
-    smollm3 = build_tiny_model("smollm3", default_model, tmp_path / "tiny-smollm3")
-    for model, warned in ((smollm3, True), (tiny_llama, False)):
+    helium = build_tiny_model("helium", default_model, tmp_path / "tiny-helium")
+    for model, warned in ((helium, True), (tiny_llama, False)):
         app = TuneforgeApp(hardware=CPU_MACHINE)
         app.session.model, app.session.data = str(model), str(facts_file)
         async with app.run_test(size=SIZE) as pilot:
@@ -52,4 +52,4 @@ async def test_the_form_says_before_training_when_the_model_will_not_export(home
             note = app.screen.query_one("#export-note")
             assert note.display == warned
             if warned:
-                assert "does not support the 'smollm3' architecture" in text_of(app, "#export-note")
+                assert "does not know the 'HeliumForCausalLM' architecture" in text_of(app, "#export-note")
