@@ -61,6 +61,7 @@ def sides(model: Path, work: Path) -> dict[str, tuple[float, float]]:
     from tuneforge.exporters.gguf.llama_cpp import require_converter
 
     converter = require_converter() / "convert_hf_to_gguf.py"
+    work.mkdir(parents=True, exist_ok=True)
     alone = [sys.executable, str(converter), str(model), "--outfile", str(work / "alone-f16.gguf"), "--outtype", "f16"]
     if "qwen3_5" in model.name:
         alone.append("--no-mtp")

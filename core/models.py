@@ -7,17 +7,20 @@ so everything downstream loads every base the same way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import catalog
 from .atomic import atomic_directory
-from .errors import ModelError
+from .errors import ModelError, ResourceError
 from .paths import models_cache_dir
 from .sentencepiece_file import add_sentencepiece_model, needs_sentencepiece_model
 from .weight_integrity import check_gguf, check_safetensors_folder
@@ -127,7 +130,8 @@ def default_gguf_path() -> Path:
 
 
 def _hub_snapshot(hub_id: str, name: str) -> Path:
-    """The hub model's local snapshot: from the HF cache, else downloaded when online."""
+    """The hub model's local snapshot: from the HF cache, else downloaded when online (its size checked against
+    the free disk first; an interrupted download resumes where it stopped, as the hub library keeps partial files)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
@@ -136,7 +140,10 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
     except Exception:  # noqa: BLE001 - not in the cache (the hub library raises several kinds): fetch it below
         pass
     try:
-        return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS))
+        planned = snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS, dry_run=True)
+        _require_download_room(name, hub_id, planned)  # type: ignore[arg-type]
+        with _hub_progress_bars():
+            return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS))
     except GatedRepoError:
         raise ModelError(
             f"{name} ({hub_id}) is gated: its licence must be accepted on the hub first",
@@ -144,12 +151,51 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(f"{name}: no such model on the hub", "check the hub id, or pick one from `tuneforge models`") from None
+    except ResourceError:
+        raise
     except Exception as exc:  # noqa: BLE001 - offline, refused, or a proxy: each is "cannot be reached" to the user
         raise ModelError(
             f"{name} ({hub_id}) is not in the local cache and the hub cannot be reached ({type(exc).__name__})",
             f"download it on a connected machine with `hf download {hub_id}`, pass a local folder or .gguf file, "
             "or use `--model default` (the built-in SmolLM2-135M-Instruct)",
         ) from None
+
+
+def is_downloaded(hub_id: str) -> bool:
+    """Whether a hub model is in the local HF cache already (its config.json is; nothing is fetched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+
+
+def _require_download_room(name: str, hub_id: str, planned: list) -> None:
+    """A ResourceError before a download that the disk holding the HF cache has no room for."""
+    from huggingface_hub import constants
+
+    needed = sum(f.file_size or 0 for f in planned if f.will_download)
+    cache = Path(constants.HF_HUB_CACHE)
+    existing = next((folder for folder in (cache, *cache.parents) if folder.exists()), Path.home())
+    free = shutil.disk_usage(existing).free
+    if free < needed * 1.05 + (256 << 20):
+        raise ResourceError(f"{name} ({hub_id}) needs {needed / 2**30:.1f} GiB to download; {free / 2**30:.1f} GiB free in {existing}",
+                            "free some disk space, or point HF_HUB_CACHE at a disk with room, then run it again")
+
+
+@contextlib.contextmanager
+def _hub_progress_bars() -> Iterator[None]:
+    """The hub library's own progress bars while a model downloads, on a terminal (tuneforge keeps them off elsewhere)."""
+    import sys
+
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if was_disabled and sys.stderr.isatty() and os.environ.get("TQDM_DISABLE") != "1":
+        enable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_disabled:
+            disable_progress_bars()
 
 
 def _resolved_folder(name: str, folder: Path, spec: catalog.ModelSpec | None, trust_remote_code: bool,
@@ -215,8 +261,6 @@ def import_gguf(gguf_file: Path, target: Path) -> Path:
     free = shutil.disk_usage(target.parent if target.parent.exists() else Path.home()).free
     needed = gguf_file.stat().st_size * 8  # dequantized fp32 is up to ~8x a 4-bit file
     if free < needed:
-        from .errors import ResourceError
-
         raise ResourceError(f"importing {gguf_file.name} needs about {needed >> 20} MiB free; {free >> 20} MiB free", "free some disk space")
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)

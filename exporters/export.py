@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from .report import REPORT_FILE, ExportReport, Verification, read_report
 
 __all__ = ["ExportResult", "export_adapter_files", "export_folder", "load_reference", "read_model_config", "require_convertible"]
 
+SMALL_MODEL_BYTES = 2 * 2**30
+"""Under this much weight on disk the reference is fp32 (exact) and is computed while the converter runs."""
 UNVERIFIED_SUFFIX = ".unverified"
 """A GGUF is written as NAME.gguf.unverified and renamed to NAME.gguf once its verification finished
 (the report says whether it passed); one whose verification never finished (llama.cpp crashed
@@ -55,16 +58,20 @@ def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] |
     """Convert `model_dir` to each GGUF type in `quants`, verify each file against the HF model on the texts
     `eval_texts(tokenizer)` gives, and write the report and a Modelfile; `source` is what the report names."""
     quants = list(quants or DEFAULT_TYPES)
-    hf_model, tokenizer = load_reference(model_dir)
-    texts = eval_texts(tokenizer)
-    files = _write_files(model_dir, out_dir, name, quants, echo)
-    with _reference_of(hf_model, tokenizer, texts, out_dir) as reference:
-        del hf_model  # every file is compared with the reference on disk: the model's memory is free for llama.cpp
-        verifications = []
-        for qtype, staged in files:
-            _say(echo, f"verifying {verified_name(staged).name} …")
-            verification = verify_in_child(staged, qtype, reference)
-            verifications.append(_settle(verification, {staged: verified_name(staged)}))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # A small model's reference is computed while the converter's child writes the files (their memory fits
+        # together); a large one's waits for the files, so the two never hold the weights at the same time.
+        converting = pool.submit(_write_files, model_dir, out_dir, name, quants, echo) if _small(model_dir) else None
+        files = _write_files(model_dir, out_dir, name, quants, echo) if converting is None else []
+        hf_model, tokenizer = load_reference(model_dir)
+        with _reference_of(hf_model, tokenizer, eval_texts(tokenizer), out_dir) as reference:
+            del hf_model  # every file is compared with the reference on disk: the model's memory is free for llama.cpp
+            files = converting.result() if converting is not None else files
+            verifications = []
+            for qtype, staged in files:
+                _say(echo, f"verifying {verified_name(staged).name} …")
+                verification = verify_in_child(staged, qtype, reference)
+                verifications.append(_settle(verification, {staged: verified_name(staged)}))
     passing = [Path(v.file) for v in verifications if v.passed]
     modelfile = _modelfile(passing[0], tokenizer) if passing else None
     return _finish(source, out_dir, verifications, modelfile, name, [Path(v.file) for v in verifications])
@@ -104,6 +111,11 @@ def verified_name(staged: Path) -> Path:
     return staged.with_name(staged.name.removesuffix(UNVERIFIED_SUFFIX))
 
 
+def _small(model_dir: Path) -> bool:
+    """Whether a checkpoint's weights are small enough (under 2 GiB) for its fp32 reference and the converter at once."""
+    return sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) < SMALL_MODEL_BYTES
+
+
 def load_reference(model_dir: Path) -> tuple[Any, Any]:
     """The HF model (eval mode) and tokenizer every GGUF is compared with.
 
@@ -113,8 +125,7 @@ def load_reference(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    weight_bytes = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
-    dtype = torch.float32 if weight_bytes < 2 * 2**30 else torch.bfloat16
+    dtype = torch.float32 if _small(model_dir) else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
 

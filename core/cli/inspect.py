@@ -33,19 +33,21 @@ def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that f
     from ..catalog import all_models
     from ..fit import model_fit
     from ..hardware import detect
+    from ..models import is_downloaded
 
     hardware = detect()
     say(f"device: {hardware.device_label}")
-    say(f"{'name':<14} {'size':>6} {'context':>8} {'arch':<12} {'licence':<14} {'fit':<6} {'gguf':<5} hub id")
+    say(f"{'name':<14} {'size':>6} {'context':>8} {'arch':<12} {'licence':<14} {'fit':<6} {'gguf':<5} {'cached':<7} hub id")
     for spec in all_models():
         fit = model_fit(spec, hardware)
         if fits and fit == "no":
             continue
         gated = " (gated)" if spec.gated else ""
         exports = "no" if export_refusal(spec.architecture) else "yes"
+        cached = "yes" if is_downloaded(spec.hub_id) else "-"
         say(f"{spec.name:<14} {spec.size_label:>6} {spec.context:>8} {spec.arch:<12} {spec.license:<14} {fit:<6} {exports:<5} "
-            f"{spec.hub_id}{gated}")
-    say("gguf: whether a fine-tune of it exports to GGUF (every model trains and merges)")
+            f"{cached:<7} {spec.hub_id}{gated}")
+    say("gguf: whether a fine-tune of it exports to GGUF (every model trains and merges); cached: already downloaded")
     say("\nalso: `--model default` (built-in SmolLM2-135M-Instruct), a hub id, a local folder, or a .gguf file")
 
 

@@ -157,3 +157,48 @@ def test_a_model_that_will_not_export_is_said_before_training(home, tmp_path, ti
     assert main(["models"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("smollm3-3b", "qwen3.5", "gemma-4"))]
     assert listed and all(" yes " in line for line in listed)  # the converter writes today's families
+
+
+def test_a_download_the_disk_cannot_hold_is_refused_before_it_starts(home, tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.file_download import DryRunFileInfo
+
+    from tuneforge.core.errors import ResourceError
+
+    # The hub stands in here (no network in tests): the local cache misses, the dry run lists the files and sizes.
+    fetched: list[str] = []
+
+    def snapshot_download(repo_id, *, local_files_only=False, dry_run=False, **_):
+        if local_files_only:
+            raise FileNotFoundError(repo_id)
+        if dry_run:
+            return [DryRunFileInfo("abc", 9 * 2**30, "model.safetensors", str(tmp_path / "m"), False, True),
+                    DryRunFileInfo("abc", 2_000, "config.json", str(tmp_path / "c"), True, False)]
+        fetched.append(repo_id)
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    usage = shutil._ntuple_diskusage(10**12, 10**12 - 2**30, 2**30)  # 1 GiB free
+    monkeypatch.setattr("tuneforge.core.models.shutil.disk_usage", lambda path: usage)
+    with pytest.raises(ResourceError) as info:
+        resolve_model("org/large-model")
+    assert "needs 9.0 GiB to download; 1.0 GiB free" in info.value.message and "HF_HUB_CACHE" in info.value.hint
+    assert fetched == []  # nothing was downloaded
+
+
+def test_the_catalog_says_which_models_are_downloaded(home, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from tuneforge.core.cli import main
+
+    # A model in the HF cache as the hub library lays it out: refs/main names the snapshot that holds config.json.
+    cache = tmp_path / "hf-cache"
+    repo = cache / "models--Qwen--Qwen3-0.6B"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert main(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(("device", "name"))}
+    assert lines["qwen3-0.6b"].split()[-2] == "yes" and lines["qwen3-1.7b"].split()[-2] == "-"
