@@ -135,7 +135,7 @@ def _reference_of(hf_model: Any, tokenizer: Any, eval_texts: list[str], out_dir:
     """What the HF model computes on the verification texts, in a folder removed when the export is done."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".verify-reference-") as folder:
-        with disk_full_as_error(Path(folder)):
+        with disk_full_as_error(out_dir):  # a temporary folder: the message names the export folder
             reference = write_reference(hf_model, tokenizer, eval_texts, Path(folder))
         del hf_model  # this frame must not keep the model alive while llama.cpp verifies
         yield reference

@@ -87,8 +87,10 @@ def _converter_view(model_dir: Path, beside: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(dir=beside, prefix=".converter-view-") as view:
         for item in model_dir.iterdir():
             (Path(view) / item.name).symlink_to(item.resolve())
-        (Path(view) / "added_tokens.json").unlink(missing_ok=True)
-        (Path(view) / "added_tokens.json").write_text(json.dumps(pieces), encoding="utf-8")
+        listed = Path(view) / "added_tokens.json"
+        already = json.loads(listed.read_text(encoding="utf-8")) if listed.is_file() else {}
+        listed.unlink(missing_ok=True)  # a link to the person's file: write the view's own
+        listed.write_text(json.dumps({**pieces, **already}), encoding="utf-8")
         yield Path(view)
 
 
