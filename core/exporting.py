@@ -26,7 +26,7 @@ EVAL_TEXTS = 16
 def export(source: Path, quants: list[str] | None = None, out: Path | None = None,
            echo: Callable[[str], None] | None = print) -> ExportResult:
     """Export a run (merging it first if needed) or a HF model folder to verified GGUF files."""
-    from tuneforge.exporters.export import export_folder, read_model_config, require_convertible
+    from tuneforge.exporters.export import export_folder, has_vision_tower, read_model_config, require_convertible
 
     source, out = Path(source).expanduser().resolve(), _absolute(out)
     model_dir, out_dir, run, name = _locate(source, out)
@@ -36,7 +36,11 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
 
         _say(echo, "merging the adapter first …")
         merge_run(run)
-    result = export_folder(model_dir, out_dir, name, quants, lambda tokenizer: _eval_texts(run, tokenizer), echo, source)
+    # A multimodal base's vision tower is never trained: its projector comes from the base, beside the fine-tuned text model.
+    checkpoint = _base_of(run) if run is not None else model_dir
+    vision_from = checkpoint if has_vision_tower(checkpoint) else None
+    result = export_folder(model_dir, out_dir, name, quants, lambda tokenizer: _eval_texts(run, tokenizer), echo, source,
+                           vision_from)
     _record(run, result)
     return result
 
@@ -65,7 +69,7 @@ def _record(run: RunDir | None, result: ExportResult) -> None:
     if run is None:
         return
     failures = [f"{Path(v.file).name}: {next(c.detail for c in v.checks if not c.passed)}" for v in result.verifications if not v.passed]
-    run.record(Exported(files=[str(p) for p in result.files], passed=not failures, error="; ".join(failures) if failures else None))
+    run.record(Exported(files=[str(p) for p in result.files], passed=result.passed, error="; ".join(failures) if failures else None))
 
 
 def _locate(source: Path, out: Path | None) -> tuple[Path, Path, RunDir | None, str]:

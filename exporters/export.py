@@ -18,15 +18,17 @@ from tuneforge.core.atomic import atomic_write_text, disk_full_as_error
 from tuneforge.core.errors import ExportError
 
 from .gguf import convert as gguf_convert
-from .gguf.convert import read_model_config, require_convertible
+from .gguf.convert import has_vision_tower, read_model_config, require_convertible
 from .gguf.quantize import quantize
 from .gguf.reference import write_reference
 from .gguf.types import DEFAULT_TYPES
 from .gguf.verify import verify_in_child
+from .gguf.vision import PROJECTOR_TYPE
 from .ollama import ollama_command, write_modelfile
 from .report import REPORT_FILE, ExportReport, Verification, read_report
 
-__all__ = ["ExportResult", "export_adapter_files", "export_folder", "load_reference", "read_model_config", "require_convertible"]
+__all__ = ["ExportResult", "export_adapter_files", "export_folder", "has_vision_tower", "load_reference", "read_model_config",
+           "require_convertible"]
 
 SMALL_MODEL_BYTES = 2 * 2**30
 """Under this much weight on disk the reference is fp32 (exact) and is computed while the converter runs."""
@@ -50,13 +52,16 @@ class ExportResult:
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.verifications)
+        """Whether every model file verified (a vision projector that failed is reported, and the text model stands)."""
+        return all(v.passed for v in self.verifications if v.gguf_type != PROJECTOR_TYPE)
 
 
 def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] | None,
-                  eval_texts: Callable[[Any], list[str]], echo: Callable[[str], None] | None, source: Path) -> ExportResult:
+                  eval_texts: Callable[[Any], list[str]], echo: Callable[[str], None] | None, source: Path,
+                  vision_from: Path | None = None) -> ExportResult:
     """Convert `model_dir` to each GGUF type in `quants`, verify each file against the HF model on the texts
-    `eval_texts(tokenizer)` gives, and write the report and a Modelfile; `source` is what the report names."""
+    `eval_texts(tokenizer)` gives, and write the report and a Modelfile; `source` is what the report names.
+    With `vision_from` (a multimodal checkpoint), its vision projector is written too and checked over the text model."""
     quants = list(quants or DEFAULT_TYPES)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # A small model's reference is computed while the converter's child writes the files (their memory fits
@@ -73,6 +78,9 @@ def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] |
                 verification = verify_in_child(staged, qtype, reference)
                 verifications.append(_settle(verification, {staged: verified_name(staged)}))
     passing = [Path(v.file) for v in verifications if v.passed]
+    loading = [Path(v.file) for v in verifications if v.completed and any(c.name == "loads" and c.passed for c in v.checks)]
+    if vision_from is not None and loading:
+        verifications.append(_vision_projector(vision_from, out_dir, name, loading[0], echo))
     modelfile = _modelfile(passing[0], tokenizer) if passing else None
     return _finish(source, out_dir, verifications, modelfile, name, [Path(v.file) for v in verifications])
 
@@ -99,6 +107,19 @@ def export_adapter_files(adapter_dir: Path, base_dir: Path, merged: Any, tokeniz
     modelfile = _modelfile(base_final, tokenizer, adapter=adapter_final) if verification.passed else None
     files = [adapter_final, base_final] if verification.completed else [adapter_file, base_file]
     return _finish(source, out_dir, [verification], modelfile, name, files)
+
+
+def _vision_projector(checkpoint: Path, out_dir: Path, name: str, text_model: Path,
+                      echo: Callable[[str], None] | None) -> Verification:
+    """The vision projector of `checkpoint`, written beside the text model and checked over it."""
+    from .gguf.convert import convert_projector
+    from .gguf.vision import verify_projector_in_child
+
+    final = out_dir / f"mmproj-{name}-f16.gguf"
+    _say(echo, f"converting the vision projector to {final.name} …")
+    staged = convert_projector(checkpoint, unverified_name(final))
+    _say(echo, f"verifying {final.name} over {text_model.name} …")
+    return _settle(verify_projector_in_child(staged, text_model), {staged: final})
 
 
 def unverified_name(target: Path) -> Path:

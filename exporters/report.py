@@ -78,16 +78,20 @@ def read_report(export_dir: Path) -> ExportReport | None:
         return None
 
 
+NOT_MODELS = ("lora", "mmproj")
+"""Report types that are not models of their own: a LoRA adapter loads over its base, a vision projector beside its text model."""
+
+
 def passed_files(export_dir: Path, models_only: bool = False) -> list[Path]:
     """The files of the report that passed verification and are still there; `models_only` leaves out
-    LoRA adapters (which load only over their base)."""
+    LoRA adapters and vision projectors (NOT_MODELS)."""
     return [Path(entry.file) for entry in _entries(export_dir, models_only) if entry.passed and Path(entry.file).is_file()]
 
 
 def _entries(export_dir: Path, models_only: bool) -> list[Verification]:
     report = read_report(export_dir)
     entries = report.files if report else []
-    return [entry for entry in entries if not models_only or entry.gguf_type != "lora"]
+    return [entry for entry in entries if not models_only or entry.gguf_type not in NOT_MODELS]
 
 
 def exported_model(export_dir: Path) -> Path | None:

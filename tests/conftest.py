@@ -189,7 +189,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
-    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3, qwen3_5, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -214,6 +214,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         Qwen2Config,
         Qwen2ForCausalLM,
         Qwen3_5ForCausalLM,
+        Qwen3_5ForConditionalGeneration,
         Qwen3_5TextConfig,
         Qwen3Config,
         Qwen3ForCausalLM,
@@ -231,11 +232,12 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         "smollm3": (SmolLM3Config, SmolLM3ForCausalLM),
         "helium": (HeliumConfig, HeliumForCausalLM),  # a transformers architecture llama.cpp's converter does not know
         "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM), "gpt_oss": (GptOssConfig, GptOssForCausalLM),
+        "qwen3_5_vision": (Qwen3_5TextConfig, Qwen3_5ForCausalLM),  # the language model of the multimodal checkpoint below
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
         extra.update(query_pre_attn_scalar=16, sliding_window=128)
-    if kind == "qwen3_5":  # hybrid: three gated-DeltaNet layers, then one of full attention (as 3:1 in the real ones);
+    if kind.startswith("qwen3_5"):  # hybrid: three gated-DeltaNet layers, then one of full attention (as 3:1 in the real ones);
         # llama.cpp's rotary sections need a real head size (16 trips an assertion in its graph)
         extra.update(head_dim=128, layer_types=["linear_attention"] * (layers - 1) + ["full_attention"], linear_num_key_heads=2,
                      linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=16)
@@ -253,10 +255,27 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         **extra, **settings,
     })
     torch.manual_seed(0)
+    if kind == "qwen3_5_vision":  # published as Qwen3.5 is: a vision tower beside the language model
+        config = _qwen3_5_with_vision(config, target)
+        model_class = Qwen3_5ForConditionalGeneration
     model_class(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     carry_sentencepiece_model(tokenizer_dir, target)
     return target
+
+
+def _qwen3_5_with_vision(text_config, target: Path):
+    """A Qwen3.5 multimodal config around `text_config`, with a one-block vision tower and the image processor
+    settings the checkpoint ships (llama.cpp's converter reads its mean and std into the projector)."""
+    from transformers import Qwen3_5Config
+
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Qwen2VLImageProcessorFast", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2, "min_pixels": 3136, "max_pixels": 1003520}))
+    vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": text_config.hidden_size,
+              "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    return Qwen3_5Config(text_config=text_config.to_dict(), vision_config=vision, tie_word_embeddings=text_config.tie_word_embeddings)
 
 
 CRASH_HOOK = '''

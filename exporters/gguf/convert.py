@@ -53,6 +53,22 @@ def require_convertible(config: dict[str, Any], where: str) -> None:
                           "or fine-tune a model whose GGUF column says yes (tuneforge models)")
 
 
+def has_vision_tower(model_dir: Path) -> bool:
+    """Whether a checkpoint is a multimodal one whose vision projector the converter writes (Qwen3.5, Gemma 3/4, …)."""
+    config = read_model_config(model_dir)
+    return "vision_config" in config and llama_cpp.has_vision_projector(architecture_of(config))
+
+
+def convert_projector(model_dir: Path, out_file: Path) -> Path:
+    """Write the vision projector (mmproj) of a multimodal checkpoint as an f16 GGUF; returns the path written."""
+    model_dir, out_file = Path(model_dir), Path(out_file)
+    _require_disk(out_file, (64 << 20))
+    with atomic_file(out_file) as partial, disk_full_as_error(out_file):
+        llama_cpp.run_script("convert_hf_to_gguf.py", [str(model_dir), "--mmproj", "--outfile", str(partial), "--outtype", "f16"],
+                             f"{model_dir.name}'s vision projector", log_file(out_file))
+    return out_file
+
+
 def convert(model_dir: Path, out_file: Path, outtype: str = "f16", name: str | None = None) -> Path:
     """Write `model_dir` as a GGUF file of `outtype`; returns the path written."""
     if outtype not in OUTTYPES:

@@ -4,6 +4,7 @@ a few steps, merges, exports through llama.cpp's own converter, and its GGUF agr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,8 +16,9 @@ from tuneforge.core.errors import ExportError
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 FAMILIES = {
-    # Qwen3.5's hybrid stack (three gated-DeltaNet layers, one of full attention) with the Qwen3.5 vocabulary.
-    "qwen3_5": ("qwen35", 4),
+    # Qwen3.5 as it is published: a vision tower beside a hybrid language model (three gated-DeltaNet layers, one of
+    # full attention), with the Qwen3.5 vocabulary.
+    "qwen3_5_vision": ("qwen35", 4),
     # SmolLM3 (no RoPE in every fourth layer) with Llama 3's vocabulary, which SmolLM3 uses.
     "smollm3": ("llama-bpe", 4),
     # gpt-oss's mixture of experts with attention sinks; its o200k vocabulary is not offline, Llama 3's stands in.
@@ -40,8 +42,17 @@ def test_a_new_family_trains_merges_exports_and_agrees_with_transformers(home, k
     losses = [e["loss"] for e in events if e["event"] == "step" and e.get("loss") is not None]
     assert losses and losses[-1] < losses[0]
     report = json.loads((run_dir / "export" / "export-report.json").read_text())
-    f16, q8 = ({c["name"]: c for c in entry["checks"]} for entry in report["files"])
+    f16, q8 = ({c["name"]: c for c in entry["checks"]} for entry in report["files"] if entry["gguf_type"] != "mmproj")
     assert f16["loads"]["passed"] and f16["tokenizer"]["passed"] and f16["logits"]["passed"]
     figures = f16["logits"]["figures"]
     assert figures["top1_agreement"] + figures["near_ties"] / figures["positions"] >= 0.99
     assert q8["loads"]["passed"] and q8["tokenizer"]["passed"]
+    if kind == "qwen3_5_vision":
+        # Only the language model trained; its GGUF has the base's vision projector beside it, which llama.cpp reads.
+        from safetensors import safe_open
+
+        with safe_open(run_dir / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+            assert adapter.keys() and not [key for key in adapter.keys() if "visual" in key]
+        (projector,) = [entry for entry in report["files"] if entry["gguf_type"] == "mmproj"]
+        assert Path(projector["file"]) == run_dir / "export" / "mmproj-run-f16.gguf" and projector["passed"]
+        assert Path(projector["file"]).is_file()
