@@ -148,6 +148,7 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
+        exclude_modules=NOT_LANGUAGE_MODEL,
         use_dora=config.method == "dora",
         bias="none",
         task_type=task,
@@ -155,6 +156,10 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
 
 
 PROMPT_INIT_TEXT = "Answer the question accurately and concisely."
+NOT_LANGUAGE_MODEL = r".*(vision_tower|vision_model|visual|multi_modal_projector|audio_tower|embed_vision|embed_audio).*"
+"""Modules of a multimodal checkpoint that LoRA leaves alone: its vision (and audio) towers share layer names with the
+language model (SigLIP's q_proj in Gemma 3 and 4), and fine-tuning on text trains the language model only, so the
+base's projector file still fits it."""
 IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
 IA3_FEEDFORWARD = ("down_proj",)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -318,3 +319,23 @@ def test_qlora_keeps_what_is_not_4bit_in_the_compute_dtype_and_learns_as_with_th
     assert result.total_params == AutoModelForCausalLM.from_pretrained(tiny_llama).num_parameters() + result.trainable_params
     assert losses[False][-1] < 0.6 * losses[False][0]  # it learns (measured: 12.00 → 6.44 and 12.01 → 6.44)
     assert losses[False] == pytest.approx(losses[True], rel=0.02), losses
+
+
+def test_an_adapter_on_a_multimodal_checkpoint_leaves_its_vision_tower_out(tiny_config):
+    import peft
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    from tuneforge.core.models import ResolvedModel
+    from tuneforge.core.train.setup import peft_config
+
+    # Gemma 3 4B+ as published, tiny: a SigLIP vision tower whose attention layers carry the names LoRA targets.
+    config = Gemma3Config(text_config={"vocab_size": 300, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                                       "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16},
+                          vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                         "image_size": 32, "patch_size": 16}, mm_tokens_per_image=4)
+    base = Gemma3ForConditionalGeneration(config)
+    assert any("vision_tower" in name and name.endswith("q_proj") for name, _ in base.named_modules())
+    adapted = peft.get_peft_model(base, peft_config(tiny_config(), ResolvedModel("gemma-3-4b", Path("."), "gemma3"), base))
+    trained = [name for name, parameter in adapted.named_parameters() if parameter.requires_grad]
+    assert any("language_model" in name and "q_proj" in name for name in trained)
+    assert not [name for name in trained if "vision" in name or "multi_modal" in name]
