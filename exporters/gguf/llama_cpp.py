@@ -108,6 +108,8 @@ def extract(archive: Path, wanted: Sequence[str], target: Path) -> None:
             inside = member.name.partition(SOURCE_ROOT)[2]
             if not member.isfile() or not inside or not any(inside == w or inside.startswith(w) for w in wanted):
                 continue
+            if Path(inside).is_absolute() or ".." in Path(inside).parts:  # never write outside the target
+                continue
             destination = target / inside
             destination.parent.mkdir(parents=True, exist_ok=True)
             with tar.extractfile(member) as source, open(destination, "wb") as out:  # type: ignore[union-attr]
