@@ -30,15 +30,16 @@ def export(source: Path, quants: list[str] | None = None, out: Path | None = Non
 
     source, out = Path(source).expanduser().resolve(), _absolute(out)
     model_dir, out_dir, run, name = _locate(source, out)
-    require_convertible(read_model_config(model_dir if model_dir.exists() else _base_of(run)), str(source))
+    base = _base_of(run) if run is not None else model_dir
+    require_convertible(read_model_config(model_dir if model_dir.exists() else base), str(source))
     if run is not None and not model_dir.exists():
         from .merge import merge_run
 
-        _say(echo, "merging the adapter first …")
+        if echo:
+            echo("merging the adapter first …")
         merge_run(run)
     # A multimodal base's vision tower is never trained: its projector comes from the base, beside the fine-tuned text model.
-    checkpoint = _base_of(run) if run is not None else model_dir
-    vision_from = checkpoint if has_vision_tower(checkpoint) else None
+    vision_from = base if has_vision_tower(base) else None
     result = export_folder(model_dir, out_dir, name, quants, lambda tokenizer: _eval_texts(run, tokenizer), echo, source,
                            vision_from)
     _record(run, result)
@@ -57,8 +58,9 @@ def export_adapter(run_path: Path, out: Path | None = None, echo: Callable[[str]
     if not (run.adapter / "adapter_config.json").is_file():  # full and freeze train the weights themselves
         raise ExportError(f"{run_path}: method {run.load_config().method} trains the model's own weights; it has no adapter",
                           f"export its weights: tuneforge export {run_path}")
-    merged, tokenizer = _merged_in_memory(run)
-    result = export_adapter_files(run.adapter, _base_of(run), merged, tokenizer, _eval_texts(run, tokenizer), out_dir, run.name,
+    base = _base_of(run)
+    merged, tokenizer = _merged_in_memory(run, base)
+    result = export_adapter_files(run.adapter, base, merged, tokenizer, _eval_texts(run, tokenizer), out_dir, run.name,
                                   echo, run_path)
     _record(run, result)
     return result
@@ -84,11 +86,10 @@ def _locate(source: Path, out: Path | None) -> tuple[Path, Path, RunDir | None, 
     raise ExportError(f"{source}: neither a run directory nor a model folder", "pass RUN_DIR (with config.yaml) or MODEL_DIR (with config.json)")
 
 
-def _base_of(run: RunDir | None) -> Path:
-    """The base model folder of a run (to check its architecture before merging, and for adapter exports)."""
+def _base_of(run: RunDir) -> Path:
+    """The base model folder of a run (to check its architecture before merging, its vision tower, adapter exports)."""
     from .models import resolve_base
 
-    assert run is not None, "a model folder is its own base"
     return resolve_base(run.load_config()).path
 
 
@@ -105,8 +106,8 @@ def _eval_texts(run: RunDir | None, tokenizer: Any) -> list[str]:
     return [t for t in texts if t][:EVAL_TEXTS]
 
 
-def _merged_in_memory(run: RunDir) -> tuple[Any, Any]:
-    """The run's merged model in fp32 (from merged/ when present, else merged in memory) and its tokenizer."""
+def _merged_in_memory(run: RunDir, base: Path) -> tuple[Any, Any]:
+    """The run's merged model in fp32 (from merged/ when present, else merged in memory over `base`) and its tokenizer."""
     from tuneforge.exporters.export import load_reference
 
     if (run.merged / "config.json").is_file():
@@ -115,15 +116,10 @@ def _merged_in_memory(run: RunDir) -> tuple[Any, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(_base_of(run), dtype=torch.float32)
-    return PeftModel.from_pretrained(base, run.adapter).merge_and_unload().eval(), AutoTokenizer.from_pretrained(run.adapter)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    return PeftModel.from_pretrained(model, run.adapter).merge_and_unload().eval(), AutoTokenizer.from_pretrained(run.adapter)
 
 
 def _absolute(out: Path | None) -> Path | None:
     """The output folder as an absolute path: the report names files that chat opens from anywhere."""
     return Path(out).expanduser().resolve() if out is not None else None
-
-
-def _say(echo: Callable[[str], None] | None, text: str) -> None:
-    if echo:
-        echo(text)

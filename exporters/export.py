@@ -64,14 +64,15 @@ def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] |
     With `vision_from` (a multimodal checkpoint), its vision projector is written too and checked over the text model."""
     quants = list(quants or DEFAULT_TYPES)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # A small model's reference is computed while the converter's child writes the files (their memory fits
-        # together); a large one's waits for the files, so the two never hold the weights at the same time.
-        converting = pool.submit(_write_files, model_dir, out_dir, name, quants, echo) if _small(model_dir) else None
-        files = _write_files(model_dir, out_dir, name, quants, echo) if converting is None else []
+        converting = pool.submit(_write_files, model_dir, out_dir, name, quants, echo)
+        if not _small(model_dir):
+            # A small model's reference is computed while the converter's child writes the files (their memory fits
+            # together); a large one's waits for the files, so the two never hold the weights at the same time.
+            converting.result()
         hf_model, tokenizer = load_reference(model_dir)
         with _reference_of(hf_model, tokenizer, eval_texts(tokenizer), out_dir) as reference:
             del hf_model  # every file is compared with the reference on disk: the model's memory is free for llama.cpp
-            files = converting.result() if converting is not None else files
+            files = converting.result()
             verifications = []
             for qtype, staged in files:
                 _say(echo, f"verifying {verified_name(staged).name} …")

@@ -121,24 +121,15 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary; llama-bpe: Llama 3's, without a
     template, as a base model ships; phi-3: Phi-3's, with its template), from the
     vocabulary-only GGUFs in llama-cpp-python's sdist, fetched once and cached."""
-    import importlib.metadata
-    import subprocess
-    import sys
-    import tarfile
+    from tuneforge.exporters.gguf.llama_cpp import download_source_distribution, extract, llama_cpp_python_version
 
     cache = Path(request.config.cache.mkdir("llama-vocab"))
     if not all((cache / f"ggml-vocab-{name}.gguf").is_file() for name in LLAMA_CPP_VOCABS):
-        version = importlib.metadata.version("llama-cpp-python")
         download = tmp_path_factory.mktemp("sdist")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        f"llama-cpp-python=={version}", "-d", str(download)], check=True, timeout=600)
-        archive = next(download.glob("llama_cpp_python-*.tar.gz"))
-        wanted = {f"vendor/llama.cpp/models/ggml-vocab-{name}.gguf" for name in LLAMA_CPP_VOCABS}
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                if any(member.name.endswith(w) for w in wanted):
-                    with tar.extractfile(member) as source:  # type: ignore[union-attr]
-                        (cache / Path(member.name).name).write_bytes(source.read())
+        archive = download_source_distribution(llama_cpp_python_version(), download)
+        extract(archive, [f"models/ggml-vocab-{name}.gguf" for name in LLAMA_CPP_VOCABS], download)
+        for name in LLAMA_CPP_VOCABS:
+            (download / "models" / f"ggml-vocab-{name}.gguf").replace(cache / f"ggml-vocab-{name}.gguf")
 
     made: dict[str, Path] = {}
 

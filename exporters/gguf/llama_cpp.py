@@ -69,6 +69,8 @@ def fetch_converter(echo: Callable[[str], None] | None = print) -> Path:
     """
     target = converter_dir()
     if (target / "convert_hf_to_gguf.py").is_file():
+        if echo:
+            echo(f"llama.cpp's converter is already in {target}")
         return target
     version = llama_cpp_python_version()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ def verify_projector_in_child(projector: Path, text_model: Path) -> Verification
         found = run_child("tuneforge.exporters.gguf.vision", [str(projector), str(text_model)], projector,
                           "loading the vision projector")
     except LlamaCrashed as crash:
-        return Verification(str(projector), PROJECTOR_TYPE, projector.stat().st_size, [Check("vision", False, crash.cause, hint=crash.hint)])
+        found = {"error": crash.cause, "hint": crash.hint}
     if "error" in found:
         return Verification(str(projector), PROJECTOR_TYPE, projector.stat().st_size,
                             [Check("vision", False, found["error"], hint=found.get("hint", ""))])
