@@ -38,6 +38,17 @@ SHAPES = {
     "gemma3-270m": ("gemma3_text", 640, 18, 2048, 4, 1, 256, 262144),
     # Qwen3-0.6B: head size 128 (queries twice the hidden size), q/k norms, a 152k vocabulary.
     "qwen3-0.6b": ("qwen3", 1024, 28, 3072, 16, 8, 128, 151936),
+    # Tiny shapes of this year's families, their layer kinds as published (settings in FAMILY_SETTINGS).
+    "qwen3.5-tiny": ("qwen3_5", 512, 8, 1536, 8, 2, 128, 0),
+    "gpt-oss-tiny": ("gpt_oss", 512, 8, 512, 8, 2, 64, 0),
+}
+FAMILY_SETTINGS = {
+    # Qwen3.5: three gated-DeltaNet layers to one of gated full attention, twice as many value heads as key heads.
+    "qwen3_5": {"layer_types": ["linear_attention"] * 3 + ["full_attention"], "linear_num_key_heads": 4,
+                "linear_num_value_heads": 8, "linear_key_head_dim": 64, "linear_value_head_dim": 64},
+    # gpt-oss: sliding and full attention alternate; eight experts, two a token (the real ones: 32 and 128, four a token).
+    "gpt_oss": {"layer_types": ["sliding_attention", "full_attention"], "num_local_experts": 8, "num_experts_per_tok": 2,
+                "sliding_window": 128},
 }
 
 
@@ -49,8 +60,12 @@ def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
         AutoTokenizer,
         Gemma3ForCausalLM,
         Gemma3TextConfig,
+        GptOssConfig,
+        GptOssForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
+        Qwen3_5ForCausalLM,
+        Qwen3_5TextConfig,
         Qwen3Config,
         Qwen3ForCausalLM,
     )
@@ -62,8 +77,13 @@ def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
     arch, hidden, layers, intermediate, heads, kv_heads, head_dim, vocab = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolve_model("default").path)
     config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "gemma3_text": (Gemma3TextConfig, Gemma3ForCausalLM),
-                                 "qwen3": (Qwen3Config, Qwen3ForCausalLM)}[arch]
+                                 "qwen3": (Qwen3Config, Qwen3ForCausalLM), "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM),
+                                 "gpt_oss": (GptOssConfig, GptOssForCausalLM)}[arch]
     extra = {"head_dim": head_dim} if head_dim else {}
+    extra.update(FAMILY_SETTINGS.get(arch, {}))
+    if "layer_types" in extra:  # the family's pattern of layer kinds, repeated through the layers
+        period = extra["layer_types"]
+        extra["layer_types"] = period * (layers // len(period))
     if arch == "gemma3_text":
         extra["query_pre_attn_scalar"] = head_dim
     config = config_class(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import SHAPES, random_model
 
 GRID = (
-    # method, batch, tokens per example, gradient checkpointing
+    # method, batch, tokens per example, gradient checkpointing (no replay: every row trains its own data only)
     ("lora", 1, 128, False),
     ("lora", 4, 256, False),
     ("lora", 8, 256, False),
@@ -75,7 +75,7 @@ def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out
     data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
     config = RunConfig(model=model, data=str(data), method=method, batch_size=batch, max_length=tokens + 8,
                        gradient_checkpointing=checkpointing, auto_fit=False, max_steps=3, save_steps=1000,
-                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False)
+                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, replay=0)
     run = create_run(config, out / f"{time.strftime('%H%M%S')}-{name(row)}")
     child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

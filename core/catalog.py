@@ -23,6 +23,39 @@ experts stay as trained (a router that moves sends tokens to experts the data ne
 
 
 @dataclass(frozen=True)
+class LinearAttention:
+    """A hybrid model's gated-DeltaNet (linear-attention) layers, as Qwen3.5 has three in every four: how many
+    of the decoder's layers they are, and their key and value heads."""
+
+    layers: int
+    key_heads: int
+    value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int = 4
+
+    @property
+    def keys(self) -> int:
+        """Width of the query and of the key projection (heads × head size)."""
+        return self.key_heads * self.key_head_dim
+
+    @property
+    def values(self) -> int:
+        """Width of the value projection, and of the output gate's."""
+        return self.value_heads * self.value_head_dim
+
+
+@dataclass(frozen=True)
+class Experts:
+    """A mixture-of-experts MLP (gpt-oss): experts in each layer, experts each token goes through, and the MLP
+    width of one expert."""
+
+    count: int
+    per_token: int
+    intermediate: int
+
+
+@dataclass(frozen=True)
 class Shape:
     """The dimensions that set training memory: hidden size, layers, MLP width, vocabulary,
     and the attention's query and key/value widths (heads × head size; 0 = the hidden size)."""
@@ -37,6 +70,15 @@ class Shape:
     """Width of the query projection: larger than hidden where the head size is (Qwen3, Gemma)."""
     post_norms: bool = False
     """Gemma 2 and 3 normalise each layer's attention and MLP outputs too (four RMSNorms a layer, not two)."""
+    gated_queries: bool = False
+    """Qwen3.5's attention gates its output: the query projection makes a gate as wide as the queries beside them."""
+    linear: LinearAttention | None = None
+    """The layers of linear attention among `layers` (Qwen3.5); None where every layer attends fully."""
+    experts: Experts | None = None
+    """The mixture of experts every layer has in place of one MLP (gpt-oss); None for a dense MLP of `intermediate`."""
+    eager_heads: int = 0
+    """Query heads of an attention transformers computes eagerly, keeping each head's tokens × tokens probabilities for
+    the backward pass (gpt-oss: its attention sinks rule the fused kernels out); 0 where a fused kernel keeps none."""
 
     @property
     def queries(self) -> int:
@@ -48,6 +90,11 @@ class Shape:
         """The key (and value) projection's width."""
         return self.kv_dim or self.hidden
 
+    @property
+    def attention_layers(self) -> int:
+        """Layers of full (softmax) attention."""
+        return self.layers - (self.linear.layers if self.linear else 0)
+
 
 ARCHITECTURE_CLASSES = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
@@ -57,6 +104,10 @@ ARCHITECTURE_CLASSES = {
 """The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
 POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text")
 """transformers `model_type`s whose layers normalise their attention and MLP outputs (Shape.post_norms)."""
+GATED_ATTENTION_ARCHITECTURES = ("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next")
+"""`model_type`s whose attention gates its output (Shape.gated_queries)."""
+EAGER_ATTENTION_ARCHITECTURES = ("gpt_oss",)
+"""`model_type`s transformers trains with eager attention (Shape.eager_heads)."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import POST_NORM_ARCHITECTURES, Shape, find_spec
+from .catalog import (
+    EAGER_ATTENTION_ARCHITECTURES,
+    GATED_ATTENTION_ARCHITECTURES,
+    LLAMA_STYLE_TARGETS,
+    POST_NORM_ARCHITECTURES,
+    Experts,
+    LinearAttention,
+    Shape,
+    find_spec,
+)
 from .methods import LORA_FAMILY, method_spec
 
 GIB = 2**30
@@ -112,17 +121,31 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         config = config.get("text_config", config)
-        hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
-        intermediate = config.get("intermediate_size", 4 * hidden)
-        heads = config.get("num_attention_heads", 1)
-        head_dim = config.get("head_dim") or hidden // heads
-        kv_heads = config.get("num_key_value_heads") or heads
+        shape = _shape_from_config(config)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
         return None
-    shape = Shape(hidden, layers, intermediate, vocab, kv_dim=kv_heads * head_dim, q_dim=heads * head_dim,
-                  post_norms=config.get("model_type") in POST_NORM_ARCHITECTURES)
-    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
-    return (layers * layer_parameters(shape) + embeddings) / 1e9, shape
+    embeddings = shape.vocab * shape.hidden * (1 if config.get("tie_word_embeddings", False) else 2)
+    return (decoder_parameters(shape) + embeddings) / 1e9, shape
+
+
+def _shape_from_config(config: dict) -> Shape:
+    """The Shape a (text) config.json describes."""
+    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+    heads = config.get("num_attention_heads", 1)
+    head_dim = config.get("head_dim") or hidden // heads
+    kv_heads = config.get("num_key_value_heads") or heads
+    model_type = config.get("model_type")
+    linear_layers = sum(kind == "linear_attention" for kind in config.get("layer_types") or ())
+    linear = LinearAttention(linear_layers, config["linear_num_key_heads"], config["linear_num_value_heads"],
+                             config["linear_key_head_dim"], config["linear_value_head_dim"],
+                             config.get("linear_conv_kernel_dim", 4)) if linear_layers else None
+    expert_count = config.get("num_local_experts") or config.get("num_experts")
+    experts = Experts(expert_count, config["num_experts_per_tok"],
+                      config.get("moe_intermediate_size") or config["intermediate_size"]) if expert_count else None
+    return Shape(hidden, layers, config.get("intermediate_size", 4 * hidden), vocab, kv_dim=kv_heads * head_dim,
+                 q_dim=heads * head_dim, post_norms=model_type in POST_NORM_ARCHITECTURES,
+                 gated_queries=model_type in GATED_ATTENTION_ARCHITECTURES, linear=linear, experts=experts,
+                 eager_heads=heads if model_type in EAGER_ATTENTION_ARCHITECTURES else 0)
 
 
 def untied_head(params: float, shape: Shape) -> bool:
@@ -130,27 +153,46 @@ def untied_head(params: float, shape: Shape) -> bool:
     its parameters hold a second vocabulary × hidden matrix beyond the layers and one embedding (Llama 3.1 8B,
     Qwen2.5 7B), where a tied model's do not (SmolLM2, Gemma)."""
     embeddings = shape.vocab * shape.hidden
-    return params - shape.layers * layer_parameters(shape) - embeddings > embeddings / 2
+    return params - decoder_parameters(shape) - embeddings > embeddings / 2
 
 
-def layer_parameters(shape: Shape) -> int:
-    """Parameters of one decoder layer: four attention projections and a three-matrix (SwiGLU) MLP."""
-    attention = shape.hidden * (2 * shape.queries + 2 * shape.keys)
-    return attention + 3 * shape.hidden * shape.intermediate
+def decoder_parameters(shape: Shape) -> int:
+    """Parameters of the decoder's layers (first order: the matrices, and a mixture's router; no norms or biases)."""
+    h, linear, experts = shape.hidden, shape.linear, shape.experts
+    attention = h * (shape.queries * (2 if shape.gated_queries else 1) + 2 * shape.keys) + shape.queries * h
+    total = shape.attention_layers * attention
+    if linear:  # in_proj_qkv, in_proj_z, in_proj_a/b (a scalar per value head), out_proj, the causal convolution
+        mixed = 2 * linear.keys + linear.values
+        total += linear.layers * (h * (mixed + 2 * linear.values + 2 * linear.value_heads) + mixed * linear.conv_kernel)
+    mlp = experts.count * (3 * h * experts.intermediate + h) if experts else 3 * h * shape.intermediate
+    return total + shape.layers * mlp
+
+
+def layer_parameters(shape: Shape) -> float:
+    """Parameters of one decoder layer, on average over the layers' kinds."""
+    return decoder_parameters(shape) / shape.layers
 
 
 def adapted_matrices(shape: Shape, targets: Sequence[str] | None = None) -> list[tuple[int, int]]:
-    """(in, out) of each matrix LoRA adapts in one layer: `targets` by module name, None = every linear layer."""
-    h, q, kv, i = shape.hidden, shape.queries, shape.keys, shape.intermediate
-    dims = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h), "gate_proj": (h, i),
-            "up_proj": (h, i), "down_proj": (i, h), "qkv_proj": (h, q + 2 * kv), "gate_up_proj": (h, 2 * i)}
-    names = targets or ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    return [dims[name] for name in names if name in dims]
+    """(in, out) of each matrix LoRA adapts in the whole decoder: `targets` by module name, None = every linear layer
+    (a mixture's experts are not linear layers, and its router stays as trained)."""
+    h, q, kv = shape.hidden, shape.queries, shape.keys
+    q_out = q * (2 if shape.gated_queries else 1)
+    mlp = {} if shape.experts else {"gate_proj": (h, shape.intermediate), "up_proj": (h, shape.intermediate),
+                                    "down_proj": (shape.intermediate, h), "gate_up_proj": (h, 2 * shape.intermediate)}
+    kinds = [(shape.attention_layers, {"q_proj": (h, q_out), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                                       "qkv_proj": (h, q_out + 2 * kv), **mlp})]
+    if shape.linear:
+        keys, values = shape.linear.keys, shape.linear.values
+        kinds.append((shape.linear.layers, {"in_proj_qkv": (h, 2 * keys + values), "in_proj_z": (h, values),
+                                            "out_proj": (values, h), **mlp}))
+    names = targets or (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
+    return [dims[name] for count, dims in kinds for _ in range(count) for name in names if name in dims]
 
 
 def lora_parameters(shape: Shape, rank: int, targets: Sequence[str] | None = None) -> int:
-    """Trainable parameters of LoRA: r × (in + out) per adapted matrix and layer."""
-    return shape.layers * rank * sum(n_in + n_out for n_in, n_out in adapted_matrices(shape, targets))
+    """Trainable parameters of LoRA: r × (in + out) per adapted matrix."""
+    return rank * sum(n_in + n_out for n_in, n_out in adapted_matrices(shape, targets))
 
 
 def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, freeze_layers: int = 2,
@@ -170,25 +212,45 @@ def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, fr
 
 
 def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_bit: bool,
-                               lora_targets: Sequence[str] | None = None) -> float:
-    """Bytes autograd keeps per token for one decoder layer gradients flow through.
+                               lora_targets: Sequence[str] | None = None, seq_len: int = 0) -> float:
+    """Bytes autograd keeps per token for one decoder layer gradients flow through (the average over its kinds).
 
-    Counted with saved-tensor hooks on Llama layers: the layer's input and its two normalised
-    inputs (4 × hidden), the rotated queries and the attention output (2 × queries), keys and
-    values (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Gemma's
-    norms of the attention and MLP outputs keep as much again as the input norms (4 × hidden;
-    measured by bench/plan.py on Gemma 3's shape). Under 16-bit autocast those are 16-bit, and
-    each pair of RMSNorms adds fp32 copies (12 bytes per hidden unit).
+    Counted with saved-tensor hooks (tests/core/test_plan_families.py checks the count) on Llama layers: the layer's input and its two
+    normalised inputs (4 × hidden), the rotated queries and the attention output (2 × queries), keys and values
+    (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Gemma's norms of the attention
+    and MLP outputs keep as much again as the input norms (4 × hidden). Under 16-bit autocast those are 16-bit,
+    and each pair of RMSNorms adds fp32 copies (12 bytes per hidden unit). Then, counted the same way:
+
+    - Qwen3.5's gated attention keeps the query projection's output (queries and gate), the normalised queries
+      and keys, the gate's sigmoid and the gated output: 5 × queries + kv width more.
+    - A gated-DeltaNet layer (transformers' torch implementation of the chunked delta rule, which runs in fp32
+      whatever the compute dtype) keeps its convolution's input and output (2 × (2 keys + values)), the gated
+      norm's (5 × values) and, in fp32, twelve copies of the keys repeated to every value head, three of the
+      values, five 64 × 64 chunk matrices per value head, and each 64-token chunk's recurrent state.
+    - A mixture of experts keeps, per expert a token goes through, its input and six expert-wide tensors, in
+      place of the dense MLP's four.
+    - An eager attention keeps each head's probabilities over the `seq_len` tokens, in fp32.
     """
+    h, q, kv = shape.hidden, shape.queries, shape.keys
     norm_pairs = 2 if shape.post_norms else 1
-    values = 4 * norm_pairs * shape.hidden + 2 * shape.queries + 2 * shape.keys + 4 * shape.intermediate
-    if method in LORA_FAMILY:
-        values += len(adapted_matrices(shape, lora_targets)) * lora_r  # each adapter's rank-wide intermediate
+    mlp = shape.experts.per_token * (h + 6 * shape.experts.intermediate) if shape.experts else 4 * shape.intermediate
+    attention = 2 * q + 2 * kv + (5 * q + kv if shape.gated_queries else 0)
+    values = 4 * norm_pairs * h + mlp + attention * shape.attention_layers / shape.layers
+    always_fp32 = shape.eager_heads * seq_len
+    if shape.linear:
+        linear, share = shape.linear, shape.linear.layers / shape.layers
+        chunk = 64  # transformers' chunk size for the delta rule
+        repeated_keys = linear.value_heads * linear.key_head_dim
+        values += share * (2 * (2 * linear.keys + linear.values) + 5 * linear.values)
+        always_fp32 += share * (12 * repeated_keys + 3 * linear.values + 5 * chunk * linear.value_heads
+                                + linear.value_heads * linear.key_head_dim * linear.value_head_dim / chunk)
+    if method in LORA_FAMILY:  # each adapter's rank-wide intermediate
+        values += len(adapted_matrices(shape, lora_targets)) / shape.layers * lora_r
     if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
-        values += shape.queries + 2 * shape.keys + 2 * shape.hidden + 2 * shape.intermediate
+        values += q + 2 * kv + 2 * h + 2 * shape.intermediate
     if sixteen_bit:
-        return 2 * values + 12 * norm_pairs * shape.hidden
-    return 4 * values
+        return 2 * values + 12 * norm_pairs * h + 4 * always_fp32
+    return 4 * (values + always_fp32)
 
 
 def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batch_size: int, seq_len: int,
@@ -223,7 +285,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
 
     # Preference methods run the chosen and the rejected answer through the model together.
     tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
-    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets)
+    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, seq_len)
     layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
     every_layer = tokens * layers * per_layer  # what the layers keep without checkpointing

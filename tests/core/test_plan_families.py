@@ -1,0 +1,74 @@
+"""The planner's terms for this year's layer kinds against what transformers builds and what autograd keeps:
+Qwen3.5's gated attention and gated-DeltaNet layers, and gpt-oss's mixture of experts with eager attention."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuneforge.core.catalog import lora_targets_for
+from tuneforge.core.memory import activation_bytes_per_token, lora_parameters, model_shape
+
+TOKENS = 256
+
+
+def tiny_config(kind: str, layers: int):
+    """A small config of `kind` whose every term is large enough to see: Llama as the reference, Qwen3.5 with its
+    3:1 hybrid pattern (grouped value heads, key and value head sizes that differ), gpt-oss with eight experts, four
+    a token, sliding and full attention."""
+    from transformers import GptOssConfig, LlamaConfig, Qwen3_5TextConfig
+
+    common = dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=layers, num_attention_heads=4,
+                  num_key_value_heads=2)
+    if kind == "qwen3_5":
+        return Qwen3_5TextConfig(**common, head_dim=64, linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=32,
+                                 linear_value_head_dim=48, layer_types=(["linear_attention"] * 3 + ["full_attention"]) * (layers // 4))
+    if kind == "gpt_oss":
+        return GptOssConfig(**common, head_dim=64, num_local_experts=8, num_experts_per_tok=4,
+                            layer_types=["sliding_attention", "full_attention"] * (layers // 2))
+    return LlamaConfig(**common)
+
+
+def adapted_model(kind: str, layers: int):
+    """A random model of `kind` with LoRA (rank 8) on the targets tuneforge gives its architecture."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(kind, layers)
+    model = AutoModelForCausalLM.from_config(config)
+    return get_peft_model(model, LoraConfig(r=8, target_modules=list(lora_targets_for(config.model_type))))
+
+
+def saved_bytes(model) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one forward over TOKENS tokens (weights not counted)."""
+    import torch
+
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    torch.manual_seed(0)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=torch.randint(0, 1000, (1, TOKENS)), logits_to_keep=1, use_cache=False)
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3_5", "gpt_oss"])
+def test_the_planner_counts_what_transformers_builds_and_autograd_keeps(kind, tmp_path):
+    model = adapted_model(kind, 4)
+    model.base_model.model.config.save_pretrained(tmp_path)
+    params_b, shape = model_shape(tmp_path)
+    weights = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name)
+    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Norms and biases are left out of the count: a fraction of a percent.
+    assert params_b * 1e9 == pytest.approx(weights, rel=0.005)
+    assert lora_parameters(shape, 8, lora_targets_for(model.config.model_type)) == adapter
+    # Four more layers (one more period of each pattern) keep four layers' activations more.
+    counted = (saved_bytes(adapted_model(kind, 8)) - saved_bytes(model)) / 4 / TOKENS
+    planned = activation_bytes_per_token(shape, "lora", 8, False, lora_targets_for(model.config.model_type), TOKENS)
+    assert planned == pytest.approx(counted, rel=0.02)
+
