@@ -130,7 +130,7 @@ class ModelSpec:
     gated: bool
     """True when the hub requires accepting the licence before download."""
     chat_template: str
-    """Chat template family (chatml, llama3, mistral, gemma, phi)."""
+    """Chat template family (chatml, llama3, mistral, gemma, phi, harmony)."""
     shape: Shape
     """Published dimensions, for memory estimates before the model is downloaded."""
     lora_targets: tuple[str, ...] = LLAMA_STYLE_TARGETS
@@ -176,6 +176,20 @@ _ENTRIES: tuple[ModelSpec, ...] = (
               Shape(2048, 36, 11008, 128256, kv_dim=512)),
     ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "Qwen3", "qwen3", 8.19, 32768, "apache-2.0", False, "chatml",
               Shape(4096, 36, 12288, 151936, kv_dim=1024)),
+    # Qwen3.5 (February 2026), published with a vision tower: three gated-DeltaNet layers (16 query/key heads, 32 value
+    # heads, 128 wide) to one of gated attention (16 query heads, 4 key/value heads, 256 wide). 9B: its model card;
+    # 4B: the same heads, hidden size 2560 and MLP 9216 (third-party spec pages).
+    ModelSpec("qwen3.5-4b", "Qwen/Qwen3.5-4B", "Qwen3.5", "qwen3_5", 4.0, 262144, "apache-2.0", False, "chatml",
+              Shape(2560, 32, 9216, 248320, kv_dim=1024, q_dim=4096, gated_queries=True, linear=LinearAttention(24, 16, 32, 128, 128)),
+              lora_targets=QWEN3_5_TARGETS),
+    ModelSpec("qwen3.5-9b", "Qwen/Qwen3.5-9B", "Qwen3.5", "qwen3_5", 9.0, 262144, "apache-2.0", False, "chatml",
+              Shape(4096, 32, 12288, 248320, kv_dim=1024, q_dim=4096, gated_queries=True, linear=LinearAttention(24, 16, 32, 128, 128)),
+              lora_targets=QWEN3_5_TARGETS),
+    # gpt-oss-20b (August 2025): 24 layers of 32 experts (four a token, 2880 wide), 64 query heads and 8 key/value heads of
+    # 64, untied embeddings of its 201k vocabulary; 21B parameters, 3.6B active. Its experts stay 16-bit under QLoRA.
+    ModelSpec("gpt-oss-20b", "openai/gpt-oss-20b", "gpt-oss", "gpt_oss", 21.0, 131072, "apache-2.0", False, "harmony",
+              Shape(2880, 24, 2880, 201088, kv_dim=512, q_dim=4096, experts=Experts(32, 4, 2880), eager_heads=64),
+              lora_targets=GPT_OSS_TARGETS),
     ModelSpec("llama-3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama 3.2", "llama", 1.24, 131072, "llama3.2", True, "llama3",
               Shape(2048, 16, 8192, 128256, kv_dim=512)),
     ModelSpec("llama-3.2-3b", "meta-llama/Llama-3.2-3B-Instruct", "Llama 3.2", "llama", 3.21, 131072, "llama3.2", True, "llama3",

@@ -5,7 +5,7 @@ run records (torch.cuda.max_memory_allocated on a GPU, peak RSS on a CPU; see
 bench/plan.py for how close it comes):
 
 - **base weights**: nf4 with double quantization ≈ 0.52 bytes per parameter of the linear
-  layers under QLoRA (the embeddings and an untied LM head stay in the compute dtype); 16-bit on
+  layers under QLoRA (the embeddings, an untied LM head and a mixture's experts stay in the compute dtype); 16-bit on
   a GPU; the compute dtype on a CPU; fp32 master weights wherever the model's own weights train.
 - **trained + optimizer**: the trained parameters in fp32 and AdamW's two fp32 moments
   (12 bytes each; 8 when the fp32 weight is already counted above).
@@ -54,7 +54,12 @@ QLORA_BYTES_PER_PARAM = 0.52
 OPTIMIZER_BYTES_PER_PARAM = 8
 """AdamW's two fp32 moments per trained parameter."""
 CPU_RUNTIME_GB = 0.5
-"""Peak RSS of a process that has imported torch, transformers, peft and TRL (measured: 0.46 GiB)."""
+"""Peak RSS of a process that has imported torch, transformers, peft and TRL, beyond the weights it loads (measured:
+0.47 GiB; 0.51-0.53 GiB with a model loaded and run once)."""
+CPU_TRAINER_GB = 0.15
+"""What a training process holds beyond that and its plan's terms: the data, the tokenizer and the trainer's state
+(bench/plan.py's smallest row, batch 1 × 128 tokens, measured 0.15-0.27 GiB above the plan on the default model
+and tiny Qwen3.5 and gpt-oss shapes)."""
 CHECKPOINT_BYTES_PER_PARAM = 2
 """Published checkpoints (and tuneforge's imports of GGUF files) are 16-bit safetensors."""
 CPU_ALLOCATOR_SLACK = {
@@ -164,8 +169,16 @@ def decoder_parameters(shape: Shape) -> int:
     if linear:  # in_proj_qkv, in_proj_z, in_proj_a/b (a scalar per value head), out_proj, the causal convolution
         mixed = 2 * linear.keys + linear.values
         total += linear.layers * (h * (mixed + 2 * linear.values + 2 * linear.value_heads) + mixed * linear.conv_kernel)
-    mlp = experts.count * (3 * h * experts.intermediate + h) if experts else 3 * h * shape.intermediate
-    return total + shape.layers * mlp
+    return total + (expert_parameters(shape) if experts else shape.layers * 3 * h * shape.intermediate)
+
+
+def expert_parameters(shape: Shape) -> int:
+    """Parameters of a mixture's experts and routers over all layers (0 for a dense MLP): stacked 3-D weights that
+    bitsandbytes does not quantize (it replaces linear layers only), so they stay 16-bit under QLoRA."""
+    if not shape.experts:
+        return 0
+    experts = shape.experts
+    return shape.layers * experts.count * (3 * shape.hidden * experts.intermediate + shape.hidden)
 
 
 def layer_parameters(shape: Shape) -> float:
@@ -273,8 +286,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     embeddings = shape.vocab * shape.hidden
     whole = spec.weights == "whole"
     if method == "qlora":
-        # bitsandbytes quantizes the decoder's linear layers; the embeddings and an untied head stay 16-bit.
-        unquantized = embeddings * (2 if untied_head(params, shape) else 1)
+        # bitsandbytes quantizes the decoder's linear layers; the embeddings, an untied head and a mixture's experts stay 16-bit.
+        unquantized = embeddings * (2 if untied_head(params, shape) else 1) + expert_parameters(shape)
         weights = max(0.0, params - unquantized) * QLORA_BYTES_PER_PARAM + unquantized * value_bytes
     else:
         weights = params * (4 if whole else value_bytes)
@@ -313,7 +326,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     if on_gpu:
         reserve = CUDA_CONTEXT_GB + CUDA_FRAGMENTATION * sum(gb for _, gb in parts)
         return MemoryEstimate("GPU", tuple(parts), budget_gb, reserve)
-    parts.append(("runtime", CPU_RUNTIME_GB))
+    runtime = CPU_RUNTIME_GB + CPU_TRAINER_GB
+    parts.append(("runtime", runtime))
     shares = CPU_ALLOCATOR_SLACK[cpu_allocator]
     slack = shares[_kind(method)] * (activations + logits)
     if gradient_checkpointing:  # each layer's intermediates are still made, freed, and made again
@@ -321,7 +335,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     slack += shares["frozen"] * tokens * (shape.layers - layers) * per_layer
     parts.append(("allocator slack", slack / GIB))
     # Loading holds the weights being made and the mapped checkpoint at once, before any step.
-    loading = (weights + params * CHECKPOINT_BYTES_PER_PARAM) / GIB + CPU_RUNTIME_GB
+    loading = (weights + params * CHECKPOINT_BYTES_PER_PARAM) / GIB + runtime
     training = sum(gb for _, gb in parts)
     if loading > training:
         parts.append(("loading", loading - training))

@@ -86,7 +86,7 @@ def test_qlora_checkpointing_and_a_cpu_change_the_terms():
     # The CPU tile is folded by torch ops (about five fp32 temporaries); runtime adds the allocator's slack.
     logits = 1024 * 32768 * 20 + 1024 * 576 * 8
     assert terms["logits"] == pytest.approx(logits / GIB)
-    assert terms["runtime"] == 0.5
+    assert terms["runtime"] == pytest.approx(0.65)
     assert terms["allocator slack"] == pytest.approx(0.8 * (1024 * 30 * 4 * 10096 + logits) / GIB)
     assert on_cpu.reserve_gb == 0 and on_cpu.device == "CPU"
     on_tcmalloc = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=4, seq_len=256, lora_r=16,
@@ -141,7 +141,7 @@ def test_gemma_adds_its_output_norms_its_head_gradient_and_a_loading_peak():
     # Four RMSNorms a layer keep 8 × hidden values per token, beside the attention's and the MLP's.
     assert short["activations"] == pytest.approx(128 * 18 * 4 * (8 * 640 + 2 * 1024 + 2 * 256 + 4 * 2048 + 7 * 16) / GIB)
     # A short run of a 262k-vocabulary model peaks while it loads: fp32 weights beside the mapped 16-bit checkpoint.
-    assert sum(short.values()) == pytest.approx(0.268e9 * (4 + 2) / GIB + 0.5)
+    assert sum(short.values()) == pytest.approx(0.268e9 * (4 + 2) / GIB + 0.65)
     assert "loading" not in parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="lora", batch_size=1, seq_len=128,
                                                            lora_r=16, gradient_checkpointing=False, on_gpu=False, budget_gb=24))
     full = parts(estimate_training_memory(0.268, gemma, method="full", batch_size=4, seq_len=256, lora_r=16,
