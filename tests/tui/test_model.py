@@ -27,10 +27,10 @@ async def test_search_and_size_filter_narrow_the_catalog(home):
         assert len(rows(app)) == len(CATALOG) + 1  # the built-in default first
         app.screen.query_one("#search", Input).value = "qwen3"
         await pilot.pause()
-        assert set(rows(app)) == {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-4b-2507", "qwen3-8b"}
+        assert set(rows(app)) == {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-4b-2507", "qwen3-8b", "qwen3.5-4b", "qwen3.5-9b"}
         app.screen.query_one("#size", Select).value = "large"
         await pilot.pause()
-        assert set(rows(app)) == {"qwen3-8b"}
+        assert set(rows(app)) == {"qwen3-8b", "qwen3.5-9b"}
         app.screen.query_one("#search", Input).value = "no such model"
         await pilot.pause()
         assert not rows(app) and "No model matches" in text_of(app, "#model-note")
