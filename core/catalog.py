@@ -56,6 +56,17 @@ class Experts:
 
 
 @dataclass(frozen=True)
+class GlobalAttention:
+    """Gemma 4's full-attention layers, whose heads are wider than its sliding-window layers' (the Shape's widths):
+    how many there are, how many of them reuse earlier layers' keys and values, and their query and key/value widths."""
+
+    layers: int
+    shared: int
+    q_dim: int
+    kv_dim: int
+
+
+@dataclass(frozen=True)
 class Shape:
     """The dimensions that set training memory: hidden size, layers, MLP width, vocabulary,
     and the attention's query and key/value widths (heads × head size; 0 = the hidden size)."""
@@ -76,6 +87,21 @@ class Shape:
     """The layers of linear attention among `layers` (Qwen3.5); None where every layer attends fully."""
     experts: Experts | None = None
     """The mixture of experts every layer has in place of one MLP (gpt-oss); None for a dense MLP of `intermediate`."""
+    global_attention: GlobalAttention | None = None
+    """Full-attention layers of their own widths among `layers` (Gemma 4); None where every attention layer is alike."""
+    kv_shared_layers: int = 0
+    """The last layers that reuse earlier layers' keys and values, with no key or value projection (Gemma 4)."""
+    wide_shared_mlp: bool = False
+    """Those layers' MLPs are twice `intermediate` wide (Gemma 4 E2B)."""
+    expanded_kv: bool = False
+    """Attention keeps its queries before their norm, and keys and values repeated to every query head (transformers'
+    SDPA path repeats them under a sliding-window mask or for heads wider than 256: Gemma 4)."""
+    per_layer_input: int = 0
+    """Width of Gemma 4's per-layer input embeddings: an embedding table of vocabulary × layers × this width, and a gate
+    and a projection of this width in every layer."""
+    towers_b: float = 0.0
+    """Parameters (billions) of the vision and audio towers published beside the language model: loaded with it, left
+    alone by LoRA, described by none of the widths above."""
     eager_heads: int = 0
     """Query heads of an attention transformers computes eagerly, keeping each head's tokens × tokens probabilities for
     the backward pass (gpt-oss: its attention sinks rule the fused kernels out); 0 where a fused kernel keeps none."""
@@ -102,12 +128,14 @@ ARCHITECTURE_CLASSES = {
     "qwen3_5": "Qwen3_5ForConditionalGeneration", "gemma4": "Gemma4ForConditionalGeneration", "gpt_oss": "GptOssForCausalLM",
 }
 """The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
-POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text")
+POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text")
 """transformers `model_type`s whose layers normalise their attention and MLP outputs (Shape.post_norms)."""
 GATED_ATTENTION_ARCHITECTURES = ("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next")
 """`model_type`s whose attention gates its output (Shape.gated_queries)."""
 EAGER_ATTENTION_ARCHITECTURES = ("gpt_oss",)
 """`model_type`s transformers trains with eager attention (Shape.eager_heads)."""
+EXPANDED_KV_ARCHITECTURES = ("gemma4", "gemma4_text")
+"""`model_type`s whose attention keeps keys and values repeated to every query head (Shape.expanded_kv)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +158,7 @@ class ModelSpec:
     gated: bool
     """True when the hub requires accepting the licence before download."""
     chat_template: str
-    """Chat template family (chatml, llama3, mistral, gemma, phi, harmony)."""
+    """Chat template family (chatml, llama3, mistral, gemma, gemma4, phi, harmony)."""
     shape: Shape
     """Published dimensions, for memory estimates before the model is downloaded."""
     lora_targets: tuple[str, ...] = LLAMA_STYLE_TARGETS
@@ -202,6 +230,15 @@ _ENTRIES: tuple[ModelSpec, ...] = (
               Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024, post_norms=True)),
     ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma",
               Shape(1152, 26, 6912, 262144, kv_dim=256, q_dim=1024, post_norms=True)),
+    # Gemma 4 (April 2026), its small sizes as published with vision and audio towers (about 0.15B and 0.3B): sliding-window
+    # attention (heads of 256) with full attention (heads of 512) every fifth (E2B) or sixth (E4B) layer; the last 20 (18)
+    # layers reuse earlier keys and values (E2B's with MLPs twice as wide); per-layer input embeddings of 256.
+    ModelSpec("gemma-4-e2b", "google/gemma-4-E2B-it", "Gemma 4", "gemma4", 5.1, 131072, "apache-2.0", False, "gemma4",
+              Shape(1536, 35, 6144, 262144, kv_dim=256, q_dim=2048, post_norms=True, global_attention=GlobalAttention(7, 4, 4096, 512),
+                    kv_shared_layers=20, wide_shared_mlp=True, expanded_kv=True, per_layer_input=256, towers_b=0.45)),
+    ModelSpec("gemma-4-e4b", "google/gemma-4-E4B-it", "Gemma 4", "gemma4", 8.0, 131072, "apache-2.0", False, "gemma4",
+              Shape(2560, 42, 10240, 262144, kv_dim=512, q_dim=2048, post_norms=True, global_attention=GlobalAttention(7, 3, 4096, 1024),
+                    kv_shared_layers=18, expanded_kv=True, per_layer_input=256, towers_b=0.45)),
     ModelSpec("gemma-2-2b", "google/gemma-2-2b-it", "Gemma 2", "gemma2", 2.61, 8192, "gemma", True, "gemma",
               Shape(2304, 26, 9216, 256000, kv_dim=1024, q_dim=2048, post_norms=True)),
     ModelSpec("phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "Phi", "phi3", 3.82, 131072, "mit", False, "phi",

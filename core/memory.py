@@ -38,10 +38,12 @@ from pathlib import Path
 
 from .catalog import (
     EAGER_ATTENTION_ARCHITECTURES,
+    EXPANDED_KV_ARCHITECTURES,
     GATED_ATTENTION_ARCHITECTURES,
     LLAMA_STYLE_TARGETS,
     POST_NORM_ARCHITECTURES,
     Experts,
+    GlobalAttention,
     LinearAttention,
     Shape,
     find_spec,
@@ -129,8 +131,8 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
         shape = _shape_from_config(config)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
         return None
-    embeddings = shape.vocab * shape.hidden * (1 if config.get("tie_word_embeddings", False) else 2)
-    return (decoder_parameters(shape) + embeddings) / 1e9, shape
+    head = 0 if config.get("tie_word_embeddings", False) else shape.vocab * shape.hidden
+    return (decoder_parameters(shape) + input_embedding_parameters(shape) + head) / 1e9, shape
 
 
 def _shape_from_config(config: dict) -> Shape:
@@ -140,16 +142,30 @@ def _shape_from_config(config: dict) -> Shape:
     head_dim = config.get("head_dim") or hidden // heads
     kv_heads = config.get("num_key_value_heads") or heads
     model_type = config.get("model_type")
-    linear_layers = sum(kind == "linear_attention" for kind in config.get("layer_types") or ())
+    layer_types = config.get("layer_types") or ()
+    linear_layers = sum(kind == "linear_attention" for kind in layer_types)
     linear = LinearAttention(linear_layers, config["linear_num_key_heads"], config["linear_num_value_heads"],
                              config["linear_key_head_dim"], config["linear_value_head_dim"],
                              config.get("linear_conv_kernel_dim", 4)) if linear_layers else None
     expert_count = config.get("num_local_experts") or config.get("num_experts")
-    experts = Experts(expert_count, config["num_experts_per_tok"],
+    experts = Experts(expert_count, config.get("num_experts_per_tok") or config["top_k_experts"],
                       config.get("moe_intermediate_size") or config["intermediate_size"]) if expert_count else None
+    shared = config.get("num_kv_shared_layers") or 0
+    global_attention = None
+    full = [index for index, kind in enumerate(layer_types) if kind == "full_attention"]
+    # Gemma 4: full-attention layers with wider heads (and maybe fewer key/value heads), as published (global_head_dim)
+    # or as transformers saves it (per_layer_config)
+    overrides = (config.get("per_layer_config") or {}).get(str(full[0]), {}) if full else {}
+    global_head_dim = config.get("global_head_dim") or overrides.get("head_dim")
+    if global_head_dim:
+        global_kv_heads = config.get("num_global_key_value_heads") or overrides.get("num_key_value_heads") or kv_heads
+        global_attention = GlobalAttention(len(full), sum(index >= layers - shared for index in full), heads * global_head_dim,
+                                           global_kv_heads * global_head_dim)
     return Shape(hidden, layers, config.get("intermediate_size", 4 * hidden), vocab, kv_dim=kv_heads * head_dim,
                  q_dim=heads * head_dim, post_norms=model_type in POST_NORM_ARCHITECTURES,
                  gated_queries=model_type in GATED_ATTENTION_ARCHITECTURES, linear=linear, experts=experts,
+                 global_attention=global_attention, kv_shared_layers=shared, wide_shared_mlp=bool(config.get("use_double_wide_mlp")),
+                 expanded_kv=model_type in EXPANDED_KV_ARCHITECTURES, per_layer_input=config.get("hidden_size_per_layer_input") or 0,
                  eager_heads=heads if model_type in EAGER_ATTENTION_ARCHITECTURES else 0)
 
 
@@ -157,28 +173,74 @@ def untied_head(params: float, shape: Shape) -> bool:
     """Whether a model of `params` parameters and `shape` has an LM head of its own beside its input embeddings:
     its parameters hold a second vocabulary × hidden matrix beyond the layers and one embedding (Llama 3.1 8B,
     Qwen2.5 7B), where a tied model's do not (SmolLM2, Gemma)."""
-    embeddings = shape.vocab * shape.hidden
-    return params - decoder_parameters(shape) - embeddings > embeddings / 2
+    head = shape.vocab * shape.hidden
+    return params - shape.towers_b * 1e9 - decoder_parameters(shape) - input_embedding_parameters(shape) > head / 2
+
+
+def input_embedding_parameters(shape: Shape) -> int:
+    """The input embeddings: the vocabulary's, and Gemma 4's per-layer ones (embeddings stay 16-bit under QLoRA)."""
+    return shape.vocab * (shape.hidden + shape.layers * shape.per_layer_input)
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """Decoder layers built alike: how many, their linear layers by module name as (in, out), and their parameters
+    outside linear layers (a mixture's experts and router, a DeltaNet's convolution)."""
+
+    count: int
+    linear: dict[str, tuple[int, int]]
+    other: int = 0
+
+
+def layer_kinds(shape: Shape) -> list[LayerKind]:
+    """The decoder's layers grouped by what they hold: attention layers (split where Gemma 4's full-attention layers
+    are wider, or its last layers reuse earlier keys and values), and linear-attention layers."""
+    h = shape.hidden
+    experts, linear, wide = shape.experts, shape.linear, shape.global_attention
+
+    def mlp(shared: bool) -> tuple[dict[str, tuple[int, int]], int]:
+        if experts:
+            return {}, experts.count * (3 * h * experts.intermediate + h)
+        width = shape.intermediate * (2 if shared and shape.wide_shared_mlp else 1)
+        return {"gate_proj": (h, width), "up_proj": (h, width), "down_proj": (width, h)}, 0
+
+    def attention_kind(count: int, q: int, kv: int, shared: bool) -> LayerKind:
+        attention = {"q_proj": (h, q * (2 if shape.gated_queries else 1)), "o_proj": (q, h)}
+        if not shared:
+            attention |= {"k_proj": (h, kv), "v_proj": (h, kv)}
+        if shape.per_layer_input:
+            attention |= {"per_layer_input_gate": (h, shape.per_layer_input), "per_layer_projection": (shape.per_layer_input, h)}
+        feedforward, other = mlp(shared)
+        return LayerKind(count, attention | feedforward, other)
+
+    shared = shape.kv_shared_layers
+    global_layers, global_shared = (wide.layers, wide.shared) if wide else (0, 0)
+    local = shape.attention_layers - global_layers
+    kinds = [attention_kind(local - (shared - global_shared), shape.queries, shape.keys, False),
+             attention_kind(shared - global_shared, shape.queries, shape.keys, True)]
+    if wide:
+        kinds += [attention_kind(global_layers - global_shared, wide.q_dim, wide.kv_dim, False),
+                  attention_kind(global_shared, wide.q_dim, wide.kv_dim, True)]
+    if linear:  # in_proj_qkv, in_proj_z, out_proj; in_proj_a/b (a scalar per value head); the causal convolution
+        mixed = 2 * linear.keys + linear.values
+        feedforward, other = mlp(False)
+        kinds.append(LayerKind(linear.layers, {"in_proj_qkv": (h, mixed), "in_proj_z": (h, linear.values), "out_proj": (linear.values, h),
+                                               "in_proj_a": (h, linear.value_heads), "in_proj_b": (h, linear.value_heads), **feedforward},
+                               other + mixed * linear.conv_kernel))
+    return [kind for kind in kinds if kind.count]
 
 
 def decoder_parameters(shape: Shape) -> int:
-    """Parameters of the decoder's layers (first order: the matrices, and a mixture's router; no norms or biases)."""
-    h, linear, experts = shape.hidden, shape.linear, shape.experts
-    attention = h * (shape.queries * (2 if shape.gated_queries else 1) + 2 * shape.keys) + shape.queries * h
-    total = shape.attention_layers * attention
-    if linear:  # in_proj_qkv, in_proj_z, in_proj_a/b (a scalar per value head), out_proj, the causal convolution
-        mixed = 2 * linear.keys + linear.values
-        total += linear.layers * (h * (mixed + 2 * linear.values + 2 * linear.value_heads) + mixed * linear.conv_kernel)
-    return total + (expert_parameters(shape) if experts else shape.layers * 3 * h * shape.intermediate)
+    """Parameters of the decoder's layers (first order: the matrices, and a mixture's router; no norms or biases),
+    and Gemma 4's projection of the embeddings into every layer's input."""
+    layers = sum(kind.count * (sum(n_in * n_out for n_in, n_out in kind.linear.values()) + kind.other) for kind in layer_kinds(shape))
+    return layers + shape.hidden * shape.layers * shape.per_layer_input
 
 
 def expert_parameters(shape: Shape) -> int:
     """Parameters of a mixture's experts and routers over all layers (0 for a dense MLP): stacked 3-D weights that
     bitsandbytes does not quantize (it replaces linear layers only), so they stay 16-bit under QLoRA."""
-    if not shape.experts:
-        return 0
-    experts = shape.experts
-    return shape.layers * experts.count * (3 * shape.hidden * experts.intermediate + shape.hidden)
+    return sum(kind.count * kind.other for kind in layer_kinds(shape)) if shape.experts else 0
 
 
 def layer_parameters(shape: Shape) -> float:
@@ -187,20 +249,19 @@ def layer_parameters(shape: Shape) -> float:
 
 
 def adapted_matrices(shape: Shape, targets: Sequence[str] | None = None) -> list[tuple[int, int]]:
-    """(in, out) of each matrix LoRA adapts in the whole decoder: `targets` by module name, None = every linear layer
-    (a mixture's experts are not linear layers, and its router stays as trained)."""
-    h, q, kv = shape.hidden, shape.queries, shape.keys
-    q_out = q * (2 if shape.gated_queries else 1)
-    mlp = {} if shape.experts else {"gate_proj": (h, shape.intermediate), "up_proj": (h, shape.intermediate),
-                                    "down_proj": (shape.intermediate, h), "gate_up_proj": (h, 2 * shape.intermediate)}
-    kinds = [(shape.attention_layers, {"q_proj": (h, q_out), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                                       "qkv_proj": (h, q_out + 2 * kv), **mlp})]
-    if shape.linear:
-        keys, values = shape.linear.keys, shape.linear.values
-        kinds.append((shape.linear.layers, {"in_proj_qkv": (h, 2 * keys + values), "in_proj_z": (h, values),
-                                            "out_proj": (values, h), **mlp}))
-    names = targets or (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
-    return [dims[name] for count, dims in kinds for _ in range(count) for name in names if name in dims]
+    """(in, out) of each matrix LoRA adapts in the whole decoder: `targets` by module name, None = the attention's and
+    MLP's linear layers (a mixture's experts are not linear layers, and its router stays as trained). Phi-3's fused
+    qkv_proj and gate_up_proj are counted as the projections they fuse."""
+    matrices = []
+    for kind in layer_kinds(shape):
+        dims = dict(kind.linear)
+        if "k_proj" in dims:
+            dims["qkv_proj"] = (shape.hidden, dims["q_proj"][1] + 2 * dims["k_proj"][1])
+        if "gate_proj" in dims:
+            dims["gate_up_proj"] = (shape.hidden, 2 * dims["gate_proj"][1])
+        names = targets or (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
+        matrices += [dims[name] for _ in range(kind.count) for name in names if name in dims]
+    return matrices
 
 
 def lora_parameters(shape: Shape, rank: int, targets: Sequence[str] | None = None) -> int:
@@ -246,17 +307,26 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
     """
     h, q, kv = shape.hidden, shape.queries, shape.keys
     norm_pairs = 2 if shape.post_norms else 1
-    mlp = shape.experts.per_token * (h + 6 * shape.experts.intermediate) if shape.experts else 4 * shape.intermediate
-    attention = 2 * q + 2 * kv + (5 * q + kv if shape.gated_queries else 0)
-    values = 4 * norm_pairs * h + mlp + attention * shape.attention_layers / shape.layers
+    values = 4 * norm_pairs * h
     always_fp32 = shape.eager_heads * seq_len
-    if shape.linear:
-        linear, share = shape.linear, shape.linear.layers / shape.layers
-        chunk = 64  # transformers' chunk size for the delta rule
-        repeated_keys = linear.value_heads * linear.key_head_dim
-        values += share * (2 * (2 * linear.keys + linear.values) + 5 * linear.values)
-        always_fp32 += share * (12 * repeated_keys + 3 * linear.values + 5 * chunk * linear.value_heads
-                                + linear.value_heads * linear.key_head_dim * linear.value_head_dim / chunk)
+    for kind in layer_kinds(shape):
+        share, layer = kind.count / shape.layers, kind.linear
+        if "o_proj" in layer:  # attention; a layer reusing earlier keys and values keeps none of its own
+            queries, keys = layer["o_proj"][0], layer.get("k_proj", (0, 0))[1]
+            if shape.expanded_kv:  # queries before and after their norm, keys and values repeated to every head
+                values += share * (5 * queries + 2 * keys)
+            else:
+                values += share * (2 * queries + 2 * keys + (5 * queries + keys if shape.gated_queries else 0))
+        if "gate_proj" in layer:
+            values += share * 4 * layer["gate_proj"][1]
+        if "in_proj_qkv" in layer:
+            linear, chunk = shape.linear, 64  # transformers' chunk size for the delta rule
+            repeated_keys = linear.value_heads * linear.key_head_dim
+            values += share * (2 * (2 * linear.keys + linear.values) + 5 * linear.values)
+            always_fp32 += share * (12 * repeated_keys + 3 * linear.values + 5 * chunk * linear.value_heads
+                                    + linear.value_heads * linear.key_head_dim * linear.value_head_dim / chunk)
+    if shape.experts:
+        values += shape.experts.per_token * (h + 6 * shape.experts.intermediate)
     if method in LORA_FAMILY:  # each adapter's rank-wide intermediate
         values += len(adapted_matrices(shape, lora_targets)) / shape.layers * lora_r
     if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
@@ -287,7 +357,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     whole = spec.weights == "whole"
     if method == "qlora":
         # bitsandbytes quantizes the decoder's linear layers; the embeddings, an untied head and a mixture's experts stay 16-bit.
-        unquantized = embeddings * (2 if untied_head(params, shape) else 1) + expert_parameters(shape)
+        unquantized = input_embedding_parameters(shape) + (embeddings if untied_head(params, shape) else 0) + expert_parameters(shape)
         weights = max(0.0, params - unquantized) * QLORA_BYTES_PER_PARAM + unquantized * value_bytes
     else:
         weights = params * (4 if whole else value_bytes)

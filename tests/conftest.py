@@ -141,12 +141,39 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 
         if name not in made:
             target = tmp_path_factory.mktemp(f"{name}-tokenizer")
-            AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
-            add_sentencepiece_model(cache / f"ggml-vocab-{name}.gguf", target)  # as tuneforge's own GGUF import does
+            if name == "gemma-4":  # transformers' GGUF loader reads this file's per-layer settings as a config, and fails
+                gemma4_tokenizer(cache / f"ggml-vocab-{name}.gguf").save_pretrained(target)
+            else:
+                AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
+                add_sentencepiece_model(cache / f"ggml-vocab-{name}.gguf", target)  # as tuneforge's own GGUF import does
             made[name] = target
         return made[name]
 
     return folder
+
+
+def gemma4_tokenizer(gguf_file: Path):
+    """Gemma 4's tokenizer as its checkpoints publish it (transformers' GemmaTokenizer: byte-fallback BPE over
+    "▁"-joined words), built from the pieces, merges, special tokens and chat template of a Gemma 4 GGUF."""
+    from gguf import GGUFReader
+    from tokenizers import AddedToken
+    from transformers import GemmaTokenizer
+
+    fields = GGUFReader(gguf_file).fields
+    pieces = fields["tokenizer.ggml.tokens"].contents()
+    kinds = fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(merge.split(" ")) for merge in fields["tokenizer.ggml.merges"].contents()]
+    tokenizer = GemmaTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=merges, bos_token="<bos>",
+                               eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", add_bos_token=True)
+    control, user_defined = 3, 4  # llama.cpp's token types: <|turn> and the like; <|channel> and the tool-call markers
+    # Control tokens are the tokenizer's special tokens (llama.cpp's converter marks only those as control); the others
+    # are added tokens, never split.
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(piece, special=True, normalized=False) for piece, kind in zip(pieces, kinds, strict=True) if kind == control
+        and piece not in (tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.pad_token, tokenizer.mask_token)]})
+    tokenizer.add_tokens([AddedToken(piece, normalized=False) for piece, kind in zip(pieces, kinds, strict=True) if kind == user_defined])
+    tokenizer.chat_template = fields["tokenizer.chat_template"].contents()
+    return tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -180,7 +207,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
-    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, gemma4, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -192,6 +219,8 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         Gemma2ForCausalLM,
         Gemma3ForCausalLM,
         Gemma3TextConfig,
+        Gemma4ForCausalLM,
+        Gemma4TextConfig,
         GptOssConfig,
         GptOssForCausalLM,
         HeliumConfig,
@@ -224,6 +253,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         "helium": (HeliumConfig, HeliumForCausalLM),  # a transformers architecture llama.cpp's converter does not know
         "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM), "gpt_oss": (GptOssConfig, GptOssForCausalLM),
         "qwen3_5_vision": (Qwen3_5TextConfig, Qwen3_5ForCausalLM),  # the language model of the multimodal checkpoint below
+        "gemma4": (Gemma4TextConfig, Gemma4ForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
@@ -237,6 +267,12 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         # matrix of its own (llama.cpp's gpt-oss graph requires one, as the real checkpoints have)
         extra.update(head_dim=64, num_local_experts=4, num_experts_per_tok=2, sliding_window=128, tie_word_embeddings=False,
                      layer_types=["sliding_attention", "full_attention"] * (layers // 2))
+    if kind == "gemma4":  # as the small Gemma 4s (E2B): sliding and full attention (its own, wider head size), per-layer
+        # input embeddings, the second half of the layers reusing the first half's keys and values with MLPs twice as
+        # wide, the real final logit cap
+        extra.update(head_dim=64, global_head_dim=128, sliding_window=128, hidden_size_per_layer_input=16, final_logit_softcapping=30.0,
+                     layer_types=["sliding_attention", "full_attention"] * (layers // 2), num_kv_shared_layers=layers // 2,
+                     use_double_wide_mlp=True)
     if kind == "gemma2":  # caps low enough to change what a tiny model computes, so a file without them would differ
         extra.update(attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
     config = config_class(**{

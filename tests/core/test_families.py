@@ -23,6 +23,9 @@ FAMILIES = {
     "smollm3": ("llama-bpe", 4),
     # gpt-oss's mixture of experts with attention sinks; its o200k vocabulary is not offline, Llama 3's stands in.
     "gpt_oss": ("llama-bpe", 2),
+    # Gemma 4's text model as in its small sizes (per-layer input embeddings, shared keys and values) with its own
+    # vocabulary and chat template.
+    "gemma4": ("gemma-4", 4),
 }
 
 

@@ -1,5 +1,6 @@
 """The planner's terms for this year's layer kinds against what transformers builds and what autograd keeps:
-Qwen3.5's gated attention and gated-DeltaNet layers, and gpt-oss's mixture of experts with eager attention."""
+Qwen3.5's gated attention and gated-DeltaNet layers, gpt-oss's mixture of experts with eager attention, and Gemma 4's
+wider full-attention layers, shared keys and values and per-layer input embeddings."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ TOKENS = 256
 def tiny_config(kind: str, layers: int):
     """A small config of `kind` whose every term is large enough to see: Llama as the reference, Qwen3.5 with its
     3:1 hybrid pattern (grouped value heads, key and value head sizes that differ), gpt-oss with eight experts, four
-    a token, sliding and full attention."""
-    from transformers import GptOssConfig, LlamaConfig, Qwen3_5TextConfig
+    a token, sliding and full attention; Gemma 4 as its E2B (full attention layers with heads of 512, as published,
+    the second half reusing the first half's keys and values with MLPs twice as wide, per-layer input embeddings)."""
+    from transformers import Gemma4TextConfig, GptOssConfig, LlamaConfig, Qwen3_5TextConfig
 
     common = dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=layers, num_attention_heads=4,
                   num_key_value_heads=2)
@@ -25,6 +27,10 @@ def tiny_config(kind: str, layers: int):
     if kind == "gpt_oss":
         return GptOssConfig(**common, head_dim=64, num_local_experts=8, num_experts_per_tok=4,
                             layer_types=["sliding_attention", "full_attention"] * (layers // 2))
+    if kind == "gemma4":
+        return Gemma4TextConfig(**common, vocab_size_per_layer_input=1000, head_dim=64, global_head_dim=512, hidden_size_per_layer_input=16,
+                                sliding_window=128, layer_types=["sliding_attention", "full_attention"] * (layers // 2),
+                                num_kv_shared_layers=layers // 2, use_double_wide_mlp=True)
     return LlamaConfig(**common)
 
 
@@ -39,7 +45,9 @@ def adapted_model(kind: str, layers: int):
 
 
 def saved_bytes(model) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass of one forward over TOKENS tokens (weights not counted)."""
+    """Bytes of the tensors autograd keeps for the backward pass of one forward of the decoder over TOKENS tokens (weights
+    not counted). The decoder alone, as TRL's loss runs it: a whole model asked for the last position's logits only
+    runs Gemma 4's layers that reuse keys and values over that position alone."""
     import torch
 
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -53,11 +61,11 @@ def saved_bytes(model) -> int:
 
     torch.manual_seed(0)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(input_ids=torch.randint(0, 1000, (1, TOKENS)), logits_to_keep=1, use_cache=False)
+        model.get_base_model().model(input_ids=torch.randint(0, 1000, (1, TOKENS)), use_cache=False)
     return sum(kept.values())
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen3_5", "gpt_oss"])
+@pytest.mark.parametrize("kind", ["llama", "qwen3_5", "gpt_oss", "gemma4"])
 def test_the_planner_counts_what_transformers_builds_and_autograd_keeps(kind, tmp_path):
     model = adapted_model(kind, 4)
     model.base_model.model.config.save_pretrained(tmp_path)
