@@ -98,6 +98,21 @@ class Planned(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Downloading(Event):
+    """The base model is being downloaded from the hub, before it loads: bytes written so far of the total."""
+
+    kind: ClassVar[str] = "download"
+    model: str = ""
+    done_bytes: int = 0
+    total_bytes: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Every byte is written."""
+        return bool(self.total_bytes) and self.done_bytes >= self.total_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step(Event):
     """A logged optimizer step: its loss, speed and memory."""
 
@@ -241,7 +256,7 @@ class Shrunk(Event):
 
 
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    Launched, Started, Planned, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported,
+    Launched, Started, Planned, Downloading, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported,
     Shrunk)}
 """Each kind's name in events.jsonl and its class."""
 
@@ -313,6 +328,8 @@ class RunHistory:
         self._started_pids: list[int] = []
         self.started: Started | None = None
         self.plan: Planned | None = None
+        self.download: Downloading | None = None
+        """The newest report of the base model's download."""
         self.steps: list[Step] = []
         self.evals: list[Evaluated] = []
         self.first_step: int | None = None
@@ -354,6 +371,8 @@ class RunHistory:
             self.evals.append(event)
         elif isinstance(event, Planned):
             self.plan = event
+        elif isinstance(event, Downloading):
+            self.download = event
         elif isinstance(event, Finished):
             self.finished = event
         elif isinstance(event, Exported):

@@ -13,7 +13,8 @@ import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json")
 HUB_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+DOWNLOAD_REPORT_SECONDS = 1.0
+"""How often a download's progress is reported to `on_download` at most (and once as it starts and as it ends)."""
+DownloadReport = Callable[[int, int], None]
+"""Told a hub download's bytes written so far and its total bytes."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,13 @@ def check_model_reference(name: str) -> str:
     return "hub"
 
 
-def resolve_model(name: str, trust_remote_code: bool = False, allow_pickle: bool = False) -> ResolvedModel:
+def resolve_model(name: str, trust_remote_code: bool = False, allow_pickle: bool = False,
+                  on_download: DownloadReport | None = None) -> ResolvedModel:
     """Turn a model reference into a local, validated HF folder (importing GGUF if needed).
 
     Pickle weights (.bin/.pt, which can run code when loaded) and models that need code shipped
-    in their folder are refused unless `allow_pickle` / `trust_remote_code` say otherwise.
+    in their folder are refused unless `allow_pickle` / `trust_remote_code` say otherwise. A hub
+    model not in the local cache is downloaded, its progress told to `on_download`.
     """
     kind = check_model_reference(name)
     if kind == "default":
@@ -107,12 +114,12 @@ def resolve_model(name: str, trust_remote_code: bool = False, allow_pickle: bool
     if kind == "folder":
         return _resolved_folder(name, path, spec, trust_remote_code, allow_pickle)
     hub_id = spec.hub_id if spec else name
-    return _resolved_folder(name, _hub_snapshot(hub_id, name), spec, trust_remote_code, allow_pickle)
+    return _resolved_folder(name, _hub_snapshot(hub_id, name, on_download), spec, trust_remote_code, allow_pickle)
 
 
-def resolve_base(config: RunConfig) -> ResolvedModel:
+def resolve_base(config: RunConfig, on_download: DownloadReport | None = None) -> ResolvedModel:
     """The base model of a run config, with the config's permissions (remote code, pickle weights)."""
-    return resolve_model(config.model, config.trust_remote_code, config.allow_pickle)
+    return resolve_model(config.model, config.trust_remote_code, config.allow_pickle, on_download)
 
 
 def default_gguf_path() -> Path:
@@ -129,9 +136,10 @@ def default_gguf_path() -> Path:
     )
 
 
-def _hub_snapshot(hub_id: str, name: str) -> Path:
+def _hub_snapshot(hub_id: str, name: str, on_download: DownloadReport | None = None) -> Path:
     """The hub model's local snapshot: from the HF cache, else downloaded when online (its size checked against
-    the free disk first; an interrupted download resumes where it stopped, as the hub library keeps partial files)."""
+    the free disk first; an interrupted download resumes where it stopped, as the hub library keeps partial files;
+    its progress told to `on_download`)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
@@ -141,9 +149,14 @@ def _hub_snapshot(hub_id: str, name: str) -> Path:
         pass
     try:
         planned = snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS, dry_run=True)
-        _require_download_room(name, hub_id, planned)  # type: ignore[arg-type]
+        needed = _require_download_room(name, hub_id, planned)  # type: ignore[arg-type]
+        report = on_download or (lambda done, total: None)
+        report(0, needed)
         with _hub_progress_bars():
-            return Path(snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS))
+            snapshot = snapshot_download(hub_id, allow_patterns=HUB_DOWNLOAD_PATTERNS,
+                                         tqdm_class=reporting_progress_bar(lambda done: report(min(done, needed), needed)))
+        report(needed, needed)
+        return Path(snapshot)
     except GatedRepoError:
         raise ModelError(
             f"{name} ({hub_id}) is gated: its licence must be accepted on the hub first",
@@ -168,8 +181,8 @@ def is_downloaded(hub_id: str) -> bool:
     return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
 
 
-def _require_download_room(name: str, hub_id: str, planned: list) -> None:
-    """A ResourceError before a download that the disk holding the HF cache has no room for."""
+def _require_download_room(name: str, hub_id: str, planned: list) -> int:
+    """The bytes a download will write; a ResourceError before one that the disk holding the HF cache has no room for."""
     from huggingface_hub import constants
 
     needed = sum(f.file_size or 0 for f in planned if f.will_download)
@@ -179,6 +192,35 @@ def _require_download_room(name: str, hub_id: str, planned: list) -> None:
     if free < needed * 1.05 + (256 << 20):
         raise ResourceError(f"{name} ({hub_id}) needs {needed / 2**30:.1f} GiB to download; {free / 2**30:.1f} GiB free in {existing}",
                             "free some disk space, or point HF_HUB_CACHE at a disk with room, then run it again")
+    return needed
+
+
+def reporting_progress_bar(report: Callable[[int], None]) -> type:
+    """The hub library's progress bar class, whose byte bar also tells `report` the bytes written so far (at most
+    every DOWNLOAD_REPORT_SECONDS), whether or not bars are shown.
+
+    snapshot_download makes its bars from this class and adds every file's bytes to one of them, the bar of the
+    bytes written to disk ("Reconstructing", in bytes); its other bars (files done, bytes received) are left alone.
+    """
+    from huggingface_hub.utils import tqdm as hub_bar
+
+    class ReportingBar(hub_bar):
+        """A hub progress bar that counts what it is told even when disabled, and reports a byte bar's count."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.written = int(kwargs.get("initial") or 0)  # type: ignore[call-overload]
+            self.reported_at = time.monotonic()
+            self.reports = kwargs.get("unit") == "B" and str(kwargs.get("desc", "")).startswith("Reconstruct")
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.written += int(n or 0)
+            if self.reports and time.monotonic() - self.reported_at >= DOWNLOAD_REPORT_SECONDS:
+                self.reported_at = time.monotonic()
+                report(self.written)
+            return super().update(n)
+
+    return ReportingBar
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from ..data.formats import LoadedData, load_run_data
 from ..data.prepare import PreparedData, prepare, train_and_eval
 from ..diagnosis import oom_kills
 from ..errors import ModelError, ResourceError, TuneforgeError
-from ..events import Failed, Finished, Started, Stopped, Warned
+from ..events import Downloading, Failed, Finished, Started, Stopped, Warned
 from ..general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
 from ..general_answers import base_answers, compare_answers, general_questions, model_answers, write_answers
 from ..hardware import Hardware, detect, resolve_method
@@ -143,7 +143,11 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
     loaded, eval_loaded = load_run_data(config)  # before the model: a typo should not cost a download
     if spec.pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
-    model_ref = resolve_base(config)
+    def downloaded(done: int, total: int) -> None:  # shown by the app's run view while the model is fetched
+        if is_main_process():
+            run.record(Downloading(model=config.model, done_bytes=done, total_bytes=total))
+
+    model_ref = resolve_base(config, on_download=downloaded)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
     teacher, teacher_path = None, None
     if spec.objective == "distill":

@@ -9,6 +9,7 @@ import pytest
 from tuneforge.core.events import (
     KINDS,
     CheckpointSaved,
+    Downloading,
     Evaluated,
     Exported,
     Failed,
@@ -35,6 +36,7 @@ ONE_OF_EACH = [
     Planned(device="cpu", parts={"base weights": 0.5, "activations": 1.0}, peak_gb=1.9, reserve_gb=0.0, budget_gb=20.0,
             verdict="fits", batch_size=4, grad_accum=2, max_length=256, gradient_checkpointing=False,
             changes=["batch_size 8 → 4 with grad_accum 2 (effective batch 8)"], allocator="glibc"),
+    Downloading(model="org/model", done_bytes=2**20, total_bytes=2**30),
     Step(step=1, max_steps=30, epoch=0.2, loss=2.5, lr=1e-3, grad_norm=1.5, tokens_per_second=120.0, memory_gb=1.8),
     Evaluated(step=1, eval_loss=2.4),
     Recalled(step=1, recalled=20, checked=24),

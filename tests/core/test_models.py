@@ -202,3 +202,27 @@ def test_the_catalog_says_which_models_are_downloaded(home, tmp_path, monkeypatc
     assert main(["models"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line and not line.startswith(("device", "name"))}
     assert lines["qwen3-0.6b"].split()[-2] == "yes" and lines["qwen3-1.7b"].split()[-2] == "-"
+
+
+def test_a_hub_download_reports_its_progress_and_lands_in_the_cache(home, tiny_llama, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tests.core.hub_stand_in import serving
+    from tuneforge.core.models import is_downloaded
+
+    monkeypatch.setattr("tuneforge.core.models.DOWNLOAD_REPORT_SECONDS", 0.0)  # every write, not once a second
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    reports: list[tuple[int, int]] = []
+    with serving(tiny_llama) as address:
+        monkeypatch.setattr(constants, "ENDPOINT", address)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", address + "/{repo_id}/resolve/{revision}/{filename}")
+        assert not is_downloaded("org/model")
+        resolved = resolve_model("org/model", on_download=lambda done, total: reports.append((done, total)))
+    # The real hub library downloaded it (the stand-in serves the files); the person saw it start, grow and end.
+    assert resolved.path.is_relative_to(tmp_path / "hf-cache") and (resolved.path / "model.safetensors").is_file()
+    total = sum(path.stat().st_size for path in tiny_llama.iterdir() if path.is_file())
+    assert reports[0] == (0, total) and reports[-1] == (total, total)
+    assert len(reports) > 2 and [done for done, _ in reports] == sorted(done for done, _ in reports)
+    assert is_downloaded("org/model")

@@ -9,7 +9,7 @@ import signal
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar
 
-from tuneforge.core.events import Failed, Launched, Started, Step
+from tuneforge.core.events import Downloading, Failed, Launched, Started, Step
 from tuneforge.core.runs import RunDir, list_runs
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.train import TrainFormScreen
@@ -182,3 +182,23 @@ async def test_a_child_the_out_of_memory_killer_took_offers_resume(home, facts_f
         assert "killed by the out-of-memory killer: its last step used 20.4 GB" in figures
         assert "lower batch_size" in figures and "--resume" in figures
         assert not app.screen.query_one("#resume").disabled
+
+
+async def test_the_run_view_shows_the_base_models_download_before_training(home, facts_file):
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.runs import new_run
+    from tuneforge.tui.screens.run import RunScreen
+
+    run = new_run(RunConfig(data=str(facts_file), model="org/model"), home / "runs" / "downloading")
+    run.record(Launched(pid=os.getpid()))  # a live process: the run is running
+    run.record(Downloading(model="org/model", done_bytes=2**30, total_bytes=4 * 2**30))
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(RunScreen(run))
+        await pilot.pause()
+        assert "downloading org/model: 1.00 of 4.00 GB (25%)" in text_of(app, "#figures")
+        bar = app.screen.query_one("#progress", ProgressBar)
+        assert (bar.progress, bar.total) == (2**30, 4 * 2**30)
+        run.record(Downloading(model="org/model", done_bytes=4 * 2**30, total_bytes=4 * 2**30))
+        await pilot.pause(0.7)  # the next poll
+        assert "loading the model" in text_of(app, "#figures")

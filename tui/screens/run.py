@@ -45,9 +45,15 @@ def eta(history: RunHistory, now: float) -> float | None:
 
 
 def progress_summary(history: RunHistory, now: float, running: bool) -> str:
-    """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB (plan 2.9) · loss 0.53 · eval 0.61"""
+    """step 12/30 · epoch 2.1 · ETA 1m20s · 105 tok/s · 2.8 GB (plan 2.9) · loss 0.53 · eval 0.61; before the first
+    step, the base model's download (bytes of the total) while one runs."""
     last = history.last_step
     if last is None:
+        download = history.download
+        if running and download and not download.done:
+            share = f" ({download.done_bytes / download.total_bytes:.0%})" if download.total_bytes else ""
+            return (f"downloading {download.model}: {download.done_bytes / 2**30:.2f} of {download.total_bytes / 2**30:.2f} GB"
+                    f"{share} …")
         return "waiting for the first step (loading the model) …" if running else "no training steps yet"
     parts = [f"step {last.step}/{last.max_steps}", f"epoch {last.epoch:.1f}"]
     left = eta(history, now) if running else None
@@ -154,9 +160,11 @@ class RunScreen(Screen):
         title.append(state, style={"running": "bold yellow", "failed": "bold red", "stopped": "yellow",
                                    "export failed": "bold red"}.get(state, "bold green"))
         self.query_one("#run-title", Static).update(title)
-        last = self.history.last_step
+        last, download = self.history.last_step, self.history.download
         if last:
             self.query_one("#progress", ProgressBar).update(total=last.max_steps, progress=last.step)
+        elif download and download.total_bytes:  # the base model's download, before training starts
+            self.query_one("#progress", ProgressBar).update(total=download.total_bytes, progress=download.done_bytes)
         figures = Text(progress_summary(self.history, time.time(), running))
         if state in ("failed", "stopped"):
             message, hint = failure_cause(self.run, history=self.history)

@@ -1,0 +1,68 @@
+"""A stand-in for the Hugging Face hub on this machine: the API and file routes snapshot_download uses, serving a
+local folder, so the real hub library downloads through its own code (no network in tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
+    files = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str], with_body: bool = True) -> None:
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._route(with_body=True)
+
+        def do_HEAD(self) -> None:
+            self._route(with_body=False)
+
+        def _route(self, with_body: bool) -> None:
+            path = self.path.split("?")[0]
+            if path.startswith("/api/models/") and "/tree/" in path:  # the repository's file list, with sizes
+                listing = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                           for name, data in files.items()]
+                return self._send(200, json.dumps(listing).encode(), {"Content-Type": "application/json"})
+            if path.startswith("/api/models/"):  # the repository at a revision
+                info = {"id": "org/model", "sha": COMMIT, "siblings": [{"rfilename": name} for name in files]}
+                return self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+            name = path.rsplit("/", 1)[-1]
+            if "/resolve/" not in path or name not in files:
+                return self._send(404, b"", {})
+            data = files[name]
+            start = int(self.headers["Range"].split("=")[1].split("-")[0]) if with_body and self.headers.get("Range") else 0
+            headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": COMMIT}
+            return self._send(206 if start else 200, data[start:], headers, with_body)
+
+    return Hub
+
+
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """The hub's address while it serves `folder`'s files as every repository's."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
