@@ -138,8 +138,8 @@ def default_gguf_path() -> Path:
 
 def _hub_snapshot(hub_id: str, name: str, on_download: DownloadReport | None = None) -> Path:
     """The hub model's local snapshot: from the HF cache, else downloaded when online (its size checked against
-    the free disk first; an interrupted download resumes where it stopped, as the hub library keeps partial files;
-    its progress told to `on_download`)."""
+    the free disk first; files an interrupted download finished are kept, the one it was writing starts over; its
+    progress told to `on_download`)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 

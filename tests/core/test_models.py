@@ -221,7 +221,8 @@ def test_a_hub_download_reports_its_progress_and_lands_in_the_cache(home, tiny_l
         assert not is_downloaded("org/model")
         resolved = resolve_model("org/model", on_download=lambda done, total: reports.append((done, total)))
     # The real hub library downloaded it (the stand-in serves the files); the person saw it start, grow and end.
-    assert resolved.path.is_relative_to(tmp_path / "hf-cache") and (resolved.path / "model.safetensors").is_file()
+    assert resolved.path.is_relative_to(tmp_path / "hf-cache")
+    assert (resolved.path / "model.safetensors").read_bytes() == (tiny_llama / "model.safetensors").read_bytes()
     total = sum(path.stat().st_size for path in tiny_llama.iterdir() if path.is_file())
     assert reports[0] == (0, total) and reports[-1] == (total, total)
     assert len(reports) > 2 and [done for done, _ in reports] == sorted(done for done, _ in reports)
