@@ -54,11 +54,14 @@ def test_a_sigkilled_training_child_is_reported_and_resumes_to_the_same_loss_cur
     assert isinstance(failed, Failed) and failed.returncode == -signal.SIGKILL and "SIGKILL" in failed.error
     assert run.state() == "failed"
 
-    # A kill in the middle of a save leaves a folder without its marker: it must not be picked.
+    # A kill in the middle of a save leaves a folder without its marker: it must not be picked. (The kill may have
+    # torn one itself, if the child had reached its next save; else one is made.)
     last = run.last_checkpoint()
     assert last is not None
-    torn = run.checkpoints / f"checkpoint-{int(last.name.split('-')[1]) + 2}"
-    torn.mkdir()
+    last_step = int(last.name.split("-")[1])
+    later = [folder for folder in run.checkpoints.glob("checkpoint-*") if int(folder.name.split("-")[1]) > last_step]
+    torn = later[0] if later else run.checkpoints / f"checkpoint-{last_step + 2}"
+    torn.mkdir(exist_ok=True)
     (torn / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     assert run.last_checkpoint() == last
 
