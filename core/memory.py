@@ -200,7 +200,7 @@ def layer_kinds(shape: Shape) -> list[LayerKind]:
 
     def mlp(shared: bool) -> tuple[dict[str, tuple[int, int]], int]:
         if experts:
-            return {}, experts.count * (3 * h * experts.intermediate + h)
+            return {}, expert_parameters(shape) // shape.layers
         width = shape.intermediate * (2 if shared and shape.wide_shared_mlp else 1)
         return {"gate_proj": (h, width), "up_proj": (h, width), "down_proj": (width, h)}, 0
 
@@ -240,7 +240,8 @@ def decoder_parameters(shape: Shape) -> int:
 def expert_parameters(shape: Shape) -> int:
     """Parameters of a mixture's experts and routers over all layers (0 for a dense MLP): stacked 3-D weights that
     bitsandbytes does not quantize (it replaces linear layers only), so they stay 16-bit under QLoRA."""
-    return sum(kind.count * kind.other for kind in layer_kinds(shape)) if shape.experts else 0
+    experts = shape.experts
+    return shape.layers * experts.count * (3 * shape.hidden * experts.intermediate + shape.hidden) if experts else 0
 
 
 def layer_parameters(shape: Shape) -> float:
@@ -289,11 +290,12 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
                                lora_targets: Sequence[str] | None = None, seq_len: int = 0) -> float:
     """Bytes autograd keeps per token for one decoder layer gradients flow through (the average over its kinds).
 
-    Counted with saved-tensor hooks (tests/core/test_plan_families.py checks the count) on Llama layers: the layer's input and its two
-    normalised inputs (4 × hidden), the rotated queries and the attention output (2 × queries), keys and values
-    (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width). Gemma's norms of the attention
-    and MLP outputs keep as much again as the input norms (4 × hidden). Under 16-bit autocast those are 16-bit,
-    and each pair of RMSNorms adds fp32 copies (12 bytes per hidden unit). Then, counted the same way:
+    Counted with saved-tensor hooks on Llama layers (tests/core/test_plan_families.py checks the count): the
+    layer's input and its two normalised inputs (4 × hidden), the rotated queries and the attention output
+    (2 × queries), keys and values (2 × kv width), and gate, up, SiLU(gate) and their product (4 × MLP width).
+    Gemma's norms of the attention and MLP outputs keep as much again as the input norms (4 × hidden; measured
+    by bench/plan.py on Gemma 3's shape). Under 16-bit autocast those are 16-bit, and each pair of RMSNorms adds
+    fp32 copies (12 bytes per hidden unit). Then, counted the same way:
 
     - Qwen3.5's gated attention keeps the query projection's output (queries and gate), the normalised queries
       and keys, the gate's sigmoid and the gated output: 5 × queries + kv width more.
@@ -304,6 +306,9 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
     - A mixture of experts keeps, per expert a token goes through, its input and six expert-wide tensors, in
       place of the dense MLP's four.
     - An eager attention keeps each head's probabilities over the `seq_len` tokens, in fp32.
+    - Gemma 4's attention keeps its queries before their norm, and keys and values repeated to every query head
+      (5 × queries + 2 × kv width); its layers that reuse earlier keys and values keep no keys or values of
+      their own, and its shared layers' MLPs may be twice as wide.
     """
     h, q, kv = shape.hidden, shape.queries, shape.keys
     norm_pairs = 2 if shape.post_norms else 1
