@@ -207,7 +207,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
-    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, gemma4, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, gemma4, ministral3, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -227,6 +227,8 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         HeliumForCausalLM,
         LlamaConfig,
         LlamaForCausalLM,
+        Ministral3Config,
+        Ministral3ForCausalLM,
         MistralConfig,
         MistralForCausalLM,
         Phi3Config,
@@ -254,6 +256,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM), "gpt_oss": (GptOssConfig, GptOssForCausalLM),
         "qwen3_5_vision": (Qwen3_5TextConfig, Qwen3_5ForCausalLM),  # the language model of the multimodal checkpoint below
         "gemma4": (Gemma4TextConfig, Gemma4ForCausalLM),
+        "ministral3": (Ministral3Config, Ministral3ForCausalLM),
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
@@ -273,6 +276,10 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         extra.update(head_dim=64, global_head_dim=128, sliding_window=128, hidden_size_per_layer_input=16, final_logit_softcapping=30.0,
                      layer_types=["sliding_attention", "full_attention"] * (layers // 2), num_kv_shared_layers=layers // 2,
                      use_double_wide_mlp=True)
+    if kind == "ministral3":  # as published: YaRN rope with Llama 4's attention temperature scaling, an untied head
+        extra.update(head_dim=16, tie_word_embeddings=False, rope_parameters={
+            "rope_type": "yarn", "rope_theta": 1_000_000.0, "factor": 16.0, "original_max_position_embeddings": 16384,
+            "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1})
     if kind == "gemma2":  # caps low enough to change what a tiny model computes, so a file without them would differ
         extra.update(attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
     config = config_class(**{

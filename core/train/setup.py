@@ -148,7 +148,8 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=targets,
-        exclude_modules=NOT_LANGUAGE_MODEL,
+        # only where there is a tower to leave out (peft warns of an exclusion that excludes nothing)
+        exclude_modules=NOT_LANGUAGE_MODEL if present & set(TOWERS) else None,
         use_dora=config.method == "dora",
         bias="none",
         task_type=task,
@@ -156,7 +157,9 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
 
 
 PROMPT_INIT_TEXT = "Answer the question accurately and concisely."
-NOT_LANGUAGE_MODEL = r".*(vision_tower|vision_model|visual|multi_modal_projector|audio_tower|embed_vision|embed_audio).*"
+TOWERS = ("vision_tower", "vision_model", "visual", "multi_modal_projector", "audio_tower", "embed_vision", "embed_audio")
+"""Names of the modules that hold a multimodal checkpoint's vision and audio towers and their projectors."""
+NOT_LANGUAGE_MODEL = rf".*({'|'.join(TOWERS)}).*"
 """Modules of a multimodal checkpoint that LoRA leaves alone: its vision (and audio) towers share layer names with the
 language model (SigLIP's q_proj in Gemma 3 and 4), and fine-tuning on text trains the language model only, so the
 base's projector file still fits it."""

@@ -26,6 +26,9 @@ FAMILIES = {
     # Gemma 4's text model as in its small sizes (per-layer input embeddings, shared keys and values) with its own
     # vocabulary and chat template.
     "gemma4": ("gemma-4", 4),
+    # Ministral 3's text model (YaRN rope with attention temperature scaling); its Tekken vocabulary is not offline,
+    # Llama 3's stands in.
+    "ministral3": ("llama-bpe", 2),
 }
 
 
