@@ -3,7 +3,7 @@
 A base model (Gemma 3 270M, SmolLM2 base, Llama 3.2 base…) often ships without a chat template.
 It gets its family's own template, written with the special tokens its vocabulary has, so each
 turn ends with one token that training teaches (the model learns to stop). The family is told by
-those tokens: `<start_of_turn>`/`<end_of_turn>` is Gemma, `<|start_header_id|>`/`<|eot_id|>` is
+those tokens: `<start_of_turn>`/`<end_of_turn>` is Gemma, `<|turn>`/`<turn|>` Gemma 4, `<|start_header_id|>`/`<|eot_id|>` is
 Llama 3, `<|im_start|>`/`<|im_end|>` is ChatML (Qwen, SmolLM), `<|user|>`/`<|end|>` is Phi-3;
 a vocabulary with none of them gets Mistral's `[INST]` format, whose turns end with the model's
 own end-of-sequence token. A run's `chat_template` setting picks a family instead of `auto`.
@@ -39,6 +39,10 @@ FAMILIES: dict[str, ChatFamily] = {
         " + message['content'] + '<end_of_turn>\n' }}{% set ns.system = '' %}{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
         ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>"),
+    "gemma4": ChatFamily(
+        "{{ bos_token }}{% for message in messages %}{{ '<|turn>' + ('model' if message['role'] == 'assistant' else message['role'])"
+        " + '\n' + message['content'] + '<turn|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|turn>model\n' }}{% endif %}",
+        ("<|turn>", "<turn|>"), "<turn|>"),
     "llama3": ChatFamily(
         "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
         " + message['content'] + '<|eot_id|>' }}{% endfor %}"

@@ -15,7 +15,7 @@ Method = Literal[
     "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
 ]
 """Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
-ChatTemplate = Literal["auto", "chatml", "gemma", "llama3", "phi3", "mistral"]
+ChatTemplate = Literal["auto", "chatml", "gemma", "gemma4", "llama3", "phi3", "mistral"]
 """Every `chat_template` setting; tuneforge.core.chat_templates holds each (a test keeps the two lists equal)."""
 PATH_SETTINGS = ("model", "data", "eval_data", "teacher", "adapter_from")
 """Settings that may name a file or folder; a relative one means relative to where it was typed."""

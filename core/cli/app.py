@@ -49,7 +49,7 @@ LrOption = Annotated[float | None, typer.Option("--lr", help="Peak learning rate
 MaxLengthOption = Annotated[int | None, typer.Option(help="Longest example in tokens.")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A YAML run config; options override it.")]
 ChatTemplateOption = Annotated[str | None, typer.Option(
-    "--chat-template", help="auto (the model's own, else its family's), chatml, gemma, llama3, phi3 or mistral.")]
+    "--chat-template", help="auto (the model's own, else its family's), chatml, gemma, gemma4, llama3, phi3 or mistral.")]
 ReplayOption = Annotated[float | None, typer.Option(
     help="Tokens of the base model's own answers replayed per token of data, so it keeps what it knew "
          "(default: 1 for under 1,000 examples of answers; 0 = off).")]
