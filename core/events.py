@@ -108,8 +108,8 @@ class Downloading(Event):
 
     @property
     def done(self) -> bool:
-        """Every byte is written."""
-        return bool(self.total_bytes) and self.done_bytes >= self.total_bytes
+        """Every byte is written (none were needed, when the cache held them all)."""
+        return self.done_bytes >= self.total_bytes
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -253,6 +253,7 @@ def adapted_matrices(shape: Shape, targets: Sequence[str] | None = None) -> list
     """(in, out) of each matrix LoRA adapts in the whole decoder: `targets` by module name, None = the attention's and
     MLP's linear layers (a mixture's experts are not linear layers, and its router stays as trained). Phi-3's fused
     qkv_proj and gate_up_proj are counted as the projections they fuse."""
+    names = targets or (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
     matrices = []
     for kind in layer_kinds(shape):
         dims = dict(kind.linear)
@@ -260,7 +261,6 @@ def adapted_matrices(shape: Shape, targets: Sequence[str] | None = None) -> list
             dims["qkv_proj"] = (shape.hidden, dims["q_proj"][1] + 2 * dims["k_proj"][1])
         if "gate_proj" in dims:
             dims["gate_up_proj"] = (shape.hidden, 2 * dims["gate_proj"][1])
-        names = targets or (*LLAMA_STYLE_TARGETS, "in_proj_qkv", "in_proj_z", "out_proj")
         matrices += [dims[name] for _ in range(kind.count) for name in names if name in dims]
     return matrices
 

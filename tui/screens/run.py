@@ -50,10 +50,9 @@ def progress_summary(history: RunHistory, now: float, running: bool) -> str:
     last = history.last_step
     if last is None:
         download = history.download
-        if running and download and not download.done:
-            share = f" ({download.done_bytes / download.total_bytes:.0%})" if download.total_bytes else ""
+        if running and download and not download.done:  # not done: some bytes are still to come
             return (f"downloading {download.model}: {download.done_bytes / 2**30:.2f} of {download.total_bytes / 2**30:.2f} GB"
-                    f"{share} …")
+                    f" ({download.done_bytes / download.total_bytes:.0%}) …")
         return "waiting for the first step (loading the model) …" if running else "no training steps yet"
     parts = [f"step {last.step}/{last.max_steps}", f"epoch {last.epoch:.1f}"]
     left = eta(history, now) if running else None
