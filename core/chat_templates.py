@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
+
 AUTO = "auto"
 
 
@@ -86,7 +88,10 @@ def family_for(tokenizer: Any) -> str:
 
 def apply_chat_template_setting(tokenizer: Any, setting: str = AUTO) -> str | None:
     """Give the tokenizer the template `setting` names (`auto`: its own, else its family's).
-    Returns the family given, or None when the tokenizer kept its own template."""
+    Returns the family given, or None when the tokenizer kept its own template; a ConfigError for a name that is
+    none of CHOICES (a command-line option is not checked by the run config's schema)."""
+    if setting not in CHOICES:
+        raise ConfigError(f"unknown chat template '{setting}'", f"pick one of: {', '.join(CHOICES)}")
     if setting == AUTO:
         if getattr(tokenizer, "chat_template", None):
             return None

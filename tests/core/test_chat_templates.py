@@ -96,3 +96,11 @@ def test_the_template_a_run_trained_with_is_the_one_merged(home, vocab_tokenizer
     assert merged.chat_template == FAMILIES["llama3"].template
     generation = json.loads((run.merged / "generation_config.json").read_text())
     assert merged.convert_tokens_to_ids("<|eot_id|>") in generation["eos_token_id"]  # chat stops at the turn's end
+
+
+def test_a_mistyped_chat_template_is_named_with_the_choices(home, facts_file, capsys):
+    from tuneforge.core.cli import main
+
+    code = main(["data", "check", str(facts_file), "--chat-template", "gemma5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown chat template 'gemma5'" in err and "gemma4" in err and "Traceback" not in err
