@@ -87,7 +87,9 @@ def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> C
     """Load a run (merged/ if present, else base + adapter/) or a model reference with transformers
     (`chat_template` as a run's setting: what a model without one of its own is given)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from .language_model import load_language_model
 
     dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,13 +97,13 @@ def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> C
     if (path / "config.yaml").is_file():
         run = RunDir(path)
         if (run.merged / "config.json").is_file():
-            model = AutoModelForCausalLM.from_pretrained(run.merged, dtype=dtype).to(device)
+            model = load_language_model(run.merged, dtype=dtype).to(device)
             return ChatModel(model, AutoTokenizer.from_pretrained(run.merged), f"{run.name} (merged)")
         if (run.adapter / "adapter_config.json").is_file():
             return load_adapters_chat([path])
         raise ModelError(f"{path}: this run has no trained model yet", f"train it with `tuneforge train {path}`")
     resolved = resolve_model(str(source))
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(device)
+    model = load_language_model(resolved.path, dtype=dtype).to(device)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     from .chat_templates import apply_chat_template_setting
 
@@ -117,8 +119,9 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
     """
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from .language_model import load_language_model
     from .merge import require_mergeable
     from .methods import method_spec
 
@@ -135,7 +138,7 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
     dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"
     base = resolve_base(configs[0])
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
+    model = load_language_model(base.path, dtype=dtype).to(device)
     model = PeftModel.from_pretrained(model, runs[0].adapter, adapter_name=runs[0].name)
     for run in runs[1:]:
         try:

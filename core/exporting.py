@@ -114,9 +114,11 @@ def _merged_in_memory(run: RunDir, base: Path) -> tuple[Any, Any]:
         return load_reference(run.merged)
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    from .language_model import load_language_model
+
+    model = load_language_model(base, dtype=torch.float32)
     return PeftModel.from_pretrained(model, run.adapter).merge_and_unload().eval(), AutoTokenizer.from_pretrained(run.adapter)
 
 

@@ -64,11 +64,13 @@ def merge_run(run: RunDir, dtype: str | None = None) -> Path:
         raise ConfigError(f"{run.path}: no trained adapter to merge", f"train it first with `tuneforge train {run.path}`")
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from .language_model import load_language_model
 
     base_ref = resolve_base(config)
     dtype = dtype or merge_dtype(base_ref.path)
-    base = AutoModelForCausalLM.from_pretrained(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)
+    base = load_language_model(base_ref.path, dtype=getattr(torch, dtype), trust_remote_code=config.trust_remote_code)
     merged = PeftModel.from_pretrained(base, run.adapter).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(run.adapter)
     generation = generation_config(base_ref.path, tokenizer, GenerationConfig)

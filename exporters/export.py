@@ -145,10 +145,12 @@ def load_reference(model_dir: Path) -> tuple[Any, Any]:
     reference and the GGUF under test fit together in a 32 GB workstation's RAM.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from tuneforge.core.language_model import load_language_model
 
     dtype = torch.float32 if _small(model_dir) else torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    model = load_language_model(model_dir, dtype=dtype).eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 

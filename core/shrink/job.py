@@ -220,10 +220,11 @@ def prune(teacher: Path, layers: int, config: RunConfig, target: Path) -> dict[s
     """Score `teacher`'s layers on the stage's training data, remove the least influential down to
     `layers`, and write the result (with its scores) to `target`; returns the scores record."""
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import GenerationConfig
 
     from ..data.formats import load_run_data
     from ..data.prepare import prepare
+    from ..language_model import load_language_model
     from ..merge import merge_dtype
     from ..train.setup import load_tokenizer
     from .layers import SCORED_TEXTS, block_influence, least_influential, remove_layers, write_pruned
@@ -234,7 +235,7 @@ def prune(teacher: Path, layers: int, config: RunConfig, target: Path) -> dict[s
                    config.train_reasoning, config.chat_template)
     token_ids = [example.input_ids for example in data.train[:SCORED_TEXTS]]
     # Scored in fp32 (a CPU computes 16-bit slowly and some of its kernels not at all); saved as the teacher was.
-    model = AutoModelForCausalLM.from_pretrained(teacher, dtype=torch.float32)
+    model = load_language_model(teacher, dtype=torch.float32)
     model.eval()
     types_before = getattr(model.config.get_text_config(), "layer_types", None)
     scores = block_influence(model, token_ids)

@@ -53,9 +53,9 @@ def check_same_tokenizer(student: ResolvedModel, teacher_path: Path, student_tok
 
 def load_teacher(path: Path, dtype: Any, device: Any, trust_remote_code: bool = False) -> Any:
     """The teacher, frozen, in eval mode on the student's device."""
-    from transformers import AutoModelForCausalLM
+    from ..language_model import load_language_model
 
-    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
+    teacher = load_language_model(path, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

@@ -39,7 +39,9 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     """The base for `method`: 4-bit nf4 with double quantization for qlora; fp32 master weights for
     methods that train the model's own weights (the trainer computes in bf16/fp16 on a GPU);
     the compute dtype otherwise. The reward method gets a scalar-scoring head instead of the LM head."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
+
+    from ..language_model import language_model_class
 
     spec = method_spec(method)
     compute = torch_dtype(hardware.compute_dtype)
@@ -58,7 +60,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
         import os
 
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    loader = AutoModelForCausalLM
+    loader = language_model_class(model.path)
     if spec.objective == "reward":
         loader, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     try:

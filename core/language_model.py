@@ -1,0 +1,34 @@
+"""Loading a checkpoint as a model that writes text, whichever way transformers lists its architecture.
+
+Most chat models load with AutoModelForCausalLM. Some multimodal checkpoints are listed by transformers only as
+image-text-to-text models (Mistral 3 and the Ministral 3 sizes: a Pixtral vision tower beside the language model).
+They still take token ids and return next-token logits, so training, merging and verification treat them as any
+other: the language model is trained, and the vision tower is kept as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def language_model_class(model_dir: str | Path) -> Any:
+    """The transformers auto class that loads `model_dir` as a text-writing model: AutoModelForCausalLM, or
+    AutoModelForImageTextToText for a model type transformers has no causal-LM class for."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    config_file = Path(model_dir) / "config.json"
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):  # a hub id, or a folder AutoModelForCausalLM's own error describes
+        return AutoModelForCausalLM
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        return AutoModelForImageTextToText
+    return AutoModelForCausalLM
+
+
+def load_language_model(model_dir: str | Path, **settings: Any) -> Any:
+    """`model_dir` loaded by the class `language_model_class` picks; `settings` go to `from_pretrained`."""
+    return language_model_class(model_dir).from_pretrained(model_dir, **settings)
