@@ -136,6 +136,10 @@ EAGER_ATTENTION_ARCHITECTURES = ("gpt_oss",)
 """`model_type`s transformers trains with eager attention (Shape.eager_heads)."""
 EXPANDED_KV_ARCHITECTURES = ("gemma4", "gemma4_text")
 """`model_type`s whose attention keeps keys and values repeated to every query head (Shape.expanded_kv)."""
+TOWERS = ("vision_tower", "vision_model", "visual", "multi_modal_projector", "audio_tower", "embed_vision", "embed_audio")
+"""Names of the modules that hold a multimodal checkpoint's vision and audio towers and their projectors."""
+LANGUAGE_MODEL_ONLY_ARCHITECTURES = ("qwen3_5", "qwen3_5_moe")
+"""Multimodal `model_type`s that transformers loads for text as their language model alone, leaving the towers on disk."""
 
 
 @dataclass(frozen=True)

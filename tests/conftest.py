@@ -207,7 +207,7 @@ def qwen_tokenizer_dir(vocab_tokenizer) -> Path:
 
 
 def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int = 2, **settings: object) -> Path:
-    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, gemma4, ministral3, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
+    """A random model (2 layers unless `layers`; `settings` go into its config) of `kind` (llama, qwen2, qwen3, phi3, mistral, gemma3_text, gemma2, gemma4, ministral3_vision, smollm3, qwen3_5, qwen3_5_vision, gpt_oss, helium) with a real tokenizer, saved as a HF folder.
 
     Embeddings are initialised large (0.2) so a normalised hidden state can reach confident
     logits; at the usual 0.02 a 64-wide model's loss cannot fall far below ln(vocab).
@@ -229,6 +229,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         LlamaForCausalLM,
         Ministral3Config,
         Ministral3ForCausalLM,
+        Mistral3ForConditionalGeneration,
         MistralConfig,
         MistralForCausalLM,
         Phi3Config,
@@ -256,7 +257,7 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         "qwen3_5": (Qwen3_5TextConfig, Qwen3_5ForCausalLM), "gpt_oss": (GptOssConfig, GptOssForCausalLM),
         "qwen3_5_vision": (Qwen3_5TextConfig, Qwen3_5ForCausalLM),  # the language model of the multimodal checkpoint below
         "gemma4": (Gemma4TextConfig, Gemma4ForCausalLM),
-        "ministral3": (Ministral3Config, Ministral3ForCausalLM),
+        "ministral3_vision": (Ministral3Config, Ministral3ForCausalLM),  # the language model of the multimodal checkpoint below
     }[kind]
     extra = {"head_dim": 16} if kind in ("qwen3", "gemma3_text", "gemma2") else {}
     if kind in ("gemma3_text", "gemma2"):  # as the real ones: queries scaled by the head size, a window shorter than the context
@@ -276,7 +277,9 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
         extra.update(head_dim=64, global_head_dim=128, sliding_window=128, hidden_size_per_layer_input=16, final_logit_softcapping=30.0,
                      layer_types=["sliding_attention", "full_attention"] * (layers // 2), num_kv_shared_layers=layers // 2,
                      use_double_wide_mlp=True)
-    if kind == "ministral3":  # as published: YaRN rope with Llama 4's attention temperature scaling, an untied head
+    if kind == "ministral3_vision":  # as published: YaRN rope with Llama 4's attention temperature scaling, an untied head,
+        # and the image tokens its Pixtral vision tower's projector is written with
+        tokenizer.add_special_tokens({"additional_special_tokens": ["[IMG]", "[IMG_BREAK]", "[IMG_END]"]})
         extra.update(head_dim=16, tie_word_embeddings=False, rope_parameters={
             "rope_type": "yarn", "rope_theta": 1_000_000.0, "factor": 16.0, "original_max_position_embeddings": 16384,
             "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1})
@@ -292,6 +295,9 @@ def build_tiny_model(kind: str, tokenizer_dir: Path, target: Path, layers: int =
     if kind == "qwen3_5_vision":  # published as Qwen3.5 is: a vision tower beside the language model
         config = _qwen3_5_with_vision(config, target)
         model_class = Qwen3_5ForConditionalGeneration
+    if kind == "ministral3_vision":  # published as every Ministral 3 is: a Pixtral vision tower beside the language model
+        config = _ministral3_with_vision(config, tokenizer, target)
+        model_class = Mistral3ForConditionalGeneration
     model_class(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     carry_sentencepiece_model(tokenizer_dir, target)
@@ -310,6 +316,21 @@ def _qwen3_5_with_vision(text_config, target: Path):
     vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": text_config.hidden_size,
               "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2}
     return Qwen3_5Config(text_config=text_config.to_dict(), vision_config=vision, tie_word_embeddings=text_config.tie_word_embeddings)
+
+
+def _ministral3_with_vision(text_config, tokenizer, target: Path):
+    """A Mistral 3 multimodal config around `text_config`, with a three-block Pixtral vision tower (the converter maps the
+    projector's layers by the tower's block count) and the image processor settings the checkpoint ships."""
+    from transformers import Mistral3Config
+
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "PixtralImageProcessorFast", "image_mean": [0.481, 0.458, 0.408],
+        "image_std": [0.269, 0.261, 0.276], "patch_size": 14, "size": {"longest_edge": 1540}}))
+    vision = {"model_type": "pixtral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
+              "head_dim": 16, "patch_size": 14, "image_size": 1540, "hidden_act": "silu"}
+    return Mistral3Config(text_config=text_config.to_dict(), vision_config=vision, image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
+                          spatial_merge_size=2, multimodal_projector_bias=False, tie_word_embeddings=text_config.tie_word_embeddings)
 
 
 CRASH_HOOK = '''

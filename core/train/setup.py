@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..catalog import TOWERS
 from ..config import RunConfig
 from ..errors import ConfigError, ModelError, ResourceError
 from ..hardware import Hardware
@@ -159,8 +160,6 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
 
 
 PROMPT_INIT_TEXT = "Answer the question accurately and concisely."
-TOWERS = ("vision_tower", "vision_model", "visual", "multi_modal_projector", "audio_tower", "embed_vision", "embed_audio")
-"""Names of the modules that hold a multimodal checkpoint's vision and audio towers and their projectors."""
 NOT_LANGUAGE_MODEL = rf".*({'|'.join(TOWERS)}).*"
 """Modules of a multimodal checkpoint that LoRA leaves alone: its vision (and audio) towers share layer names with the
 language model (SigLIP's q_proj in Gemma 3 and 4), and fine-tuning on text trains the language model only, so the

@@ -61,11 +61,14 @@ def has_vision_tower(model_dir: Path) -> bool:
 
 def convert_projector(model_dir: Path, out_file: Path) -> Path:
     """Write the vision projector (mmproj) of a multimodal checkpoint as an f16 GGUF; returns the path written."""
+    from .pixtral import add_image_break
+
     model_dir, out_file = Path(model_dir), Path(out_file)
     _require_disk(out_file, (64 << 20))
     with atomic_file(out_file) as partial, disk_full_as_error(out_file):
         llama_cpp.run_script("convert_hf_to_gguf.py", [str(model_dir), "--mmproj", "--outfile", str(partial), "--outtype", "f16"],
                              f"{model_dir.name}'s vision projector", log_file(out_file))
+        add_image_break(partial, model_dir)
     return out_file
 
 
