@@ -126,6 +126,7 @@ ARCHITECTURE_CLASSES = {
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
     "qwen3_5": "Qwen3_5ForConditionalGeneration", "gemma4": "Gemma4ForConditionalGeneration", "gpt_oss": "GptOssForCausalLM",
+    "mistral3": "Mistral3ForConditionalGeneration",
 }
 """The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
 POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text")
@@ -230,6 +231,11 @@ _ENTRIES: tuple[ModelSpec, ...] = (
               Shape(4096, 32, 14336, 128256, kv_dim=1024)),
     ModelSpec("mistral-7b", "mistralai/Mistral-7B-Instruct-v0.3", "Mistral", "mistral", 7.25, 32768, "apache-2.0", True, "mistral",
               Shape(4096, 32, 14336, 32768, kv_dim=1024)),
+    # Ministral 3 8B (December 2025), published with a Pixtral vision tower (about 0.43B): YaRN rope over a 256k context,
+    # untied embeddings of the 131k Tekken vocabulary. The BF16 checkpoint: the default one is FP8, which neither
+    # bitsandbytes nor a CPU trains from.
+    ModelSpec("ministral-3-8b", "mistralai/Ministral-3-8B-Instruct-2512-BF16", "Ministral 3", "mistral3", 8.92, 262144, "apache-2.0",
+              False, "mistral", Shape(4096, 34, 14336, 131072, kv_dim=1024, q_dim=4096, towers_b=0.43)),
     ModelSpec("gemma-3-270m", "google/gemma-3-270m-it", "Gemma 3", "gemma3_text", 0.268, 32768, "gemma", True, "gemma",
               Shape(640, 18, 2048, 262144, kv_dim=256, q_dim=1024, post_norms=True)),
     ModelSpec("gemma-3-1b", "google/gemma-3-1b-it", "Gemma 3", "gemma3_text", 1.00, 32768, "gemma", True, "gemma",

@@ -32,16 +32,19 @@ bench/plan.py for how close it comes):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .catalog import (
     EAGER_ATTENTION_ARCHITECTURES,
     EXPANDED_KV_ARCHITECTURES,
     GATED_ATTENTION_ARCHITECTURES,
+    LANGUAGE_MODEL_ONLY_ARCHITECTURES,
     LLAMA_STYLE_TARGETS,
     POST_NORM_ARCHITECTURES,
+    TOWERS,
     Experts,
     GlobalAttention,
     LinearAttention,
@@ -124,15 +127,31 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
     spec = find_spec(str(model))
     if spec is not None:
         return spec.params_b, spec.shape
-    config_file = Path(model).expanduser() / "config.json"
+    folder = Path(model).expanduser()
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        config = config.get("text_config", config)
+        whole = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = whole.get("text_config", whole)
         shape = _shape_from_config(config)
+        towers = 0 if whole.get("model_type") in LANGUAGE_MODEL_ONLY_ARCHITECTURES else tower_parameters(folder)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
         return None
-    head = 0 if config.get("tie_word_embeddings", False) else shape.vocab * shape.hidden
-    return (decoder_parameters(shape) + input_embedding_parameters(shape) + head) / 1e9, shape
+    shape = replace(shape, towers_b=towers / 1e9)
+    # a multimodal config's own setting is the one transformers follows (Mistral 3's ties unless it says not to)
+    tied = whole.get("tie_word_embeddings", config.get("tie_word_embeddings", False))
+    head = 0 if tied else shape.vocab * shape.hidden
+    return (decoder_parameters(shape) + input_embedding_parameters(shape) + head + towers) / 1e9, shape
+
+
+def tower_parameters(folder: Path) -> int:
+    """Parameters of the vision and audio towers in a checkpoint's safetensors files (read from their headers): a
+    multimodal model loads them beside its language model, and its config's text widths do not describe them."""
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with file.open("rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        total += sum(math.prod(entry["shape"]) for name, entry in header.items()
+                     if name != "__metadata__" and any(tower in name for tower in TOWERS))
+    return total
 
 
 def _shape_from_config(config: dict) -> Shape:

@@ -80,3 +80,18 @@ def test_the_planner_counts_what_transformers_builds_and_autograd_keeps(kind, tm
     planned = activation_bytes_per_token(shape, "lora", 8, False, lora_targets_for(model.config.model_type), TOKENS)
     assert planned == pytest.approx(counted, rel=0.02)
 
+
+
+@pytest.mark.parametrize("kind", ["ministral3_vision", "qwen3_5_vision"])
+def test_a_multimodal_checkpoint_is_planned_with_what_loading_it_for_text_loads(kind, vocab_tokenizer, tmp_path):
+    # Ministral 3 loads whole (its Pixtral tower beside the language model, read from the weights' headers); Qwen3.5
+    # loads its language model alone.
+    from tests.conftest import build_tiny_model
+    from tuneforge.core.language_model import load_language_model
+
+    folder = build_tiny_model(kind, vocab_tokenizer("llama-bpe" if kind.startswith("ministral3") else "qwen35"), tmp_path / kind,
+                              layers=2 if kind.startswith("ministral3") else 4)
+    loaded = sum(parameter.numel() for parameter in load_language_model(folder).parameters())
+    planned, shape = model_shape(folder)
+    assert planned * 1e9 == pytest.approx(loaded, rel=0.005)
+    assert (shape.towers_b > 0) == kind.startswith("ministral3")
