@@ -2,6 +2,9 @@
 
 import sys
 
+from ..entrypoint import end_without_final_collection
 from . import main
 
-sys.exit(main())
+code = main()
+end_without_final_collection()
+sys.exit(code)
