@@ -27,4 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..entrypoint import end_without_final_collection
+
+    code = main()
+    end_without_final_collection()
+    sys.exit(code)

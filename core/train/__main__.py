@@ -52,5 +52,9 @@ def _echo(line: str) -> None:
 
 
 if __name__ == "__main__":
+    from ..entrypoint import end_without_final_collection
+
     relaunch_on_tcmalloc()
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    end_without_final_collection()
+    sys.exit(code)
