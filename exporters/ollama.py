@@ -26,24 +26,41 @@ TEMPLATES = {
         "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n",
         ("<end_of_turn>", "<start_of_turn>"),
     ),
+    # Gemma 4 has a system role; the model's turn opens as its template's generation prompt does (the published
+    # template adds an empty thought block after it when thinking is off: see generation_prefill).
+    "gemma4": (
+        "{{- range .Messages }}<|turn>{{ if eq .Role \"assistant\" }}model{{ else }}{{ .Role }}{{ end }}\n"
+        "{{ .Content }}<turn|>\n{{ end }}<|turn>model\n",
+        ("<turn|>", "<|turn>"),
+    ),
 }
 PROBE = "tuneforge-probe-message"
 
 
 def chat_format(chat_template: str) -> str:
-    """The chat format a Jinja chat template implements (chatml, llama3 or gemma)."""
+    """The chat format a Jinja chat template implements (chatml, llama3, gemma or gemma4)."""
     if "<|im_start|>" in chat_template:
         return "chatml"
     if "<|start_header_id|>" in chat_template:
         return "llama3"
     if "<start_of_turn>" in chat_template:
         return "gemma"
-    raise ExportError("the chat template is neither ChatML, Llama 3 nor Gemma style", "Ollama Modelfiles are written for those three formats")
+    if "<|turn>" in chat_template:
+        return "gemma4"
+    raise ExportError("the chat template is neither ChatML, Llama 3, Gemma nor Gemma 4 style",
+                      "Ollama Modelfiles are written for those four formats")
+
+
+def generation_prefill(tokenizer: Any, opener: str) -> str:
+    """What the tokenizer's template writes after the model turn's `opener` in a generation prompt (Gemma 4's published
+    template: an empty thought block), so that the Modelfile opens the model's turn as training saw it."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": PROBE}], tokenize=False, add_generation_prompt=True)
+    return rendered.rsplit(opener, 1)[1] if opener in rendered.split(PROBE, 1)[-1] else ""
 
 
 def default_system_prompt(tokenizer: Any, fmt: str) -> str | None:
     """The system prompt the template adds when a conversation has none (SmolLM2 and Qwen2.5 have one)."""
-    if fmt == "gemma":
+    if fmt in ("gemma", "gemma4"):
         return None  # Gemma's templates add none
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": PROBE}], tokenize=False)
     before_user = rendered.split(PROBE)[0]
@@ -59,6 +76,8 @@ def write_modelfile(gguf_file: Path, tokenizer: Any, adapter: Path | None = None
     """Write `Modelfile` beside `gguf_file` (with an ADAPTER line for a LoRA GGUF); returns its path."""
     fmt = chat_format(tokenizer.chat_template or "")
     template, stops = TEMPLATES[fmt]
+    if fmt == "gemma4":
+        template += generation_prefill(tokenizer, "<|turn>model\n")
     lines = [f"FROM ./{gguf_file.name}"] + ([f"ADAPTER ./{adapter.name}"] if adapter else [])
     lines.append(f'TEMPLATE """{template}"""')
     lines += [f'PARAMETER stop "{stop}"' for stop in stops]

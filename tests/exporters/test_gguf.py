@@ -192,6 +192,26 @@ def test_a_gemma_modelfile_speaks_gemmas_turns(tiny_models, tmp_path):
     assert 'PARAMETER stop "<end_of_turn>"' in text and "SYSTEM" not in text
 
 
+@pytest.mark.parametrize("template", ["published", "gemma4"])
+def test_a_gemma_4_modelfile_opens_the_models_turn_as_its_template_does(vocab_tokenizer, template, tmp_path):
+    # Gemma 4's published template ends a generation prompt with an empty thought block when thinking is off;
+    # tuneforge's own Gemma 4 format (for a base model without a template) has none.
+    from transformers import AutoTokenizer
+
+    from tuneforge.core.chat_templates import apply_chat_template_setting
+    from tuneforge.exporters.ollama import write_modelfile
+
+    tokenizer = AutoTokenizer.from_pretrained(vocab_tokenizer("gemma-4"))
+    if template == "gemma4":
+        apply_chat_template_setting(tokenizer, "gemma4")
+    (tmp_path / "gemma4-f16.gguf").touch()
+    text = write_modelfile(tmp_path / "gemma4-f16.gguf", tokenizer).read_text()
+    assert '<|turn>{{ if eq .Role "assistant" }}model{{ else }}{{ .Role }}{{ end }}' in text
+    opens_thought = '<|turn>model\n<|channel>thought\n<channel|>"""' in text
+    assert opens_thought == (template == "published")
+    assert 'PARAMETER stop "<turn|>"' in text and "SYSTEM" not in text
+
+
 def test_quant_list_is_validated_before_work():
     assert parse_gguf_types("q8_0, Q4_K_M,q8_0") == ["q8_0", "q4_k_m"]
     with pytest.raises(ExportError, match="q9"):
