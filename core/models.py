@@ -24,7 +24,7 @@ from .atomic import atomic_directory
 from .errors import ModelError, ResourceError
 from .paths import models_cache_dir
 from .sentencepiece_file import add_sentencepiece_model, needs_sentencepiece_model
-from .weight_integrity import check_gguf, check_safetensors_folder
+from .weight_integrity import check_gguf, check_safetensors_folder, gguf_architecture
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -305,13 +305,12 @@ def import_gguf(gguf_file: Path, target: Path) -> Path:
     if free < needed:
         raise ResourceError(f"importing {gguf_file.name} needs about {needed >> 20} MiB free; {free >> 20} MiB free", "free some disk space")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        # the model first: a file transformers cannot read fails on its config in a second, where rebuilding a large
+        # vocabulary takes most of a minute
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported GGUF content
-        raise ModelError(
-            f"{gguf_file}: cannot be read as a model ({exc})",
-            "transformers reads GGUF models of the llama, qwen2, qwen3, mistral, gemma and phi3 families",
-        ) from None
+        raise ModelError(f"{gguf_file}: cannot be read as a model ({exc})", _gguf_import_hint(gguf_file)) from None
     # The weights are already dequantized plain tensors; only the config still names the
     # GGUF quantizer, which makes save_pretrained refuse. Drop it so the copy is a plain model.
     model.hf_quantizer = None
@@ -329,3 +328,16 @@ def import_gguf(gguf_file: Path, target: Path) -> Path:
         add_sentencepiece_model(gguf_file, staging)
         (staging / "tuneforge-source.json").write_text(json.dumps({"gguf": str(gguf_file)}), encoding="utf-8")
     return target
+
+
+def _gguf_import_hint(gguf_file: Path) -> str:
+    """What to do about a GGUF file transformers' reader refused: its architecture may be one the reader does not
+    know, or one it lists yet cannot read (Gemma 4's per-layer settings); either way the HF checkpoint trains."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    architecture = gguf_architecture(gguf_file) or "unknown"
+    instead = "fine-tune its Hugging Face checkpoint instead (a catalog name, hub id or folder): tuneforge writes the GGUF after training"
+    if architecture in GGUF_SUPPORTED_ARCHITECTURES:
+        return f"transformers lists '{architecture}' GGUF files but cannot read this one; {instead}"
+    readable = ", ".join(name for name in GGUF_SUPPORTED_ARCHITECTURES if name not in ("general", "tokenizer"))
+    return f"transformers reads GGUF models of these architectures only: {readable} (this one is '{architecture}'); {instead}"

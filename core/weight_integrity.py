@@ -72,6 +72,24 @@ def check_gguf(file: Path, error: type[Exception] = ModelError) -> None:
         raise error(f"{file}: cut short: it holds {size:,} of the {needed:,} bytes its tensor table lists", CUT_SHORT_HINT)
 
 
+def gguf_architecture(file: Path) -> str | None:
+    """The architecture (`general.architecture`) a GGUF file's header names, read without parsing the rest (a
+    262k-token vocabulary takes gguf's reader seconds); None when the header has none or cannot be read."""
+    try:
+        with file.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            _, _, kv_count = struct.unpack_from("<IQQ", data, 4)
+            position = 24
+            for _ in range(kv_count):
+                key, position = _gguf_string(data, position)
+                kind = struct.unpack_from("<I", data, position)[0]
+                if key == "general.architecture" and kind == GGUF_STRING:
+                    return _gguf_string(data, position + 4)[0]
+                position = _skip_value(data, position + 4, kind)
+    except (OSError, ValueError, struct.error, IndexError, KeyError):
+        return None
+    return None
+
+
 def _gguf_extent(data: mmap.mmap) -> int:
     """The file size a GGUF's header implies: where its last tensor's data ends."""
     import gguf
@@ -97,6 +115,8 @@ def _gguf_extent(data: mmap.mmap) -> int:
         for dim in dims:
             elements *= dim
         end = max(end, offset + elements // block * type_size)
+    if not tensor_count:  # no data section, so no padding before one (a vocabulary-only file ends with its header)
+        return position
     data_start = -(-position // alignment) * alignment
     return data_start + end
 

@@ -116,11 +116,9 @@ LLAMA_CPP_VOCABS = ("qwen2", "llama-spm", "llama-bpe", "phi-3", "qwen35", "gemma
 
 
 @pytest.fixture(scope="session")
-def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A factory: family name → a folder with that family's real tokenizer (Qwen2: 151,936
-    tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary; llama-bpe: Llama 3's, without a
-    template, as a base model ships; phi-3: Phi-3's, with its template), from the
-    vocabulary-only GGUFs in llama-cpp-python's sdist, fetched once and cached."""
+def vocab_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A factory: family name (LLAMA_CPP_VOCABS) → its vocabulary-only GGUF from llama-cpp-python's sdist (the
+    family's tokenizer and hyperparameters, no weights), fetched once and cached."""
     from tuneforge.exporters.gguf.llama_cpp import download_source_distribution, extract, llama_cpp_python_version
 
     cache = Path(request.config.cache.mkdir("llama-vocab"))
@@ -130,7 +128,14 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         extract(archive, [f"models/ggml-vocab-{name}.gguf" for name in LLAMA_CPP_VOCABS], download)
         for name in LLAMA_CPP_VOCABS:
             (download / "models" / f"ggml-vocab-{name}.gguf").replace(cache / f"ggml-vocab-{name}.gguf")
+    return lambda name: cache / f"ggml-vocab-{name}.gguf"
 
+
+@pytest.fixture(scope="session")
+def vocab_tokenizer(vocab_gguf, tmp_path_factory: pytest.TempPathFactory):
+    """A factory: family name → a folder with that family's real tokenizer (Qwen2: 151,936
+    tokens and its chat template; llama-spm: Llama 2's SentencePiece vocabulary; llama-bpe: Llama 3's, without a
+    template, as a base model ships; phi-3: Phi-3's, with its template), converted from its vocabulary-only GGUF."""
     made: dict[str, Path] = {}
 
     def folder(name: str) -> Path:
@@ -141,11 +146,12 @@ def vocab_tokenizer(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 
         if name not in made:
             target = tmp_path_factory.mktemp(f"{name}-tokenizer")
+            source = vocab_gguf(name)
             if name == "gemma-4":  # transformers' GGUF loader reads this file's per-layer settings as a config, and fails
-                gemma4_tokenizer(cache / f"ggml-vocab-{name}.gguf").save_pretrained(target)
+                gemma4_tokenizer(source).save_pretrained(target)
             else:
-                AutoTokenizer.from_pretrained(cache, gguf_file=f"ggml-vocab-{name}.gguf").save_pretrained(target)
-                add_sentencepiece_model(cache / f"ggml-vocab-{name}.gguf", target)  # as tuneforge's own GGUF import does
+                AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(target)
+                add_sentencepiece_model(source, target)  # as tuneforge's own GGUF import does
             made[name] = target
         return made[name]
 

@@ -131,6 +131,18 @@ def test_a_file_that_is_not_a_gguf_model_is_refused(home, tmp_path):
     assert not any((home / "models").glob("broken*")), "a failed import left files in the cache"
 
 
+def test_a_gemma_4_gguf_as_the_base_is_refused_with_the_checkpoint_to_use_instead(home, vocab_gguf, tmp_path):
+    # transformers lists Gemma 4 among the GGUF architectures it reads, yet fails on its per-layer settings (the
+    # vocabulary file carries Gemma 4's hyperparameters as a model file does).
+    gguf_file = tmp_path / "gemma-4-E2B-it.gguf"
+    shutil.copy(vocab_gguf("gemma-4"), gguf_file)
+    with pytest.raises(ModelError) as info:
+        resolve_model(str(gguf_file))
+    assert "gemma-4-E2B-it.gguf" in info.value.message
+    assert "'gemma4'" in info.value.hint and "Hugging Face checkpoint instead" in info.value.hint
+    assert not any((home / "models").glob("gemma-4*")), "a failed import left files in the cache"
+
+
 def test_a_model_that_will_not_export_is_said_before_training(home, tmp_path, tiny_config, default_model, capsys):
     import json as json_module
 
