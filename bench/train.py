@@ -10,8 +10,10 @@ loss on the answers only; each side runs in its own process, so each peak memory
 The plain side is the script a person writes from TRL's documentation: a prompt/completion
 dataset, SFTConfig with the batch (and its default gradient checkpointing), and peft's
 LoraConfig. tuneforge runs twice, each as tuneforge starts training (on tcmalloc when it is
-installed): as it trains by default (auto-fit decides checkpointing), and with checkpointing
-forced on, the plain side's memory regime.
+installed): as it trains by default (auto-fit decides checkpointing), with checkpointing
+forced on (the plain side's memory regime), and with padding-free batches (each micro-batch's examples end to
+end in one row; the default on a GPU). The padding-free side trains without the replay KL term, which compares
+a batch's rows, so against "tuneforge" it also saves that term's cost.
 
 Printed per side: non-padding tokens per second over the training steps (the first step,
 which includes warm-up, left out), peak memory (torch.cuda.max_memory_allocated on a GPU,
@@ -40,7 +42,9 @@ from tuneforge.core.allocator import training_environment
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
 CHECKPOINTED = "tuneforge, checkpointing"
 """tuneforge with gradient checkpointing forced on, as TRL's SFTConfig has it by default: the plain side's memory regime."""
-SIDES = ("plain", "tuneforge", CHECKPOINTED)
+PACKED = "tuneforge, padding-free"
+"""tuneforge with each micro-batch's examples end to end in one row (on by default on a GPU)."""
+SIDES = ("plain", "tuneforge", CHECKPOINTED, PACKED)
 LEARNING_RATE = 1e-3
 
 
@@ -123,9 +127,9 @@ def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int,
 
 
 def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path,
-                    checkpointing: bool | None = None) -> dict[str, Any]:
-    """The same job through tuneforge's own training path (`train_run`); `checkpointing` None lets
-    auto-fit decide, as a run does by default."""
+                    checkpointing: bool | None = None, padding_free: bool | None = None) -> dict[str, Any]:
+    """The same job through tuneforge's own training path (`train_run`); `checkpointing` and `padding_free` None
+    leave them to tuneforge, as a run does by default."""
     from tuneforge.core.config import RunConfig
     from tuneforge.core.pipeline import create_run
     from tuneforge.core.train.runner import train_run
@@ -133,7 +137,7 @@ def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: 
     config = RunConfig(model=model_path, data=str(data), method="lora", max_steps=steps, batch_size=batch,
                        grad_accum=accum, learning_rate=LEARNING_RATE, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
                        eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, save_steps=steps, seed=42,
-                       gradient_checkpointing=checkpointing)
+                       gradient_checkpointing=checkpointing, padding_free=padding_free)
     run = create_run(config, out / f"tuneforge-{time.strftime('%H%M%S')}")
     meter = step_meter()
     result = train_run(run, echo=None, callbacks=[meter])
@@ -169,7 +173,8 @@ def child(args: argparse.Namespace) -> int:
     if args.side == "plain":
         figures = train_plain(*job)
     else:
-        figures = train_tuneforge(*job, checkpointing=True if args.side == CHECKPOINTED else None)
+        figures = train_tuneforge(*job, checkpointing=True if args.side == CHECKPOINTED else None,
+                                  padding_free=True if args.side == PACKED else None)
     print("RESULT " + json.dumps(figures), flush=True)
     return 0
 

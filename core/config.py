@@ -111,6 +111,9 @@ class RunConfig(BaseModel):
     """Module names LoRA adapts; None = every linear layer of the architecture."""
     gradient_checkpointing: bool | None = None
     """Recompute activations in the backward pass (less memory, ~30% slower); None = only when the memory plan needs it."""
+    padding_free: bool | None = None
+    """Run a micro-batch's examples end to end in one row, each attending to itself only, instead of padding every one
+    to the longest (no compute spent on padding); None = on a GPU, for SFT and distillation without replay_kl."""
     processes: int = Field(1, ge=1)
     """Training processes on each machine: one per GPU (`--gpus N`), or CPU processes (`--processes N`);
     they split every step's batches (data parallel), so the global batch is batch_size × grad_accum × processes × nodes."""
@@ -202,6 +205,10 @@ class RunConfig(BaseModel):
         if self.gradient_checkpointing and not method_spec(self.method).can_checkpoint:
             raise ValueError(f"{self.method} cannot use gradient_checkpointing: {method_spec(self.method).name} tuning's prefixes "
                              "live in the key/value cache that checkpointing turns off")
+        if self.padding_free and not (method_spec(self.method).can_pack and not self.replay_kl):
+            raise ValueError(f"padding_free runs examples end to end in one row: it needs SFT or distillation without replay_kl "
+                             f"(which compares rows) and not a prompt method, not {self.method}"
+                             + (f" with replay_kl {self.replay_kl:g}" if self.replay_kl else ""))
         if self.adapter_from and self.method in ("full", "freeze"):
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self

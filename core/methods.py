@@ -39,6 +39,12 @@ class MethodSpec:
         return self.name != "prefix"
 
     @property
+    def can_pack(self) -> bool:
+        """Whether a micro-batch's examples may run end to end in one row (padding-free): the SFT objectives, whose
+        loss is per token; not prompt methods, whose virtual tokens go in front of every row."""
+        return self.objective in ("sft", "distill") and self.weights != "prompt"
+
+    @property
     def pairs_data(self) -> bool:
         """True when the method trains on chosen/rejected pairs rather than answers."""
         return self.objective in ("dpo", "orpo", "reward")

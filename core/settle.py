@@ -122,7 +122,7 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
     notes: list[str] = []
     fit = None
     replay_open = config.replay is None
-    config = settle_replay(config, data)
+    config = settle_padding(settle_replay(config, data), hardware)
     if dims is None:
         config = config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))
     else:
@@ -181,8 +181,19 @@ def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:
         replay = updates["replay"] = REPLAY_RATIO if wanted else 0.0
     if config.replay_kl is None:
         adapter = method_spec(config.method).weights == "adapter" and config.processes * config.nodes == 1
-        updates["replay_kl"] = REPLAY_KL if replay and adapter else 0.0
+        # the KL term compares rows, which padding-free batches do not have
+        updates["replay_kl"] = REPLAY_KL if replay and adapter and not config.padding_free else 0.0
     return config.with_updates(**updates) if updates else config
+
+
+def settle_padding(config: RunConfig, hardware: Hardware) -> RunConfig:
+    """`padding_free: None` means on for a GPU where the method's batches may be packed and no replay_kl compares
+    their rows (decided once replay_kl is); off on a CPU, where it measured no faster (the default model, 20 steps of
+    batch 8 without replay: 365–407 tokens/s packed, 373–390 padded) and one row's attention grows with the batch."""
+    if config.padding_free is not None or config.replay_kl is None:
+        return config
+    packable = method_spec(config.method).can_pack and not config.replay_kl
+    return config.with_updates(padding_free=hardware.cuda and packable)
 
 
 def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) -> tuple[RunConfig, str | None]:

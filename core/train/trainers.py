@@ -32,6 +32,8 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
     """The TrainingArguments every objective shares: schedule, evaluation, checkpoints, precision,
     and length-grouped batches for tokenized SFT data of `train_examples`."""
     tokenized = method_spec(config.method).objective in ("sft", "distill")  # pairs have no input_ids to sort by
+    # Packed rows have no padding to save by sorting, nor any to leave out of the count (a pad token that is also the
+    # end-of-turn token would leave those out).
     eval_strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
     early_stopping = has_eval and bool(config.early_stopping_patience)
     save_strategy = "steps" if config.save_steps else "epoch"
@@ -65,12 +67,12 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         use_cpu=not hardware.cuda,
         gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
-        include_num_input_tokens_seen="non_padding",
+        include_num_input_tokens_seen="all" if config.padding_free else "non_padding",
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=hardware.cuda,
         ddp_find_unused_parameters=False if config.processes * config.nodes > 1 else None,  # every trained weight gets a gradient
-        **(length_grouping(train_examples, config.batch_size) if tokenized else {}),
+        **(length_grouping(train_examples, config.batch_size) if tokenized and not config.padding_free else {}),
     )
 
 
@@ -112,7 +114,8 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
         from trl import SFTConfig
 
         datasets = dict(train_dataset=tokenized_dataset(train), eval_dataset=tokenized_dataset(evaluation) if evaluation else None)
-        sft_args = SFTConfig(**args, max_length=config.max_length)
+        # Examples come tokenized and cut to max_length; TRL enforces max_length only on padded batches.
+        sft_args = SFTConfig(**args, padding_free=bool(config.padding_free), max_length=None if config.padding_free else config.max_length)
         if objective == "sft" and config.replay_kl and replayed:
             from .replay_kl import ReplayKLTrainer
 
