@@ -196,6 +196,16 @@ def test_distillation_brings_the_student_towards_its_teacher(home, tiny_config, 
     assert all("lora_" in name for name in changed_parameters(snapshot))
 
 
+def test_distillation_on_padding_free_batches_matches_the_padded_one(home, tiny_config, tiny_teacher):
+    kl = []
+    for padding_free in (False, True):
+        config = tiny_config(method="distill", teacher=str(tiny_teacher), distill_weight=1.0, max_steps=3, padding_free=padding_free)
+        recorder = LogRecorder()
+        train_run(create_run(config, home / f"run-{padding_free}"), echo=None, callbacks=[recorder])
+        kl.append(recorder.series("kl"))
+    assert kl[1][0] == pytest.approx(kl[0][0], rel=1e-4)  # the same first batch: the same teacher-student KL
+
+
 def test_general_answers_that_do_not_end_their_turn_are_not_distilled(home, tiny_config, tiny_teacher):
     # The tiny teacher learned the facts only and rambles on general prompts: nothing is kept (it would
     # teach cutting off), the run says so and trains on the data. (bench/shrink.py measures the real gain.)
