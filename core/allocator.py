@@ -40,9 +40,17 @@ def training_allocator() -> str:
     return "tcmalloc" if allocator_in_use() == "tcmalloc" or tcmalloc_library() else "glibc"
 
 
+CUDA_ALLOCATOR_SETTINGS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")
+"""Where PyTorch reads its CUDA allocator's settings (the second is the older name, still read)."""
+
+
 def training_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` with tcmalloc preloaded, when it is installed."""
+    """`env` with tcmalloc preloaded, when it is installed, and PyTorch's CUDA allocator on expandable segments
+    unless the person set it up themselves: batches of varying length (padding-free rows most of all) otherwise leave
+    reserved blocks of every size that fit no later tensor, and a run that fits on paper runs out of memory."""
     env = dict(env)
+    if not any(name in env for name in CUDA_ALLOCATOR_SETTINGS):
+        env[CUDA_ALLOCATOR_SETTINGS[0]] = "expandable_segments:True"
     library = tcmalloc_library()
     if library and library not in env.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = ":".join(part for part in (library, env.get("LD_PRELOAD", "")) if part)

@@ -118,3 +118,12 @@ def test_training_processes_get_tcmalloc_when_installed(tmp_path, monkeypatch):
     assert allocator.training_environment({"LD_PRELOAD": library})["LD_PRELOAD"] == library
     monkeypatch.setenv("TUNEFORGE_ALLOCATOR", "system")  # the way to turn it off
     assert allocator.tcmalloc_library() is None
+
+
+def test_training_processes_get_expandable_cuda_segments_unless_the_person_chose():
+    from tuneforge.core.allocator import training_environment
+
+    assert training_environment({})["PYTORCH_ALLOC_CONF"] == "expandable_segments:True"
+    mine = {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}  # the older name, set by the person: left alone
+    assert training_environment(mine)["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+    assert "PYTORCH_ALLOC_CONF" not in training_environment(mine)
