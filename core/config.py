@@ -110,7 +110,11 @@ class RunConfig(BaseModel):
     lora_targets: list[str] | None = None
     """Module names LoRA adapts; None = every linear layer of the architecture."""
     gradient_checkpointing: bool | None = None
-    """Recompute activations in the backward pass (less memory, ~30% slower); None = only when the memory plan needs it."""
+    """Recompute activations in the backward pass (less memory; for adapters up to half again the step's matmul work);
+    None = only when the memory plan needs it."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """With gradient checkpointing, recompute every n-th decoder layer only (1 = every layer, the least memory; 2 = half
+    of them, …); None = 1, or the sparsest that fits when auto-fit turns checkpointing on."""
     padding_free: bool | None = None
     """Run a micro-batch's examples end to end in one row, each attending to itself only, instead of padding every one
     to the longest (no compute spent on padding); None = on a GPU, for SFT and distillation without replay_kl."""

@@ -93,6 +93,7 @@ class Planned(Event):
     grad_accum: int | None = None
     max_length: int | None = None
     gradient_checkpointing: bool | None = None
+    checkpoint_every: int | None = None
     changes: list[str] = field(default_factory=list)
     allocator: str | None = None
 

@@ -19,6 +19,8 @@ from .hardware import Hardware, resolve_method
 from .memory import MemoryEstimate, estimate_training_memory, model_shape
 from .methods import method_spec
 
+PARTIAL_CHECKPOINTING = (4, 2, 1)
+"""What auto-fit tries once checkpointing is needed, sparsest first: every 4th layer recomputed, every 2nd, every one."""
 LENGTH_QUANTILES = (0.99, 0.95, 0.9, 0.75, 0.5)
 """Where max_length may be cut, as quantiles of the examples' lengths, when even batch 1 does not fit."""
 
@@ -32,6 +34,8 @@ class Fit:
     max_length: int
     gradient_checkpointing: bool
     plan: MemoryEstimate
+    checkpoint_every: int = 1
+    """With checkpointing, every how many layers one is recomputed (1: all)."""
     truncated: int = 0
     """Examples longer than the chosen max_length (cut to it)."""
     changes: tuple[str, ...] = field(default=())
@@ -44,14 +48,15 @@ class Fit:
 
 
 def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, *, batch_size: int,
-             seq_len: int, gradient_checkpointing: bool, answer_share: float = 1.0) -> MemoryEstimate:
-    """The memory plan of `config` on `hardware` with this batch, length and checkpointing."""
+             seq_len: int, gradient_checkpointing: bool, answer_share: float = 1.0, checkpoint_every: int = 1) -> MemoryEstimate:
+    """The memory plan of `config` on `hardware` with this batch, length and checkpointing (of every n-th layer)."""
     return estimate_training_memory(
         params_b, shape, method=resolve_method(config.method, hardware), batch_size=batch_size, seq_len=seq_len,
         lora_r=config.lora_r, gradient_checkpointing=gradient_checkpointing, on_gpu=hardware.cuda,
         budget_gb=hardware.memory_budget_gb, freeze_layers=config.freeze_layers, compute_dtype=hardware.compute_dtype,
         answer_share=answer_share, lora_targets=config.lora_targets, cpu_allocator=hardware.cpu_allocator,
         teacher_params_b=teacher_params_b(config), replay_kl=bool(config.replay and config.replay_kl),
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -71,10 +76,11 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
                  answer_share: float = 1.0) -> Fit:
     """The fastest batch split, checkpointing and max length that fit, given the examples' token lengths.
 
-    Candidates, fastest first: without checkpointing at the full batch down to a quarter of it,
-    then with checkpointing down to batch 1, each at the longest example's length; then the
-    same at shorter max lengths. The checkpointing setting is kept when the config fixes it.
-    When nothing fits, the smallest candidate comes back with its "too big" plan.
+    Candidates, fastest first: without checkpointing at the full batch down to a quarter of it, then
+    checkpointing every 4th layer, then every 2nd, over the same batches, then every layer down to batch 1,
+    each at the longest example's length; then the same at shorter max lengths. The checkpointing setting (and
+    `checkpoint_every`) is kept when the config fixes it. When nothing fits, the smallest candidate comes back
+    with its "too big" plan.
     """
     effective = config.batch_size * config.grad_accum
     longest = _longest(config, lengths)
@@ -84,13 +90,17 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
         allowed = [False, True] if method_spec(resolve_method(config.method, hardware)).can_checkpoint else [False]
     else:
         allowed = [checkpointing]
-    order = [(ckpt, size) for ckpt in allowed for size in sizes if ckpt or len(allowed) == 1 or size * 4 >= config.batch_size]
+    spacings = (config.checkpoint_every,) if config.checkpoint_every else PARTIAL_CHECKPOINTING
+    order = [(0, size) for size in sizes if False in allowed and (len(allowed) == 1 or size * 4 >= config.batch_size)]
+    # Recomputing fewer layers is worth a smaller batch (down to a quarter), as not recomputing at all is.
+    order += [(every, size) for every in spacings for size in sizes
+              if True in allowed and (every == spacings[-1] or size * 4 >= config.batch_size)]
     last: Fit | None = None
     for max_length in _length_candidates(longest, lengths):
-        for ckpt, size in order:
+        for every, size in order:
             plan = plan_for(config, hardware, params_b, shape, batch_size=size, seq_len=max_length,
-                            gradient_checkpointing=ckpt, answer_share=answer_share)
-            last = Fit(size, math.ceil(effective / size), max_length, ckpt, plan,
+                            gradient_checkpointing=bool(every), answer_share=answer_share, checkpoint_every=every or 1)
+            last = Fit(size, math.ceil(effective / size), max_length, bool(every), plan, checkpoint_every=every or 1,
                        truncated=sum(1 for n in lengths if n > max_length))
             if last.fits:
                 return _with_changes(last, config, longest)
@@ -104,10 +114,10 @@ def settle(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape,
     if config.auto_fit:
         return fit_training(config, hardware, params_b, shape, lengths, answer_share)
     longest = _longest(config, lengths)
-    checkpointing = bool(config.gradient_checkpointing)
+    checkpointing, every = bool(config.gradient_checkpointing), config.checkpoint_every or 1
     plan = plan_for(config, hardware, params_b, shape, batch_size=config.batch_size, seq_len=longest,
-                    gradient_checkpointing=checkpointing, answer_share=answer_share)
-    return Fit(config.batch_size, config.grad_accum, longest, checkpointing, plan)
+                    gradient_checkpointing=checkpointing, answer_share=answer_share, checkpoint_every=every)
+    return Fit(config.batch_size, config.grad_accum, longest, checkpointing, plan, checkpoint_every=every)
 
 
 def model_fit(spec: ModelSpec, hardware: Hardware) -> str:
@@ -156,7 +166,22 @@ def _with_changes(fit: Fit, config: RunConfig, longest: int) -> Fit:
         changes.append(f"batch_size {config.batch_size} → {fit.batch_size} with grad_accum {fit.grad_accum} "
                        f"(effective batch {fit.batch_size * fit.grad_accum})")
     if fit.gradient_checkpointing and not config.gradient_checkpointing:
-        changes.append("gradient checkpointing on (activations recomputed: less memory, about 30% slower)")
+        changes.append(f"gradient checkpointing on {checkpointing_words(fit.checkpoint_every)}")
     if fit.max_length < longest:
         changes.append(f"max_length {config.max_length} → {fit.max_length} ({fit.truncated} longer examples cut)")
     return replace(fit, changes=tuple(changes))
+
+
+def checkpointing_words(every: int) -> str:
+    """What checkpointing every `every`-th layer costs, in words: its recomputed forward passes come to up to half again
+    an adapter step's matmul work when every layer is recomputed (the forward is a third of it), less when fewer are."""
+    return f"for {_layers(every)} (its activations recomputed: less memory, up to {50 // every}% more compute per step)"
+
+
+def checkpointing_state(fit: Fit) -> str:
+    """A fit's checkpointing in a few words: off, or on for which layers."""
+    return f"on for {_layers(fit.checkpoint_every)}" if fit.gradient_checkpointing else "off"
+
+
+def _layers(every: int) -> str:
+    return "every layer" if every == 1 else f"every {every}{'nd' if every == 2 else 'th'} layer"

@@ -365,13 +365,14 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
                              freeze_layers: int = 2, compute_dtype: str | None = None,
                              answer_share: float = 1.0, teacher_params_b: float | None = None,
                              lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc",
-                             replay_kl: bool = False) -> MemoryEstimate:
+                             replay_kl: bool = False, checkpoint_every: int = 1) -> MemoryEstimate:
     """The memory one training step of `method` needs at its peak, as a breakdown.
 
     `seq_len` is the longest batch's length (padding included) and `answer_share` the share of
     its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU;
     `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps; `replay_kl`, that
-    replayed rows also pay a KL term to the base (train/replay_kl.py).
+    replayed rows also pay a KL term to the base (train/replay_kl.py); `checkpoint_every` n, that checkpointing
+    covers every n-th layer only (the others keep their activations).
     """
     spec = method_spec(method)
     params = params_b * 1e9
@@ -395,8 +396,10 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, seq_len)
     layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
-    every_layer = tokens * layers * per_layer  # what the layers keep without checkpointing
-    activations = tokens * (layers * shape.hidden * residual_bytes + per_layer) if gradient_checkpointing else every_layer
+    # A checkpointed layer keeps its input only, and its activations come back one layer at a time in the backward pass.
+    checkpointed = checkpointed_layers(layers, checkpoint_every) if gradient_checkpointing else 0
+    activations = tokens * (checkpointed * shape.hidden * residual_bytes + (layers - checkpointed) * per_layer
+                            + (per_layer if checkpointed else 0))
 
     logits = _logits_bytes(spec.objective, tokens, answer_share, shape, on_gpu)
     if spec.objective == "distill":  # the teacher's weights and its logits
@@ -424,8 +427,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     parts.append(("runtime", runtime))
     shares = CPU_ALLOCATOR_SLACK[cpu_allocator]
     slack = shares[_kind(method)] * (activations + logits)
-    if gradient_checkpointing:  # each layer's intermediates are still made, freed, and made again
-        slack += shares["recompute"] * every_layer
+    if checkpointed:  # each checkpointed layer's intermediates are still made, freed, and made again
+        slack += shares["recompute"] * tokens * checkpointed * per_layer
     slack += shares["frozen"] * tokens * (shape.layers - layers) * per_layer
     parts.append(("allocator slack", slack / GIB))
     # Loading holds the weights being made and the mapped checkpoint at once, before any step.
@@ -434,6 +437,12 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     if loading > training:
         parts.append(("loading", loading - training))
     return MemoryEstimate("CPU", tuple(parts), budget_gb)
+
+
+def checkpointed_layers(layers: int, every: int = 1) -> int:
+    """How many of `layers` decoder layers checkpointing every `every`-th one covers (layers 0, n, 2n, …, as
+    transformers picks them)."""
+    return -(-layers // max(1, every))
 
 
 def _kind(method: str) -> str:

@@ -132,6 +132,7 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
         notes += [f"auto-fit: {change}" for change in fit.changes]
         config = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
                                      gradient_checkpointing=fit.gradient_checkpointing,
+                                     checkpoint_every=fit.checkpoint_every if fit.gradient_checkpointing else config.checkpoint_every,
                                      max_length=fit.max_length if fit.truncated else config.max_length)
     if data.train_examples is not None:
         config, note = settle_stopping(config, data, can_check=not sharded(config, hardware))

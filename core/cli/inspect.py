@@ -135,6 +135,7 @@ def plan(
     column: ColumnOption = None,
 ) -> int:
     """Show the memory a run will need here, term by term, what auto-fit will choose, and what merge and export need."""
+    from ..fit import checkpointing_state
     from ..pipeline import plan_run
 
     with_data = data is not None or config is not None
@@ -145,7 +146,7 @@ def plan(
     say(f"device: {report.hardware.device_label}")
     say(f"{report.model} ({report.params_b:.3g} B parameters), {report.method}: batch {fit.batch_size} × grad_accum "
         f"{fit.grad_accum}, longest batch {fit.max_length} tokens, gradient checkpointing "
-        f"{'on' if fit.gradient_checkpointing else 'off'}" + ("" if with_data else " (no --data: every example max_length long)"))
+        f"{checkpointing_state(fit)}" + ("" if with_data else " (no --data: every example max_length long)"))
     for name, gb in estimate.parts:
         say(f"  {name:<20} {gb:7.2f} GB")
     if estimate.reserve_gb:

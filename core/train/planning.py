@@ -26,6 +26,7 @@ def check_memory_plan(run: RunDir, settled: SettledRun, hardware: Hardware, mode
         plan = fit.plan
         run.record(Planned(**plan.as_event(), batch_size=fit.batch_size, grad_accum=fit.grad_accum,
                            max_length=fit.max_length, gradient_checkpointing=fit.gradient_checkpointing,
+                           checkpoint_every=fit.checkpoint_every if fit.gradient_checkpointing else None,
                            changes=list(fit.changes), allocator=None if hardware.cuda else hardware.cpu_allocator))
         echo(f"memory plan: {plan.peak_gb:.2f} GB peak ({', '.join(f'{name} {gb:.2f}' for name, gb in plan.parts)}) "
              f"of {plan.budget_gb:.1f} GB free — {plan.verdict}")

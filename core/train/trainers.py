@@ -65,8 +65,9 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         bf16=hardware.compute_dtype == "bfloat16",  # autocast, on a GPU or a CPU with bf16 matrix units
         fp16=hardware.compute_dtype == "float16",
         use_cpu=not hardware.cuda,
-        gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        activation_checkpointing=gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False, "every_n_layers": config.checkpoint_every or 1}
+        if gradient_checkpointing else None,
         include_num_input_tokens_seen="all" if config.padding_free else "non_padding",
         report_to="none",
         disable_tqdm=True,

@@ -195,11 +195,13 @@ def test_auto_fit_order_speed_first():
     spec = CATALOG["qwen2.5-1.5b"]
     roomy = fit_training(config, gpu(80), spec.params_b, spec.shape, [1024])
     assert (roomy.batch_size, roomy.grad_accum, roomy.gradient_checkpointing, roomy.changes) == (8, 1, False, ())
-    # A smaller card: first a smaller batch without checkpointing, then checkpointing, then shorter examples.
+    # A smaller card: first a smaller batch without checkpointing, then checkpointing of fewer layers, then of
+    # more, then shorter examples.
     sizes = []
     for free in (16, 8, 5, 2.25):
         fit = fit_training(config, gpu(free), spec.params_b, spec.shape, [1024] + [256] * 99)
-        sizes.append((fit.batch_size, fit.gradient_checkpointing, fit.max_length))
+        recomputed = 1 / fit.checkpoint_every if fit.gradient_checkpointing else 0
+        sizes.append((fit.batch_size, recomputed, fit.max_length))
         assert fit.fits
     assert sizes == sorted(sizes, key=lambda s: (-s[2], s[1], -s[0]))  # never a longer length after a cut, etc.
     assert any("checkpointing on" in change for change in fit_training(config, gpu(8), spec.params_b, spec.shape, [1024]).changes)
@@ -208,6 +210,33 @@ def test_auto_fit_order_speed_first():
     # A fixed checkpointing setting is kept.
     fixed = fit_training(config.with_updates(gradient_checkpointing=False), gpu(8), spec.params_b, spec.shape, [1024])
     assert not fixed.gradient_checkpointing
+
+
+def test_partial_checkpointing_keeps_the_skipped_layers_activations_and_auto_fit_tries_it_first():
+    spec = CATALOG["llama-3.1-8b"]
+    hidden, layers = spec.shape.hidden, spec.shape.layers
+
+    def activations(checkpointing: bool, every: int = 1) -> float:
+        return parts(estimate_training_memory(spec.params_b, spec.shape, method="qlora", batch_size=4, seq_len=1024, lora_r=16,
+                                              gradient_checkpointing=checkpointing, on_gpu=True, budget_gb=24,
+                                              checkpoint_every=every))["activations"] * GIB
+
+    none, every_layer = activations(False), activations(True)
+    per_layer = none / (4 * 1024 * layers)  # bytes per token of one layer that keeps everything
+    for every in (2, 4):
+        checkpointed = -(-layers // every)  # layers 0, n, 2n, … as transformers picks them
+        expected = 4 * 1024 * (checkpointed * hidden * 2 + (layers - checkpointed) * per_layer + per_layer)
+        assert activations(True, every) == pytest.approx(expected)
+    assert none > activations(True, 4) > activations(True, 2) > every_layer
+
+    # A card where no checkpointing fits at a quarter of the batch, but every 4th layer does at the full batch.
+    config = RunConfig(model="llama-3.1-8b", data="-", method="qlora", batch_size=8, max_length=1024)
+    fits = {free: fit_training(config, gpu(free), spec.params_b, spec.shape, [1024]) for free in (16, 18, 20, 22, 24)}
+    partial = [fit for fit in fits.values() if fit.gradient_checkpointing and fit.checkpoint_every > 1]
+    assert partial and all(fit.fits for fit in partial)
+    assert any("every 4th layer" in change or "every 2nd layer" in change for fit in partial for change in fit.changes)
+    fixed = fit_training(config.with_updates(checkpoint_every=1), gpu(16), spec.params_b, spec.shape, [1024])
+    assert fixed.checkpoint_every == 1  # a fixed setting is kept
 
 
 def test_settle_without_auto_fit_keeps_the_configuration():
