@@ -27,19 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import SHAPES, random_model
 
 GRID = (
-    # method, batch, tokens per example, gradient checkpointing (no replay: every row trains its own data only)
-    ("lora", 1, 128, False),
-    ("lora", 4, 256, False),
-    ("lora", 8, 256, False),
-    ("lora", 8, 512, False),
-    ("lora", 8, 512, True),
-    ("lora", 4, 1024, True),
-    ("dora", 4, 256, False),
-    ("ia3", 8, 256, False),
-    ("full", 4, 256, False),
-    ("freeze", 8, 256, False),
-    ("qlora", 4, 256, False),
-    ("prompt", 8, 256, False),
+    # method, batch, tokens per example, checkpointing every n-th layer (0: none; no replay: every row trains its own
+    # data only)
+    ("lora", 1, 128, 0),
+    ("lora", 4, 256, 0),
+    ("lora", 8, 256, 0),
+    ("lora", 8, 512, 0),
+    ("lora", 8, 512, 2),
+    ("lora", 8, 512, 1),
+    ("lora", 4, 1024, 1),
+    ("dora", 4, 256, 0),
+    ("ia3", 8, 256, 0),
+    ("full", 4, 256, 0),
+    ("freeze", 8, 256, 0),
+    ("qlora", 4, 256, 0),
+    ("prompt", 8, 256, 0),
 )
 WORDS = ("river stone lantern harbor meadow copper violet thunder garden pillow orbit maple candle "
          "falcon ribbon quartz willow cobalt saddle marble tunnel velvet beacon juniper").split()
@@ -65,16 +67,16 @@ def uniform_data(path: Path, tokens: int, tokenizer_dir: str, count: int = 32) -
     return path
 
 
-def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out: Path) -> dict[str, float] | None:
+def measure(row: tuple[str, int, int, int], model: str, tokenizer_dir: str, out: Path) -> dict[str, float] | None:
     """Train one configuration for 3 steps in a child process; its plan and measured peak."""
     from tuneforge.core.config import RunConfig
     from tuneforge.core.diagnosis import failure_cause
     from tuneforge.core.pipeline import create_run
 
-    method, batch, tokens, checkpointing = row
+    method, batch, tokens, every = row
     data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
     config = RunConfig(model=model, data=str(data), method=method, batch_size=batch, max_length=tokens + 8,
-                       gradient_checkpointing=checkpointing, auto_fit=False, max_steps=3, save_steps=1000,
+                       gradient_checkpointing=bool(every), checkpoint_every=every or None, auto_fit=False, max_steps=3, save_steps=1000,
                        eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, replay=0)
     run = create_run(config, out / f"{time.strftime('%H%M%S')}-{name(row)}")
     child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
@@ -87,10 +89,10 @@ def measure(row: tuple[str, int, int, bool], model: str, tokenizer_dir: str, out
     return {"planned": plan.peak_gb, "measured": result.peak_memory_gb, "parts": plan.parts, "allocator": plan.allocator}
 
 
-def name(row: tuple[str, int, int, bool]) -> str:
-    """A row's short name, e.g. lora-b8-s512-ckpt."""
-    method, batch, tokens, checkpointing = row
-    return f"{method}-b{batch}-s{tokens}" + ("-ckpt" if checkpointing else "")
+def name(row: tuple[str, int, int, int]) -> str:
+    """A row's short name, e.g. lora-b8-s512-ckpt (every layer) or lora-b8-s512-ckpt2 (every 2nd)."""
+    method, batch, tokens, every = row
+    return f"{method}-b{batch}-s{tokens}" + ("-ckpt" if every == 1 else f"-ckpt{every}" if every else "")
 
 
 def main(argv: list[str] | None = None) -> int:
