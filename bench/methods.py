@@ -41,7 +41,11 @@ SHAPES = {
     # Tiny shapes of this year's families, their layer kinds as published (settings in FAMILY_SETTINGS).
     "qwen3.5-tiny": ("qwen3_5", 512, 8, 1536, 8, 2, 128, 0),
     "gpt-oss-tiny": ("gpt_oss", 512, 8, 512, 8, 2, 64, 0),
+    # Llama 3.1 8B's widths and vocabulary, cut to 4 layers, its LM head its own matrix as published: a GPU QLoRA bench.
+    "llama-3.1-8b-4l": ("llama", 4096, 4, 14336, 32, 8, 128, 128256),
 }
+UNTIED = ("llama-3.1-8b-4l",)
+"""Shapes whose LM head is a matrix of its own (the rest tie it to the input embeddings)."""
 FAMILY_SETTINGS = {
     # Qwen3.5: three gated-DeltaNet layers to one of gated full attention, twice as many value heads as key heads.
     "qwen3_5": {"layer_types": ["linear_attention"] * 3 + ["full_attention"], "linear_num_key_heads": 4,
@@ -88,7 +92,7 @@ def random_model(shape: str, target: Path, tokenizer_dir: str | None) -> str:
         extra["query_pre_attn_scalar"] = head_dim
     config = config_class(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
                           num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab or len(tokenizer),
-                          max_position_embeddings=2048, tie_word_embeddings=True, torch_dtype="bfloat16",
+                          max_position_embeddings=2048, tie_word_embeddings=shape not in UNTIED, torch_dtype="bfloat16",
                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **extra)
     torch.manual_seed(0)
     model_class(config).to(torch.bfloat16).save_pretrained(target)

@@ -3,6 +3,7 @@
     python bench/train.py                          # the default model on a CPU, shipped Brindlewick data
     python bench/train.py --random-shape 0.5b      # a random-weight Qwen2.5-0.5B-shaped model (on a GPU)
     python bench/train.py --model PATH --steps 60
+    python bench/train.py --random-shape llama-3.1-8b-4l --method qlora --steps 20   # the GPU QLoRA bench (< 10 min)
 
 Every side trains LoRA (rank 16, alpha 32, every linear layer) with the same learning rate,
 schedule, seed, batch and number of optimizer steps, on the same conversations, with the
@@ -12,14 +13,21 @@ dataset, SFTConfig with the batch (and its default gradient checkpointing), and 
 LoraConfig. tuneforge runs twice, each as tuneforge starts training (on tcmalloc when it is
 installed): as it trains by default (auto-fit decides checkpointing), with checkpointing
 forced on (the plain side's memory regime), and with padding-free batches (each micro-batch's examples end to
-end in one row; the default on a GPU). The padding-free side trains without the replay KL term, which compares
-a batch's rows, so against "tuneforge" it also saves that term's cost.
+end in one row; the default on a GPU). tuneforge trains without replay here (it would add the base model's own
+answers to a small dataset), so that every side trains on the same conversations.
+
+With `--method qlora` every side trains LoRA on a 4-bit nf4 base; the plain side loads it as TRL's QLoRA
+documentation does (BitsAndBytesConfig, double quantization, bf16 compute). `llama-3.1-8b-4l` is Llama 3.1 8B's
+widths and untied 128k vocabulary cut to four random layers, so that a step's LM head and embeddings weigh as
+they do in the real model.
 
 Printed per side: non-padding tokens per second over the training steps (the first step,
 which includes warm-up, left out), peak memory (torch.cuda.max_memory_allocated on a GPU,
 peak RSS on a CPU), the mean loss of the last five steps, and utilisation: achieved FLOP/s
 (4 × parameters × tokens/s, the forward and input-gradient matmuls of adapter training)
-over the matmul peak measured on this machine. Then the ratios against the plain side.
+over the matmul peak measured on this machine; on a GPU also the peak reserved memory, and for tuneforge's
+sides the planner's figure; the first step's loss, which every side should share (a parity check). Then the
+ratios against the plain side.
 """
 
 from __future__ import annotations
@@ -81,7 +89,8 @@ def step_meter() -> Any:
         def summary(self) -> dict[str, float]:
             tokens, seconds = sum(self.tokens[1:]), sum(self.seconds[1:])  # step 1 includes warm-up
             last = self.losses[-5:]
-            return {"tokens_per_second": tokens / seconds, "final_loss": sum(last) / len(last), "steps": len(self.seconds)}
+            return {"tokens_per_second": tokens / seconds, "final_loss": sum(last) / len(last), "first_loss": self.losses[0],
+                    "steps": len(self.seconds)}
 
     return StepMeter()
 
@@ -93,13 +102,20 @@ def peak_memory_gb() -> float:
     return recorded()
 
 
+def peak_reserved_gb() -> float | None:
+    """What PyTorch's CUDA allocator held at most (allocated plus its cache); None on a CPU."""
+    import torch
+
+    return torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None
+
+
 def conversations(data: Path) -> list[list[dict[str, str]]]:
     """The shipped data's conversations (system, user, assistant messages)."""
     return [json.loads(line)["messages"] for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path) -> dict[str, Any]:
-    """The plain script: TRL's SFTTrainer + peft, as their documentation shows it."""
+def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path, method: str = "lora") -> dict[str, Any]:
+    """The plain script: TRL's SFTTrainer + peft (with bitsandbytes for qlora), as their documentation shows it."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -111,8 +127,14 @@ def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int,
     cuda = torch.cuda.is_available()
     rows = [{"prompt": c[:-1], "completion": c[-1:]} for c in conversations(data)]
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    quantization = None
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                          bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if cuda else torch.float32,
-                                                 device_map={"": 0} if cuda else None)
+                                                 device_map={"": 0} if cuda else None, quantization_config=quantization)
     meter = step_meter()
     args = SFTConfig(output_dir=str(out / "plain"), max_steps=steps, per_device_train_batch_size=batch,
                      gradient_accumulation_steps=accum, learning_rate=LEARNING_RATE, lr_scheduler_type="cosine",
@@ -123,10 +145,23 @@ def train_plain(model_path: str, data: Path, steps: int, batch: int, accum: int,
                          peft_config=LoraConfig(**LORA, target_modules="all-linear", task_type="CAUSAL_LM"),
                          callbacks=[meter])
     trainer.train()
-    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": sum(parameter_count(p) for p in model.parameters())}
+    return {**meter.summary(), "peak_gb": peak_memory_gb(), "reserved_gb": peak_reserved_gb(), "planned_gb": None,
+            "dtypes": dtypes(trainer.model), "params": sum(parameter_count(p) for p in model.parameters())}
 
 
-def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path,
+def dtypes(model: Any) -> str:
+    """The dtypes the model's weights are held in, with how many weights each (4-bit ones as uint8 storage)."""
+    from collections import Counter
+
+    from tuneforge.core.train.setup import parameter_count
+
+    counts = Counter()
+    for parameter in model.parameters():
+        counts[str(parameter.dtype).removeprefix("torch.")] += parameter_count(parameter)
+    return ", ".join(f"{name} {count / 1e6:.0f}M" for name, count in counts.most_common())
+
+
+def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path, method: str = "lora",
                     checkpointing: bool | None = None, padding_free: bool | None = None) -> dict[str, Any]:
     """The same job through tuneforge's own training path (`train_run`); `checkpointing` and `padding_free` None
     leave them to tuneforge, as a run does by default."""
@@ -134,14 +169,29 @@ def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: 
     from tuneforge.core.pipeline import create_run
     from tuneforge.core.train.runner import train_run
 
-    config = RunConfig(model=model_path, data=str(data), method="lora", max_steps=steps, batch_size=batch,
+    config = RunConfig(model=model_path, data=str(data), method=method, max_steps=steps, batch_size=batch,
                        grad_accum=accum, learning_rate=LEARNING_RATE, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
-                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, save_steps=steps, seed=42,
+                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, save_steps=steps, seed=42, replay=0,
                        gradient_checkpointing=checkpointing, padding_free=padding_free)
     run = create_run(config, out / f"tuneforge-{time.strftime('%H%M%S')}")
-    meter = step_meter()
-    result = train_run(run, echo=None, callbacks=[meter])
-    return {**meter.summary(), "peak_gb": peak_memory_gb(), "params": result.total_params}
+    meter, seen = step_meter(), dtypes_seen()
+    result = train_run(run, echo=None, callbacks=[meter, seen])
+    plan = run.history().plan
+    return {**meter.summary(), "peak_gb": peak_memory_gb(), "reserved_gb": peak_reserved_gb(),
+            "planned_gb": plan.peak_gb if plan else None, "dtypes": seen.dtypes, "params": result.total_params}
+
+
+def dtypes_seen() -> Any:
+    """A TrainerCallback that notes the dtypes of the model the trainer trains, as it starts."""
+    from transformers import TrainerCallback
+
+    class DtypesSeen(TrainerCallback):
+        dtypes = ""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self.dtypes = dtypes(model)
+
+    return DtypesSeen()
 
 
 def matmul_peak_flops() -> float:
@@ -169,7 +219,7 @@ def child(args: argparse.Namespace) -> int:
     from tuneforge.core.quiet import quiet_libraries
 
     quiet_libraries(progress_bars=False)
-    job = (args.model_path, args.data, args.steps, args.batch, args.grad_accum, args.out)
+    job = (args.model_path, args.data, args.steps, args.batch, args.grad_accum, args.out, args.method)
     if args.side == "plain":
         figures = train_plain(*job)
     else:
@@ -183,7 +233,7 @@ def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, 
     """Run one side in a child process and read its figures."""
     command = [sys.executable, __file__, "--side", side, "--model-path", model_path, "--data", str(args.data),
                "--steps", str(args.steps), "--batch", str(args.batch), "--grad-accum", str(args.grad_accum),
-               "--out", str(args.out)]
+               "--out", str(args.out), "--method", args.method]
     # tuneforge starts its training processes on tcmalloc when it is installed (core/allocator.py); a plain script does not.
     env = training_environment(os.environ) if side != "plain" else dict(os.environ)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -196,16 +246,22 @@ def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, 
 
 def table(results: dict[str, dict[str, Any]], peak_flops: float) -> str:
     """Every side and its ratios to the plain side, one row each."""
-    rows = [("side", "tokens/s", "peak GB", "final loss", "achieved TFLOP/s", "utilisation")]
+    def gb(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "-"
+
+    rows = [("side", "tokens/s", "peak GB", "reserved GB", "planned GB", "step-1 loss", "final loss", "achieved TFLOP/s",
+             "utilisation")]
     for side, figures in results.items():
         achieved = 4 * figures["params"] * figures["tokens_per_second"]
-        rows.append((side, f"{figures['tokens_per_second']:.1f}", f"{figures['peak_gb']:.2f}", f"{figures['final_loss']:.4f}",
+        rows.append((side, f"{figures['tokens_per_second']:.1f}", gb(figures["peak_gb"]), gb(figures["reserved_gb"]),
+                     gb(figures["planned_gb"]), f"{figures['first_loss']:.4f}", f"{figures['final_loss']:.4f}",
                      f"{achieved / 1e12:.3f}", f"{achieved / peak_flops:.1%}"))
     plain = results["plain"]
     for side, ours in results.items():
         if side != "plain":
             rows.append((f"{side} / plain", f"{ours['tokens_per_second'] / plain['tokens_per_second']:.2f}x",
-                         f"{ours['peak_gb'] / plain['peak_gb']:.2f}x", f"{ours['final_loss'] - plain['final_loss']:+.4f}", "", ""))
+                         f"{ours['peak_gb'] / plain['peak_gb']:.2f}x", "", "", f"{ours['first_loss'] - plain['first_loss']:+.4f}",
+                         f"{ours['final_loss'] - plain['final_loss']:+.4f}", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -222,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench-train"))
+    parser.add_argument("--method", choices=("lora", "qlora"), default="lora")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -246,9 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         results[side] = run_side(side, model_path, args)
         print(f"    {json.dumps(results[side])}", flush=True)
     print()
-    print(f"model {model_path}, {args.steps} steps, batch {args.batch} x {args.grad_accum}, data {args.data}")
+    print(f"model {model_path} ({args.method}), {args.steps} steps, batch {args.batch} x {args.grad_accum}, data {args.data}")
     peak = matmul_peak_flops()
     print(table(results, peak))
+    print("\nweights by dtype, as each side trained them:")
+    for side, figures in results.items():
+        print(f"  {side}: {figures['dtypes']}")
     print(f"\nmatmul peak on this machine: {peak / 1e12:.3f} TFLOP/s")
     return 0
 
