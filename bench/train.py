@@ -3,7 +3,7 @@
     python bench/train.py                          # the default model on a CPU, shipped Brindlewick data
     python bench/train.py --random-shape 0.5b      # a random-weight Qwen2.5-0.5B-shaped model (on a GPU)
     python bench/train.py --model PATH --steps 60
-    python bench/train.py --random-shape llama-3.1-8b-4l --method qlora --steps 20   # the GPU QLoRA bench (< 10 min)
+    python bench/train.py --random-shape llama-3.1-8b-4l --method qlora --steps 20   # the GPU QLoRA bench
 
 Every side trains LoRA (rank 16, alpha 32, every linear layer) with the same learning rate,
 schedule, seed, batch and number of optimizer steps, on the same conversations, with the
