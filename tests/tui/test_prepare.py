@@ -62,6 +62,14 @@ async def test_documents_become_reviewed_pairs_that_the_data_step_checks(home, d
             assert table.row_count == 0
             review.query_one("#filter", Input).value = "lockers"
             await pilot.pause()
+            # Back keeps the verdicts: the review opened again shows them, and counts them reviewed.
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, PrepareScreen), what="back to Prepare")
+            await pilot.click("#review")
+            await wait_until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen is not review, what="the review again")
+            table = app.screen.query_one("#pairs", DataTable)
+            assert "2 reviewed" in text_of(app, "#review-status")
+            assert "✎" in str(table.get_row(edited.id)[0]) and "rejected" in str(table.get_row(rejected.id)[0])
             await pilot.click("#use")
             await wait_until(pilot, lambda: isinstance(app.screen, DataScreen) and "no problems" in text_of(app, "#data-status"),
                              what="the Data step's check")

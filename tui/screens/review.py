@@ -1,6 +1,7 @@
 """Review the drafted pairs: a table of every pair (kept, or the gate that dropped it), filtered by
 source, with the selected pair's evidence highlighted in its chunk; accept, reject or edit each, then
-"Use for training" records the verdicts (reviews.json) and hands train.jsonl and eval.jsonl to Data."""
+"Use for training" records the verdicts (reviews.json) and hands train.jsonl and eval.jsonl to Data. Leaving
+with Back records them too, so a reopened review shows them."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ class ReviewScreen(Screen):
     """A person in the loop: every drafted pair, its evidence in context, and a verdict."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("a", "accept", "Accept"),
         Binding("r", "reject", "Reject"),
         Binding("e", "edit", "Edit"),
@@ -79,7 +80,8 @@ class ReviewScreen(Screen):
         self.pairs: dict[str, Pair] = {}
         self.chunks: list[Any] = []
         self.reviews: dict[str, dict[str, str]] = {}
-        """This session's verdicts and edits, by pair id, saved by Use for training."""
+        """This session's verdicts and edits, by pair id, saved on leaving (Back or Use for training); earlier sessions'
+        are in the pairs already."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,7 +124,8 @@ class ReviewScreen(Screen):
     def show_counts(self) -> None:
         """How many pairs train once this session's verdicts apply, and how many were reviewed."""
         kept = sum(self.keeps(pair) for pair in self.pairs.values())
-        self.query_one("#review-status", Static).update(f"{kept} of {len(self.pairs)} kept · {len(self.reviews)} reviewed")
+        reviewed = len(self.reviews.keys() | {pair.id for pair in self.pairs.values() if pair.review})
+        self.query_one("#review-status", Static).update(f"{kept} of {len(self.pairs)} kept · {reviewed} reviewed")
 
     def keeps(self, pair: Pair) -> bool:
         """Whether the pair trains once this session's verdicts are applied."""
@@ -210,11 +213,18 @@ class ReviewScreen(Screen):
     @on(Button.Pressed, "#use")
     def action_use(self) -> None:
         self.query_one("#use", Button).disabled = True
-        self.save_reviews()
+        self.save_reviews(hand_over=True)
+
+    def action_back(self) -> None:
+        """Back, keeping this session's verdicts: they are saved first, as Use for training saves them."""
+        if self.reviews:
+            self.save_reviews(hand_over=False)
+        else:
+            self.app.pop_screen()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="review")
-    def save_reviews(self) -> None:
-        """Write the verdicts and the split in this worker, then hand the folder to the Data step."""
+    def save_reviews(self, hand_over: bool) -> None:
+        """Write the verdicts and the split in this worker, then hand the folder to the Data step (or go back)."""
         from tuneforge.core.pipeline import review_pairs
 
         try:
@@ -222,7 +232,10 @@ class ReviewScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
             self.app.call_from_thread(self.failed, exc)
             return
-        self.app.call_from_thread(self.app.use_prepared, self.folder)
+        if hand_over:
+            self.app.call_from_thread(self.app.use_prepared, self.folder)
+        else:
+            self.app.call_from_thread(self.app.pop_screen)
 
     def failed(self, exc: BaseException) -> None:
         self.query_one("#use", Button).disabled = False
