@@ -62,6 +62,17 @@ async def test_enter_picks_the_highlighted_model(home):
         assert type(app.screen).__name__ == "ModelScreen"
 
 
+async def test_down_from_the_search_goes_to_the_list_and_one_enter_picks(home):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_model_screen(pilot)
+        await pilot.press("slash", *"qwen3-4b", "down", "down")  # into the list, then to its second row
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "DataScreen" and app.session.model == "qwen3-4b-2507"
+
+
 async def test_a_local_folder_is_checked_before_it_is_used(home, tiny_llama, tmp_path):
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:

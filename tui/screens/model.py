@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -108,6 +108,13 @@ class ModelScreen(Screen):
     @on(Input.Submitted, "#search")
     def _search_submitted(self) -> None:
         self.query_one("#catalog", DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Down in the search field goes to the list, so that the next Enter picks (the field has no use for Down,
+        and before, Enter there only moved to the list: two Enters to pick)."""
+        if event.key == "down" and self.focused is self.query_one("#search", Input):
+            event.stop()
+            self.query_one("#catalog", DataTable).focus()
 
     @on(DataTable.RowHighlighted, "#catalog")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
