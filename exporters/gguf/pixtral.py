@@ -10,12 +10,12 @@ token embeddings, and leaves any other projector as it is.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import gguf
 import numpy as np
 
+from tuneforge.core.atomic import atomic_file
 from tuneforge.core.errors import ExportError
 
 IMAGE_BREAK_TENSOR = "v.token_embd.img_break"
@@ -29,12 +29,8 @@ def add_image_break(projector: Path, model_dir: Path) -> bool:
     if _projector_type(reader) != "pixtral" or any(tensor.name == IMAGE_BREAK_TENSOR for tensor in reader.tensors):
         return False
     row = image_break_embedding(model_dir)
-    rewritten = projector.with_name(projector.name + ".img-break")
-    try:
+    with atomic_file(projector) as rewritten:
         _copy_with_tensor(reader, rewritten, IMAGE_BREAK_TENSOR, row)
-        os.replace(rewritten, projector)
-    finally:
-        rewritten.unlink(missing_ok=True)
     return True
 
 
