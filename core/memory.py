@@ -51,7 +51,9 @@ from .catalog import (
     Shape,
     find_spec,
 )
+from .errors import ModelError
 from .methods import LORA_FAMILY, method_spec
+from .weight_integrity import safetensors_header
 
 GIB = 2**30
 QLORA_BYTES_PER_PARAM = 0.52
@@ -133,7 +135,7 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
         config = whole.get("text_config", whole)
         shape = _shape_from_config(config)
         towers = 0 if whole.get("model_type") in LANGUAGE_MODEL_ONLY_ARCHITECTURES else tower_parameters(folder)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError, ModelError):
         return None
     shape = replace(shape, towers_b=towers / 1e9)
     # a multimodal config's own setting is the one transformers follows (Mistral 3's ties unless it says not to)
@@ -147,10 +149,8 @@ def tower_parameters(folder: Path) -> int:
     multimodal model loads them beside its language model, and its config's text widths do not describe them."""
     total = 0
     for file in folder.glob("*.safetensors"):
-        with file.open("rb") as handle:
-            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
-        total += sum(math.prod(entry["shape"]) for name, entry in header.items()
-                     if name != "__metadata__" and any(tower in name for tower in TOWERS))
+        _, tensors = safetensors_header(file)
+        total += sum(math.prod(entry["shape"]) for name, entry in tensors.items() if any(tower in name for tower in TOWERS))
     return total
 
 

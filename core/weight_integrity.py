@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import mmap
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelError
 
@@ -39,6 +41,20 @@ def check_safetensors_folder(folder: Path) -> None:
 
 def check_safetensors(file: Path) -> None:
     """A ModelError when a .safetensors file's header is unreadable or its data ends early."""
+    header_length, tensors = safetensors_header(file)
+    try:
+        end = max((entry["data_offsets"][1] for entry in tensors.values()), default=0)
+    except (KeyError, TypeError, IndexError):
+        raise _unreadable_header(file) from None
+    size = file.stat().st_size
+    if 8 + header_length + end > size:
+        raise ModelError(f"{file}: cut short: it holds {size:,} of the {8 + header_length + end:,} bytes its header lists",
+                         CUT_SHORT_HINT)
+
+
+def safetensors_header(file: Path) -> tuple[int, dict[str, Any]]:
+    """A .safetensors file's header length and its tensor entries by name ({"dtype", "shape", "data_offsets"}), read
+    without the data; a ModelError when the header is cut short or cannot be read."""
     size = file.stat().st_size
     with file.open("rb") as handle:
         head = handle.read(8)
@@ -47,12 +63,13 @@ def check_safetensors(file: Path) -> None:
             raise ModelError(f"{file}: not a complete safetensors file (its header is cut short or damaged)", CUT_SHORT_HINT)
         try:
             header = json.loads(handle.read(header_length))
-            end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError, AttributeError):
-            raise ModelError(f"{file}: not a valid safetensors file (its header cannot be read)", CUT_SHORT_HINT) from None
-    if 8 + header_length + end > size:
-        raise ModelError(f"{file}: cut short: it holds {size:,} of the {8 + header_length + end:,} bytes its header lists",
-                         CUT_SHORT_HINT)
+            return header_length, {name: entry for name, entry in header.items() if name != "__metadata__"}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise _unreadable_header(file) from None
+
+
+def _unreadable_header(file: Path) -> ModelError:
+    return ModelError(f"{file}: not a valid safetensors file (its header cannot be read)", CUT_SHORT_HINT)
 
 
 def check_gguf(file: Path, error: type[Exception] = ModelError) -> None:
@@ -77,32 +94,38 @@ def gguf_architecture(file: Path) -> str | None:
     262k-token vocabulary takes gguf's reader seconds); None when the header has none or cannot be read."""
     try:
         with file.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            _, _, kv_count = struct.unpack_from("<IQQ", data, 4)
-            position = 24
-            for _ in range(kv_count):
-                key, position = _gguf_string(data, position)
-                kind = struct.unpack_from("<I", data, position)[0]
+            for key, kind, value, _ in _gguf_metadata(data):
                 if key == "general.architecture" and kind == GGUF_STRING:
-                    return _gguf_string(data, position + 4)[0]
-                position = _skip_value(data, position + 4, kind)
+                    return _gguf_string(data, value)[0]
     except (OSError, ValueError, struct.error, IndexError, KeyError):
         return None
     return None
+
+
+def _gguf_metadata(data: mmap.mmap) -> Iterator[tuple[str, int, int, int]]:
+    """A GGUF header's metadata entries in order, each as (key, value type, where its value starts, where the entry
+    ends); a caller may stop early, before the vocabulary's long arrays are walked."""
+    kv_count = struct.unpack_from("<IQQ", data, 4)[2]
+    position = 24
+    for _ in range(kv_count):
+        key, position = _gguf_string(data, position)
+        kind = struct.unpack_from("<I", data, position)[0]
+        end = _skip_value(data, position + 4, kind)
+        yield key, kind, position + 4, end
+        position = end
 
 
 def _gguf_extent(data: mmap.mmap) -> int:
     """The file size a GGUF's header implies: where its last tensor's data ends."""
     import gguf
 
-    _, tensor_count, kv_count = struct.unpack_from("<IQQ", data, 4)
-    position = 24
+    tensor_count = struct.unpack_from("<IQQ", data, 4)[1]
+    position = 24  # where the tensor table starts: past the header, then past each metadata entry
     alignment = GGUF_DEFAULT_ALIGNMENT
-    for _ in range(kv_count):
-        key, position = _gguf_string(data, position)
-        kind = struct.unpack_from("<I", data, position)[0]
+    for key, kind, value, entry_end in _gguf_metadata(data):
+        position = entry_end
         if key == "general.alignment" and kind == GGUF_UINT32:
-            alignment = struct.unpack_from("<I", data, position + 4)[0]
-        position = _skip_value(data, position + 4, kind)
+            alignment = struct.unpack_from("<I", data, value)[0]
     end = 0
     for _ in range(tensor_count):
         _, position = _gguf_string(data, position)
