@@ -32,8 +32,6 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
     """The TrainingArguments every objective shares: schedule, evaluation, checkpoints, precision,
     and length-grouped batches for tokenized SFT data of `train_examples`."""
     tokenized = method_spec(config.method).objective in ("sft", "distill")  # pairs have no input_ids to sort by
-    # Packed rows have no padding to save by sorting, nor any to leave out of the count (a pad token that is also the
-    # end-of-turn token would leave those out).
     eval_strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
     early_stopping = has_eval and bool(config.early_stopping_patience)
     save_strategy = "steps" if config.save_steps else "epoch"
@@ -68,6 +66,8 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         activation_checkpointing=gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False, "every_n_layers": config.checkpoint_every or 1}
         if gradient_checkpointing else None,
+        # Packed rows have no padding to leave out of the count (without an attention mask, "non_padding" would drop
+        # every token equal to the pad token, the end of turn in many vocabularies), nor any to save by sorting.
         include_num_input_tokens_seen="all" if config.padding_free else "non_padding",
         report_to="none",
         disable_tqdm=True,
