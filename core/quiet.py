@@ -21,6 +21,8 @@ def quiet_libraries(progress_bars: bool = True) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
     # On CPUs with AVX512-BF16, bitsandbytes looks for an optional hub kernel when it is imported and
-    # warns that it is missing; its own CPU kernel does the work, and training keeps 4-bit weights
-    # out of the layout that kernel serves (train/setup.py keep_4bit_layout).
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # warns that it is missing (and `kernels` that it is offline); its own CPU kernel does the work, and
+    # training keeps 4-bit weights out of the layout that kernel serves (train/setup.py keep_4bit_layout).
+    # Both warn as bitsandbytes is imported: call this first.
+    for logger in ("bitsandbytes.backends.cpu.ops", "kernels"):
+        logging.getLogger(logger).setLevel(logging.ERROR)

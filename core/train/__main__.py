@@ -20,13 +20,15 @@ def main(argv: list[str]) -> int:
 
     from pathlib import Path
 
+    from ..quiet import quiet_libraries
+
+    quiet_libraries(progress_bars=False)  # before the imports below: bitsandbytes warns as it is imported
+
     from ..accelerate_setup import is_main_process
     from ..errors import TuneforgeError, print_error
-    from ..quiet import quiet_libraries
     from ..runs import RunDir
     from .runner import train_run
 
-    quiet_libraries(progress_bars=False)
     try:
         train_run(RunDir(Path(args.run_dir).expanduser().resolve()), resume=args.resume,
                   echo=_echo if is_main_process() else None, accept_changes=args.accept_changes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ def test_ctrl_c_checkpoints_the_child_and_the_cli_resumes_it(home, tiny_config):
     assert checkpoint is not None and "checkpoint saved" in stopped.error
     stopped_at = int(checkpoint.name.split("-")[1])
     assert stopped_at < 400
+    # Every line the person reads is tuneforge's: no library warning (bitsandbytes warns as it is imported) reads as an error.
+    lines = err.splitlines() + run.log_file.read_text().splitlines()
+    assert not [line for line in lines if not re.match(r"(\d\d:\d\d:\d\d |(error|stopped|hint|warning): )", line)]
 
     # Resume to the end (fewer steps, so the test stays short).
     config = run.config_file.read_text().replace("max_steps: 400", f"max_steps: {stopped_at + 2}")
