@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .methods import QLORA_ON_CPU
+
 if TYPE_CHECKING:
     from .config import RunConfig
     from .hardware import Hardware
@@ -131,7 +133,7 @@ def _bitsandbytes(hardware: Hardware) -> Check:
     if error > 0.5:
         return Check("bitsandbytes", "fail", f"{bnb.__version__}: a 4-bit matmul on {device} is wrong (error {error:.2f})",
                      "pip install -U bitsandbytes")
-    where = "on the GPU" if hardware.cuda else "on the CPU (slow: qlora is used on GPUs only)"
+    where = "on the GPU" if hardware.cuda else f"on the CPU ({QLORA_ON_CPU})"
     return Check("bitsandbytes", "ok", f"{bnb.__version__}, 4-bit matmul works {where}")
 
 

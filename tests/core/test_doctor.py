@@ -7,6 +7,7 @@ from collections import namedtuple
 
 from tuneforge.core.cli import main
 from tuneforge.core.doctor import run_checks
+from tuneforge.core.methods import QLORA_ON_CPU
 
 NAMES = ["python", "torch", "gpu", "bitsandbytes", "llama-cpp-python", "gguf converter", "default model", "tcmalloc",
          "run folder", "headroom"]
@@ -17,7 +18,7 @@ def test_every_check_runs_and_this_machine_passes(home):
     assert list(checks) == NAMES
     failed = [check for check in checks.values() if check.status == "fail"]
     assert not failed, failed  # the test machine has everything a CPU run needs
-    assert checks["bitsandbytes"].detail.endswith(("on the GPU", "on the CPU (slow: qlora is used on GPUs only)"))
+    assert checks["bitsandbytes"].detail.endswith(("on the GPU", f"on the CPU ({QLORA_ON_CPU})"))
     assert "SSE3" in checks["llama-cpp-python"].detail or "GPU offload yes" in checks["llama-cpp-python"].detail
     assert "training" in checks["headroom"].detail
     assert "llama.cpp's own" in checks["gguf converter"].detail
