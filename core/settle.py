@@ -31,7 +31,7 @@ from .config import (
 from .errors import DataError
 from .hardware import Hardware, resolve_method
 from .methods import LORA_FAMILY, method_spec
-from .train.replay import GENERAL_ANSWER_TOKENS, REPLAY_PROMPT_TOKENS
+from .train.replay import GENERAL_ANSWER_TOKENS, REPLAY_PROMPT_TOKENS, replay_prompts
 
 if TYPE_CHECKING:
     from .catalog import Shape
@@ -81,6 +81,10 @@ class SettledRun:
     params_b: float | None = None
     """The model's parameters in billions, when its dimensions are known."""
     notes: tuple[str, ...] = ()
+    """Every choice made, in words, the changes first."""
+    changes: tuple[str, ...] = ()
+    """What settling changed in the batch, its split, checkpointing or length, in words (auto-fit's, and a batch
+    larger than the data)."""
 
 
 def resolve_choices(config: RunConfig, hardware: Hardware, arch: str | None = None) -> RunConfig:
@@ -123,17 +127,20 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
     fit = None
     replay_open = config.replay is None
     config = settle_padding(settle_replay(config, data), hardware)
+    config, change = settle_batch(config, data)
+    changes = [change] if change else []
     if dims is None:
         config = config.with_updates(gradient_checkpointing=bool(config.gradient_checkpointing))
     else:
         lengths = [*data.lengths, REPLAY_PROMPT_TOKENS + GENERAL_ANSWER_TOKENS] if config.replay else data.lengths
         fit = settle(config if refit else config.with_updates(auto_fit=False), hardware, *dims, lengths,
                      data.answer_share)
-        notes += [f"auto-fit: {change}" for change in fit.changes]
+        changes += fit.changes
         config = config.with_updates(batch_size=fit.batch_size, grad_accum=fit.grad_accum,
                                      gradient_checkpointing=fit.gradient_checkpointing,
                                      checkpoint_every=fit.checkpoint_every if fit.gradient_checkpointing else config.checkpoint_every,
                                      max_length=fit.max_length if fit.truncated else config.max_length)
+    notes += [f"auto-fit: {change}" for change in changes]
     if data.train_examples is not None:
         config, note = settle_stopping(config, data, can_check=not sharded(config, hardware))
         notes += [note] if note else []
@@ -146,7 +153,7 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
         if data.has_eval and not config.eval_data and config.stop_when_recalled:
             notes.append(f"the eval split holds out {config.eval_split:.0%} of the examples, which do not train: for a set of "
                          "facts, set eval_split: 0 or give eval_data (questions asked another way)")
-    return SettledRun(config, fit, dims[0] if dims else None, tuple(notes))
+    return SettledRun(config, fit, dims[0] if dims else None, tuple(notes), tuple(changes))
 
 
 def settle_eval_split(config: RunConfig, examples: int, shape: str) -> RunConfig:
@@ -185,6 +192,25 @@ def settle_replay(config: RunConfig, data: DataFacts) -> RunConfig:
         # the KL term compares rows, which padding-free batches do not have
         updates["replay_kl"] = REPLAY_KL if replay and adapter and not config.padding_free else 0.0
     return config.with_updates(**updates) if updates else config
+
+
+def settle_batch(config: RunConfig, data: DataFacts) -> tuple[RunConfig, str | None]:
+    """A batch no larger than the examples that train, and the change in words when one was made.
+
+    A micro-batch past the whole training set (the data, plus at most one replayed answer per replay prompt and
+    one per general prompt a distill run adds) is never filled: each step takes every example, one step an
+    epoch, which batch_size = that many with grad_accum 1 trains identically, and the memory plan then prices
+    the batch that can happen instead of one that cannot (batch 512 on 32 examples planned 512 rows)."""
+    if data.train_examples is None:
+        return config, None
+    extra = (len(replay_prompts()) if config.replay else 0) + (config.distill_general or 0)
+    most = data.train_examples + extra
+    if config.batch_size <= most:
+        return config, None
+    besides = f" and up to {extra} added answers" if extra else ""
+    note = (f"batch_size {config.batch_size} is more than the {data.train_examples} training examples{besides}: "
+            f"each step takes them all, one step an epoch (planned as batch {most})")
+    return config.with_updates(batch_size=most, grad_accum=1), note
 
 
 def settle_padding(config: RunConfig, hardware: Hardware) -> RunConfig:

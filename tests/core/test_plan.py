@@ -336,3 +336,18 @@ def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, 
     assert isinstance(events[-1], Failed) and run.last_checkpoint() is None
     # Merge's needs are told at the start too, not hours later when it runs.
     assert any(isinstance(e, Warned) and e.error.startswith("merge after training will need") for e in events)
+
+
+def test_a_batch_larger_than_the_data_is_planned_as_the_batch_that_can_happen():
+    from tuneforge.core.settle import DataFacts, settle_batch, settle_run
+    from tuneforge.core.train.replay import replay_prompts
+
+    facts = DataFacts([40] * 32, train_examples=32)
+    config = RunConfig(model="default", data="-", method="lora", batch_size=512, grad_accum=2, replay=0)
+    settled = settle_run(config, cpu(20), facts, (SMOL_PARAMS_B, SMOL))
+    assert (settled.config.batch_size, settled.config.grad_accum) == (32, 1)
+    assert settled.fit.batch_size == 32 and any("more than the 32 training examples" in n for n in settled.notes)
+    replayed, note = settle_batch(config.with_updates(replay=1.0), facts)
+    assert replayed.batch_size == 32 + len(replay_prompts()) and "up to" in note  # every replayed answer may share the step
+    ordinary = settle_run(config.with_updates(batch_size=8), cpu(20), facts, (SMOL_PARAMS_B, SMOL))
+    assert (ordinary.config.batch_size, ordinary.config.grad_accum) == (8, 2) and not any("more than" in n for n in ordinary.notes)

@@ -69,6 +69,19 @@ async def test_the_memory_estimate_follows_the_batch_size(form_app):
         assert total[1] > total[0]
 
 
+async def test_a_batch_larger_than_the_data_is_said_and_planned_as_the_batch_that_can_happen(form_app):
+    from tuneforge.core.pipeline import check_data
+
+    form_app.session.report = check_data(form_app.session.data, form_app.session.model, 256, 0.0)
+    examples = form_app.session.report.stats.train_examples
+    async with form_app.run_test(size=SIZE) as pilot:
+        await form_app.push_screen(TrainFormScreen())
+        set_fields(form_app, batch_size="512", replay="0")
+        await pilot.pause()
+        memory = text_of(form_app, "#memory")
+        assert f"batch_size 512 is more than the {examples} training examples" in memory, memory
+
+
 async def test_the_form_offers_the_gpu_count_and_the_launch_on_a_machine_with_several(home, tiny_llama, facts_file):
     from dataclasses import replace
 

@@ -21,12 +21,11 @@ from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.chat_templates import CHOICES as CHAT_TEMPLATE_CHOICES
 from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.errors import ConfigError
-from tuneforge.core.fit import Fit
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.memory import model_shape
 from tuneforge.core.methods import METHODS, auto_method
 from tuneforge.core.runs import RunDir
-from tuneforge.core.settle import DataFacts, settle_run
+from tuneforge.core.settle import DataFacts, SettledRun, settle_run
 
 from ..errors import show_error
 
@@ -107,18 +106,19 @@ def default_values(model: str, max_length: int, eval_split: float | None) -> dic
 
 
 def estimate_for(values: dict[str, Any], shape: Any, seq_len: int, hardware: Hardware, answer_share: float,
-                 train_examples: int | None = None, answers: bool = True) -> Fit:
+                 train_examples: int | None = None, answers: bool = True) -> SettledRun:
     """What training will settle for the form's current values: auto-fit's choice and its memory plan (with
     replay's examples when the data's size says replay will be on)."""
     config = RunConfig.from_dict({**values, "data": values.get("data") or "form"}, source="the form")
     settled = settle_run(config, hardware, DataFacts([seq_len], answer_share, train_examples, answers=answers), shape)
     assert settled.fit is not None  # the form plans only a model whose dimensions are known
-    return settled.fit
+    return settled
 
 
-def estimate_text(fit: Fit) -> Text:
-    """The plan's breakdown as the side panel shows it, with what auto-fit will change."""
-    estimate = fit.plan
+def estimate_text(settled: SettledRun) -> Text:
+    """The plan's breakdown as the side panel shows it, with what settling will change."""
+    assert settled.fit is not None
+    estimate = settled.fit.plan
     text = Text(f"Memory plan ({estimate.device})\n\n", style="bold")
     for name, gb in estimate.parts:
         text.append(f"{name:<17}{gb:6.2f} GB\n")
@@ -128,7 +128,7 @@ def estimate_text(fit: Fit) -> Text:
     text.append(f"{'total':<17}{estimate.total_gb:6.2f} GB\n", style="bold")
     text.append(f"of {estimate.budget_gb:.1f} GB free: ")
     text.append(estimate.verdict, style=style)
-    for change in fit.changes:
+    for change in settled.changes:
         text.append(f"\nauto-fit: {change}", style="yellow")
     if estimate.verdict != "fits":
         text.append("\nlower the batch size (raise grad accum) or max length", style="yellow")
