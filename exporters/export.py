@@ -71,6 +71,7 @@ def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] |
             converting.result()
         with contextlib.ExitStack() as stack:
             with _one_core_fewer_while(converting):
+                _say(echo, "computing the trained model's reference answers to check each file against …")
                 hf_model, tokenizer = load_reference(model_dir)
                 reference = stack.enter_context(_reference_of(hf_model, tokenizer, eval_texts(tokenizer), out_dir))
             del hf_model  # every file is compared with the reference on disk: the model's memory is free for llama.cpp
@@ -85,7 +86,7 @@ def export_folder(model_dir: Path, out_dir: Path, name: str, quants: list[str] |
     if vision_from is not None and loading:
         verifications.append(_vision_projector(vision_from, out_dir, name, loading[0], echo))
     modelfile = _modelfile(passing[0], tokenizer) if passing else None
-    return _finish(source, out_dir, verifications, modelfile, name, [Path(v.file) for v in verifications])
+    return _finish(source, out_dir, verifications, modelfile, name, [Path(v.file) for v in verifications], echo)
 
 
 def export_adapter_files(adapter_dir: Path, base_dir: Path, merged: Any, tokenizer: Any, texts: list[str], out_dir: Path,
@@ -109,7 +110,7 @@ def export_adapter_files(adapter_dir: Path, base_dir: Path, merged: Any, tokeniz
     verification = _settle(verification, {adapter_file: adapter_final, base_file: base_final})
     modelfile = _modelfile(base_final, tokenizer, adapter=adapter_final) if verification.passed else None
     files = [adapter_final, base_final] if verification.completed else [adapter_file, base_file]
-    return _finish(source, out_dir, [verification], modelfile, name, files)
+    return _finish(source, out_dir, [verification], modelfile, name, files, echo)
 
 
 def _vision_projector(checkpoint: Path, out_dir: Path, name: str, text_model: Path,
@@ -202,8 +203,8 @@ def _modelfile(gguf_file: Path, tokenizer: Any, adapter: Path | None = None) -> 
 
 
 def _finish(source: Path, out_dir: Path, verifications: list[Verification], modelfile: Path | None,
-            name: str, files: list[Path]) -> ExportResult:
-    """Write export-report.json and build the result."""
+            name: str, files: list[Path], echo: Callable[[str], None] | None) -> ExportResult:
+    """Write export-report.json, say how many files passed, and build the result."""
     report = out_dir / REPORT_FILE
     command = ollama_command(modelfile, re.sub(r"[^a-z0-9._-]+", "-", name.lower())) if modelfile else None
     # The report covers every file in the folder: a later export replaces its own files' entries only.
@@ -212,6 +213,8 @@ def _finish(source: Path, out_dir: Path, verifications: list[Verification], mode
     entries.update({v.file: v for v in verifications})
     written = ExportReport(str(source), list(entries.values()), str(modelfile) if modelfile else None, command)
     atomic_write_text(report, json.dumps(written.to_dict(), indent=2))
+    passed = sum(v.passed for v in verifications)
+    _say(echo, f"done: {passed} of {len(verifications)} file{'s' if len(verifications) != 1 else ''} passed verification")
     return ExportResult(out_dir, verifications, report, modelfile, command, files)
 
 

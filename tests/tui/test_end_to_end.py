@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import Input, SelectionList, Static
+from textual.widgets import Input, Log, SelectionList, Static
 
 from tuneforge.tui.app import TuneforgeApp
 
@@ -39,11 +39,13 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         await pilot.press("e")  # → Export, q8_0 selected by default
         assert list(app.screen.query_one("#quants", SelectionList).selected) == ["q8_0"]
         await pilot.press("x")
+        assert "Exporting q8_0" in text_of(app, "#report")  # not "No export yet" while it works
         await wait_until(pilot, lambda: "PASS" in text_of(app, "#report") or "FAIL" in text_of(app, "#report"), 600,
                          "export and verification")
         report = text_of(app, "#report")
         assert "PASS" in report and "✓ chat" in report and "ollama create" in report
         assert json.loads((run.export / "export-report.json").read_text())["files"][0]["passed"]
+        assert "done: 1 of 1 file passed verification" in app.screen.query_one("#export-log", Log).lines
 
         await pilot.press("c")  # → Chat with the verified GGUF, the base beside it
         await wait_until(pilot, lambda: "tuned" in app.screen.models, 120, "the GGUF to load")

@@ -119,6 +119,9 @@ class ExportScreen(Screen):
             return
         self.query_one("#export", Button).disabled = True
         self.query_one("#export-log", Log).write_line(f"exporting {', '.join(quants)} …")
+        self.query_one("#report", Static).update(
+            f"Exporting {', '.join(quants)}: each file is written, then verified against the trained model "
+            "(a few minutes on a CPU; the log beside the types says which step runs). The report appears here when it is done.")
         self.export(list(quants))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
