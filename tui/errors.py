@@ -8,10 +8,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button
 
 from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.paths import tuneforge_home
+
+from .plain import Plain
 
 
 class ErrorModal(ModalScreen[None]):
@@ -26,10 +28,10 @@ class ErrorModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="error-box"):
-            yield Static("Problem", classes="title")
-            yield Static(self.message, id="error-message", markup=False)
+            yield Plain("Problem", classes="title")
+            yield Plain(self.message, id="error-message")
             if self.hint:
-                yield Static(f"Hint: {self.hint}", id="error-hint", markup=False)
+                yield Plain(f"Hint: {self.hint}", id="error-hint")
             yield Button("OK", id="error-ok", variant="primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -119,8 +119,19 @@ def print_export(result: ExportResult) -> bool:
     return result.passed
 
 
+def _print_version(asked: bool) -> None:
+    """`tuneforge --version`: the version, then nothing else runs."""
+    if asked:
+        from .. import __version__
+
+        say(f"tuneforge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print tuneforge's version and exit.")] = False) -> None:
     """With no command: open the app in a terminal, or print this help when output is not a terminal."""
     if ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty():

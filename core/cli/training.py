@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 TRAIN_HELP = textwrap.dedent("""
     Train a run. Three forms:
 
-      tuneforge train --model M --data FILE [options]   start a new run
+    \b
+      tuneforge train --model M --data FILE \\[options]   start a new run
       tuneforge train RUN_DIR                           run a prepared run directory (its config.yaml)
       tuneforge train --resume RUN_DIR                  continue from the last complete checkpoint
 
@@ -50,7 +51,7 @@ TRAIN_HELP = textwrap.dedent("""
 """) + "\n\b\n" + textwrap.indent(method_help(), "  ") + "\n"
 
 
-@app.command(help=TRAIN_HELP)
+@app.command(help=TRAIN_HELP, short_help="Train a run: a new one, a prepared run directory, or the rest of a stopped one.")
 def train(
     run_dir: Annotated[Path | None, typer.Argument(help="A prepared run directory.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run from its last complete checkpoint.")] = None,

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+import typer
 
 from tuneforge.core.cli import main
+from tuneforge.core.cli.app import app
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -20,6 +22,26 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_everywhere(command, capsys):
     assert main([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out
+
+
+def test_help_reads_as_written_and_every_summary_ends_its_sentence(capsys):
+    """Help is Rich markup to typer: a bracketed word ("[options]") vanished unless escaped."""
+    assert main(["train", "--help"]) == 0
+    assert "--data FILE [options]" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    commands = typer.main.get_command(app).commands
+    listed = capsys.readouterr().out
+    for name, command in commands.items():
+        summary = command.get_short_help_str(limit=10_000)
+        assert summary.endswith((".", ")")), (name, summary)
+        assert summary.split()[0] in listed, name
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"tuneforge {version('tuneforge')}"
 
 
 def test_models_lists_the_catalog(capsys):

@@ -53,3 +53,21 @@ async def test_the_form_says_before_training_when_the_model_will_not_export(home
             assert note.display == warned
             if warned:
                 assert "does not know the 'HeliumForCausalLM' architecture" in text_of(app, "#export-note")
+
+
+async def test_every_help_line_reads_as_written(home, tiny_llama, facts_file):
+    """Help texts hold square brackets (Mistral's [INST]) that markup would swallow."""
+    from tuneforge.tui.app import TuneforgeApp
+    from tuneforge.tui.screens.train import TrainFormScreen
+
+    from .pilot import CPU_MACHINE, SIZE, text_of
+
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model, app.session.data = str(tiny_llama), str(facts_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(TrainFormScreen())
+        await pilot.pause()
+        shown = {field.name: text_of(app, f"#help-{field.name}") for field in FIELDS}
+    assert "[INST]" in shown["chat_template"]
+    for name, text in shown.items():
+        assert text.startswith(RunConfig.model_fields[name].description or ""), name

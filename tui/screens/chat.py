@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from tuneforge.core.runs import RunDir
 
 from ..errors import describe
+from ..plain import Plain
 
 MAX_NEW_TOKENS = 256
 
@@ -47,7 +48,7 @@ class Pane(Vertical):
         self.messages: list[dict[str, str]] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(self.title_text, classes="pane-title")
+        yield Plain(self.title_text, classes="pane-title")
         yield VerticalScroll(classes="conversation")
 
     def set_title(self, text: str | Text) -> None:
@@ -55,7 +56,7 @@ class Pane(Vertical):
 
     def add_turn(self, role: str, text: str) -> Static:
         """Append a message and return its widget (a reply grows as pieces stream in)."""
-        widget = Static(Text(text, style="bold" if role == "user" else ""), classes=f"turn {role}")
+        widget = Plain(Text(text, style="bold" if role == "user" else ""), classes=f"turn {role}")
         scroll = self.query_one(".conversation", VerticalScroll)
         scroll.mount(widget)
         scroll.scroll_end(animate=False)
@@ -103,7 +104,7 @@ class ChatScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         name = self.run.name if self.run else Path(self.source).name
-        yield Static(f"Chat · {name}  (greedy decoding, so answers are repeatable)", classes="step")
+        yield Plain(f"Chat · {name}  (greedy decoding, so answers are repeatable)", classes="step")
         with Horizontal(id="chat-panes"):
             yield Pane("fine-tuned: loading …", "tuned")
             yield Pane("base: loading …", "base")

@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from tuneforge.core.demo import DEMO_DATA, demo_file
 
 from ..errors import show_error
+from ..plain import Plain
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import DataReport
@@ -101,7 +102,7 @@ class DataScreen(Screen):
     def compose(self) -> ComposeResult:
         session = self.app.session
         yield Header()
-        yield Static(f"Step 2 of 4 · Training data for {Path(session.model).name}", classes="step")
+        yield Plain(f"Step 2 of 4 · Training data for {Path(session.model).name}", classes="step")
         with Horizontal(id="data-source"):
             yield Input(session.data or "", compact=True, placeholder="a dataset file or folder, or a hub dataset id (owner/name)", id="data-path")
             yield Button("Browse…", id="browse", compact=True)
@@ -116,13 +117,13 @@ class DataScreen(Screen):
                         tooltip="Share of the data held out for eval loss. Empty: none of a set of answers under 1,000 "
                                 "examples (every fact should be learned), else 0.1.")
             yield Button("Check", id="check", variant="primary", compact=True)
-        yield Static("Pick a dataset, or press Sample for the shipped one (facts about a made-up town).", id="data-status")
+        yield Plain("Pick a dataset, or press Sample for the shipped one (facts about a made-up town).", id="data-status")
         with VerticalScroll(id="data-results"):
-            yield Static("", id="problems", classes="error")
+            yield Plain("", id="problems", classes="error")
             with Horizontal(id="data-figures"):
-                yield Static("", id="stats")
-                yield Static("", id="histogram")
-            yield Static("", id="preview")
+                yield Plain("", id="stats")
+                yield Plain("", id="histogram")
+            yield Plain("", id="preview")
         with Horizontal(classes="buttons"):
             yield Button("Next: training settings", id="next", variant="success", disabled=True, compact=True)
         yield Footer()

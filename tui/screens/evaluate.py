@@ -20,6 +20,7 @@ from tuneforge.core import evaluation
 from tuneforge.core.runs import RunDir
 
 from ..errors import show_error
+from ..plain import Plain, plain_cells
 
 JUDGE_PLACEHOLDER = "judge (optional): a .gguf file, ollama:NAME or http://HOST:PORT/v1, to grade each answer"
 MEASURES = (("exact", "exact"), ("contains", "contains"), ("f1", "F1"), ("correct", "judge"), ("stop_rate", "stopped"))
@@ -61,15 +62,15 @@ class EvalScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"Evaluate · {self.run.name}: base, tuned and each verified GGUF on the eval questions", classes="step")
+        yield Plain(f"Evaluate · {self.run.name}: base, tuned and each verified GGUF on the eval questions", classes="step")
         with Horizontal(classes="prepare-row"):
             yield Input(compact=True, placeholder=JUDGE_PLACEHOLDER, id="judge")
             yield Button("Evaluate", id="evaluate", variant="primary", compact=True)
-        yield Static("", id="eval-status")
+        yield Plain("", id="eval-status")
         yield ProgressBar(id="eval-progress", show_eta=False)
         yield DataTable(id="eval-summary", cursor_type="none", zebra_stripes=True)
         with VerticalScroll(id="eval-answers"):
-            yield Static("", id="eval-question")
+            yield Plain("", id="eval-question")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -97,9 +98,9 @@ class EvalScreen(Screen):
         preferred = self.report.get("preferred", {})
         for model in self.report["models"]:
             ppl, known = model.get("perplexity"), model.get("everyday_known")
-            table.add_row(model["label"], *(evaluation.shown(key, model.get(key)) for key, _ in measures), f"{model['mean_words']:.1f}",
-                          "–" if known is None else f"{model['everyday_kept']}/{known}",
-                          "–" if ppl is None else f"{ppl:.2f}", str(preferred.get(model["label"], 0)))
+            table.add_row(*plain_cells(model["label"], *(evaluation.shown(key, model.get(key)) for key, _ in measures),
+                                       f"{model['mean_words']:.1f}", "–" if known is None else f"{model['everyday_kept']}/{known}",
+                                       "–" if ppl is None else f"{ppl:.2f}", str(preferred.get(model["label"], 0))))
         self.say(f"{len(self.report['questions'])} questions from {self.report['data']}. "
                  "← → pages through them; press the number of the best answer (the models are named once you mark).")
         self.show_question()

@@ -21,6 +21,7 @@ from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb
 from tuneforge.exporters.report import ExportReport, passed_files, read_report
 
 from ..errors import show_error
+from ..plain import Plain
 
 OFFERED_TYPES = tuple(spec for spec in GGUF_TYPES.values() if spec.summary)
 """The types the app lists: those the type table describes."""
@@ -88,7 +89,7 @@ class ExportScreen(Screen):
         shape = model_shape(config.model)
         params_b = shape[0] if shape else None
         yield Header()
-        yield Static(f"Step 4 of 4 · Export {self.run.name} to GGUF (each file is verified against the trained model)",
+        yield Plain(f"Step 4 of 4 · Export {self.run.name} to GGUF (each file is verified against the trained model)",
                      classes="step")
         with Horizontal(id="export-top"):
             yield SelectionList[str](
@@ -98,7 +99,7 @@ class ExportScreen(Screen):
             )
             yield Log(id="export-log", max_lines=200)
         with VerticalScroll(id="export-results"):
-            yield Static("No export yet. Pick the types and press x.", id="report")
+            yield Plain("No export yet. Pick the types and press x.", id="report")
         with Horizontal(classes="buttons"):
             yield Button("Export and verify", id="export", variant="primary", compact=True)
             yield Button("Chat", id="chat", variant="success", compact=True)

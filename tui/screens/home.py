@@ -14,6 +14,8 @@ from tuneforge.core.hardware import Hardware
 from tuneforge.core.methods import auto_method
 from tuneforge.core.runs import RunDir, list_runs
 
+from ..plain import Plain, plain_cells
+
 REFRESH_SECONDS = 2.0
 STATE_STYLE = {"running": "bold yellow", "failed": "bold red", "stopped": "yellow", "exported": "bold green",
                "merged": "green", "trained": "green", "export failed": "bold red"}
@@ -52,14 +54,14 @@ class HomeScreen(Screen):
         yield Header()
         with Horizontal(id="home"):
             with Vertical(id="hardware-panel", classes="panel"):
-                yield Static("This machine", classes="title")
-                yield Static(hardware_text(None), id="hardware")
+                yield Plain("This machine", classes="title")
+                yield Plain(hardware_text(None), id="hardware")
             with Vertical(id="runs-panel", classes="panel"):
-                yield Static("Recent runs", classes="title")
+                yield Plain("Recent runs", classes="title")
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-                yield Static("No runs yet. Press n to fine-tune your first model:\n"
+                yield Plain("No runs yet. Press n to fine-tune your first model:\n"
                              "the built-in SmolLM2-135M and a sample dataset work offline.", id="runs-empty")
-                yield Static("", id="run-cause", classes="error")
+                yield Plain("", id="run-cause", classes="error")
         with Horizontal(classes="buttons"):
             yield Button("New fine-tune", id="new", variant="primary", compact=True)
             yield Button("Open run", id="open", compact=True)
@@ -94,8 +96,9 @@ class HomeScreen(Screen):
         for run, history in self._histories.items():
             history.refresh()
             state, last = run.state(history), history.last_step
-            table.add_row(run.name, Text(state, style=STATE_STYLE.get(state, "")), f"{last.step}/{last.max_steps}" if last else "",
-                          _figure(last.loss if last else None), _figure(history.last_eval_loss), key=str(run.path))
+            table.add_row(*plain_cells(run.name, Text(state, style=STATE_STYLE.get(state, "")),
+                                       f"{last.step}/{last.max_steps}" if last else "", _figure(last.loss if last else None),
+                                       _figure(history.last_eval_loss)), key=str(run.path))
         if runs:
             table.move_cursor(row=min(selected, len(runs) - 1))
         table.display = bool(runs)
@@ -119,7 +122,7 @@ class HomeScreen(Screen):
             if path is None:
                 return
             if path.suffix.lower() != ".gguf":
-                self.notify(f"{path.name} is not a .gguf file", severity="error")
+                self.notify(f"{path.name} is not a .gguf file", severity="error", markup=False)
                 return
             self.app.open_chat(path)
 

@@ -18,6 +18,8 @@ from tuneforge.core.fit import model_fit
 from tuneforge.core.hardware import Hardware
 from tuneforge.exporters.gguf.types import export_refusal
 
+from ..plain import Plain, plain_cells
+
 SIZES = (("any size", "any"), ("under 1B", "small"), ("1–4B", "medium"), ("7B and up", "large"))
 FIT_BADGES = {"yes": Text("✓ fits", style="bold green"), "tight": Text("! tight", style="yellow"),
               "slow": Text("~ slow", style="yellow"), "no": Text("✗ too big", style="red")}
@@ -62,18 +64,18 @@ class ModelScreen(Screen):
     def compose(self) -> ComposeResult:
         families = sorted({spec.family for spec in all_models()})
         yield Header()
-        yield Static("Step 1 of 4 · Pick a base model  (Enter picks; ✓ fits this machine)", classes="step")
+        yield Plain("Step 1 of 4 · Pick a base model  (Enter picks; ✓ fits this machine)", classes="step")
         with Horizontal(id="filters"):
             yield Input(placeholder="search name, family, hub id", id="search", compact=True)
             yield Select(SIZES, value="any", allow_blank=False, id="size", compact=True)
             yield Select([("any family", "any"), *((f, f) for f in families)], value="any", allow_blank=False, id="family", compact=True)
         yield DataTable(id="catalog", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="model-note")
+        yield Plain("", id="model-note")
         with Horizontal(id="local-model"):
             yield Input(placeholder="…or a local HF model folder or .gguf file", id="model-path", compact=True)
             yield Button("Browse…", id="browse", compact=True)
             yield Button("Use", id="use-path", compact=True)
-        yield Static("", id="path-error", classes="error")
+        yield Plain("", id="path-error", classes="error")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -96,7 +98,7 @@ class ModelScreen(Screen):
             fit = FIT_BADGES[model_fit(spec, hardware)] if hardware else Text("…", style="dim")
             label = f"{name} (built in)" if name == DEFAULT_MODEL else name
             licence = f"{spec.license} (gated)" if spec.gated else spec.license
-            table.add_row(label, spec.size_label, spec.family, f"{spec.context // 1024}k", licence, fit, key=name)
+            table.add_row(*plain_cells(label, spec.size_label, spec.family, f"{spec.context // 1024}k", licence, fit), key=name)
         if not table.row_count:
             self.query_one("#model-note", Static).update("No model matches; clear the search or the filters.")
 

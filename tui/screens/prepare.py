@@ -23,6 +23,7 @@ from textual.validation import Integer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Static
 
 from ..errors import show_error
+from ..plain import Plain, plain_cells
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import PrepareReport
@@ -64,7 +65,7 @@ class PrepareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"Prepare training data from documents · chunks measured by {Path(self.app.session.model).name}", classes="step")
+        yield Plain(f"Prepare training data from documents · chunks measured by {Path(self.app.session.model).name}", classes="step")
         with Horizontal(classes="prepare-row"):
             yield Input(compact=True, placeholder="documents: PDF, DOCX, HTML, Markdown or TXT files, or a folder", id="sources")
             yield Button("Browse…", id="browse", compact=True)
@@ -80,7 +81,7 @@ class PrepareScreen(Screen):
             yield Input("2", compact=True, id="paraphrases", type="integer", validators=[Integer(minimum=0, maximum=10)])
             yield Label("chunk tokens")
             yield Input("512", compact=True, id="chunk-tokens", type="integer", validators=[Integer(minimum=64)])
-        yield Static("Pick documents; a generator drafts question-answer pairs (a 3-8B instruct model drafts well).", id="prepare-status")
+        yield Plain("Pick documents; a generator drafts question-answer pairs (a 3-8B instruct model drafts well).", id="prepare-status")
         yield ProgressBar(id="prepare-progress", show_eta=False)
         yield DataTable(id="chunks", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="buttons"):
@@ -234,7 +235,8 @@ class PrepareScreen(Screen):
         table = self.query_one("#chunks", DataTable)
         table.clear()
         for chunk in chunks:
-            table.add_row(chunk.source.rsplit("/", 1)[-1], str(chunk.tokens), " ".join(chunk.text.split()[:PREVIEW_WORDS]) + " …")
+            table.add_row(*plain_cells(chunk.source.rsplit("/", 1)[-1], str(chunk.tokens),
+                                       " ".join(chunk.text.split()[:PREVIEW_WORDS]) + " …"))
         skip_note = f"; {len(skipped)} file(s) skipped: {skipped[0]}" if skipped else ""
         self.say(f"{len(chunks)} chunk(s) from {len({c.source.split('#')[0] for c in chunks})} document(s){skip_note}")
 

@@ -19,6 +19,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 from tuneforge.core.pipeline import ACCEPTED, REJECTED
 
 from ..errors import show_error
+from ..plain import Plain, plain_cells
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import Pair
@@ -42,7 +43,7 @@ class EditPair(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-pair"):
-            yield Static("Edit the pair (it is accepted as you write it)", classes="title")
+            yield Plain("Edit the pair (it is accepted as you write it)", classes="title")
             yield Label("question")
             yield Input(self.question, id="edit-question")
             yield Label("answer")
@@ -85,14 +86,14 @@ class ReviewScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"Review the drafted pairs · {self.folder.name}", classes="step")
+        yield Plain(f"Review the drafted pairs · {self.folder.name}", classes="step")
         with Horizontal(id="review-filter"):
             yield Input(compact=True, placeholder="filter by source (part of a file name or page)", id="filter")
         yield DataTable(id="pairs", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="evidence-panel"):
-            yield Static("", id="evidence")
+            yield Plain("", id="evidence")
         with Horizontal(classes="buttons"):
-            yield Static("", id="review-status")
+            yield Plain("", id="review-status")
             yield Button("Use for training", id="use", variant="success", compact=True)
         yield Footer()
 
@@ -116,8 +117,8 @@ class ReviewScreen(Screen):
         table.clear()
         for pair in self.pairs.values():
             if wanted in pair.source.casefold():
-                table.add_row(self.status(pair), _cut(Path(pair.source).name, SOURCE_WIDTH), _cut(pair.question, QUESTION_WIDTH),
-                              _cut(pair.answer, ANSWER_WIDTH), key=pair.id)
+                table.add_row(*plain_cells(self.status(pair), _cut(Path(pair.source).name, SOURCE_WIDTH),
+                                           _cut(pair.question, QUESTION_WIDTH), _cut(pair.answer, ANSWER_WIDTH)), key=pair.id)
         self.show_counts()
         self.show_evidence()
 
@@ -185,8 +186,8 @@ class ReviewScreen(Screen):
         table = self.query_one("#pairs", DataTable)
         table.update_cell(pair.id, "status", self.status(pair))
         if edits:
-            table.update_cell(pair.id, "question", _cut(edits["question"], QUESTION_WIDTH))
-            table.update_cell(pair.id, "answer", _cut(edits["answer"], ANSWER_WIDTH))
+            table.update_cell(pair.id, "question", Text(_cut(edits["question"], QUESTION_WIDTH)))
+            table.update_cell(pair.id, "answer", Text(_cut(edits["answer"], ANSWER_WIDTH)))
         self.show_counts()
         self.show_evidence()
 

@@ -28,6 +28,8 @@ from tuneforge.core.general_answers import forgetting_line, read_answers
 from tuneforge.core.progress import duration
 from tuneforge.core.runs import RunDir
 
+from ..plain import Plain
+
 POLL_SECONDS = 0.5
 SHOWN_LOST = 5
 """Everyday answers lost in training listed in the view; the rest are in the run's general-answers.json."""
@@ -113,9 +115,9 @@ class RunScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(self.run.name, id="run-title", classes="step")
+        yield Plain(self.run.name, id="run-title", classes="step")
         yield ProgressBar(id="progress", show_eta=False)
-        yield Static("", id="figures")
+        yield Plain("", id="figures")
         yield PlotextPlot(id="loss-chart")
         yield Log(id="train-log", max_lines=200)
         with Horizontal(classes="buttons"):
@@ -171,7 +173,7 @@ class RunScreen(Screen):
             if hint:
                 figures.append(f"\nhint: {hint}", style="dim")
             if changed and self.state == "running":
-                self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning")
+                self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning", markup=False)
         elif state == "export failed":
             figures.append(f"\nexport failed: {self.run.last_export_failure(self.history)}", style="red")
         if state in DONE_STATES:

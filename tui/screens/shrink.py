@@ -26,6 +26,7 @@ from tuneforge.core.events import LineTail, RunHistory
 from tuneforge.core.runs import RunDir
 from tuneforge.core.shrink.job import ShrinkDir, model_layers, shrink_state, stages_table
 
+from ..plain import Plain
 from .run import POLL_SECONDS, progress_summary
 
 
@@ -50,12 +51,12 @@ class ShrinkForm(ModalScreen[tuple[int, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="shrink-form"):
-            yield Static(f"Shrink {self.run.name} ({self.total_layers} layers)", classes="title")
+            yield Plain(f"Shrink {self.run.name} ({self.total_layers} layers)", classes="title")
             yield Label("layers to keep (the first and last always stay)")
             yield Input(str(max(2, self.total_layers * 2 // 3)), id="shrink-layers", type="integer")
             yield Label("stages: how many, or each one's layer count (24,20,16); empty: an eighth of the layers each")
             yield Input("", id="shrink-stages")
-            yield Static("", id="shrink-form-error")
+            yield Plain("", id="shrink-form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Shrink", id="shrink-start", variant="primary", compact=True)
                 yield Button("Cancel", id="shrink-cancel", compact=True)
@@ -95,10 +96,10 @@ class ShrinkScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="shrink-title", classes="step")
+        yield Plain("", id="shrink-title", classes="step")
         yield ProgressBar(id="progress", show_eta=False)
-        yield Static("", id="figures")
-        yield Static("", id="stages")
+        yield Plain("", id="figures")
+        yield Plain("", id="stages")
         yield Log(id="train-log", max_lines=200)
         with Horizontal(classes="buttons"):
             yield Button("Stop", id="stop", variant="error", compact=True)
@@ -151,7 +152,7 @@ class ShrinkScreen(Screen):
             figures.append(f"\n{message}", style="red" if state == "failed" else "yellow")
             figures.append(f"\nhint: {hint}", style="dim")
             if self.state == "running":
-                self.notify(message, title=f"shrink {state}", severity="error" if state == "failed" else "warning")
+                self.notify(message, title=f"shrink {state}", severity="error" if state == "failed" else "warning", markup=False)
         if state == "finished" and self.state == "running":
             self.notify("Shrink finished. Press o to open the smallest model (export, evaluate, chat).", title="done")
         self.query_one("#figures", Static).update(figures)

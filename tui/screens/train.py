@@ -28,6 +28,7 @@ from tuneforge.core.runs import RunDir
 from tuneforge.core.settle import DataFacts, SettledRun, settle_run
 
 from ..errors import show_error
+from ..plain import Plain
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,9 @@ class TrainFormScreen(Screen):
         session = self.app.session
         descriptions = {name: info.description or "" for name, info in RunConfig.model_fields.items()}
         yield Header()
-        yield Static(f"Step 3 of 4 · Training settings · {Path(session.model).name} on {Path(session.data or '').name}",
+        yield Plain(f"Step 3 of 4 · Training settings · {Path(session.model).name} on {Path(session.data or '').name}",
                      classes="step")
-        yield Static(export_note(session.model), id="export-note")
+        yield Plain(export_note(session.model), id="export-note")
         with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
                 for field in self.fields:
@@ -189,9 +190,9 @@ class TrainFormScreen(Screen):
                         with Horizontal(classes="field-row"):
                             yield Label(field.label, classes="field-label")
                             yield self._widget(field)
-                        yield Static(descriptions[field.name], id=f"help-{field.name}", classes="field-help")
-            yield Static("", id="memory")
-        yield Static("", id="form-errors", classes="error")
+                        yield Plain(descriptions[field.name], id=f"help-{field.name}", classes="field-help")
+            yield Plain("", id="memory")
+        yield Plain("", id="form-errors", classes="error")
         with Horizontal(classes="buttons"):
             yield Button("Start training", id="start", variant="success", compact=True)
         yield Footer()
