@@ -41,7 +41,8 @@ class Check:
 
 
 def run_checks(config: RunConfig | None = None) -> list[Check]:
-    """Every check, in the order a fix would be made; `config` adds the plan of that run (else a default run)."""
+    """Every check, in the order a fix would be made; `config` adds the plan of that run (else of the default model
+    on the sample data, the first run the app makes)."""
     from .hardware import detect
     from .paths import tuneforge_home
 
@@ -225,14 +226,18 @@ def _home_writable() -> Check:
 
 
 def _headroom(config: RunConfig | None, hardware: Hardware) -> Check:
-    """Memory and disk for a planned run: training after auto-fit, then merge and export."""
+    """Memory and disk for a planned run: training after auto-fit, then merge and export. Without a config, the
+    first run a person makes — the default model on the sample data — planned as the app's Train form plans it
+    (from the data's own lengths, not every example max_length long: 6.6 GB where the form said 1.7)."""
     from .config import RunConfig
+    from .demo import DEMO_DATA, demo_file
     from .pipeline import plan_run
 
-    with_data = config is not None and config.data != "-"
-    plan = plan_run(config or RunConfig(data="-"), with_data=with_data)
+    config = config or RunConfig(data=str(demo_file(DEMO_DATA)))
+    plan = plan_run(config, with_data=config.data != "-")
     fit = plan.fit
-    what = f"{plan.model} {plan.method} (batch {fit.batch_size}×{fit.grad_accum}, {fit.max_length} tokens)"
+    data = " on the sample data" if config.data == str(demo_file(DEMO_DATA)) else ""
+    what = f"{plan.model} {plan.method}{data} (batch {fit.batch_size}×{fit.grad_accum}, {fit.max_length} tokens)"
     problems = [f"training needs {fit.plan.total_gb:.1f} GB of {fit.plan.budget_gb:.1f} GB"] if fit.plan.verdict == "too big" else []
     for phase in (plan.merge, plan.export):
         problems += [f"{phase.phase} needs {need}" for need in phase.shortfalls(hardware.ram_available_gb, hardware.disk_free_gb)]

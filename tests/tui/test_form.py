@@ -71,3 +71,23 @@ async def test_every_help_line_reads_as_written(home, tiny_llama, facts_file):
     assert "[INST]" in shown["chat_template"]
     for name, text in shown.items():
         assert text.startswith(RunConfig.model_fields[name].description or ""), name
+
+
+def test_doctor_and_the_train_form_plan_the_first_run_alike(home):
+    """doctor's headroom line and the form's plan are one plan: the default model on the sample data."""
+    import re
+
+    from tuneforge.core.demo import DEMO_DATA, demo_file
+    from tuneforge.core.doctor import run_checks
+    from tuneforge.core.hardware import detect
+    from tuneforge.core.memory import model_shape
+    from tuneforge.core.paths import tuneforge_home
+    from tuneforge.core.pipeline import check_data
+    from tuneforge.tui.screens.train import default_values, estimate_for
+
+    headroom = next(check for check in run_checks() if check.name == "headroom")
+    doctor_gb = float(re.search(r"training ([\d.]+) of", headroom.detail).group(1))
+    stats = check_data(str(demo_file(DEMO_DATA)), "default", 512, None).stats
+    form = estimate_for(default_values("default", 512, None), model_shape("default"), stats.length_summary()["max"],
+                        detect(tuneforge_home()), stats.answer_share, stats.train_examples)
+    assert "sample data" in headroom.detail and doctor_gb == round(form.fit.plan.total_gb, 1)
