@@ -65,13 +65,16 @@ def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str
                       questions_per_chunk: int = 3, paraphrases: int = 0,
                       on_progress: ProgressCallback | None = None) -> PrepareReport:
     """Build a training folder from documents (PDF, DOCX, HTML, Markdown, TXT): chunks cut by `model`'s
-    tokenizer and, with a `generator` (a .gguf file, ollama:NAME or an OpenAI-compatible URL), question–answer
+    tokenizer and, with a `generator` (`default`, a .gguf file, ollama:NAME or an OpenAI-compatible URL), question–answer
     pairs drafted from each chunk and passed through the quality gates; written to `out_dir`
     (chunks.jsonl, pairs.jsonl, train.jsonl, eval.jsonl, report.json). A rerun continues from the drafts cache."""
     from .data.from_documents import prepare_from_documents
-    from .data.generators import open_generator
+    from .data.generators import generator_note, open_generator
 
     tokenizer = _tokenizer_of(model)
+    note = generator_note(generator) if generator else None
+    if note and echo:
+        echo(f"warning: {note}")
     drafter = open_generator(generator) if generator else None
     try:
         return prepare_from_documents([Path(s) for s in sources], _folder(out_dir), tokenizer, model, chunk_tokens,
@@ -89,6 +92,13 @@ def preview_chunks(sources: list[str | Path], model: str = "default", chunk_toke
 
     extraction = extract([Path(s) for s in sources], on_progress)
     return chunk_passages(extraction.passages, _tokenizer_of(model), chunk_tokens), extraction.skipped
+
+
+def generator_note(spec: str) -> str | None:
+    """What to say before drafting with the generator `spec` names (the built-in model drafts poorly), or None."""
+    from .data.generators import generator_note as note_for
+
+    return note_for(spec)
 
 
 def test_generator(spec: str) -> float:

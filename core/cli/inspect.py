@@ -100,7 +100,8 @@ def data_prepare(
     out: Annotated[Path, typer.Option("--out", help="The folder to write chunks.jsonl, pairs.jsonl, train.jsonl, eval.jsonl and report.json into.")],
     model: Annotated[str, typer.Option(help="Model whose tokenizer measures the chunks (the one you will train).")] = "default",
     generator: Annotated[str | None, typer.Option(
-        help="The model that drafts question-answer pairs: a .gguf file, ollama:NAME, or an OpenAI-compatible URL "
+        help="The model that drafts question-answer pairs: default (the built-in model: few of its pairs pass), a .gguf file, "
+             "ollama:NAME, or an OpenAI-compatible URL "
              "(http://HOST:PORT/v1, #MODEL to pick one; key from TUNEFORGE_GENERATOR_API_KEY). Without it the chunks train as text.")] = None,
     questions_per_chunk: Annotated[int, typer.Option(help="Questions drafted from each chunk.")] = 3,
     paraphrases: Annotated[int, typer.Option(help="Other wordings drafted for each question (they train the fact, and stay on its side of the split).")] = 0,

@@ -2,6 +2,8 @@
 
 SPEC is one of:
 
+- `default`: the built-in SmolLM2-135M's GGUF, which drafts little that passes the gates (DEFAULT_NOTE) but is
+  always at hand;
 - a `.gguf` file: run by llama.cpp in a child process (a native crash is an error, not the end of
   the app), its reply held to the JSON schema by llama.cpp's grammar;
 - `ollama:NAME`: a model of the Ollama on this machine (OLLAMA_HOST, else localhost:11434), through
@@ -33,7 +35,12 @@ REQUEST_TIMEOUT_S = 600.0
 """One reply may take minutes from a large model on a CPU; a server silent for longer is taken as gone."""
 GGUF_CONTEXT = 8192
 """The prompt with a chunk of up to 3,000 tokens, and the longest reply (draft_prompts.MAX_REPLY_TOKENS), fit."""
-SPEC_HINT = "pass {option} a .gguf file, ollama:NAME, or an OpenAI-compatible URL such as http://127.0.0.1:8080/v1"
+SPEC_HINT = ("pass {option} default, a .gguf file, ollama:NAME, or an OpenAI-compatible URL such as "
+             "http://127.0.0.1:8080/v1")
+DEFAULT_SPEC = "default"
+DEFAULT_NOTE = ("the built-in SmolLM2-135M drafts pairs that the quality gates mostly drop (it is too small to ask good "
+                "questions of a text): a 3-8B instruct model drafts well")
+"""What is said whenever the built-in model drafts."""
 
 
 class Generator(Protocol):
@@ -71,6 +78,10 @@ def open_generator(spec: str, option: str = "--generator") -> Generator:
     command-line `option` it came from), before any drafting; anything else wrong with a server shows at
     its first reply (or in `probe`)."""
     spec = spec.strip()
+    if spec == DEFAULT_SPEC:
+        from ..models import default_gguf_path
+
+        return GgufGenerator(default_gguf_path(), label=DEFAULT_SPEC)
     if spec.startswith("ollama:"):
         name = spec.removeprefix("ollama:")
         if not name:
@@ -86,16 +97,21 @@ def open_generator(spec: str, option: str = "--generator") -> Generator:
         if not path.is_file():
             raise GeneratorError(f"{option} {spec}: no such file", SPEC_HINT.format(option=option))
         return GgufGenerator(path)
-    raise GeneratorError(f"{option} {spec}: not a .gguf file, ollama:NAME or http(s) URL", SPEC_HINT.format(option=option))
+    raise GeneratorError(f"{option} {spec}: not default, a .gguf file, ollama:NAME or http(s) URL", SPEC_HINT.format(option=option))
+
+
+def generator_note(spec: str) -> str | None:
+    """A warning to give before drafting with `spec`, or None."""
+    return DEFAULT_NOTE if spec.strip() == DEFAULT_SPEC else None
 
 
 class GgufGenerator:
     """A GGUF file drafting in llama.cpp's child process (the chat child of the GGUF exporter)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: str | None = None) -> None:
         from tuneforge.exporters.gguf.chat import GgufChat
 
-        self.label = str(path)
+        self.label = label or str(path)
         self.identity = f"gguf:{path.resolve()}"
         try:
             self._chat = GgufChat(path, n_ctx=GGUF_CONTEXT)

@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Input
 
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.screens.data import DataScreen
-from tuneforge.tui.screens.prepare import PrepareScreen
+from tuneforge.tui.screens.prepare import ChunkView, PrepareScreen
 from tuneforge.tui.screens.review import EditPair, ReviewScreen
 
 from ..core.documents import write_lockers
@@ -35,9 +35,15 @@ async def test_documents_become_reviewed_pairs_that_the_data_step_checks(home, d
             screen.query_one("#chunk-tokens", Input).value = "64"
             await pilot.click("#test")
             await wait_until(pilot, lambda: "answered under a JSON schema" in text_of(app, "#prepare-status"), what="the test")
-            await pilot.click("#preview")
+            await pilot.press("ctrl+o")  # Preview chunks has its key
             await wait_until(pilot, lambda: screen.query_one("#chunks", DataTable).row_count > 3, what="the chunk preview")
             assert "lockers.md" in str(screen.query_one("#chunks", DataTable).get_row_at(0)[0])
+            screen.query_one("#chunks", DataTable).focus()
+            await pilot.press("enter")  # a chunk opens whole
+            await wait_until(pilot, lambda: isinstance(app.screen, ChunkView), what="the chunk")
+            assert app.screen.text == screen.chunks[0].text and "lockers.md" in app.screen.source
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is screen, what="back to Prepare")
             await pilot.click("#prepare")
             await wait_until(pilot, lambda: screen.report is not None, what="the drafting")
             assert "kept" in text_of(app, "#prepare-status") and len(server.requests) == screen.report.chunks + 1  # +1: the test

@@ -16,9 +16,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.validation import Integer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Static
 
@@ -28,7 +28,7 @@ from ..plain import Plain, plain_cells
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import PrepareReport
 
-GENERATOR_PLACEHOLDER = "generator: a .gguf file, ollama:NAME or http://HOST:PORT/v1 (empty: chunks train as text)"
+GENERATOR_PLACEHOLDER = "generator: default, a .gguf file, ollama:NAME or http://HOST:PORT/v1 (empty: chunks train as text)"
 PREVIEW_WORDS = 12
 
 
@@ -50,11 +50,29 @@ class PrepareDone(Message):
     error: BaseException | None = None
 
 
+class ChunkView(ModalScreen[None]):
+    """One chunk whole, with where it is from: what the generator will read."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+
+    def __init__(self, source: str, tokens: int, text: str) -> None:
+        super().__init__()
+        self.source, self.tokens, self.text = source, tokens, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="chunk-view"):
+            yield Plain(f"{self.source} · {self.tokens} tokens", classes="title")
+            with VerticalScroll():
+                yield Plain(self.text)
+            yield Plain("Escape closes", classes="field-help")
+
+
 class PrepareScreen(Screen):
     """Turn documents into a training folder, beside the Data step."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+o", "preview", "Preview chunks"),
         Binding("ctrl+r", "prepare", "Prepare"),
     ]
 
@@ -62,6 +80,7 @@ class PrepareScreen(Screen):
         super().__init__()
         self._stop = threading.Event()
         self.report: PrepareReport | None = None
+        self.chunks: list[Any] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -137,8 +156,16 @@ class PrepareScreen(Screen):
         if not spec:
             self.say("No generator: the chunks train as text (continued pre-training).")
             return
-        self.say(f"Testing {spec} … (a GGUF file loads first)")
+        self.say(f"Testing {spec} … (a GGUF file loads first)" + self.note_on(spec))
         self.run_core("test", spec)
+
+    @staticmethod
+    def note_on(spec: str) -> str:
+        """The warning to give about a generator, as a line to add to the status ("" for none)."""
+        from tuneforge.core.pipeline import generator_note
+
+        note = generator_note(spec)
+        return f"\nNote: {note}." if note else ""
 
     @on(Button.Pressed, "#preview")
     def action_preview(self) -> None:
@@ -162,7 +189,8 @@ class PrepareScreen(Screen):
         self.query_one("#stop", Button).disabled = False
         self.query_one("#prepare-progress").display = True
         spec = self.query_one("#generator", Input).value.strip() or None
-        self.say("Preparing … (drafts are kept as they arrive: Stop, or a crash, loses at most one chunk)")
+        self.say("Preparing … (drafts are kept as they arrive: Stop, or a crash, loses at most one chunk)"
+                 + (self.note_on(spec) if spec else ""))
         self.run_core("prepare", self.sources(), self.out_dir(), self.app.session.model, numbers["chunk-tokens"], spec,
                       numbers["questions"], numbers["paraphrases"])
 
@@ -224,7 +252,8 @@ class PrepareScreen(Screen):
             show_error(self.app, message.error)
             return
         if message.kind == "test":
-            self.say(f"The generator answered under a JSON schema in {message.result:.1f} s.", "green")
+            spec = self.query_one("#generator", Input).value.strip()
+            self.say(f"The generator answered under a JSON schema in {message.result:.1f} s." + self.note_on(spec), "green")
         elif message.kind == "preview":
             self.show_chunks(*message.result)
         else:
@@ -234,11 +263,18 @@ class PrepareScreen(Screen):
         """The chunks in the table: where each is from, its size, how it begins."""
         table = self.query_one("#chunks", DataTable)
         table.clear()
+        self.chunks = chunks
         for chunk in chunks:
             table.add_row(*plain_cells(chunk.source.rsplit("/", 1)[-1], str(chunk.tokens),
                                        " ".join(chunk.text.split()[:PREVIEW_WORDS]) + " …"))
         skip_note = f"; {len(skipped)} file(s) skipped: {skipped[0]}" if skipped else ""
-        self.say(f"{len(chunks)} chunk(s) from {len({c.source.split('#')[0] for c in chunks})} document(s){skip_note}")
+        self.say(f"{len(chunks)} chunk(s) from {len({c.source.split('#')[0] for c in chunks})} document(s){skip_note}; "
+                 "Enter on one shows it whole")
+
+    @on(DataTable.RowSelected, "#chunks")
+    def open_chunk(self, event: DataTable.RowSelected) -> None:
+        chunk = self.chunks[event.cursor_row]
+        self.app.push_screen(ChunkView(chunk.source, chunk.tokens, chunk.text))
 
     def show_report(self, report: PrepareReport) -> None:
         """What the run wrote; the way on is the review (pairs) or straight to the Data step (text)."""
