@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 
 from textual.app import App, ComposeResult
@@ -38,10 +39,26 @@ class ErrorModal(ModalScreen[None]):
         self.dismiss()
 
 
+APP_WORDS = (
+    (re.compile(r"`?tuneforge train --resume [^`\s]+`?"), "Resume (r) in the run's view"),
+    (re.compile(r"`?tuneforge shrink --resume [^`\s]+`?"), "Resume (r) in the shrink's view"),
+    (re.compile(r"`--model default`"), "the built-in model (the first row of the Model step)"),
+    (re.compile(r"`?--method (\w+)`?"), r"method \1"),
+)
+"""The core's hints name CLI commands; in the app the same step is a key or a row."""
+
+
+def in_app_words(hint: str) -> str:
+    """A core hint as the app's own controls say it."""
+    for pattern, words in APP_WORDS:
+        hint = pattern.sub(words, hint)
+    return hint
+
+
 def describe(exc: BaseException) -> tuple[str, str]:
     """(message, hint) for an exception: the core's own, or for an unforeseen one a log file to read."""
     if isinstance(exc, TuneforgeError):
-        return exc.message, exc.hint
+        return exc.message, in_app_words(exc.hint)
     log = tuneforge_home() / "tui.log"
     try:
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,13 @@ class Session:
     children: dict[Path, subprocess.Popen[Any]] = field(default_factory=dict)
     """Training and shrink children this app launched (by run or shrink directory), so they are reaped when they exit."""
 
+    @property
+    def model_label(self) -> str:
+        """The model as a person reads it: the built-in one by its name, else the folder's, file's or hub id's last part."""
+        from tuneforge.core.catalog import DEFAULT_MODEL
+
+        return "SmolLM2-135M-Instruct (built in)" if self.model == DEFAULT_MODEL else Path(self.model).name
+
     def reap_children(self) -> None:
         """Collect the exit status of finished children (else they linger as zombies while the app runs);
         a child that died without saying why (killed, out of memory) gets its `failed` event written."""

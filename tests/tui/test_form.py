@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from tuneforge.core.config import RunConfig
-from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds
+from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds, field_help
 
 NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text")]
 CANDIDATES = ["-1", "0", "1e-8", "0.5", "1", "2", "15", "16", "512"]
@@ -69,8 +69,9 @@ async def test_every_help_line_reads_as_written(home, tiny_llama, facts_file):
         await pilot.pause()
         shown = {field.name: text_of(app, f"#help-{field.name}") for field in FIELDS}
     assert "[INST]" in shown["chat_template"]
+    assert "empty = 6" in shown["epochs"] and not any("None" in text for text in shown.values())  # the form's words
     for name, text in shown.items():
-        assert text.startswith(RunConfig.model_fields[name].description or ""), name
+        assert text.startswith(field_help(name)), name
 
 
 def test_doctor_and_the_train_form_plan_the_first_run_alike(home):

@@ -193,7 +193,8 @@ async def test_a_child_the_out_of_memory_killer_took_offers_resume(home, facts_f
         await pilot.pause()
         figures = text_of(app, "#figures")
         assert "killed by the out-of-memory killer: its last step used 20.4 GB" in figures
-        assert "lower batch_size" in figures and "--resume" in figures
+        assert "lower batch_size" in figures and "use method qlora; then resume from the last checkpoint with Resume (r) in the run's view" in figures
+        assert "tuneforge train" not in figures and "--" not in figures  # the app's controls, not the CLI's
         assert not app.screen.query_one("#resume").disabled
 
 

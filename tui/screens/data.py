@@ -102,7 +102,7 @@ class DataScreen(Screen):
     def compose(self) -> ComposeResult:
         session = self.app.session
         yield Header()
-        yield Plain(f"Step 2 of 4 · Training data for {Path(session.model).name}", classes="step")
+        yield Plain(f"Step 2 of 4 · Training data for {session.model_label}", classes="step")
         with Horizontal(id="data-source"):
             yield Input(session.data or "", compact=True, placeholder="a dataset file or folder, or a hub dataset id (owner/name)", id="data-path")
             yield Button("Browse…", id="browse", compact=True)

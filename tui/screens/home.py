@@ -14,6 +14,7 @@ from tuneforge.core.hardware import Hardware
 from tuneforge.core.methods import auto_method
 from tuneforge.core.runs import RunDir, list_runs
 
+from ..errors import in_app_words
 from ..plain import Plain, plain_cells
 
 REFRESH_SECONDS = 2.0
@@ -166,7 +167,7 @@ def cause_text(run: RunDir, history: RunHistory | None = None) -> str:
     state = run.state(history)
     if state in ("failed", "stopped"):
         message, hint = failure_cause(run, history=history)
-        return f"{state}: {message.splitlines()[0]}" + (f"\nhint: {hint}" if hint else "")
+        return f"{state}: {message.splitlines()[0]}" + (f"\nhint: {in_app_words(hint)}" if hint else "")
     if state == "export failed":
         return f"export failed: {run.last_export_failure(history)}"
     return ""

@@ -18,6 +18,7 @@ from tuneforge.core.fit import model_fit
 from tuneforge.core.hardware import Hardware
 from tuneforge.exporters.gguf.types import export_refusal
 
+from ..errors import in_app_words
 from ..plain import Plain, plain_cells
 
 SIZES = (("any size", "any"), ("under 1B", "small"), ("1–4B", "medium"), ("7B and up", "large"))
@@ -144,7 +145,7 @@ class ModelScreen(Screen):
         try:
             kind = check_model_reference(reference)
         except TuneforgeError as exc:
-            error.update(f"{exc.message}. {exc.hint}")
+            error.update(f"{exc.message}. {in_app_words(exc.hint)}")
             return
         if kind == "folder" and not (Path(reference).expanduser() / "config.json").is_file():
             error.update(f"{reference}: not a Hugging Face model folder (no config.json)")

@@ -84,7 +84,7 @@ class PrepareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Plain(f"Prepare training data from documents · chunks measured by {Path(self.app.session.model).name}", classes="step")
+        yield Plain(f"Prepare training data from documents · chunks measured by {self.app.session.model_label}", classes="step")
         with Horizontal(classes="prepare-row"):
             yield Input(compact=True, placeholder="documents: PDF, DOCX, HTML, Markdown or TXT files, or a folder", id="sources")
             yield Button("Browse…", id="browse", compact=True)

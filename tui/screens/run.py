@@ -28,6 +28,7 @@ from tuneforge.core.general_answers import forgetting_line, read_answers
 from tuneforge.core.progress import duration
 from tuneforge.core.runs import RunDir
 
+from ..errors import in_app_words
 from ..plain import Plain
 
 POLL_SECONDS = 0.5
@@ -171,7 +172,7 @@ class RunScreen(Screen):
             message, hint = failure_cause(self.run, history=self.history)
             figures.append(f"\n{message}", style="red" if state == "failed" else "yellow")
             if hint:
-                figures.append(f"\nhint: {hint}", style="dim")
+                figures.append(f"\nhint: {in_app_words(hint)}", style="dim")
             if changed and self.state == "running":
                 self.notify(message, title=f"training {state}", severity="error" if state == "failed" else "warning", markup=False)
         elif state == "export failed":

@@ -26,6 +26,7 @@ from tuneforge.core.events import LineTail, RunHistory
 from tuneforge.core.runs import RunDir
 from tuneforge.core.shrink.job import ShrinkDir, model_layers, shrink_state, stages_table
 
+from ..errors import in_app_words
 from ..plain import Plain
 from .run import POLL_SECONDS, progress_summary
 
@@ -150,7 +151,7 @@ class ShrinkScreen(Screen):
         if state in ("stopped", "failed"):
             message, hint = why_it_ended(self.shrink)
             figures.append(f"\n{message}", style="red" if state == "failed" else "yellow")
-            figures.append(f"\nhint: {hint}", style="dim")
+            figures.append(f"\nhint: {in_app_words(hint)}", style="dim")
             if self.state == "running":
                 self.notify(message, title=f"shrink {state}", severity="error" if state == "failed" else "warning", markup=False)
         if state == "finished" and self.state == "running":

@@ -99,6 +99,12 @@ class WithinBounds(Validator):
         return self.failure(f"{self.field.label} must be {self.bounds.describe()}")
 
 
+def field_help(name: str) -> str:
+    """A setting's one-line explanation (RunConfig's own), in the form's words: a field left empty is what the
+    config calls None."""
+    return (RunConfig.model_fields[name].description or "").replace("None = ", "empty = ").replace("None: ", "empty: ")
+
+
 def default_values(model: str, max_length: int, eval_split: float | None) -> dict[str, Any]:
     """RunConfig's defaults with the session's model, max length and eval split (auto-fit settles the batch)."""
     values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
@@ -178,9 +184,8 @@ class TrainFormScreen(Screen):
 
     def compose(self) -> ComposeResult:
         session = self.app.session
-        descriptions = {name: info.description or "" for name, info in RunConfig.model_fields.items()}
         yield Header()
-        yield Plain(f"Step 3 of 4 · Training settings · {Path(session.model).name} on {Path(session.data or '').name}",
+        yield Plain(f"Step 3 of 4 · Training settings · {session.model_label} on {Path(session.data or '').name}",
                      classes="step")
         yield Plain(export_note(session.model), id="export-note")
         with Horizontal(id="train-body"):
@@ -190,7 +195,7 @@ class TrainFormScreen(Screen):
                         with Horizontal(classes="field-row"):
                             yield Label(field.label, classes="field-label")
                             yield self._widget(field)
-                        yield Plain(descriptions[field.name], id=f"help-{field.name}", classes="field-help")
+                        yield Plain(field_help(field.name), id=f"help-{field.name}", classes="field-help")
             yield Plain("", id="memory")
         yield Plain("", id="form-errors", classes="error")
         with Horizontal(classes="buttons"):
@@ -217,7 +222,7 @@ class TrainFormScreen(Screen):
         summary = METHODS[method].summary
         if method == "auto":
             on_gpu = bool(self.app.hardware and self.app.hardware.cuda)
-            summary = f"{RunConfig.model_fields['method'].description} Here auto = {auto_method(on_gpu)}."
+            summary = f"{field_help('method')} Here auto = {auto_method(on_gpu)}."
         self.query_one("#help-method", Static).update(summary)
 
     def values(self) -> dict[str, Any]:
@@ -248,7 +253,7 @@ class TrainFormScreen(Screen):
             if result is not None and not result.is_valid:
                 help_line.update(Text("; ".join(result.failure_descriptions), style="red"))
             else:
-                help_line.update(RunConfig.model_fields[name].description or "")
+                help_line.update(field_help(name))
         memory = self.query_one("#memory", Static)
         if self.shape is None:
             memory.update("Memory estimate\n\nnot available for this model\n(its dimensions are unknown until it is imported)")
