@@ -37,7 +37,7 @@ def hardware_text(hardware: Hardware | None) -> str:
                   f"CPU   {hardware.cores_label} · bf16 {'yes' if hardware.cpu_bf16 else 'no (fp32)'}"]
     lines += [f"RAM   {hardware.ram_total_gb:.1f} GB ({hardware.ram_available_gb:.1f} free)",
               f"Disk  {hardware.disk_free_gb:.0f} GB free"]
-    method = {"qlora": "QLoRA (4-bit)", "lora": "LoRA\n  (QLoRA trains here too, in less RAM)"}.get(auto_method(hardware.cuda))
+    method = {"qlora": "QLoRA (4-bit)", "lora": "LoRA\n  (QLoRA trains here too)"}.get(auto_method(hardware.cuda))
     lines += ["", f"Default method: {method}"]
     return "\n".join(lines)
 
