@@ -35,6 +35,8 @@ class TuneforgeApp(App[None]):
     TITLE = "tuneforge"
     SUB_TITLE = "fine-tune · export · chat, offline"
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    """Screens whose layout changes on a narrow terminal style `Screen.-narrow` (see app.tcss)."""
     BINDINGS = [
         Binding("question_mark,f1", "toggle_keys", "Keys"),
         Binding("ctrl+q", "quit", "Quit"),

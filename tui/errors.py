@@ -14,7 +14,7 @@ from textual.widgets import Button
 from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.paths import tuneforge_home
 
-from .plain import Plain
+from .widgets import Plain
 
 
 class ErrorModal(ModalScreen[None]):

@@ -11,6 +11,14 @@ if TYPE_CHECKING:
     from tuneforge.core.pipeline import DataReport
 
 
+def model_label(model: str) -> str:
+    """A model reference as a person reads it: the built-in one by its name, else the last part of its folder, file
+    or hub id."""
+    from tuneforge.core.catalog import DEFAULT_MODEL
+
+    return "SmolLM2-135M-Instruct (built in)" if model == DEFAULT_MODEL else Path(model).name
+
+
 @dataclass
 class Session:
     """The guided flow's choices, shared by the screens; nothing here is the state of a run."""
@@ -31,10 +39,8 @@ class Session:
 
     @property
     def model_label(self) -> str:
-        """The model as a person reads it: the built-in one by its name, else the folder's, file's or hub id's last part."""
-        from tuneforge.core.catalog import DEFAULT_MODEL
-
-        return "SmolLM2-135M-Instruct (built in)" if self.model == DEFAULT_MODEL else Path(self.model).name
+        """The session's model as a person reads it (see `model_label`)."""
+        return model_label(self.model)
 
     def reap_children(self) -> None:
         """Collect the exit status of finished children (else they linger as zombies while the app runs);

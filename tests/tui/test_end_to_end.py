@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import Input, Log, SelectionList, Static
+from textual.widgets import Input, SelectionList, Static
 
 from tuneforge.tui.app import TuneforgeApp
 
@@ -45,7 +45,7 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         report = text_of(app, "#report")
         assert "PASS" in report and "✓ chat" in report and "ollama create" in report
         assert json.loads((run.export / "export-report.json").read_text())["files"][0]["passed"]
-        assert "done: 1 of 1 file passed verification" in app.screen.query_one("#export-log", Log).lines
+        assert "done: 1 of 1 file passed verification" in app.screen.query_one("#export-log").written
 
         await pilot.press("c")  # → Chat with the verified GGUF, the base beside it
         await wait_until(pilot, lambda: "tuned" in app.screen.models, 120, "the GGUF to load")

@@ -16,13 +16,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Header, Input, Static
+from textual.widgets import Checkbox, Header, Input, Static
 from textual.worker import get_current_worker
 
 from tuneforge.core.runs import RunDir
 
 from ..errors import describe
-from ..plain import Plain
+from ..widgets import KeyFooter, Plain
 
 MAX_NEW_TOKENS = 256
 
@@ -111,7 +111,7 @@ class ChatScreen(Screen):
         with Horizontal(id="chat-input"):
             yield Input(placeholder="Ask something and press Enter", id="prompt", compact=True)
             yield Checkbox("base beside it", value=self.run is not None, id="compare", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         if self.run is None:

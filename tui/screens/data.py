@@ -14,12 +14,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.validation import Integer, Number
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Header, Input, Label, Static
 
 from tuneforge.core.demo import DEMO_DATA, demo_file
 
 from ..errors import show_error
-from ..plain import Plain
+from ..widgets import KeyFooter, Plain
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import DataReport
@@ -126,7 +126,7 @@ class DataScreen(Screen):
             yield Plain("", id="preview")
         with Horizontal(classes="buttons"):
             yield Button("Next: training settings", id="next", variant="success", disabled=True, compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#data-figures").display = False

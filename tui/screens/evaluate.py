@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, ProgressBar, Static
+from textual.widgets import Button, DataTable, Header, Input, ProgressBar, Static
 
 from tuneforge.core import evaluation
 from tuneforge.core.runs import RunDir
 
 from ..errors import show_error
-from ..plain import Plain, plain_cells
+from ..widgets import KeyFooter, Plain, plain_cells
 
 JUDGE_PLACEHOLDER = "judge (optional): a .gguf file, ollama:NAME or http://HOST:PORT/v1, to grade each answer"
 MEASURES = (("exact", "exact"), ("contains", "contains"), ("f1", "F1"), ("correct", "judge"), ("stop_rate", "stopped"))
@@ -71,7 +71,7 @@ class EvalScreen(Screen):
         yield DataTable(id="eval-summary", cursor_type="none", zebra_stripes=True)
         with VerticalScroll(id="eval-answers"):
             yield Plain("", id="eval-question")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#eval-progress").display = False

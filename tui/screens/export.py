@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Log, SelectionList, Static
+from textual.widgets import Button, Header, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from tuneforge.core.memory import model_shape
@@ -21,7 +21,7 @@ from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb
 from tuneforge.exporters.report import ExportReport, passed_files, read_report
 
 from ..errors import show_error
-from ..plain import Plain
+from ..widgets import KeyFooter, Plain, WrappedLog
 
 OFFERED_TYPES = tuple(spec for spec in GGUF_TYPES.values() if spec.summary)
 """The types the app lists: those the type table describes."""
@@ -35,6 +35,11 @@ def size_label(params_b: float | None, qtype: str) -> str:
         return "size unknown"
     gib = file_gb(params_b, qtype)
     return f"~{gib:.1f} GiB" if gib >= 1 else f"~{gib * 1024:.0f} MiB"
+
+
+def type_label(qtype: str, params_b: float | None, picked: bool) -> str:
+    """A GGUF type's line in the list: picked or not (in words, not only colour), its name, size and summary."""
+    return f"{'✓' if picked else ' '} {qtype:<7} {size_label(params_b, qtype):>11}  {GGUF_TYPES[qtype].summary}"
 
 
 def report_text(report: ExportReport, run: RunDir) -> Text:
@@ -83,27 +88,34 @@ class ExportScreen(Screen):
     def __init__(self, run: RunDir) -> None:
         super().__init__()
         self.run = run
+        shape = model_shape(run.load_config().model)
+        self.params_b = shape[0] if shape else None
+        """The model's size in billions of parameters (None: unknown), for the files' estimated sizes."""
 
     def compose(self) -> ComposeResult:
-        config = self.run.load_config()
-        shape = model_shape(config.model)
-        params_b = shape[0] if shape else None
         yield Header()
         yield Plain(f"Step 4 of 4 · Export {self.run.name} to GGUF (each file is verified against the trained model)",
                      classes="step")
         with Horizontal(id="export-top"):
             yield SelectionList[str](
-                *(Selection(f"{t.name:<7} {size_label(params_b, t.name):>11}  {t.summary}", t.name, t.name in PRESELECTED)
+                *(Selection(type_label(t.name, self.params_b, t.name in PRESELECTED), t.name, t.name in PRESELECTED, id=t.name)
                   for t in OFFERED_TYPES),
                 id="quants",
             )
-            yield Log(id="export-log", max_lines=200)
+            yield WrappedLog(id="export-log")
         with VerticalScroll(id="export-results"):
             yield Plain("No export yet. Pick the types and press x.", id="report")
         with Horizontal(classes="buttons"):
             yield Button("Export and verify", id="export", variant="primary", compact=True)
             yield Button("Chat", id="chat", variant="success", compact=True)
-        yield Footer()
+        yield KeyFooter()
+
+    @on(SelectionList.SelectedChanged, "#quants")
+    def mark_selected(self, event: SelectionList.SelectedChanged) -> None:
+        """A picked type says so in words (✓), not only in colour."""
+        picked = set(event.selection_list.selected)
+        for spec in OFFERED_TYPES:
+            event.selection_list.replace_option_prompt(spec.name, type_label(spec.name, self.params_b, spec.name in picked))
 
     def on_mount(self) -> None:
         report = read_report(self.run.export)
@@ -119,7 +131,7 @@ class ExportScreen(Screen):
             self.notify("Pick at least one GGUF type.", severity="warning")
             return
         self.query_one("#export", Button).disabled = True
-        self.query_one("#export-log", Log).write_line(f"exporting {', '.join(quants)} …")
+        self.query_one("#export-log", WrappedLog).write_line(f"exporting {', '.join(quants)} …")
         self.query_one("#report", Static).update(
             f"Exporting {', '.join(quants)}: each file is written, then verified against the trained model "
             "(a few minutes on a CPU; the log beside the types says which step runs). The report appears here when it is done.")
@@ -138,7 +150,7 @@ class ExportScreen(Screen):
         self.post_message(ExportDone(result.passed, None))
 
     def on_export_progress(self, message: ExportProgress) -> None:
-        self.query_one("#export-log", Log).write_line(message.line)
+        self.query_one("#export-log", WrappedLog).write_line(message.line)
 
     def on_export_done(self, message: ExportDone) -> None:
         self.query_one("#export", Button).disabled = False

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Static
+from textual.widgets import Button, DataTable, Header, Static
 
 from tuneforge.core.events import RunHistory
 from tuneforge.core.hardware import Hardware
@@ -15,7 +15,8 @@ from tuneforge.core.methods import auto_method
 from tuneforge.core.runs import RunDir, list_runs
 
 from ..errors import in_app_words
-from ..plain import Plain, plain_cells
+from ..session import model_label
+from ..widgets import KeyFooter, Plain, plain_cells
 
 REFRESH_SECONDS = 2.0
 STATE_STYLE = {"running": "bold yellow", "failed": "bold red", "stopped": "yellow", "exported": "bold green",
@@ -42,6 +43,20 @@ def hardware_text(hardware: Hardware | None) -> str:
     return "\n".join(lines)
 
 
+MODEL_COLUMN = 20
+"""The model's name is cut to this width in the runs table, so an 80-column terminal shows the loss columns."""
+
+
+def what_it_trains(run: RunDir) -> tuple[str, str]:
+    """(model, method) of a run as the runs table shows them; '?' for a config that cannot be read."""
+    try:
+        config = run.load_config()
+    except Exception:  # noqa: BLE001 - a damaged config.yaml still lists the run
+        return "?", "?"
+    label = model_label(config.model).removesuffix("-Instruct (built in)")
+    return (label if len(label) <= MODEL_COLUMN else label[:MODEL_COLUMN - 1] + "…"), config.method
+
+
 class HomeScreen(Screen):
     """The first screen: hardware panel, recent runs, New fine-tune."""
 
@@ -66,16 +81,18 @@ class HomeScreen(Screen):
         with Horizontal(classes="buttons"):
             yield Button("New fine-tune", id="new", variant="primary", compact=True)
             yield Button("Open run", id="open", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def __init__(self) -> None:
         super().__init__()
         self._histories: dict[RunDir, RunHistory] = {}
         """Each listed run's events, folded; a refresh reads only the lines appended since the last."""
+        self._trained: dict[RunDir, tuple[str, str]] = {}
+        """Each listed run's model and method, read once from its config.yaml."""
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        table.add_columns("run", "state", "step", "loss", "eval")
+        table.add_columns("run", "model", "method", "state", "step", "loss", "eval")
         self.query_one("#run-cause").display = False
         self.watch(self.app, "hardware", self._show_hardware)
         self.refresh_runs()
@@ -97,7 +114,9 @@ class HomeScreen(Screen):
         for run, history in self._histories.items():
             history.refresh()
             state, last = run.state(history), history.last_step
-            table.add_row(*plain_cells(run.name, Text(state, style=STATE_STYLE.get(state, "")),
+            if run not in self._trained:
+                self._trained[run] = what_it_trains(run)
+            table.add_row(*plain_cells(run.name, *self._trained[run], Text(state, style=STATE_STYLE.get(state, "")),
                                        f"{last.step}/{last.max_steps}" if last else "", _figure(last.loss if last else None),
                                        _figure(history.last_eval_loss)), key=str(run.path))
         if runs:

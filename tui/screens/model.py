@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec, all_models
 from tuneforge.core.errors import TuneforgeError
@@ -19,7 +19,7 @@ from tuneforge.core.hardware import Hardware
 from tuneforge.exporters.gguf.types import export_refusal
 
 from ..errors import in_app_words
-from ..plain import Plain, plain_cells
+from ..widgets import KeyFooter, Plain, plain_cells
 
 SIZES = (("any size", "any"), ("under 1B", "small"), ("1–4B", "medium"), ("7B and up", "large"))
 FIT_BADGES = {"yes": Text("✓ fits", style="bold green"), "tight": Text("! tight", style="yellow"),
@@ -77,7 +77,7 @@ class ModelScreen(Screen):
             yield Button("Browse…", id="browse", compact=True)
             yield Button("Use", id="use-path", compact=True)
         yield Plain("", id="path-error", classes="error")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#catalog", DataTable)

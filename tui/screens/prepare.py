@@ -20,10 +20,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.validation import Integer
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Static
+from textual.widgets import Button, DataTable, Header, Input, Label, ProgressBar, Static
 
 from ..errors import show_error
-from ..plain import Plain, plain_cells
+from ..widgets import KeyFooter, Plain, plain_cells
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import PrepareReport
@@ -108,7 +108,7 @@ class PrepareScreen(Screen):
             yield Button("Prepare", id="prepare", variant="primary", compact=True)
             yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
             yield Button("Review pairs", id="review", variant="success", compact=True, disabled=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#prepare-progress").display = False

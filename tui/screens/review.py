@@ -9,23 +9,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import Button, DataTable, Header, Input, Label, Static
 
 from tuneforge.core.pipeline import ACCEPTED, REJECTED
 
 from ..errors import show_error
-from ..plain import Plain, plain_cells
+from ..widgets import KeyFooter, Plain, plain_cells
 
 if TYPE_CHECKING:
     from tuneforge.core.pipeline import Pair
 
-STATUS_WIDTH, SOURCE_WIDTH, QUESTION_WIDTH, ANSWER_WIDTH = 15, 12, 30, 13
-"""Columns that fit an 80-column terminal with the table's cell padding."""
+STATUS_WIDTH, SOURCE_WIDTH = 15, 12
+"""The verdict's and the source's columns; the question and the answer share the rest of the width."""
+TABLE_FRAME = 2 * 4 + 2
+"""What a four-column table spends besides its cells: a space each side of every cell, and the scrollbar."""
+
+
+def text_widths(table_width: int) -> tuple[int, int]:
+    """The question's and the answer's column widths in a table `table_width` wide: what the status and source
+    columns leave, 3 to 2 (an 80-column terminal: 25 and 18)."""
+    spare = max(table_width - STATUS_WIDTH - SOURCE_WIDTH - TABLE_FRAME, 20)
+    question = spare * 3 // 5
+    return question, spare - question
 
 
 def _cut(text: str, width: int) -> str:
@@ -80,6 +90,8 @@ class ReviewScreen(Screen):
         self.folder = folder
         self.pairs: dict[str, Pair] = {}
         self.chunks: list[Any] = []
+        self.widths = text_widths(80)
+        """The question's and the answer's column widths, for the terminal's width."""
         self.reviews: dict[str, dict[str, str]] = {}
         """This session's verdicts and edits, by pair id, saved on leaving (Back or Use for training); earlier sessions'
         are in the pairs already."""
@@ -95,30 +107,41 @@ class ReviewScreen(Screen):
         with Horizontal(classes="buttons"):
             yield Plain("", id="review-status")
             yield Button("Use for training", id="use", variant="success", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         from tuneforge.core.pipeline import prepared_pairs
 
         pairs, self.chunks, _ = prepared_pairs(self.folder)
         self.pairs = {pair.id: pair for pair in pairs}
-        table = self.query_one("#pairs", DataTable)
-        table.add_column("status", key="status", width=STATUS_WIDTH)
-        table.add_column("source", key="source", width=SOURCE_WIDTH)
-        table.add_column("question", key="question", width=QUESTION_WIDTH)
-        table.add_column("answer", key="answer", width=ANSWER_WIDTH)
+        self.widths = text_widths(self.app.size.width)
         self.fill()
-        table.focus()
+        self.query_one("#pairs", DataTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Questions and answers take the width the terminal has."""
+        widths = text_widths(event.size.width)
+        if widths != self.widths:
+            self.widths = widths
+            self.fill()
 
     def fill(self) -> None:
         """The table rows of the pairs whose source contains the filter text."""
         wanted = self.query_one("#filter", Input).value.strip().casefold()
         table = self.query_one("#pairs", DataTable)
-        table.clear()
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        question_width, answer_width = self.widths
+        table.add_column("status", key="status", width=STATUS_WIDTH)
+        table.add_column("source", key="source", width=SOURCE_WIDTH)
+        table.add_column("question", key="question", width=question_width)
+        table.add_column("answer", key="answer", width=answer_width)
         for pair in self.pairs.values():
             if wanted in pair.source.casefold():
                 table.add_row(*plain_cells(self.status(pair), _cut(Path(pair.source).name, SOURCE_WIDTH),
-                                           _cut(pair.question, QUESTION_WIDTH), _cut(pair.answer, ANSWER_WIDTH)), key=pair.id)
+                                           _cut(pair.question, question_width), _cut(pair.answer, answer_width)), key=pair.id)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
         self.show_counts()
         self.show_evidence()
 
@@ -186,8 +209,8 @@ class ReviewScreen(Screen):
         table = self.query_one("#pairs", DataTable)
         table.update_cell(pair.id, "status", self.status(pair))
         if edits:
-            table.update_cell(pair.id, "question", Text(_cut(edits["question"], QUESTION_WIDTH)))
-            table.update_cell(pair.id, "answer", Text(_cut(edits["answer"], ANSWER_WIDTH)))
+            table.update_cell(pair.id, "question", Text(_cut(edits["question"], self.widths[0])))
+            table.update_cell(pair.id, "answer", Text(_cut(edits["answer"], self.widths[1])))
         self.show_counts()
         self.show_evidence()
 

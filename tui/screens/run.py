@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -18,18 +20,19 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Log, ProgressBar, Static
+from textual.widgets import Button, Header, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from tuneforge.core.diagnosis import failure_cause, record_death
-from tuneforge.core.events import LineTail, RunHistory
+from tuneforge.core.events import LineTail, RunHistory, Step
 from tuneforge.core.general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
 from tuneforge.core.general_answers import forgetting_line, read_answers
 from tuneforge.core.progress import duration
 from tuneforge.core.runs import RunDir
 
 from ..errors import in_app_words
-from ..plain import Plain
+from ..session import model_label
+from ..widgets import KeyFooter, Plain, WrappedLog
 
 POLL_SECONDS = 0.5
 SHOWN_LOST = 5
@@ -93,6 +96,14 @@ class Resumed(Message):
     error: BaseException | None = None
 
 
+CHARTS: tuple[tuple[str, Callable[[Step], float | None]], ...] = (
+    ("loss", lambda step: step.loss),
+    ("learning rate", lambda step: step.lr),
+    ("gradient norm", lambda step: step.grad_norm),
+)
+"""The curves the run view draws, one at a time (an 80-column terminal has room for one), `g` going to the next."""
+
+
 class RunScreen(Screen):
     """The live view of one run, and its hub: Stop, Resume, Export, Evaluate, Chat."""
 
@@ -101,9 +112,10 @@ class RunScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
-        Binding("v", "evaluate", "Evaluate"),
+        Binding("v", "evaluate", "Eval"),
         Binding("c", "chat", "Chat"),
         Binding("k", "shrink", "Shrink"),
+        Binding("g", "chart", "Chart"),
     ]
 
     def __init__(self, run: RunDir) -> None:
@@ -113,6 +125,8 @@ class RunScreen(Screen):
         """The run's events folded; each poll reads only the lines appended since the last."""
         self.log_lines = LineTail(run.log_file)
         self.state = ""
+        self.chart = 0
+        """Which of CHARTS is shown."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -120,7 +134,7 @@ class RunScreen(Screen):
         yield ProgressBar(id="progress", show_eta=False)
         yield Plain("", id="figures")
         yield PlotextPlot(id="loss-chart")
-        yield Log(id="train-log", max_lines=200)
+        yield WrappedLog(id="train-log")
         with Horizontal(classes="buttons"):
             yield Button("Stop", id="stop", variant="error", compact=True)
             yield Button("Resume", id="resume", variant="warning", compact=True)
@@ -128,14 +142,14 @@ class RunScreen(Screen):
             yield Button("Evaluate", id="evaluate", compact=True)
             yield Button("Chat", id="chat", variant="success", compact=True)
             yield Button("Shrink", id="shrink", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         try:
             config = self.run.load_config()
             processes = config.processes * config.nodes
             method = config.method + (f" × {processes} processes" if processes > 1 else "")
-            self.title_line = f"{self.run.name} · {config.model} · {method} · {config.data}"
+            self.title_line = f"{self.run.name} · {model_label(config.model)} · {method} · {Path(config.data).name}"
         except Exception as exc:  # noqa: BLE001 - a damaged config.yaml still lets the person see the run
             self.title_line = f"{self.run.name} · config.yaml unreadable: {exc}"
         self.poll()
@@ -147,7 +161,7 @@ class RunScreen(Screen):
         events = self.history.refresh()
         lines = [line for line in self.log_lines.read() if line.strip()]
         if lines:
-            self.query_one("#train-log", Log).write_lines(lines)
+            self.query_one("#train-log", WrappedLog).write_lines(lines)
         state = self.run.state(self.history)
         # A child that died unheard (in an earlier session of the app, too) gets its cause recorded.
         if state == "failed" and record_death(self.run, history=self.history):
@@ -196,13 +210,20 @@ class RunScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss")
-        steps, evals = self.history.steps, self.history.evals
+        title, measure = CHARTS[self.chart]
+        plt.title(f"{title}  (g: {CHARTS[(self.chart + 1) % len(CHARTS)][0]})")
+        steps = [e for e in self.history.steps if measure(e) is not None]
         if steps:
-            plt.plot([e.step for e in steps], [e.loss for e in steps], label="train")
-        if evals:
+            plt.plot([e.step for e in steps], [measure(e) for e in steps], label="train" if self.chart == 0 else "")
+        if self.chart == 0 and self.history.evals:
+            evals = self.history.evals
             plt.plot([e.step for e in evals], [e.eval_loss for e in evals], label="eval", marker="dot")
         plot.refresh()
+
+    def action_chart(self) -> None:
+        """Show the next curve: loss, learning rate, gradient norm."""
+        self.chart = (self.chart + 1) % len(CHARTS)
+        self._plot()
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:

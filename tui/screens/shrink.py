@@ -20,14 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
+from textual.widgets import Button, Header, Input, Label, ProgressBar, Static
 
 from tuneforge.core.events import LineTail, RunHistory
 from tuneforge.core.runs import RunDir
 from tuneforge.core.shrink.job import ShrinkDir, model_layers, shrink_state, stages_table
 
 from ..errors import in_app_words
-from ..plain import Plain
+from ..widgets import KeyFooter, Plain, WrappedLog
 from .run import POLL_SECONDS, progress_summary
 
 
@@ -101,12 +101,12 @@ class ShrinkScreen(Screen):
         yield ProgressBar(id="progress", show_eta=False)
         yield Plain("", id="figures")
         yield Plain("", id="stages")
-        yield Log(id="train-log", max_lines=200)
+        yield WrappedLog(id="train-log")
         with Horizontal(classes="buttons"):
             yield Button("Stop", id="stop", variant="error", compact=True)
             yield Button("Resume", id="resume", variant="warning", compact=True)
             yield Button("Open smallest", id="open-stage", variant="success", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.poll()
@@ -118,7 +118,7 @@ class ShrinkScreen(Screen):
         self.history.refresh()
         lines = [line for line in self.log_lines.read() if line.strip()]
         if lines:
-            self.query_one("#train-log", Log).write_lines(lines)
+            self.query_one("#train-log", WrappedLog).write_lines(lines)
         state = shrink_state(self.shrink)
         self._redraw(state)
         self.state = state

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.chat_templates import CHOICES as CHAT_TEMPLATE_CHOICES
@@ -28,7 +28,7 @@ from tuneforge.core.runs import RunDir
 from tuneforge.core.settle import DataFacts, SettledRun, settle_run
 
 from ..errors import show_error
-from ..plain import Plain
+from ..widgets import KeyFooter, Plain
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class TrainFormScreen(Screen):
         yield Plain("", id="form-errors", classes="error")
         with Horizontal(classes="buttons"):
             yield Button("Start training", id="start", variant="success", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     def _widget(self, field: Field) -> Input | Select:
         value = self.defaults[field.name]
