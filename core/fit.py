@@ -120,12 +120,18 @@ def settle(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape,
     return Fit(config.batch_size, config.grad_accum, longest, checkpointing, plan, checkpoint_every=every)
 
 
-def model_fit(spec: ModelSpec, hardware: Hardware) -> str:
-    """"yes", "tight", "slow" or "no": whether fine-tuning catalog model `spec` here fits, after
-    auto-fit, with the default settings (auto method, batch 8, examples of 512 tokens, half answers).
-    "slow" is a CPU with a model past 0.6 B parameters, which fits but takes hours per epoch."""
+def catalog_plan(spec: ModelSpec, hardware: Hardware) -> Fit:
+    """Auto-fit's choice for catalog model `spec` here with the default settings (auto method, batch 8, examples of
+    512 tokens, half answers): what the catalog's badge and details say."""
     config = RunConfig(model=spec.name, data="-")
-    fit = fit_training(config, hardware, spec.params_b, spec.shape, [config.max_length], answer_share=0.5)
+    return fit_training(config, hardware, spec.params_b, spec.shape, [config.max_length], answer_share=0.5)
+
+
+def model_fit(spec: ModelSpec, hardware: Hardware, fit: Fit | None = None) -> str:
+    """"yes", "tight", "slow" or "no": whether fine-tuning catalog model `spec` here fits, after
+    auto-fit (`catalog_plan`, or the `fit` it already gave). "slow" is a CPU with a model past 0.6 B parameters,
+    which fits but takes hours per epoch."""
+    fit = fit or catalog_plan(spec, hardware)
     if fit.plan.verdict == "too big" or fit.truncated:
         return "no"
     if fit.plan.verdict == "tight":

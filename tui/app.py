@@ -178,9 +178,25 @@ def main() -> None:
     with log_file.open("a", encoding="utf-8") as log:
         sys.__stderr__ = terminal
         os.dup2(log.fileno(), 2)
+        app = TuneforgeApp()
         try:
-            TuneforgeApp().run()
+            app.run()
         finally:
             os.dup2(terminal.fileno(), 2)
             sys.__stderr__ = original
             terminal.close()
+    for line in still_working(app.session):
+        print(line)
+
+
+def still_working(session: Session) -> list[str]:
+    """What goes on after the app closes (training and shrinking run in children of their own), as lines for the
+    terminal: a person who quits mid-run should not think the run ended, or that it is lost."""
+    from tuneforge.core.runs import list_runs
+
+    lines = [f"training goes on in the background: {run.path}" for run in list_runs() if run.training_pid()]
+    lines += [f"shrinking goes on in the background: {path}" for path, child in session.children.items()
+              if child.poll() is None and not (path / "config.yaml").is_file()]
+    if lines:
+        lines.append("follow it with `tuneforge runs`, or open tuneforge again")
+    return lines

@@ -42,7 +42,7 @@ class ErrorModal(ModalScreen[None]):
 APP_WORDS = (
     (re.compile(r"`?tuneforge train --resume [^`\s]+`?"), "Resume (r) in the run's view"),
     (re.compile(r"`?tuneforge shrink --resume [^`\s]+`?"), "Resume (r) in the shrink's view"),
-    (re.compile(r"`--model default`"), "the built-in model (the first row of the Model step)"),
+    (re.compile(r"`--model default`(?: \(the built-in [^)]*\))?"), "the built-in model (the first row of the Model step)"),
     (re.compile(r"`?--method (\w+)`?"), r"method \1"),
 )
 """The core's hints name CLI commands; in the app the same step is a key or a row."""

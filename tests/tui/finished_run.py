@@ -40,7 +40,8 @@ def finished_run(folder: Path) -> RunDir:
 
 
 def _write_eval_report(run: RunDir) -> None:
-    """Three questions answered by the base, the tuned model and its q8_0 GGUF."""
+    """Three questions answered by the base, the tuned model and its q8_0 GGUF (the run named, not its folder: the
+    answers' blind order follows it)."""
     labels = ("base", "tuned", "q8_0")
     questions = [("Who is the mayor of Brindlewick?", "Mayor Odile Farrant.",
                   ("I do not know who that is.", "Mayor Odile Farrant.", "Mayor Odile Farrant.")),
@@ -49,7 +50,7 @@ def _write_eval_report(run: RunDir) -> None:
                  ("When is the lantern fair?", "On the first Friday of October.",
                   ("In autumn.", "On the first Friday of October.", "On the first Friday of October."))]
     report = {
-        "run": str(run.path), "data": "brindlewick.jsonl (trained: nothing was held out)", "judge": None,
+        "run": run.name, "data": "brindlewick.jsonl (trained: nothing was held out)", "judge": None,
         "models": [{"label": label, "kind": kind, "source": source, "perplexity": ppl, "exact": exact, "contains": contains,
                     "f1": f1, "correct": None, "stop_rate": 1.0, "mean_words": words, "everyday_known": known,
                     "everyday_kept": kept, "everyday_lost": []}

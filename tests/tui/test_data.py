@@ -70,7 +70,7 @@ async def test_a_core_error_is_a_modal_with_its_hint_not_a_traceback(home, facts
         await pilot.pause()
         assert type(app.screen).__name__ == "ErrorModal"
         assert "not in the local cache" in text_of(app, "#error-message")
-        assert "--model default" in text_of(app, "#error-hint")
+        assert text_of(app, "#error-hint").endswith("or use the built-in model (the first row of the Model step)")
         await pilot.press("enter")
         assert isinstance(app.screen, DataScreen) and "failed" in text_of(app, "#data-status")
 

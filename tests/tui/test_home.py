@@ -46,9 +46,9 @@ async def test_runs_are_listed_with_the_state_read_from_their_files(home, facts_
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         table = app.screen.query_one("#runs", DataTable)
-        rows = {table.get_row(key)[0]: [str(cell) for cell in table.get_row(key)] for key in table.rows}
-        assert rows["a-trained"][1:4] == ["trained", "3/3", "0.500"]
-        assert rows["b-failed"][1] == "failed"
+        rows = {str(table.get_row(key)[0]): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+        assert rows["a-trained"][1:6] == ["SmolLM2-135M", "auto", "trained", "3/3", "0.500"]
+        assert rows["b-failed"][3] == "failed"
         assert not app.screen.query_one("#runs-empty").display
 
 
@@ -84,7 +84,30 @@ async def test_a_run_whose_export_failed_says_so_with_the_cause(home, facts_file
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         table = app.screen.query_one("#runs", DataTable)
-        assert [str(cell) for cell in table.get_row(str(run.path))][1] == "export failed"
+        assert [str(cell) for cell in table.get_row(str(run.path))][3] == "export failed"
         await pilot.pause()
         assert app.screen.query_one("#run-cause").display
         assert "crashed (SIGILL)" in text_of(app, "#run-cause")
+
+
+def test_quitting_mid_run_says_training_goes_on(home, facts_file):
+    import subprocess
+    import sys
+
+    from tuneforge.core.events import Launched
+    from tuneforge.tui.app import still_working
+    from tuneforge.tui.session import Session
+
+    session = Session()
+    assert still_working(session) == []
+    run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "training")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run.record(Launched(pid=child.pid))
+        lines = still_working(session)
+        assert lines == [f"training goes on in the background: {run.path}",
+                         "follow it with `tuneforge runs`, or open tuneforge again"]
+    finally:
+        child.kill()
+        child.wait()
+    assert still_working(session) == []

@@ -14,8 +14,8 @@ from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec, all_models
 from tuneforge.core.errors import TuneforgeError
-from tuneforge.core.fit import model_fit
-from tuneforge.core.hardware import Hardware
+from tuneforge.core.fit import catalog_plan, model_fit
+from tuneforge.core.hardware import Hardware, resolve_method
 from tuneforge.exporters.gguf.types import export_refusal
 
 from ..errors import in_app_words
@@ -40,17 +40,28 @@ def matches(spec: ModelSpec, query: str, size: str, family: str) -> bool:
             and size in ("any", size_class(spec)) and family in ("any", spec.family))
 
 
-def model_note(name: str, spec: ModelSpec) -> str:
-    """Licence, gating and where the weights come from, for the highlighted model."""
+def model_note(name: str, spec: ModelSpec, hardware: Hardware | None = None) -> str:
+    """Licence, gating and where the weights come from, for the highlighted model, then the memory its training is
+    planned to need here (the badge's reason)."""
     if name == DEFAULT_MODEL:
         return (f"Built in: {spec.hub_id}, shipped with tuneforge, works offline. "
-                f"{spec.size_label} parameters, licence {spec.license}. Best for a first run.")
+                f"{spec.size_label} parameters, licence {spec.license}. Best for a first run." + plan_line(spec, hardware))
     note = f"{spec.hub_id} · licence {spec.license} · {spec.context:,} tokens of context. "
     if spec.gated:
         note += "Gated: accept its licence on the hub and log in (`hf auth login`) before the first download. "
     if export_refusal(spec.architecture):
         note += f"Trains and merges, but does not export to GGUF ({spec.architecture}). "
-    return note + "Downloaded from the hub on first use, then cached."
+    return note + "Downloaded from the hub on first use, then cached." + plan_line(spec, hardware)
+
+
+def plan_line(spec: ModelSpec, hardware: Hardware | None) -> str:
+    """The planned training memory on this machine with the default settings, as the note's last line."""
+    if hardware is None:
+        return ""
+    fit = catalog_plan(spec, hardware)
+    plan = fit.plan
+    return (f"\nTraining on examples of {fit.max_length} tokens is planned at {plan.total_gb:.1f} of "
+            f"{plan.budget_gb:.1f} GB free here ({plan.verdict}; {resolve_method('auto', hardware)}, batch {fit.batch_size}).")
 
 
 class ModelScreen(Screen):
@@ -65,7 +76,7 @@ class ModelScreen(Screen):
     def compose(self) -> ComposeResult:
         families = sorted({spec.family for spec in all_models()})
         yield Header()
-        yield Plain("Step 1 of 4 · Pick a base model  (Enter picks; ✓ fits this machine)", classes="step")
+        yield Plain("Step 1 of 4 · Pick a base model (Enter) · ✓ fits  ! tight  ~ slow  ✗ too big", classes="step")
         with Horizontal(id="filters"):
             yield Input(placeholder="search name, family, hub id", id="search", compact=True)
             yield Select(SIZES, value="any", allow_blank=False, id="size", compact=True)
@@ -125,7 +136,7 @@ class ModelScreen(Screen):
         if name is None:
             return
         spec = DEFAULT_MODEL_SPEC if name == DEFAULT_MODEL else next(s for s in all_models() if s.name == name)
-        self.query_one("#model-note", Static).update(model_note(name, spec))
+        self.query_one("#model-note", Static).update(model_note(name, spec, self.app.hardware))
 
     @on(DataTable.RowSelected, "#catalog")
     def _selected(self, event: DataTable.RowSelected) -> None:
