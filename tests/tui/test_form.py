@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tuneforge.core.config import RunConfig
 from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds, field_help
 
-NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text")]
+NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text", "optional-list")]
 CANDIDATES = ["-1", "0", "1e-8", "0.5", "1", "2", "15", "16", "512"]
 
 
@@ -92,3 +92,34 @@ def test_doctor_and_the_train_form_plan_the_first_run_alike(home):
     form = estimate_for(default_values("default", 512, None), model_shape("default"), stats.length_summary()["max"],
                         detect(tuneforge_home()), stats.answer_share, stats.train_examples)
     assert "sample data" in headroom.detail and doctor_gb == round(form.fit.plan.total_gb, 1)
+
+
+async def test_the_form_sets_what_config_yaml_holds(home, tiny_llama, facts_file):
+    """Dropout, targets, schedule, warmup, weight decay, eval and save intervals and the seed are set in the form
+    (they were config-only) and come back from the run's config.yaml as set."""
+    from textual.widgets import Input, Select
+
+    from tuneforge.core.runs import new_run
+    from tuneforge.tui.app import TuneforgeApp
+    from tuneforge.tui.screens.train import TrainFormScreen
+
+    from .pilot import CPU_MACHINE, SIZE
+
+    wanted = {"lora_dropout": 0.1, "lora_targets": ["q_proj", "v_proj"], "lr_scheduler": "linear", "warmup_ratio": 0.1,
+              "weight_decay": 0.01, "eval_steps": 5, "save_steps": 10, "seed": 7}
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model, app.session.data = str(tiny_llama), str(facts_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(TrainFormScreen())
+        await pilot.pause()
+        for name, value in wanted.items():
+            widget = app.screen.query_one(f"#field-{name}")
+            if isinstance(widget, Select):
+                widget.value = value
+            else:
+                app.screen.query_one(f"#field-{name}", Input).value = ", ".join(value) if isinstance(value, list) else str(value)
+        await pilot.pause()
+        values = app.screen.values()
+    run = new_run(RunConfig.from_dict(values, source="the form"), home / "runs" / "set")
+    saved = run.load_config()
+    assert {name: getattr(saved, name) for name in wanted} == wanted

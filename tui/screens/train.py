@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rich.text import Text
 from textual import on, work
@@ -37,7 +37,7 @@ class Field:
 
     name: str
     label: str
-    kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", or "choice"
+    kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", "optional-list" or "choice"
     choices: tuple[tuple[str, Any], ...] = ()
 
 
@@ -50,6 +50,11 @@ FIELDS = (
     Field("max_length", "max length", "int"),
     Field("lora_r", "LoRA rank", "int"),
     Field("lora_alpha", "LoRA alpha", "int"),
+    Field("lora_dropout", "LoRA dropout", "float"),
+    Field("lora_targets", "LoRA targets", "optional-list"),
+    Field("lr_scheduler", "schedule", "choice", tuple((name, name) for name in get_args(RunConfig.model_fields["lr_scheduler"].annotation))),
+    Field("warmup_ratio", "warmup", "float"),
+    Field("weight_decay", "weight decay", "float"),
     Field("eval_split", "eval split", "optional-float"),
     Field("early_stopping_patience", "early stop", "optional-int"),
     Field("replay", "replay", "optional-float"),
@@ -57,6 +62,9 @@ FIELDS = (
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("chat_template", "chat format", "choice", tuple((name, name) for name in CHAT_TEMPLATE_CHOICES)),
     Field("teacher", "teacher", "optional-text"),
+    Field("eval_steps", "eval every", "optional-int"),
+    Field("save_steps", "save every", "optional-int"),
+    Field("seed", "seed", "int"),
 )
 GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
@@ -68,6 +76,9 @@ PLACEHOLDERS = {
     "eval_split": "auto: 0 for small data, else 0.1",
     "max_steps": "by epochs",
     "teacher": "distill only: model or run directory",
+    "lora_targets": "every linear layer (or: q_proj, v_proj, …)",
+    "eval_steps": "once an epoch",
+    "save_steps": "once an epoch",
 }
 
 
@@ -78,6 +89,8 @@ def parse_field(field: Field, text: str) -> Any:
         return None
     if field.kind == "optional-text":
         return text
+    if field.kind == "optional-list":
+        return [part.strip() for part in text.split(",") if part.strip()]
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
 
@@ -206,9 +219,9 @@ class TrainFormScreen(Screen):
         value = self.defaults[field.name]
         if field.kind == "choice":
             return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
-        text = "" if value is None else str(value)
+        text = "" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
         placeholder = PLACEHOLDERS.get(field.name, "")
-        validators = [] if field.kind == "optional-text" else [WithinBounds(field)]
+        validators = [] if field.kind in ("optional-text", "optional-list") else [WithinBounds(field)]
         return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
