@@ -26,6 +26,10 @@ class ComparedRun:
     accuracy: float | None
     accuracy_of: str | None
     runtime_s: float
+    everyday_known: int | None = None
+    """Everyday questions the base answered right (the forgetting probe); None when it did not ask."""
+    everyday_kept: int | None = None
+    """How many of those the tuned model still answers right."""
 
     @property
     def forgetting(self) -> float | None:
@@ -58,10 +62,21 @@ def compared_run(path: Path) -> ComparedRun:
         accuracy=result.eval_accuracy,
         accuracy_of=result.accuracy_of,
         runtime_s=result.runtime_s,
+        everyday_known=result.general_known,
+        everyday_kept=result.general_kept,
     )
 
 
-COLUMNS = ("run", "method", "trainable", "peak GB", "tok/s", "train loss", "eval loss", "forgetting", "eval accuracy", "time")
+COLUMNS = ("run", "method", "trainable", "peak GB", "tok/s", "train loss", "eval loss", "everyday kept", "forgetting",
+           "eval accuracy", "time")
+
+
+LEGEND = (
+    "everyday kept: of the everyday questions the base answered right, how many the tuned model still does.",
+    "forgetting: change of perplexity on general text over training (+ = the model lost some general skill).",
+    "eval accuracy: next-token accuracy on held-out answers (tokens), or chosen ranked above rejected (pairs).",
+)
+"""What the columns that are not plain figures mean, under the table."""
 
 
 def comparison_rows(runs: list[ComparedRun]) -> list[tuple[str, ...]]:
@@ -76,6 +91,7 @@ def comparison_rows(runs: list[ComparedRun]) -> list[tuple[str, ...]]:
         rows.append((
             run.name, run.method, f"{_count(run.trainable_params)} ({share:.2%})", f"{run.peak_memory_gb:.2f}",
             number(run.tokens_per_second, ".0f"), f"{run.final_loss:.3f}", number(run.eval_loss, ".3f"),
+            "-" if run.everyday_known is None else f"{run.everyday_kept}/{run.everyday_known}",
             number(run.forgetting, "+.1%"), accuracy, f"{run.runtime_s:.0f}s",
         ))
     return rows
@@ -89,8 +105,7 @@ def format_table(runs: list[ComparedRun]) -> str:
              for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append("")
-    lines.append("forgetting: change of perplexity on general text over training (+ = the model lost some general skill).")
-    lines.append("eval accuracy: next-token accuracy on held-out answers (tokens), or chosen ranked above rejected (pairs).")
+    lines.extend(LEGEND)
     return "\n".join(lines)
 
 

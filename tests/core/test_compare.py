@@ -17,7 +17,7 @@ def finished_run(home, name: str, method: str, **figures):
     run = new_run(RunConfig(data="x.jsonl", method=method), home / name)
     event = dict(steps=30, final_loss=0.5, eval_loss=0.7, runtime_s=12.0, tokens_per_second=100.0, trainable_params=4_900_000,
                  total_params=134_500_000, peak_memory_gb=2.5, method=method, eval_accuracy=0.8, accuracy_of="token accuracy",
-                 general_perplexity_before=10.0, general_perplexity_after=11.0)
+                 general_perplexity_before=10.0, general_perplexity_after=11.0, general_known=60, general_kept=55)
     run.record(Finished(result=TrainResult(**{**event, **figures})))
     return run
 
@@ -30,7 +30,7 @@ def test_compare_prints_one_row_per_run_with_its_trade_offs(home, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["run", "method", "trainable"]
     lora_row = next(line for line in lines if line.startswith("lora-run"))
-    assert "4.9M (3.64%)" in lora_row and "+10.0%" in lora_row and "80.0% tokens" in lora_row
+    assert "4.9M (3.64%)" in lora_row and "+10.0%" in lora_row and "80.0% tokens" in lora_row and "55/60" in lora_row
     dpo_row = next(line for line in lines if line.startswith("dpo-run"))
     assert "100.0% pairs" in dpo_row and " - " in dpo_row  # no token count, no forgetting figure
     assert compared_run(lora.path).forgetting == pytest.approx(0.1)
@@ -42,7 +42,7 @@ def test_compare_refuses_a_run_that_has_not_finished(home):
         compared_run(run.path)
     header, rule, blank, *legend = format_table([]).splitlines()
     assert header.split()[:2] == ["run", "method"] and set(rule.replace(" ", "")) == {"-"}
-    assert blank == "" and [line.split(":")[0] for line in legend] == ["forgetting", "eval accuracy"]  # no run, no row
+    assert blank == "" and [line.split(":")[0] for line in legend] == ["everyday kept", "forgetting", "eval accuracy"]  # no row
 
 
 def test_overfitting_is_warned_once_when_eval_rises_while_train_falls(home):

@@ -111,3 +111,29 @@ def test_quitting_mid_run_says_training_goes_on(home, facts_file):
         child.kill()
         child.wait()
     assert still_working(session) == []
+
+
+async def test_compare_shows_the_finished_runs_or_the_marked_ones(home, facts_file):
+    from tuneforge.tui.screens.compare import CompareScreen
+
+    from .finished_run import finished_run
+
+    first, second = finished_run(home / "runs" / "a-first"), finished_run(home / "runs" / "b-second")
+    new_run(RunConfig(data=str(facts_file)), home / "runs" / "c-created")  # not finished: never compared
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), what="the comparison")
+        table = app.screen.query_one("#compare", DataTable)
+        assert sorted(str(table.get_row_at(i)[0]) for i in range(table.row_count)) == [first.name, second.name]
+        assert str(table.get_row_at(0)[7]) == "55/60"  # everyday answers kept, as `tuneforge compare` shows
+        await pilot.press("escape")
+        runs = app.screen.query_one("#runs", DataTable)
+        runs.move_cursor(row=runs.get_row_index(str(first.path)))
+        await pilot.press("space")  # mark the highlighted run
+        await pilot.pause()
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), what="the comparison of the marked run")
+        table = app.screen.query_one("#compare", DataTable)
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == [first.name]

@@ -63,7 +63,9 @@ class HomeScreen(Screen):
     BINDINGS = [
         Binding("n", "new", "New fine-tune"),
         Binding("o", "open", "Open run"),
-        Binding("g", "chat_file", "Chat with a GGUF"),
+        Binding("g", "chat_file", "Chat GGUF"),
+        Binding("space", "mark", "Mark"),
+        Binding("m", "compare", "Compare"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -89,6 +91,8 @@ class HomeScreen(Screen):
         """Each listed run's events, folded; a refresh reads only the lines appended since the last."""
         self._trained: dict[RunDir, tuple[str, str]] = {}
         """Each listed run's model and method, read once from its config.yaml."""
+        self.marked: set[RunDir] = set()
+        """Runs marked (space) for Compare."""
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -97,6 +101,13 @@ class HomeScreen(Screen):
         self.watch(self.app, "hardware", self._show_hardware)
         self.refresh_runs()
         self.set_interval(REFRESH_SECONDS, self.refresh_runs)
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        """The runs table has the keys when there are runs: arrows pick one, Enter opens it, space marks it."""
+        table = self.query_one("#runs", DataTable)
+        if table.row_count:
+            table.focus()
 
     def _show_hardware(self, hardware: Hardware | None) -> None:
         self.query_one("#hardware", Static).update(hardware_text(hardware))
@@ -116,7 +127,7 @@ class HomeScreen(Screen):
             state, last = run.state(history), history.last_step
             if run not in self._trained:
                 self._trained[run] = what_it_trains(run)
-            table.add_row(*plain_cells(run.name, *self._trained[run], Text(state, style=STATE_STYLE.get(state, "")),
+            table.add_row(*plain_cells(f"✓ {run.name}" if run in self.marked else run.name, *self._trained[run], Text(state, style=STATE_STYLE.get(state, "")),
                                        f"{last.step}/{last.max_steps}" if last else "", _figure(last.loss if last else None),
                                        _figure(history.last_eval_loss)), key=str(run.path))
         if runs:
@@ -132,6 +143,33 @@ class HomeScreen(Screen):
         table = self.query_one("#runs", DataTable)
         if table.row_count:
             self._open(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _highlighted_run(self) -> RunDir | None:
+        from pathlib import Path
+
+        table = self.query_one("#runs", DataTable)
+        if not table.row_count:
+            return None
+        return RunDir(Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+
+    def action_mark(self) -> None:
+        """Mark the highlighted run for Compare, or unmark it."""
+        run = self._highlighted_run()
+        if run is not None:
+            self.marked ^= {run}
+            self.refresh_runs()
+
+    def action_compare(self) -> None:
+        """The marked runs side by side; with none marked, every finished run."""
+        from .compare import CompareScreen
+
+        chosen = self.marked or set(self._histories)
+        finished = [run for run, history in self._histories.items()
+                    if run in chosen and history.finished is not None and history.finished.result is not None]
+        if not finished:
+            self.notify("No finished run to compare: mark runs with space once they trained.", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(finished))
 
     def action_chat_file(self) -> None:
         from pathlib import Path
