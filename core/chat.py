@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError, TuneforgeError
+from .errors import ConfigError, ModelError, TuneforgeError
 from .models import resolve_base, resolve_model
 from .reply import Reply
 from .runs import RunDir
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a chat answers: greedy (temperature 0: the same answer every time) or sampled from the `top_p` nucleus at
+    `temperature`; at most `max_tokens` long; under a `system` prompt when one is given."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    system: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.temperature <= 2 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+            raise ConfigError(f"temperature {self.temperature:g}, top-p {self.top_p:g}, max tokens {self.max_tokens}: out of range",
+                              "temperature 0–2 (0 = greedy), top-p above 0 up to 1, at least 1 token")
+
+    def stream(self, model: Any, history: list[dict[str, str]]) -> Iterator[str]:
+        """`model`'s answer to the conversation `history` (the system prompt put first), piece by piece."""
+        system = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        return model.stream(system + history, self.max_tokens, temperature=self.temperature, top_p=self.top_p)
 
 
 @dataclass
@@ -39,8 +61,10 @@ class ChatModel:
         """The model's greedy reply to `messages` (or to one user message given as a string)."""
         return self.reply(messages, max_new_tokens).text
 
-    def reply(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> Reply:
-        """The greedy reply, and whether it ended with one of the model's end-of-turn tokens."""
+    def reply(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96, temperature: float = 0.0,
+              top_p: float = 1.0) -> Reply:
+        """The reply (greedy, or sampled at `temperature` from the `top_p` nucleus), and whether it ended with one of
+        the model's end-of-turn tokens."""
         import torch
 
         if isinstance(messages, str):
@@ -49,16 +73,18 @@ class ChatModel:
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
         base_only = self.active == "base"
         with torch.inference_mode(), (self.model.disable_adapter() if base_only else contextlib.nullcontext()):
-            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
         new = output[0, inputs["input_ids"].shape[1]:].tolist()
         ends = self.model.generation_config.eos_token_id
         ends = set(ends if isinstance(ends, list) else [ends])
         stopped = bool(new) and new[-1] in ends
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True).strip(), stopped)
 
-    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96) -> Iterator[str]:
-        """The reply as pieces, like GgufChat.stream (transformers generation gives it as one)."""
-        yield self.answer(messages, max_new_tokens)
+    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96, schema: None = None,
+               temperature: float = 0.0, top_p: float = 1.0) -> Iterator[str]:
+        """The reply as pieces, like GgufChat.stream (transformers generation gives it as one; no schema here)."""
+        yield self.reply(messages, max_new_tokens, temperature, top_p).text
 
     def close(self) -> None:
         """Drop the model so its memory can be freed (the same call as GgufChat's)."""
@@ -81,6 +107,47 @@ def load_chat_model(source: str | Path) -> Any:
         if gguf_file is not None:
             return GgufChat(gguf_file)
     return load_transformers_chat(path if path.exists() else str(source))
+
+
+BASE_GGUF_FOLDER = "base-gguf"
+"""Under TUNEFORGE_HOME: base models converted to the GGUF type of a tuned file they are compared with."""
+
+
+def load_base_beside(run: RunDir, echo: Callable[[str], None] | None = None) -> Any:
+    """The run's base model, to answer beside the tuned one at the same quantization: when the run's chat model is
+    a verified GGUF of type T, the base's own T file (converted and verified once, then kept in
+    TUNEFORGE_HOME/base-gguf), so that the two answers differ by the fine-tune alone and not by rounding; without a
+    GGUF, or when the base cannot be converted, the base through transformers."""
+    from tuneforge.exporters.gguf.chat import GgufChat
+    from tuneforge.exporters.report import exported_model, passed_files, read_report
+
+    from .paths import tuneforge_home
+
+    config = run.load_config()
+    try:
+        tuned = exported_model(run.export)
+    except TuneforgeError:  # nothing passed: the tuned side answers through transformers too
+        tuned = None
+    report = read_report(run.export)
+    qtype = next((entry.gguf_type for entry in report.files if Path(entry.file) == tuned), None) if report and tuned else None
+    if qtype is None:
+        return load_transformers_chat(config.model, config.chat_template)
+    base = resolve_base(config)
+    folder = tuneforge_home() / BASE_GGUF_FOLDER / re.sub(r"[^A-Za-z0-9._-]+", "-", base.name)
+    converted = [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
+    if not converted:
+        from .exporting import export
+
+        if echo:
+            echo(f"converting the base to {qtype}, once, to compare at the tuned file's quantization …")
+        try:
+            export(base.path, [qtype], folder, echo=None)
+        except TuneforgeError:  # e.g. a full disk: the base still answers, unrounded
+            return load_transformers_chat(config.model, config.chat_template)
+        converted = [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
+    if not converted:  # it did not pass verification
+        return load_transformers_chat(config.model, config.chat_template)
+    return GgufChat(converted[0])
 
 
 def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> ChatModel:
@@ -152,7 +219,7 @@ def load_adapters_chat(run_paths: list[Path]) -> ChatModel:
     return chat
 
 
-def interactive_chat(model: Any, say: Callable[[str], None]) -> None:
+def interactive_chat(model: Any, say: Callable[[str], None], sampling: Sampling = Sampling()) -> None:
     """A terminal conversation: streamed answers, history kept; `/use NAME` switches adapter."""
     switch = f"; /use NAME switches adapter ({', '.join(('base', *model.adapters))})" if model.adapters else ""
     say(f"chatting with {model.label}; an empty line or Ctrl-D ends{switch}")
@@ -173,7 +240,7 @@ def interactive_chat(model: Any, say: Callable[[str], None]) -> None:
             continue
         history.append({"role": "user", "content": line})
         pieces = []
-        for piece in model.stream(history):  # llama.cpp gives tokens as they come
+        for piece in sampling.stream(model, history):  # llama.cpp gives tokens as they come
             pieces.append(piece)
             print(piece, end="", flush=True)
         print(flush=True)

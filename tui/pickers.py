@@ -1,4 +1,5 @@
-"""A file and folder picker: a directory tree plus a path field, as a modal that returns the choice."""
+"""Pickers as modals that return the choice: a file or folder (a directory tree plus a path field), and a GGUF to
+chat with (the runs' verified files first)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Input, Static
+from textual.widgets import Button, DirectoryTree, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from .widgets import Plain
 
 
 class PathPicker(ModalScreen[Path | None]):
@@ -26,10 +30,10 @@ class PathPicker(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
-            yield Static(self.title_text, classes="title")
+            yield Plain(self.title_text, classes="title")
             yield Input(str(self.start), id="picker-path")
             yield DirectoryTree(self.start, id="picker-tree")
-            yield Static("", id="picker-error", classes="error")
+            yield Plain("", id="picker-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Choose", id="picker-choose", variant="primary")
                 yield Button("Cancel", id="picker-cancel")
@@ -72,3 +76,34 @@ def browse_into(field: Input, title: str, then: Callable[[], None]) -> None:
 
     start = Path(field.value.strip() or Path.cwd()).expanduser()
     field.app.push_screen(PathPicker(title, start), chosen)
+
+
+class GgufPicker(ModalScreen[Path | None]):
+    """The runs' verified GGUF files, newest run first, to chat with; "Other file…" browses for any .gguf."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("b", "browse", "Other file…")]
+
+    def __init__(self, files: list[tuple[str, Path]]) -> None:
+        super().__init__()
+        self.files = files
+        """(run name, verified GGUF) pairs."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Plain("Chat with a GGUF: the runs' verified files (Enter picks)", classes="title")
+            yield OptionList(*(Option(f"{run}  ·  {path.name}", id=str(path)) for run, path in self.files), id="gguf-files")
+            with Horizontal(classes="buttons"):
+                yield Button("Other file…", id="picker-browse")
+                yield Button("Cancel", id="picker-cancel")
+
+    @on(OptionList.OptionSelected, "#gguf-files")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(Path(str(event.option.id)))
+
+    @on(Button.Pressed, "#picker-browse")
+    def action_browse(self) -> None:
+        self.app.push_screen(PathPicker("Chat with a GGUF file", Path.cwd(), folders=False), self.dismiss)
+
+    @on(Button.Pressed, "#picker-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -44,24 +44,29 @@ def fetch_converter() -> None:
 def chat(
     sources: Annotated[list[str], typer.Argument(help="A .gguf file, a run directory (its verified GGUF, else its merged model), or a model; several runs of one base share it.")],
     prompt: Annotated[str | None, typer.Option(help="Print one answer to this and exit.")] = None,
+    system: Annotated[str, typer.Option(help="A system prompt put before the conversation.")] = "",
+    temperature: Annotated[float, typer.Option(help="0 answers greedily (the same answer every time); up to 2 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Sample from the smallest set of tokens this likely (with --temperature).")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="The longest answer, in tokens.")] = 256,
 ) -> int:
     """Chat with a GGUF through llama.cpp (or a run or model through transformers): one answer with --prompt, else interactive.
 
     Several run directories load their common base once with each run's adapter: --prompt
     prints every adapter's answer; interactively, `/use NAME` switches (`/use base` for none).
     """
-    from ..chat import interactive_chat, load_adapters_chat, load_chat_model
+    from ..chat import Sampling, interactive_chat, load_adapters_chat, load_chat_model
 
+    sampling = Sampling(temperature, top_p, max_tokens, system)
     model = load_chat_model(sources[0]) if len(sources) == 1 else load_adapters_chat([Path(s) for s in sources])
     if prompt is not None:
         for name in model.adapters or (None,):
             if name is not None:
                 model.use(name)
                 say(f"[{name}]")
-            say(model.answer(prompt))
+            say("".join(sampling.stream(model, [{"role": "user", "content": prompt}])).strip())
         model.close()
         return 0
-    interactive_chat(model, say)
+    interactive_chat(model, say, sampling)
     model.close()
     return 0
 

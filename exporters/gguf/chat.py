@@ -82,15 +82,17 @@ class GgufChat:
         return Reply(text, self._finish_reason == "stop")
 
     def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 256,
-               schema: dict[str, Any] | None = None) -> Iterator[str]:
-        """The greedy reply, piece by piece as llama.cpp produces it (a crashed child is started again)."""
+               schema: dict[str, Any] | None = None, temperature: float = 0.0, top_p: float = 1.0) -> Iterator[str]:
+        """The reply, piece by piece as llama.cpp produces it (a crashed child is started again): greedy, or sampled
+        at `temperature` from the `top_p` nucleus (from a fixed seed, so a conversation replays alike)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         if self._child is None:
             self._start()
         assert self._child is not None and self._child.stdin is not None
         try:
-            self._child.stdin.write(json.dumps({"messages": messages, "max_tokens": max_new_tokens, "schema": schema}) + "\n")
+            self._child.stdin.write(json.dumps({"messages": messages, "max_tokens": max_new_tokens, "schema": schema,
+                                                "temperature": temperature, "top_p": top_p}) + "\n")
             self._child.stdin.flush()
         except BrokenPipeError:
             pass  # it died; _read says how
@@ -145,7 +147,9 @@ def _serve(path: Path, n_ctx: int) -> None:
             finish_reason = None
             try:
                 for chunk in llm.create_chat_completion(messages=request["messages"], max_tokens=request["max_tokens"],
-                                                        temperature=0.0, stream=True, response_format=response_format):
+                                                        temperature=request.get("temperature", 0.0),
+                                                        top_p=request.get("top_p", 1.0), stream=True,
+                                                        response_format=response_format):
                     piece = chunk["choices"][0]["delta"].get("content")
                     finish_reason = chunk["choices"][0].get("finish_reason") or finish_reason
                     if piece:

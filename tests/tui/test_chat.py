@@ -53,3 +53,21 @@ async def test_a_chat_child_killed_by_a_signal_shows_the_error_and_the_app_goes_
         assert str(gguf_file) in replies(app)[-1] and "export it again" in replies(app)[-1]
         assert app.is_running and type(app.screen).__name__ == "ChatScreen"
         assert [m["role"] for m in app.screen.query_one("#tuned").messages] == ["user", "assistant", "user"]
+
+
+async def test_the_chat_settings_shape_the_answer(home, gguf_file):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ChatScreen(gguf_file))
+        await wait_until(pilot, lambda: "tuned" in app.screen.models, 60, "the GGUF to load")
+        app.screen.query_one("#max-tokens", Input).value = "2"
+        await ask(pilot, app, "Hello?")
+        short = replies(app)[-1]
+        app.screen.query_one("#max-tokens", Input).value = "40"
+        await ask(pilot, app, "Hello?")
+        assert 0 < len(short) < len(replies(app)[-1])  # the length setting reaches llama.cpp
+        app.screen.query_one("#temperature", Input).value = "9"
+        app.screen.query_one("#prompt", Input).value = "Too hot?"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(replies(app)) == 2 and app.screen.query_one("#prompt", Input).value == "Too hot?"  # refused, kept

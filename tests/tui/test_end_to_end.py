@@ -50,6 +50,9 @@ async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default
         await pilot.press("c")  # → Chat with the verified GGUF, the base beside it
         await wait_until(pilot, lambda: "tuned" in app.screen.models, 120, "the GGUF to load")
         assert ".gguf" in app.screen.models["tuned"].label
+        # The base answers beside it at the same quantization: its own q8_0 file, converted and verified once.
+        await wait_until(pilot, lambda: "base" in app.screen.models, 180, "the base's q8_0 GGUF")
+        assert app.screen.models["base"].label.endswith("-q8_0.gguf")
         app.screen.query_one("#prompt", Input).value = "What is the capital of France?"
         await pilot.press("enter")
         await wait_until(pilot, lambda: len(app.screen.query_one("#base").messages) == 2, 180, "both answers")

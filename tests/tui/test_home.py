@@ -137,3 +137,30 @@ async def test_compare_shows_the_finished_runs_or_the_marked_ones(home, facts_fi
         await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), what="the comparison of the marked run")
         table = app.screen.query_one("#compare", DataTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == [first.name]
+
+
+async def test_chat_with_a_gguf_offers_the_runs_verified_files_first(home, facts_file):
+    import json
+
+    from textual.widgets import OptionList
+
+    from tuneforge.tui.pickers import GgufPicker
+
+    from .finished_run import finished_run
+
+    run = finished_run(home / "runs" / "exported")
+    run.export.mkdir()
+    verified, failed = run.export / "exported-q8_0.gguf", run.export / "exported-q4_0.gguf"
+    for path in (verified, failed):
+        path.write_bytes(b"GGUF")
+    check = {"name": "chat", "passed": True, "detail": "ends its turn", "hint": ""}
+    (run.export / "export-report.json").write_text(json.dumps({"source": str(run.path), "files": [
+        {"file": str(verified), "gguf_type": "q8_0", "size_bytes": 4, "checks": [check]},
+        {"file": str(failed), "gguf_type": "q4_0", "size_bytes": 4, "checks": [{**check, "passed": False}]}]}))
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("g")
+        await wait_until(pilot, lambda: isinstance(app.screen, GgufPicker), what="the GGUF picker")
+        files = app.screen.query_one("#gguf-files", OptionList)
+        assert [str(files.get_option_at_index(i).id) for i in range(files.option_count)] == [str(verified)]

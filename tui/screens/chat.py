@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -16,27 +16,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Checkbox, Header, Input, Static
+from textual.widgets import Checkbox, Header, Input, Label, Static
 from textual.worker import get_current_worker
 
+from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.runs import RunDir
+
+if TYPE_CHECKING:
+    from tuneforge.core.chat import Sampling
 
 from ..errors import describe
 from ..widgets import KeyFooter, Plain
-
-MAX_NEW_TOKENS = 256
-
-
-def load_base(run: RunDir) -> Any:
-    """The run's base model to compare with: its GGUF when the base is one (the default is), else transformers."""
-    from tuneforge.core.chat import load_chat_model
-    from tuneforge.core.models import check_model_reference, default_gguf_path
-
-    model = run.load_config().model
-    kind = check_model_reference(model)
-    if kind == "default":
-        return load_chat_model(default_gguf_path())
-    return load_chat_model(model)
 
 
 class Pane(Vertical):
@@ -104,10 +94,15 @@ class ChatScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         name = self.run.name if self.run else Path(self.source).name
-        yield Plain(f"Chat · {name}  (greedy decoding, so answers are repeatable)", classes="step")
+        yield Plain(f"Chat · {name}  (temperature 0 answers greedily: the same answer every time)", classes="step")
         with Horizontal(id="chat-panes"):
             yield Pane("fine-tuned: loading …", "tuned")
             yield Pane("base: loading …", "base")
+        with Horizontal(id="chat-settings"):
+            yield Input(placeholder="system prompt (optional)", id="system", compact=True)
+            for label, field, value in (("temp", "temperature", "0"), ("top-p", "top-p", "1"), ("tokens", "max-tokens", "256")):
+                yield Label(label)
+                yield Input(value, id=field, compact=True, type="integer" if field == "max-tokens" else "number")
         with Horizontal(id="chat-input"):
             yield Input(placeholder="Ask something and press Enter", id="prompt", compact=True)
             yield Checkbox("base beside it", value=self.run is not None, id="compare", compact=True)
@@ -125,12 +120,13 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-load")
     def load_models(self, tuned_source: Path) -> None:
         """Load the fine-tuned model first (what the person came for), then the base (llama.cpp runs in child processes)."""
-        from tuneforge.core.chat import load_chat_model
+        from tuneforge.core.chat import load_base_beside, load_chat_model
 
         loaders = [("tuned", "fine-tuned", lambda: load_chat_model(tuned_source))]
         if self.run is not None:
             run = self.run
-            loaders.append(("base", "base", lambda: load_base(run)))
+            loaders.append(("base", "base", lambda: load_base_beside(
+                run, echo=lambda line: self.post_message(ModelLoaded("base", f"base: {line}")))))
         with self._working():
             for pane_id, role, load in loaders:
                 if get_current_worker().is_cancelled:
@@ -158,6 +154,11 @@ class ChatScreen(Screen):
         prompt = event.value.strip()
         if not prompt:
             return
+        try:
+            sampling = self.sampling()
+        except (ValueError, TuneforgeError) as exc:
+            self.notify(getattr(exc, "hint", "") or str(exc), title="chat settings", severity="error", markup=False)
+            return
         event.input.value = ""
         panes = [self.query_one("#tuned", Pane)]
         if self.run is not None and self.query_one("#compare", Checkbox).value:
@@ -167,10 +168,18 @@ class ChatScreen(Screen):
             pane.add_turn("user", prompt)
             pane.messages.append({"role": "user", "content": prompt})
             jobs.append((pane.id, pane.add_turn("assistant", "…"), list(pane.messages)))
-        self.reply(jobs)
+        self.reply(jobs, sampling)
+
+    def sampling(self) -> Sampling:
+        """The settings row as core's Sampling; a ValueError or ConfigError says what is wrong."""
+        from tuneforge.core.chat import Sampling
+
+        value = {name: self.query_one(f"#{name}", Input).value.strip() for name in ("temperature", "top-p", "max-tokens")}
+        return Sampling(float(value["temperature"] or 0), float(value["top-p"] or 1), int(value["max-tokens"] or 256),
+                        self.query_one("#system", Input).value)
 
     @work(thread=True, exit_on_error=False, group="chat-reply")
-    def reply(self, jobs: list[tuple[str, Static, list[dict[str, str]]]]) -> None:
+    def reply(self, jobs: list[tuple[str, Static, list[dict[str, str]]]], sampling: Sampling) -> None:
         """Stream each model's answer into its turn, one model after the other (one CPU does one at a time)."""
         worker = get_current_worker()
         with self._working():  # waits for the models to load, and for the previous answer
@@ -181,7 +190,7 @@ class ChatScreen(Screen):
                     continue
                 answer = ""
                 try:
-                    for piece in model.stream(messages, MAX_NEW_TOKENS):
+                    for piece in sampling.stream(model, messages):
                         if worker.is_cancelled:  # the conversation was cleared, or the screen closed
                             return
                         answer += piece

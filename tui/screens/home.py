@@ -172,9 +172,12 @@ class HomeScreen(Screen):
         self.app.push_screen(CompareScreen(finished))
 
     def action_chat_file(self) -> None:
+        """Chat with a GGUF: a run's verified file, picked from a list, or any other .gguf."""
         from pathlib import Path
 
-        from ..pickers import PathPicker
+        from tuneforge.exporters.report import passed_files
+
+        from ..pickers import GgufPicker, PathPicker
 
         def chosen(path: Path | None) -> None:
             if path is None:
@@ -184,7 +187,9 @@ class HomeScreen(Screen):
                 return
             self.app.open_chat(path)
 
-        self.app.push_screen(PathPicker("Chat with a GGUF file", Path.cwd(), folders=False), chosen)
+        files = [(run.name, path) for run in self._histories for path in passed_files(run.export, models_only=True)]
+        picker = GgufPicker(files) if files else PathPicker("Chat with a GGUF file", Path.cwd(), folders=False)
+        self.app.push_screen(picker, chosen)
 
     @on(DataTable.RowHighlighted, "#runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
