@@ -147,6 +147,7 @@ class EvalReport:
                      + ("judge: graded correct by " + str(self.judge) + "; " if judged else "")
                      + "stopped: ended its turn itself; everyday kept: of the everyday questions the base model answers "
                      "right, those this model still answers right (forgetting); general ppl: perplexity on general text.")
+        lines.append(what_the_scores_measure(self.data))
         return "\n".join(lines)
 
     def write(self, folder: Path) -> Path:
@@ -155,6 +156,19 @@ class EvalReport:
         atomic_write_text(folder / REPORT_FILE, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
         atomic_write_text(folder / TABLE_FILE, self.table() + "\n")
         return folder / REPORT_FILE
+
+
+def what_the_scores_measure(data: str, how_else: bool = True) -> str:
+    """What the scores of questions from `data` (a report's origin line) tell: recall of what trained, or what the
+    model makes of questions it never saw. A run that held nothing out is asked its own training questions, and a
+    person reading 'exact' there must not take it for generalisation (nor a held-out 0 % for failure to learn).
+    `how_else` adds how to ask other questions (the CLI's way)."""
+    if data.endswith(TRAINED_NOTE):
+        recall = "Recall: these are the questions it trained on, so the scores say what it learned."
+        return recall + (" To see what it makes of them asked another way, evaluate on such questions (tuneforge eval "
+                         "--data FILE, or a prepared folder's eval.jsonl)." if how_else else "")
+    return ("Generalisation: these questions were not trained, so the scores say what it makes of what it never saw "
+            "(facts held out entirely are not in the model: a low score there is expected).")
 
 
 def questions_from(examples: Sequence[Example]) -> list[EvalQuestion]:

@@ -30,6 +30,15 @@ def test_scores_on_known_answers():
     assert (score.exact, score.contains, score.f1) == (True, True, 1.0)
 
 
+def test_the_scores_say_whether_they_measure_recall_or_generalisation():
+    """A run that held nothing out is asked its own training questions: its exact score is recall, and a held-out
+    score near 0 is facts never trained, not a failed run (the default run looked failed in Evaluate)."""
+    from tuneforge.core.evaluation import TRAINED_NOTE, what_the_scores_measure
+
+    assert what_the_scores_measure(f"facts.jsonl{TRAINED_NOTE}").startswith("Recall: these are the questions it trained on")
+    assert what_the_scores_measure("facts.jsonl (eval split)").startswith("Generalisation:")
+
+
 def test_a_judges_verdict_is_read_from_what_servers_send():
     assert parse_verdict('{"correct": true, "reason": "same colour"}').correct is True
     assert parse_verdict('```json\n{"correct": false, "reason": "wrong year"}\n```').reason == "wrong year"
@@ -93,6 +102,7 @@ def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_throu
     assert by_label["base"]["perplexity"] > 0 and by_label["run-f16.gguf"]["perplexity"] is None
     table = (run.path / "eval" / "report.txt").read_text()
     assert table.startswith("model") and "judge" in table
+    assert "Generalisation: these questions were not trained" in said  # asked from a file, not the run's training data
 
 
 def test_the_judge_is_asked_under_its_schema_with_question_reference_and_answer():

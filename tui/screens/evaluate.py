@@ -102,6 +102,7 @@ class EvalScreen(Screen):
                                        f"{model['mean_words']:.1f}", "–" if known is None else f"{model['everyday_kept']}/{known}",
                                        "–" if ppl is None else f"{ppl:.2f}", str(preferred.get(model["label"], 0))))
         self.say(f"{len(self.report['questions'])} questions from {self.report['data']}. "
+                 f"{evaluation.what_the_scores_measure(self.report['data'], how_else=False)} "
                  "← → pages through them; press the number of the best answer (the models are named once you mark).")
         self.show_question()
 
