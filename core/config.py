@@ -183,6 +183,9 @@ class RunConfig(BaseModel):
     forgetting_probe: bool = True
     """Measure forgetting: ask the base and the tuned model about a hundred everyday questions (how many right answers
     were kept; a chat model, not a base model given its family's template), and their perplexity on a small general-text set."""
+    report_to: list[Literal["tensorboard", "trackio", "wandb", "mlflow"]] = []
+    """Experiment trackers the run logs to (loss, learning rate, memory, speed, forgetting); TensorBoard and trackio
+    write into the run folder. Empty: none. `pip install 'tuneforge[tracking]'`."""
     seed: int = 42
     """Seed of the data order, split and adapter initialisation: the same seed gives the same run."""
     trust_remote_code: bool = False

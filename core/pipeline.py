@@ -171,8 +171,10 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
     from .methods import method_spec
     from .models import resolve_base
     from .settle import require_pairs, settle_run
+    from .tracking import require_trackers
 
     config = config.with_absolute_paths(Path.cwd())  # the training child runs elsewhere: keep no relative path
+    require_trackers(config.report_to)  # a tracker that cannot log is said now, not an hour into training
     loaded, eval_loaded = load_run_data(config)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
@@ -256,9 +258,13 @@ def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_
     machine sits among several. `tuneforge.core.train.train_run` trains in this process instead.
     """
     from .accelerate_setup import Machine
+    from .tracking import require_trackers
     from .training_process import train_in_child
 
-    return train_in_child(RunDir(Path(run_dir).expanduser().resolve()), resume, accept_changes, echo, machine or Machine())
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    if run.config_file.is_file():  # else the child says what is missing
+        require_trackers(run.load_config().report_to)
+    return train_in_child(run, resume, accept_changes, echo, machine or Machine())
 
 
 def merge(run_dir: str | Path, dtype: str | None = None) -> Path:

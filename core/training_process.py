@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .events import Finished, Launched, Stopped
 from .hardware import detect
 from .runs import RunDir
+from .tracking import tracking_environment
 from .train.result import TrainingFailed, TrainingStopped, TrainResult
 
 
@@ -57,8 +58,10 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
         command = launch_command(run, config, hardware, machine, _child_flags(resume, accept_changes))
         if echo:
             echo(f"{launch_summary(config, hardware)}; the command is in {launch_script(run, machine)}")
-    # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed.
-    env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})
+    # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed; the trackers write
+    # into the run folder (set before the child starts: trackio reads its folder once, when imported).
+    env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+                                **tracking_environment(config.report_to, run.path)})
     with run.log_file.open("ab") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True,
                                  start_new_session=True, cwd=run.path, env=env)

@@ -53,7 +53,15 @@ ChatTemplateOption = Annotated[str | None, typer.Option(
 ReplayOption = Annotated[float | None, typer.Option(
     help="Tokens of the base model's own answers replayed per token of data, so it keeps what it knew "
          "(default: 1 for under 1,000 examples of answers; 0 = off).")]
+ReportToOption = Annotated[str | None, typer.Option(
+    help="Experiment trackers to log to, comma-separated: tensorboard, trackio, wandb, mlflow (TensorBoard and trackio "
+         "write into the run folder; `pip install 'tuneforge[tracking]'`).")]
 ColumnOption = Annotated[list[str] | None, typer.Option("--column", help="Map a field: tuneforge_name=your_name (repeatable), e.g. prompt=question.")]
+
+
+def trackers_option(report_to: str | None) -> list[str] | None:
+    """--report-to's comma-separated names as a list (None when not given: the config's own stands)."""
+    return [name.strip() for name in report_to.split(",") if name.strip()] if report_to else None
 
 
 def say(text: str = "") -> None:

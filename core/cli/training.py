@@ -27,12 +27,14 @@ from .app import (
     MethodOption,
     ModelOption,
     ReplayOption,
+    ReportToOption,
     TeacherOption,
     app,
     columns_option,
     config_from_options,
     print_export,
     say,
+    trackers_option,
 )
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ def train(
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
     replay: ReplayOption = None,
+    report_to: ReportToOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
     gpus: Annotated[int | None, typer.Option(help="Train on N GPUs of this machine (data parallel through accelerate).")] = None,
@@ -90,7 +93,7 @@ def train(
         _require_gpus(gpus)
     machine = Machine(node_rank, main_address, main_port)
     new_run_options = (model, data, data_split, eval_data, eval_data_split, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
-                       teacher, adapter_from, gpus, processes, nodes, replay)
+                       teacher, adapter_from, gpus, processes, nodes, replay, report_to)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
@@ -109,7 +112,7 @@ def train(
             config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
-            replay=replay,
+            replay=replay, report_to=trackers_option(report_to),
         )
         run = pipeline.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
@@ -178,6 +181,7 @@ def run(
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
     replay: ReplayOption = None,
+    report_to: ReportToOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
 ) -> int:
@@ -191,7 +195,7 @@ def run(
     run_config = config_from_options(
         config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
-        chat_template=chat_template, replay=replay,
+        chat_template=chat_template, replay=replay, report_to=trackers_option(report_to),
     )
     run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None

@@ -28,6 +28,7 @@ from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, settle_eval_split, settle_run
+from ..tracking import log_figures
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
 from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
@@ -242,7 +243,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         save_trained(run, model, tokenizer, model_ref, spec.weights == "whole", whole_weights)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
-    return TrainResult(
+    result = TrainResult(
         steps=trainer.state.global_step,
         final_loss=losses[-1] if losses else math.nan,
         eval_loss=eval_loss,
@@ -261,6 +262,11 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         general_kept=kept.kept if kept else None,
         replay_examples=len(replayed),
     )
+    log_figures(trainer, {"peak_memory_gb": result.peak_memory_gb, "planned_peak_gb": result.planned_peak_gb,
+                          "tokens_per_second": result.tokens_per_second, "general_perplexity_before": perplexity_before,
+                          "general_perplexity_after": perplexity_after, "everyday_known": result.general_known,
+                          "everyday_kept": result.general_kept})
+    return result
 
 
 def _settled_by_rank_zero(run: RunDir, config: RunConfig, hardware: Hardware) -> RunConfig:

@@ -15,6 +15,7 @@ from ..data.records import Example
 from ..hardware import Hardware
 from ..methods import method_spec
 from ..runs import RunDir
+from ..tracking import tracking_arguments
 from .speed import length_grouping, project_answers_only
 
 ACCURACY_KEYS = {
@@ -69,7 +70,7 @@ def training_arguments(run: RunDir, config: RunConfig, hardware: Hardware, has_e
         # Packed rows have no padding to leave out of the count (without an attention mask, "non_padding" would drop
         # every token equal to the pad token, the end of turn in many vocabularies), nor any to save by sorting.
         include_num_input_tokens_seen="all" if config.padding_free else "non_padding",
-        report_to="none",
+        **tracking_arguments(config.report_to, run.name),
         disable_tqdm=True,
         dataloader_pin_memory=hardware.cuda,
         ddp_find_unused_parameters=False if config.processes * config.nodes > 1 else None,  # every trained weight gets a gradient

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tuneforge.core.config import RunConfig
 from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds, field_help
 
-NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text", "optional-list")]
+NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text", "list", "optional-list")]
 CANDIDATES = ["-1", "0", "1e-8", "0.5", "1", "2", "15", "16", "512"]
 
 
@@ -106,7 +106,7 @@ async def test_the_form_sets_what_config_yaml_holds(home, tiny_llama, facts_file
     from .pilot import CPU_MACHINE, SIZE
 
     wanted = {"lora_dropout": 0.1, "lora_targets": ["q_proj", "v_proj"], "lr_scheduler": "linear", "warmup_ratio": 0.1,
-              "weight_decay": 0.01, "eval_steps": 5, "save_steps": 10, "seed": 7}
+              "weight_decay": 0.01, "eval_steps": 5, "save_steps": 10, "seed": 7, "report_to": ["tensorboard"]}
     app = TuneforgeApp(hardware=CPU_MACHINE)
     app.session.model, app.session.data = str(tiny_llama), str(facts_file)
     async with app.run_test(size=SIZE) as pilot:

@@ -37,7 +37,7 @@ class Field:
 
     name: str
     label: str
-    kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", "optional-list" or "choice"
+    kind: str  # "int", "float", "optional-int", "optional-float", "optional-text", "list", "optional-list" or "choice"
     choices: tuple[tuple[str, Any], ...] = ()
 
 
@@ -65,6 +65,7 @@ FIELDS = (
     Field("eval_steps", "eval every", "optional-int"),
     Field("save_steps", "save every", "optional-int"),
     Field("seed", "seed", "int"),
+    Field("report_to", "report to", "list"),
 )
 GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
@@ -79,6 +80,7 @@ PLACEHOLDERS = {
     "lora_targets": "every linear layer (or: q_proj, v_proj, …)",
     "eval_steps": "once an epoch",
     "save_steps": "once an epoch",
+    "report_to": "none (or: tensorboard, trackio, wandb, mlflow)",
 }
 
 
@@ -89,7 +91,7 @@ def parse_field(field: Field, text: str) -> Any:
         return None
     if field.kind == "optional-text":
         return text
-    if field.kind == "optional-list":
+    if field.kind in ("list", "optional-list"):  # empty: None for an optional list, [] for a list
         return [part.strip() for part in text.split(",") if part.strip()]
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
@@ -221,7 +223,7 @@ class TrainFormScreen(Screen):
             return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
         text = "" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
         placeholder = PLACEHOLDERS.get(field.name, "")
-        validators = [] if field.kind in ("optional-text", "optional-list") else [WithinBounds(field)]
+        validators = [] if field.kind in ("optional-text", "list", "optional-list") else [WithinBounds(field)]
         return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
