@@ -9,7 +9,7 @@ import typer
 
 from tuneforge.exporters.gguf.types import DEFAULT_TYPES, GGUF_TYPES
 
-from ..errors import ExportError
+from ..errors import ConfigError, ExportError
 from .app import app, print_export, progress_lines, say
 
 
@@ -68,6 +68,32 @@ def chat(
         return 0
     interactive_chat(model, say, sampling)
     model.close()
+    return 0
+
+
+@app.command()
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="The run to publish.")],
+    repo: Annotated[str, typer.Option(help="The hub repository, OWNER/NAME (created if it does not exist).")],
+    what: Annotated[str, typer.Option(help="What to publish, comma-separated: adapter, merged, gguf (verified files only).")] = "adapter,gguf",
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    dry_run: Annotated[Path | None, typer.Option("--dry-run", help="Write what would be uploaded into this folder instead.")] = None,
+) -> int:
+    """Publish a run to the Hugging Face Hub with a model card made from its evidence (settings, curve, eval, GGUF checks, forgetting).
+
+    The token comes from HF_TOKEN or `hf auth login`. The upload is one commit: all of it lands, or none.
+    """
+    from ..publish import push as publish
+    from ..runs import RunDir
+
+    run = RunDir(run_dir.expanduser().resolve())
+    if not run.config_file.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)", "name a run directory; `tuneforge runs` lists them")
+    files = publish(run, repo, [part.strip() for part in what.split(",") if part.strip()], private, dry_run, echo=say)
+    if dry_run is not None:
+        say(f"wrote {len(files)} files into {dry_run} (the card: {dry_run / 'README.md'}); nothing was uploaded")
+    else:
+        say(f"published {len(files)} files: https://huggingface.co/{repo}")
     return 0
 
 
