@@ -164,3 +164,4 @@ async def test_chat_with_a_gguf_offers_the_runs_verified_files_first(home, facts
         await wait_until(pilot, lambda: isinstance(app.screen, GgufPicker), what="the GGUF picker")
         files = app.screen.query_one("#gguf-files", OptionList)
         assert [str(files.get_option_at_index(i).id) for i in range(files.option_count)] == [str(verified)]
+

@@ -115,7 +115,8 @@ class RunScreen(Screen):
         Binding("v", "evaluate", "Eval"),
         Binding("c", "chat", "Chat"),
         Binding("k", "shrink", "Shrink"),
-        Binding("g", "chart", "Chart"),
+        Binding("p", "publish", "Publish"),
+        Binding("g", "chart", "Chart", show=False),  # the chart's title says so: "(g: learning rate)"
     ]
 
     def __init__(self, run: RunDir) -> None:
@@ -296,6 +297,15 @@ class RunScreen(Screen):
         from .shrink import ShrinkForm
 
         self.app.push_screen(ShrinkForm(self.run), self._shrink_chosen)
+
+    def action_publish(self) -> None:
+        """Publish the trained run to the Hugging Face Hub (or into a folder first, to look at)."""
+        if self.run.state() not in DONE_STATES:
+            self.notify("Publish needs a trained run.", severity="warning")
+            return
+        from .publish import PublishForm
+
+        self.app.push_screen(PublishForm(self.run))
 
     def _can_shrink(self, state: str) -> bool:
         """A shrink starts from a finished run's merged model."""
