@@ -115,7 +115,7 @@ class RunScreen(Screen):
         Binding("v", "evaluate", "Eval"),
         Binding("c", "chat", "Chat"),
         Binding("k", "shrink", "Shrink"),
-        Binding("p", "publish", "Publish"),
+        Binding("p", "publish", "Push"),  # tuneforge push; "Publish" would not fit 80 columns
         Binding("g", "chart", "Chart", show=False),  # the chart's title says so: "(g: learning rate)"
     ]
 
