@@ -281,7 +281,23 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
             grader.close()
     report = EvalReport(str(run.path), origin, grader.label if grader else None, questions, evaluated)
     report.write(run.path / EVAL_FOLDER)
+    _to_trackers(run, report)
     return report
+
+
+def _to_trackers(run: RunDir, report: EvalReport) -> None:
+    """The scores into the run's offline trackers (TensorBoard, trackio), beside its training curves."""
+    from .tracking import log_eval_scores
+
+    trackers = run.load_config().report_to
+    last = run.history().last_step
+    if trackers:
+        scores = {m.label: {measure: value for measure, value in
+                            (("exact", m.rate("exact")), ("contains", m.rate("contains")), ("f1", m.rate("f1")),
+                             ("stopped", m.rate("stopped")), ("everyday_kept", m.kept.kept / m.kept.known if m.kept and m.kept.known else None))
+                            if value is not None}
+                  for m in report.models}
+        log_eval_scores(run.path, trackers, scores, last.step if last else 0)
 
 
 def everyday_answers(chat: Any) -> list[str]:

@@ -69,3 +69,29 @@ def log_figures(trainer: Any, figures: dict[str, float | int | None]) -> None:
     present = {f"tuneforge/{name}": float(value) for name, value in figures.items() if value is not None}
     if present and trainer.args.report_to and trainer.args.report_to != ["none"]:
         trainer.log(present)
+
+
+def log_eval_scores(run_dir: Path, names: Iterable[str], scores: dict[str, dict[str, float]], step: int) -> list[str]:
+    """`tuneforge eval`'s scores (per model label, per measure) into the run's offline trackers, at the run's last
+    training step, filed under `eval_answers/`; the trackers it went to. TensorBoard and trackio only: a W&B or
+    MLflow run is closed by then, and the scores stay in RUN_DIR/eval/report.json for them."""
+    written = []
+    names = set(names)
+    flat = {f"eval_answers/{label}/{measure}": value for label, measures in scores.items() for measure, value in measures.items()}
+    if "tensorboard" in names and importlib.util.find_spec("tensorboard") is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(os.environ.get("TENSORBOARD_LOGGING_DIR") or str(run_dir / "tensorboard"))
+        for tag, value in flat.items():
+            writer.add_scalar(tag, value, step)
+        writer.close()
+        written.append("tensorboard")
+    if "trackio" in names and importlib.util.find_spec("trackio") is not None:
+        os.environ.setdefault("TRACKIO_DIR", str(run_dir / "trackio"))  # read once, when trackio is first imported
+        import trackio
+
+        trackio.init(project=PROJECT, name=run_dir.name, resume="allow", auto_log_cpu=False, auto_log_gpu=False)
+        trackio.log(flat, step=step)
+        trackio.finish()
+        written.append("trackio")
+    return written

@@ -3,9 +3,12 @@ folder), read back with each tracker's own reader; a tracker that cannot log is 
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from tuneforge.core.errors import ConfigError
+from tuneforge.core.evaluation import evaluate_run
 from tuneforge.core.pipeline import create_run, train
 from tuneforge.core.runs import list_runs
 from tuneforge.core.tracking import tracking_environment
@@ -13,13 +16,17 @@ from tuneforge.core.tracking import tracking_environment
 pytestmark = pytest.mark.process  # the first test trains in a child process, as every run does
 
 
-def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny_config):
+def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny_config, monkeypatch):
     pytest.importorskip("tensorboard")
-    pytest.importorskip("trackio")
+    if importlib.util.find_spec("trackio") is None:
+        pytest.skip("trackio is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = create_run(tiny_config(max_steps=4, report_to=["tensorboard", "trackio"]), home / "run")
     result = train(run.path, echo=None)  # in its child, as every run trains: the trackers write into the run folder
+    # tuneforge eval's scores go beside the curves (here, in this process, where trackio is first imported)
+    monkeypatch.setenv("TRACKIO_DIR", str(run.path / "trackio"))
+    evaluate_run(run.path, kinds=("tuned",), everyday=False, max_new_tokens=4)
 
     board = EventAccumulator(str(run.path / "tensorboard"))
     board.Reload()
@@ -29,15 +36,15 @@ def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny
     # transformers' integration files every trainer log under train/, tuneforge's figures too
     assert {"train/learning_rate", "train/grad_norm", "train/tuneforge/peak_memory_gb", "train/tuneforge/tokens_per_second"} <= set(tags)
     assert board.Scalars("train/tuneforge/peak_memory_gb")[-1].value == pytest.approx(result.peak_memory_gb, rel=1e-3)
+    assert board.Scalars("eval_answers/tuned/f1")[-1].step == result.steps
 
     # trackio keeps a project's runs in a SQLite file under TRACKIO_DIR, here the run folder.
     from trackio.sqlite_storage import SQLiteStorage
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("trackio.sqlite_storage.TRACKIO_DIR", run.path / "trackio")
-        logs = SQLiteStorage.get_logs("tuneforge", run.name)
+    logs = SQLiteStorage.get_logs("tuneforge", run.name)
     assert [entry["train/loss"] for entry in logs if "train/loss" in entry] == pytest.approx(losses, rel=1e-4)
     assert any(entry.get("train/tuneforge/peak_memory_gb") == pytest.approx(result.peak_memory_gb, rel=1e-3) for entry in logs)
+    assert any("eval_answers/tuned/contains" in entry for entry in logs)
 
 
 def test_a_tracker_that_cannot_log_is_refused_before_anything_is_written(home, tiny_config, monkeypatch):
