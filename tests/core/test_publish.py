@@ -3,8 +3,6 @@ offline machine's clear refusal."""
 
 from __future__ import annotations
 
-import json
-
 import yaml
 from huggingface_hub import ModelCard
 
@@ -17,18 +15,7 @@ from tuneforge.core.publish import PublishError
 from tuneforge.core.runs import new_run
 from tuneforge.core.train import train_run
 
-
-def _exported(run, passed: str, failed: str) -> None:
-    """An export folder as `tuneforge export` leaves it: one file that passed verification, one that failed."""
-    run.export.mkdir()
-    check = {"name": "chat", "passed": True, "detail": "a chat turn ends with an end-of-turn token", "hint": ""}
-    files = []
-    for name, ok in ((passed, True), (failed, False)):
-        (run.export / name).write_bytes(b"GGUF" + bytes(60))
-        files.append({"file": str(run.export / name), "gguf_type": name.rsplit("-", 1)[-1].removesuffix(".gguf"),
-                      "size_bytes": 64, "checks": [{**check, "passed": ok}]})
-    (run.export / "Modelfile").write_text(f"FROM ./{passed}\n")
-    (run.export / "export-report.json").write_text(json.dumps({"source": str(run.path), "files": files}))
+from .exports import write_export
 
 
 def test_a_dry_run_writes_the_adapter_the_merged_model_the_verified_gguf_and_a_card(home, tiny_config, tiny_llama, tmp_path,
@@ -36,7 +23,7 @@ def test_a_dry_run_writes_the_adapter_the_merged_model_the_verified_gguf_and_a_c
     run = create_run(tiny_config(max_steps=3), home / "run")
     train_run(run, echo=None)
     merge_run(run)
-    _exported(run, "run-q8_0.gguf", "run-q4_0.gguf")
+    write_export(run, "run-q8_0.gguf", "run-q4_0.gguf")
     out = tmp_path / "to-upload"
     assert main(["push", str(run.path), "--repo", "me/facts", "--what", "adapter,merged,gguf", "--dry-run", str(out)]) == 0
     names = {path.name for path in out.iterdir()}

@@ -140,23 +140,16 @@ async def test_compare_shows_the_finished_runs_or_the_marked_ones(home, facts_fi
 
 
 async def test_chat_with_a_gguf_offers_the_runs_verified_files_first(home, facts_file):
-    import json
-
     from textual.widgets import OptionList
 
     from tuneforge.tui.pickers import GgufPicker
 
+    from ..core.exports import write_export
     from .finished_run import finished_run
 
     run = finished_run(home / "runs" / "exported")
-    run.export.mkdir()
-    verified, failed = run.export / "exported-q8_0.gguf", run.export / "exported-q4_0.gguf"
-    for path in (verified, failed):
-        path.write_bytes(b"GGUF")
-    check = {"name": "chat", "passed": True, "detail": "ends its turn", "hint": ""}
-    (run.export / "export-report.json").write_text(json.dumps({"source": str(run.path), "files": [
-        {"file": str(verified), "gguf_type": "q8_0", "size_bytes": 4, "checks": [check]},
-        {"file": str(failed), "gguf_type": "q4_0", "size_bytes": 4, "checks": [{**check, "passed": False}]}]}))
+    write_export(run, "exported-q8_0.gguf", "exported-q4_0.gguf")
+    verified = run.export / "exported-q8_0.gguf"
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

@@ -40,26 +40,16 @@ def _finished(home):
     return finished_run(home / "runs" / "20261204-073720-default")
 
 
-def test_run_view_of_a_finished_run(snap_compare, home):
+@pytest.mark.parametrize("screen", [RunScreen, EvalScreen], ids=["run_view_of_a_finished_run", "eval_table"])
+def test_a_finished_runs_screens(snap_compare, home, screen):
     run = _finished(home)
     app = TuneforgeApp(hardware=CPU_MACHINE)
 
-    async def open_run(pilot):
-        await app.push_screen(RunScreen(run))
+    async def open_screen(pilot):
+        await app.push_screen(screen(run))
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=open_run)
-
-
-def test_eval_table(snap_compare, home):
-    run = _finished(home)
-    app = TuneforgeApp(hardware=CPU_MACHINE)
-
-    async def open_eval(pilot):
-        await app.push_screen(EvalScreen(run))
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=open_eval)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_screen)
 
 
 @pytest.mark.parametrize("screen", ["home", "run", "eval", "export"])
