@@ -134,8 +134,11 @@ def load_base_beside(run: RunDir, echo: Callable[[str], None] | None = None) -> 
         return load_transformers_chat(config.model, config.chat_template)
     base = resolve_base(config)
     folder = tuneforge_home() / BASE_GGUF_FOLDER / re.sub(r"[^A-Za-z0-9._-]+", "-", base.name)
-    converted = [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
-    if not converted:
+
+    def converted() -> list[Path]:
+        return [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
+
+    if not converted():
         from .exporting import export
 
         if echo:
@@ -144,10 +147,8 @@ def load_base_beside(run: RunDir, echo: Callable[[str], None] | None = None) -> 
             export(base.path, [qtype], folder, echo=None)
         except TuneforgeError:  # e.g. a full disk: the base still answers, unrounded
             return load_transformers_chat(config.model, config.chat_template)
-        converted = [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
-    if not converted:  # it did not pass verification
-        return load_transformers_chat(config.model, config.chat_template)
-    return GgufChat(converted[0])
+    files = converted()
+    return GgufChat(files[0]) if files else load_transformers_chat(config.model, config.chat_template)  # none passed
 
 
 def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> ChatModel:

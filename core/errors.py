@@ -62,6 +62,12 @@ class GeneratorError(TuneforgeError):
     exit_code = 7
 
 
+class PublishError(TuneforgeError):
+    """The Hugging Face Hub could not be reached, or refused an upload."""
+
+    exit_code = 8
+
+
 def print_error(exc: TuneforgeError) -> None:
     """The one clean form of a foreseeable failure on stderr: `error: …` (or the error's own label) and `hint: …`."""
     print(f"{exc.label}: {exc.message}", file=sys.stderr, flush=True)

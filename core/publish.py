@@ -14,18 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, TuneforgeError
+from .errors import ConfigError, PublishError
 from .runs import RunDir
 
 WHAT = ("adapter", "merged", "gguf")
 """What a run can publish."""
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-class PublishError(TuneforgeError):
-    """The hub could not be reached or refused the upload."""
-
-    exit_code = 7
 
 
 def stage(run: RunDir, what: list[str], folder: Path) -> list[Path]:

@@ -10,15 +10,16 @@ RUN_DIR/wandb with WANDB_MODE=offline). None of them is installed with tuneforge
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-TRACKERS = ("tensorboard", "trackio", "wandb", "mlflow")
-"""What `report_to` may name, as transformers' integrations call them."""
 PROJECT = "tuneforge"
 """The project (trackio, W&B) every run reports under; each run is named after its folder."""
 INSTALL_HINT = "pip install 'tuneforge[tracking]' (TensorBoard and trackio), or pip install {package}"
@@ -71,6 +72,17 @@ def log_figures(trainer: Any, figures: dict[str, float | int | None]) -> None:
         trainer.log(present)
 
 
+TRACKIO_LOG = """
+import json, sys
+import trackio
+project, name, metrics, step = sys.argv[1:]
+trackio.init(project=project, name=name, resume="allow", auto_log_cpu=False, auto_log_gpu=False)
+trackio.log(json.loads(metrics), step=int(step))
+trackio.finish()
+"""
+"""What logs scores to a run's trackio in a child process of its own."""
+
+
 def log_eval_scores(run_dir: Path, names: Iterable[str], scores: dict[str, dict[str, float]], step: int) -> list[str]:
     """`tuneforge eval`'s scores (per model label, per measure) into the run's offline trackers, at the run's last
     training step, filed under `eval_answers/`; the trackers it went to. TensorBoard and trackio only: a W&B or
@@ -87,11 +99,10 @@ def log_eval_scores(run_dir: Path, names: Iterable[str], scores: dict[str, dict[
         writer.close()
         written.append("tensorboard")
     if "trackio" in names and importlib.util.find_spec("trackio") is not None:
-        os.environ.setdefault("TRACKIO_DIR", str(run_dir / "trackio"))  # read once, when trackio is first imported
-        import trackio
-
-        trackio.init(project=PROJECT, name=run_dir.name, resume="allow", auto_log_cpu=False, auto_log_gpu=False)
-        trackio.log(flat, step=step)
-        trackio.finish()
+        # In a child: trackio reads its folder once, when first imported, and this process (the app) may have imported
+        # it for another run already.
+        environment = {**os.environ, **tracking_environment(["trackio"], run_dir)}
+        subprocess.run([sys.executable, "-c", TRACKIO_LOG, PROJECT, run_dir.name, json.dumps(flat), str(step)],
+                       env=environment, check=True, capture_output=True)
         written.append("trackio")
     return written

@@ -8,10 +8,10 @@ from huggingface_hub import ModelCard
 
 from tuneforge.core.cli import main
 from tuneforge.core.config import RunConfig
+from tuneforge.core.errors import PublishError
 from tuneforge.core.merge import merge_run
 from tuneforge.core.model_card import card_metadata
 from tuneforge.core.pipeline import create_run
-from tuneforge.core.publish import PublishError
 from tuneforge.core.runs import new_run
 from tuneforge.core.train import train_run
 

@@ -4,6 +4,10 @@ folder), read back with each tracker's own reader; a tracker that cannot log is 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -16,7 +20,7 @@ from tuneforge.core.tracking import tracking_environment
 pytestmark = pytest.mark.process  # the first test trains in a child process, as every run does
 
 
-def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny_config, monkeypatch):
+def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny_config):
     pytest.importorskip("tensorboard")
     if importlib.util.find_spec("trackio") is None:
         pytest.skip("trackio is not installed")
@@ -24,9 +28,7 @@ def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny
 
     run = create_run(tiny_config(max_steps=4, report_to=["tensorboard", "trackio"]), home / "run")
     result = train(run.path, echo=None)  # in its child, as every run trains: the trackers write into the run folder
-    # tuneforge eval's scores go beside the curves (here, in this process, where trackio is first imported)
-    monkeypatch.setenv("TRACKIO_DIR", str(run.path / "trackio"))
-    evaluate_run(run.path, kinds=("tuned",), everyday=False, max_new_tokens=4)
+    evaluate_run(run.path, kinds=("tuned",), everyday=False, max_new_tokens=4)  # its scores go beside the curves
 
     board = EventAccumulator(str(run.path / "tensorboard"))
     board.Reload()
@@ -38,10 +40,12 @@ def test_tensorboard_and_trackio_hold_the_loss_and_tuneforges_figures(home, tiny
     assert board.Scalars("train/tuneforge/peak_memory_gb")[-1].value == pytest.approx(result.peak_memory_gb, rel=1e-3)
     assert board.Scalars("eval_answers/tuned/f1")[-1].step == result.steps
 
-    # trackio keeps a project's runs in a SQLite file under TRACKIO_DIR, here the run folder.
-    from trackio.sqlite_storage import SQLiteStorage
-
-    logs = SQLiteStorage.get_logs("tuneforge", run.name)
+    # trackio keeps a project's runs in a SQLite file under TRACKIO_DIR, here the run folder: read through trackio's
+    # own reader in a process of its own (trackio fixes its folder when first imported).
+    read = subprocess.run([sys.executable, "-c", "import json, sys; from trackio.sqlite_storage import SQLiteStorage; "
+                           "print(json.dumps(SQLiteStorage.get_logs('tuneforge', sys.argv[1]), default=str))", run.name],
+                          env={**os.environ, "TRACKIO_DIR": str(run.path / "trackio")}, capture_output=True, text=True, check=True)
+    logs = json.loads(read.stdout.strip().splitlines()[-1])
     assert [entry["train/loss"] for entry in logs if "train/loss" in entry] == pytest.approx(losses, rel=1e-4)
     assert any(entry.get("train/tuneforge/peak_memory_gb") == pytest.approx(result.peak_memory_gb, rel=1e-3) for entry in logs)
     assert any("eval_answers/tuned/contains" in entry for entry in logs)

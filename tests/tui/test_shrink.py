@@ -86,6 +86,6 @@ async def test_a_stopped_shrink_says_so_and_offers_resume(merged_run, home):
         await pilot.pause()
         assert "stopped" in text_of(app, "#shrink-title") and "4 → 3 → 2 layers" in text_of(app, "#shrink-title")
         figures = text_of(app, "#figures")
-        assert "0 of 2 stages finished" in figures and "checkpoint saved" in figures and "tuneforge shrink --resume" in figures
+        assert "0 of 2 stages finished" in figures and "checkpoint saved" in figures and "Resume (r) in the shrink's view" in figures
         assert not app.screen.query_one("#resume").disabled
         assert app.screen.query_one("#stop").disabled and app.screen.query_one("#open-stage").disabled

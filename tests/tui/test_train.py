@@ -122,7 +122,7 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         table = app.screen.query_one("#runs", DataTable)
-        assert str(table.get_row_at(0)[1]) == "running"
+        assert str(table.get_row_at(0)[3]) == "running"  # run, model, method, state
         await pilot.press("o")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunScreen", 10, "the live view")
         seen = app.screen.history.last_step.step if app.screen.history.last_step else 0
