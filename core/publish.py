@@ -93,6 +93,9 @@ def _upload(folder: Path, repo: str, private: bool, message: str) -> None:
     except OSError as exc:  # no connection, DNS, a proxy
         raise PublishError(f"{repo}: the hub cannot be reached ({exc})",
                            "check the connection; nothing was uploaded (the upload is one commit)") from None
+    except ValueError as exc:  # an answer the library cannot read: a proxy's page, an endpoint that is not the hub
+        raise PublishError(f"{repo}: the hub's answer could not be read ({exc})",
+                           "check HF_ENDPOINT and the connection; nothing was uploaded (the upload is one commit)") from None
 
 
 def model_card(run: RunDir, what: list[str]) -> str:

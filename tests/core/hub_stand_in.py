@@ -1,8 +1,10 @@
 """A stand-in for the Hugging Face hub on this machine: the API and file routes snapshot_download uses, serving a
-local folder, so the real hub library downloads through its own code (no network in tests)."""
+local folder, and the routes an upload takes, receiving into one, so the real hub library downloads and uploads
+through its own code (no network in tests)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -59,6 +61,66 @@ def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
 def serving(folder: Path) -> Iterator[str]:
     """The hub's address while it serves `folder`'s files as every repository's."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _receiver(folder: Path, refuse: int | None) -> type[BaseHTTPRequestHandler]:
+    """The routes an upload takes (create the repository, check the card's metadata, ask how to send each file,
+    commit): every file is sent
+    as a regular one, written under `folder/OWNER/NAME`; with `refuse`, every request answers that status."""
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _json(self, status: int, value: object) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            path = self.path.split("?")[0]
+            if refuse:
+                self._json(refuse, {"error": "refused by the stand-in"})
+            elif path == "/api/repos/create":
+                request = json.loads(body)
+                name = f"{request.get('organization') or 'me'}/{request['name']}"
+                self._json(200, {"url": f"http://{self.headers['Host']}/{name}", "name": name})
+            elif path == "/api/validate-yaml":  # the library has a README's metadata checked before it is committed
+                self._json(200, {"warnings": []})
+            elif "/preupload/" in path:
+                files = json.loads(body)["files"]
+                self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+            elif "/commit/" in path:
+                repo = path.removeprefix("/api/models/").split("/commit/")[0]
+                for line in body.decode().splitlines():
+                    entry = json.loads(line)
+                    if entry["key"] == "file":
+                        target = folder / repo / entry["value"]["path"]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(base64.b64decode(entry["value"]["content"]))
+                self._json(200, {"commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{COMMIT}", "commitOid": COMMIT,
+                                 "pullRequestUrl": None})
+            else:
+                self._json(404, {"error": f"no route {path}"})
+
+    return Hub
+
+
+@contextmanager
+def receiving(folder: Path, refuse: int | None = None) -> Iterator[str]:
+    """The hub's address while it takes uploads into `folder` (or refuses each with status `refuse`)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver(folder, refuse))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -56,3 +56,30 @@ def test_pushing_offline_or_what_a_run_lacks_is_a_clear_error(home, tiny_config,
     said = capsys.readouterr().err  # the tests run with HF_HUB_OFFLINE=1, as a machine without the hub does
     assert "the hub is switched off here" in said and "--dry-run" in said
     assert not list(run.path.glob(".push-*"))  # the staging folder is gone
+
+
+def test_push_uploads_through_the_hub_library_in_one_commit_and_a_refusal_says_how_to_log_in(home, tiny_config, tmp_path,
+                                                                                              monkeypatch, capsys):
+    """Against a stand-in for the hub's upload routes (no hub here): the real huggingface_hub creates the repository,
+    asks how to send each file and commits them."""
+    from huggingface_hub import constants
+
+    from .hub_stand_in import receiving
+
+    run = create_run(tiny_config(max_steps=2), home / "run")
+    train_run(run, echo=None)
+    write_export(run, "run-q8_0.gguf", "run-q4_0.gguf")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_stand_in")
+    with receiving(tmp_path / "hub") as address:
+        monkeypatch.setattr(constants, "ENDPOINT", address)
+        assert main(["push", str(run.path), "--repo", "me/facts"]) == 0
+    uploaded = tmp_path / "hub" / "me" / "facts"
+    assert {path.name for path in uploaded.iterdir()} == {"README.md", "adapter_config.json", "adapter_model.safetensors",
+                                                          "run-q8_0.gguf", "Modelfile"}
+    assert (uploaded / "adapter_model.safetensors").read_bytes() == (run.adapter / "adapter_model.safetensors").read_bytes()
+    assert "published 5 files" in capsys.readouterr().out
+    with receiving(tmp_path / "hub", refuse=401) as address:
+        monkeypatch.setattr(constants, "ENDPOINT", address)
+        assert main(["push", str(run.path), "--repo", "me/facts"]) == PublishError.exit_code
+    assert "hf auth login" in capsys.readouterr().err
