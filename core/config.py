@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .methods import method_spec
 
 Method = Literal[
-    "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "reward", "distill",
+    "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "simpo", "reward", "distill",
 ]
 """Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
 ChatTemplate = Literal["auto", "chatml", "gemma", "gemma4", "llama3", "phi3", "mistral"]
@@ -151,8 +151,9 @@ class RunConfig(BaseModel):
     """freeze: parameter-name patterns that also train, e.g. `*.mlp.*` or `model.norm.*` (shell-style)."""
     virtual_tokens: int = Field(20, ge=1)
     """prefix, ptuning, prompt: how many learned virtual tokens are put before every input."""
-    beta: float = Field(0.1, gt=0)
-    """dpo: how far the model may move from the base (lower = further); orpo: weight of the odds-ratio term."""
+    beta: float | None = Field(None, gt=0)
+    """dpo: how far the model may move from the base (lower = further); orpo: weight of the odds-ratio term; simpo:
+    the reward's scale. None = the method's (0.1 for dpo and orpo, 2.0 for simpo)."""
     teacher: str | None = None
     """distill: the teacher model (catalog name, hub id, folder, .gguf, or a trained run directory)."""
     distill_temperature: float = Field(2.0, gt=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Objective = Literal["sft", "dpo", "orpo", "reward", "distill"]
+Objective = Literal["sft", "dpo", "orpo", "simpo", "reward", "distill"]
 Weights = Literal["adapter", "prompt", "whole", "none"]
 
 
@@ -26,6 +26,9 @@ class MethodSpec:
     """What it trains: a LoRA-family adapter, virtual prompt tokens, or the model's own weights."""
     learning_rate: float
     """Default peak learning rate for a small dataset (each family wants a very different one)."""
+    beta: float | None = None
+    """A preference loss's strength when `beta` is left open (DPO's pull towards the base, ORPO's odds-ratio weight,
+    SimPO's reward scale); None for the others."""
 
     @property
     def mergeable(self) -> bool:
@@ -47,7 +50,7 @@ class MethodSpec:
     @property
     def pairs_data(self) -> bool:
         """True when the method trains on chosen/rejected pairs rather than answers."""
-        return self.objective in ("dpo", "orpo", "reward")
+        return self.objective in ("dpo", "orpo", "simpo", "reward")
 
 
 AUTO_METHOD = {"gpu": "qlora", "cpu": "lora"}
@@ -74,15 +77,18 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("prefix", "learned key/value prefixes in every layer (prefix tuning); no GGUF", "sft", "prompt", 1e-2),
     MethodSpec("ptuning", "virtual input tokens from a small MLP encoder (P-tuning); no GGUF", "sft", "prompt", 1e-2),
     MethodSpec("prompt", "learned virtual input tokens (prompt tuning); no GGUF", "sft", "prompt", 3e-2),
-    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "adapter", 5e-5),
-    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "adapter", 5e-4),
+    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "adapter", 5e-5, 0.1),
+    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "adapter", 5e-4, 0.1),
+    # SimPO's authors' beta (2.0, with the margin gamma = 0.5 × beta TRL sets); the rate is DPO's for LoRA, untuned.
+    MethodSpec("simpo", "prefer chosen over rejected by length-normalised likelihood, no reference model (SimPO, LoRA)",
+               "simpo", "adapter", 5e-5, 2.0),
     MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "adapter", 2e-4),
     MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "adapter", 1e-3),
 )}
 """Every method, in the order the help and the UI list them."""
 
 PROMPT_METHODS = tuple(name for name, spec in METHODS.items() if spec.weights == "prompt")
-LORA_FAMILY = ("lora", "qlora", "dora", "dpo", "orpo", "reward", "distill")
+LORA_FAMILY = ("lora", "qlora", "dora", "dpo", "orpo", "simpo", "reward", "distill")
 """Methods whose adapter is a (possibly DoRA) LoRA; lora_r, lora_alpha and lora_targets apply."""
 
 

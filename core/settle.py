@@ -95,6 +95,8 @@ def resolve_choices(config: RunConfig, hardware: Hardware, arch: str | None = No
     updates: dict[str, Any] = {"method": method}
     if config.learning_rate is None:
         updates["learning_rate"] = default_learning_rate(method, arch)
+    if config.beta is None and method_spec(method).beta is not None:
+        updates["beta"] = method_spec(method).beta
     if config.gradient_checkpointing is None and not config.auto_fit:
         updates["gradient_checkpointing"] = hardware.cuda and method_spec(method).can_checkpoint
     return config.with_updates(**updates)

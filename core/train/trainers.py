@@ -23,6 +23,7 @@ ACCURACY_KEYS = {
     "distill": ("eval_mean_token_accuracy", "token accuracy"),
     "dpo": ("eval_rewards/accuracies", "pair accuracy"),
     "orpo": ("eval_rewards/accuracies", "pair accuracy"),
+    "simpo": ("eval_rewards/accuracies", "pair accuracy"),
     "reward": ("eval_accuracy", "pair accuracy"),
 }
 """Where each trainer logs its held-out accuracy, and what that accuracy measures."""
@@ -143,6 +144,12 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
             from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
             trainer = ORPOTrainer(args=ORPOConfig(**args, beta=config.beta, max_length=config.max_length), **datasets, **common)
+        elif objective == "simpo":
+            from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+            # CPO's trainer with the SimPO loss and no behaviour-cloning term (cpo_alpha 0) is SimPO as its paper has it.
+            trainer = CPOTrainer(args=CPOConfig(**args, loss_type="simpo", cpo_alpha=0.0, beta=config.beta,
+                                                max_length=config.max_length), **datasets, **common)
         else:
             from trl import RewardConfig, RewardTrainer
 

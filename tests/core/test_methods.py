@@ -141,6 +141,17 @@ def test_orpo_learns_the_chosen_answers(home, tiny_config, pairs_file):
     assert result.eval_accuracy is not None and result.eval_accuracy > 0.5
 
 
+def test_simpo_raises_the_chosen_over_rejected_margin_without_a_reference_model(home, tiny_config, pairs_file):
+    run = create_run(tiny_config(method="simpo", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3), home / "run")
+    assert run.load_config().beta == 2.0  # left open, beta is SimPO's own
+    recorder = LogRecorder()
+    result = train_run(run, echo=None, callbacks=[recorder])
+    margins, losses = recorder.series("rewards/margins"), list(step_losses(run).values())
+    assert margins[-1] > margins[0] + 1.0, margins
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.accuracy_of == "pair accuracy" and result.eval_accuracy == 1.0
+
+
 def test_reward_model_ranks_held_out_pairs_above_chance_and_cannot_chat(home, tiny_config, pairs_file):
     run = create_run(tiny_config(method="reward", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3,
                                  forgetting_probe=True), home / "run")
