@@ -167,8 +167,8 @@ def what_the_scores_measure(data: str, how_else: bool = True) -> str:
         recall = "Recall: these are the questions it trained on, so the scores say what it learned."
         return recall + (" To see what it makes of them asked another way, evaluate on such questions (tuneforge eval "
                          "--data FILE, or a prepared folder's eval.jsonl)." if how_else else "")
-    return ("Generalisation: these questions were not trained, so the scores say what it makes of what it never saw "
-            "(facts held out entirely are not in the model: a low score there is expected).")
+    return ("Generalisation: these questions were not trained as they are asked here, so the scores say what it makes of "
+            "wordings or facts it never saw (a fact held out entirely is not in the model: a low score on it is expected).")
 
 
 def questions_from(examples: Sequence[Example]) -> list[EvalQuestion]:
