@@ -67,16 +67,23 @@ def _listing(what: list[str]) -> str:
 
 
 def _data_section(config: Any) -> str:
-    """The data's shape and size (never the data itself)."""
-    from .data.prepare import run_split
+    """The data's shape, size and token figures, measured as the run measured them (never the data itself)."""
+    from .pipeline import check_data
 
     try:
-        trained, held_out = run_split(config, check=False)
+        report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed,
+                            config.data_split, config.train_reasoning, config.chat_template)
     except Exception:  # noqa: BLE001 - data moved or gone since training: the card says so rather than failing the push
-        return "## Data\n\nThe training data was not at hand when this card was written."
-    eval_note = f", {len(held_out)} held out for evaluation" if held_out else ", none held out"
-    return (f"## Data\n\nA dataset of the person's own ({len(trained)} training examples{eval_note}); the data itself "
-            "is not published.")
+        report = None
+    stats = report.stats if report else None
+    if stats is None:
+        return "## Data\n\nThe training data was not at hand when this card was written; the data itself is not published."
+    held_out = f"{stats.eval_examples} held out for evaluation" if stats.eval_examples else "none held out"
+    lengths = stats.length_summary()
+    return (f"## Data\n\nThe person's own data, not published: {stats.records} records in the {stats.shape} shape, "
+            f"{stats.train_examples} training examples ({held_out}), {stats.total_tokens:,} tokens of which "
+            f"{stats.trained_tokens:,} trained (the answers); examples of {lengths['min']}–{lengths['max']} tokens "
+            f"(median {lengths['median']}).")
 
 
 def _training_section(history: Any, result: Any) -> str:

@@ -37,6 +37,7 @@ def test_a_dry_run_writes_the_adapter_the_merged_model_the_verified_gguf_and_a_c
     for section in ("## Data", "## Method and settings", "## Training", "## GGUF verification", "## How to run it"):
         assert section in card
     assert "failed (not published)" in card and "ollama create run" in card and "loss " in card
+    assert "in the messages shape" in card and "tokens of which" in card  # the data's figures, not the data
     assert "tiny-llama" in card and str(tiny_llama.parent) not in card  # the model named, the person's folders not
     assert "nothing was uploaded" in capsys.readouterr().out
 
