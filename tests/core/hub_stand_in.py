@@ -58,9 +58,9 @@ def _handler(folder: Path) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(folder: Path) -> Iterator[str]:
-    """The hub's address while it serves `folder`'s files as every repository's."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(folder))
+def _running(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The address of a local server answering with `handler`, while the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -68,6 +68,13 @@ def serving(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """The hub's address while it serves `folder`'s files as every repository's."""
+    with _running(_handler(folder)) as address:
+        yield address
 
 
 def _receiver(folder: Path, refuse: int | None) -> type[BaseHTTPRequestHandler]:
@@ -120,11 +127,5 @@ def _receiver(folder: Path, refuse: int | None) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def receiving(folder: Path, refuse: int | None = None) -> Iterator[str]:
     """The hub's address while it takes uploads into `folder` (or refuses each with status `refuse`)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver(folder, refuse))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _running(_receiver(folder, refuse)) as address:
+        yield address
