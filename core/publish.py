@@ -10,7 +10,6 @@ none. The token comes from the environment (HF_TOKEN) or the hub's own login, ne
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,14 @@ from .runs import RunDir
 WHAT = ("adapter", "merged", "gguf")
 """What a run can publish."""
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+"""What peft needs of an adapter: its config and weights."""
+CARD = "README.md"
+"""The model card's name in the repository, as the hub reads it."""
 
 
-def stage(run: RunDir, what: list[str], folder: Path) -> list[Path]:
-    """Copy what `what` names into `folder` with its model card (README.md); the files written, card first. Only
-    GGUFs that passed verification go; what a run does not have is a ConfigError naming how to make it."""
+def published_files(run: RunDir, what: list[str]) -> dict[str, Path]:
+    """The run's files `what` names, by their name in the repository. Only GGUFs that passed verification go; what a
+    run does not have is a ConfigError naming how to make it."""
     from tuneforge.exporters.report import passed_files
 
     unknown = sorted(set(what) - set(WHAT))
@@ -44,44 +46,47 @@ def stage(run: RunDir, what: list[str], folder: Path) -> list[Path]:
         if not verified:
             raise ConfigError(f"{run.path}: no GGUF passed verification", f"export it first: tuneforge export {run.path}")
         sources += verified + [path for path in (run.export / "Modelfile",) if path.is_file()]
-    folder.mkdir(parents=True, exist_ok=True)
-    card = folder / "README.md"
-    card.write_text(model_card(run, what), encoding="utf-8")
-    written = [card]
+    files: dict[str, Path] = {}
     for source in sources:
-        target = folder / source.name
-        if target.name not in {path.name for path in written}:  # a tokenizer file the adapter and merged share
-            shutil.copy2(source, target)
-            written.append(target)
-    return written
-
-
-def push(run: RunDir, repo: str, what: list[str], private: bool = False, dry_run: Path | None = None,
-         echo: Any = print) -> list[Path]:
-    """Publish the run to hub repository `repo` (created if needed), or with `dry_run` write it there instead."""
-    if "/" not in repo.strip("/"):
-        raise ConfigError(f"--repo {repo}: not OWNER/NAME", "e.g. --repo your-name/brindlewick-smollm2")
-    if dry_run is not None:
-        if dry_run.exists() and any(dry_run.iterdir()):
-            raise ConfigError(f"{dry_run}: already exists and is not empty", "name a new folder for --dry-run")
-        return stage(run, what, dry_run)
-    with tempfile.TemporaryDirectory(dir=run.path, prefix=".push-") as staging:
-        files = stage(run, what, Path(staging))
-        if echo:
-            echo(f"uploading {len(files)} files ({sum(f.stat().st_size for f in files) / 2**20:.0f} MiB) to {repo} …")
-        _upload(Path(staging), repo, private, f"Upload {', '.join(what)} of {run.name} (tuneforge)")
+        files.setdefault(source.name, source)  # a tokenizer file the adapter and merged share goes once
     return files
 
 
-def _upload(folder: Path, repo: str, private: bool, message: str) -> None:
-    """One commit of `folder` to the hub; what goes wrong is a PublishError with a hint, and nothing is half-pushed."""
-    from huggingface_hub import HfApi
+def push(run: RunDir, repo: str, what: list[str], private: bool = False, dry_run: Path | None = None,
+         echo: Any = print) -> list[str]:
+    """Publish the run to hub repository `repo` (created if needed), or with `dry_run` write there what would go; the
+    names of the files in the repository, the card (README.md) first."""
+    if "/" not in repo.strip("/"):
+        raise ConfigError(f"--repo {repo}: not OWNER/NAME", "e.g. --repo your-name/brindlewick-smollm2")
+    if dry_run is not None and dry_run.exists() and any(dry_run.iterdir()):
+        raise ConfigError(f"{dry_run}: already exists and is not empty", "name a new folder for --dry-run")
+    files = published_files(run, what)
+    files.pop(CARD, None)  # the card is the run's own
+    card = model_card(run, what)
+    if dry_run is not None:
+        dry_run.mkdir(parents=True, exist_ok=True)
+        (dry_run / CARD).write_text(card, encoding="utf-8")
+        for name, source in files.items():
+            shutil.copy2(source, dry_run / name)
+    else:
+        if echo:
+            echo(f"uploading {len(files) + 1} files ({sum(f.stat().st_size for f in files.values()) / 2**20:.0f} MiB) to {repo} …")
+        _upload(files, card, repo, private, f"Upload {', '.join(what)} of {run.name} (tuneforge)")
+    return [CARD, *files]
+
+
+def _upload(files: dict[str, Path], card: str, repo: str, private: bool, message: str) -> None:
+    """One commit of `files` (sent from where they are: a merged model is not copied first) and the card to the hub;
+    what goes wrong is a PublishError with a hint, and nothing is half-pushed."""
+    from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi()
+    operations = [CommitOperationAdd(CARD, card.encode("utf-8")),
+                  *(CommitOperationAdd(name, str(source)) for name, source in files.items())]
     try:
         api.create_repo(repo, private=private, exist_ok=True)
-        api.upload_folder(folder_path=folder, repo_id=repo, commit_message=message)
+        api.create_commit(repo, operations, commit_message=message)
     except OfflineModeIsEnabled:
         raise PublishError(f"{repo}: the hub is switched off here (HF_HUB_OFFLINE=1)",
                            "unset HF_HUB_OFFLINE on a connected machine, or write the repository with --dry-run DIR") from None

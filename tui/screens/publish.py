@@ -22,9 +22,9 @@ from ..widgets import Plain
 
 @dataclass
 class Published(Message):
-    """The upload (or the dry run into `folder`) ended: its files, or the error that stopped it."""
+    """The upload (or the dry run into `folder`) ended: its files' names, or the error that stopped it."""
 
-    files: list[Path]
+    files: list[str]
     folder: Path | None
     error: BaseException | None = None
 
