@@ -81,9 +81,9 @@ class ChatModel:
         stopped = bool(new) and new[-1] in ends
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True).strip(), stopped)
 
-    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96, schema: None = None,
-               temperature: float = 0.0, top_p: float = 1.0) -> Iterator[str]:
-        """The reply as pieces, like GgufChat.stream (transformers generation gives it as one; no schema here)."""
+    def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96, *, temperature: float = 0.0,
+               top_p: float = 1.0) -> Iterator[str]:
+        """The reply as pieces, like GgufChat.stream (transformers generation gives it as one)."""
         yield self.reply(messages, max_new_tokens, temperature, top_p).text
 
     def close(self) -> None:
@@ -119,36 +119,43 @@ def load_base_beside(run: RunDir, echo: Callable[[str], None] | None = None) -> 
     TUNEFORGE_HOME/base-gguf), so that the two answers differ by the fine-tune alone and not by rounding; without a
     GGUF, or when the base cannot be converted, the base through transformers."""
     from tuneforge.exporters.gguf.chat import GgufChat
+
+    config = run.load_config()
+    base_file = _base_at_tuned_quantization(run, config, echo)
+    return GgufChat(base_file) if base_file else load_transformers_chat(config.model, config.chat_template)
+
+
+def _base_at_tuned_quantization(run: RunDir, config: Any, echo: Callable[[str], None] | None) -> Path | None:
+    """The base's verified GGUF of the type of the run's verified GGUF, converted the first time; None when the run
+    has no verified GGUF, or the base's file cannot be made (a full disk, say) or did not pass."""
     from tuneforge.exporters.report import exported_model, passed_files, read_report
 
     from .paths import tuneforge_home
 
-    config = run.load_config()
     try:
         tuned = exported_model(run.export)
     except TuneforgeError:  # nothing passed: the tuned side answers through transformers too
-        tuned = None
+        return None
     report = read_report(run.export)
     qtype = next((entry.gguf_type for entry in report.files if Path(entry.file) == tuned), None) if report and tuned else None
     if qtype is None:
-        return load_transformers_chat(config.model, config.chat_template)
+        return None
     base = resolve_base(config)
     folder = tuneforge_home() / BASE_GGUF_FOLDER / re.sub(r"[^A-Za-z0-9._-]+", "-", base.name)
 
-    def converted() -> list[Path]:
-        return [path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")]
+    def converted() -> Path | None:
+        return next((path for path in passed_files(folder, models_only=True) if path.name.endswith(f"-{qtype}.gguf")), None)
 
-    if not converted():
+    if converted() is None:
         from .exporting import export
 
         if echo:
             echo(f"converting the base to {qtype}, once, to compare at the tuned file's quantization …")
         try:
             export(base.path, [qtype], folder, echo=None)
-        except TuneforgeError:  # e.g. a full disk: the base still answers, unrounded
-            return load_transformers_chat(config.model, config.chat_template)
-    files = converted()
-    return GgufChat(files[0]) if files else load_transformers_chat(config.model, config.chat_template)  # none passed
+        except TuneforgeError:
+            return None
+    return converted()
 
 
 def load_transformers_chat(source: str | Path, chat_template: str = "auto") -> ChatModel:

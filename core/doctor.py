@@ -228,15 +228,16 @@ def _home_writable() -> Check:
 def _headroom(config: RunConfig | None, hardware: Hardware) -> Check:
     """Memory and disk for a planned run: training after auto-fit, then merge and export. Without a config, the
     first run a person makes — the default model on the sample data — planned as the app's Train form plans it
-    (from the data's own lengths, not every example max_length long: 6.6 GB where the form said 1.7)."""
+    (from the data's own lengths, not every example max_length long: 6.6 GB where the form said 3.9)."""
     from .config import RunConfig
     from .demo import DEMO_DATA, demo_file
     from .pipeline import plan_run
 
-    config = config or RunConfig(data=str(demo_file(DEMO_DATA)))
+    sample = str(demo_file(DEMO_DATA))
+    config = config or RunConfig(data=sample)
     plan = plan_run(config, with_data=config.data != "-")
     fit = plan.fit
-    data = " on the sample data" if config.data == str(demo_file(DEMO_DATA)) else ""
+    data = " on the sample data" if config.data == sample else ""
     what = f"{plan.model} {plan.method}{data} (batch {fit.batch_size}×{fit.grad_accum}, {fit.max_length} tokens)"
     problems = [f"training needs {fit.plan.total_gb:.1f} GB of {fit.plan.budget_gb:.1f} GB"] if fit.plan.verdict == "too big" else []
     for phase in (plan.merge, plan.export):

@@ -290,8 +290,8 @@ def _to_trackers(run: RunDir, report: EvalReport) -> None:
     from .tracking import log_eval_scores
 
     trackers = run.load_config().report_to
-    last = run.history().last_step
     if trackers:
+        last = run.history().last_step
         scores = {m.label: {measure: value for measure, value in
                             (("exact", m.rate("exact")), ("contains", m.rate("contains")), ("f1", m.rate("f1")),
                              ("stopped", m.rate("stopped")), ("everyday_kept", m.kept.kept / m.kept.known if m.kept and m.kept.known else None))

@@ -127,11 +127,10 @@ def catalog_plan(spec: ModelSpec, hardware: Hardware) -> Fit:
     return fit_training(config, hardware, spec.params_b, spec.shape, [config.max_length], answer_share=0.5)
 
 
-def model_fit(spec: ModelSpec, hardware: Hardware, fit: Fit | None = None) -> str:
-    """"yes", "tight", "slow" or "no": whether fine-tuning catalog model `spec` here fits, after
-    auto-fit (`catalog_plan`, or the `fit` it already gave). "slow" is a CPU with a model past 0.6 B parameters,
-    which fits but takes hours per epoch."""
-    fit = fit or catalog_plan(spec, hardware)
+def model_fit(spec: ModelSpec, hardware: Hardware) -> str:
+    """"yes", "tight", "slow" or "no": whether fine-tuning catalog model `spec` here fits, after auto-fit
+    (`catalog_plan`). "slow" is a CPU with a model past 0.6 B parameters, which fits but takes hours per epoch."""
+    fit = catalog_plan(spec, hardware)
     if fit.plan.verdict == "too big" or fit.truncated:
         return "no"
     if fit.plan.verdict == "tight":

@@ -83,26 +83,22 @@ trackio.finish()
 """What logs scores to a run's trackio in a child process of its own."""
 
 
-def log_eval_scores(run_dir: Path, names: Iterable[str], scores: dict[str, dict[str, float]], step: int) -> list[str]:
+def log_eval_scores(run_dir: Path, names: Iterable[str], scores: dict[str, dict[str, float]], step: int) -> None:
     """`tuneforge eval`'s scores (per model label, per measure) into the run's offline trackers, at the run's last
-    training step, filed under `eval_answers/`; the trackers it went to. TensorBoard and trackio only: a W&B or
-    MLflow run is closed by then, and the scores stay in RUN_DIR/eval/report.json for them."""
-    written = []
+    training step, filed under `eval_answers/`, where its training wrote (`tracking_environment`). TensorBoard and
+    trackio only: a W&B or MLflow run is closed by then, and the scores stay in RUN_DIR/eval/report.json for them."""
     names = set(names)
+    environment = {**os.environ, **tracking_environment(names, run_dir)}
     flat = {f"eval_answers/{label}/{measure}": value for label, measures in scores.items() for measure, value in measures.items()}
     if "tensorboard" in names and importlib.util.find_spec("tensorboard") is not None:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(os.environ.get("TENSORBOARD_LOGGING_DIR") or str(run_dir / "tensorboard"))
+        writer = SummaryWriter(environment["TENSORBOARD_LOGGING_DIR"])
         for tag, value in flat.items():
             writer.add_scalar(tag, value, step)
         writer.close()
-        written.append("tensorboard")
     if "trackio" in names and importlib.util.find_spec("trackio") is not None:
         # In a child: trackio reads its folder once, when first imported, and this process (the app) may have imported
         # it for another run already.
-        environment = {**os.environ, **tracking_environment(["trackio"], run_dir)}
         subprocess.run([sys.executable, "-c", TRACKIO_LOG, PROJECT, run_dir.name, json.dumps(flat), str(step)],
                        env=environment, check=True, capture_output=True)
-        written.append("trackio")
-    return written

@@ -98,11 +98,15 @@ class ChatScreen(Screen):
         with Horizontal(id="chat-panes"):
             yield Pane("fine-tuned: loading …", "tuned")
             yield Pane("base: loading …", "base")
+        from tuneforge.core.chat import Sampling
+
+        default = Sampling()
         with Horizontal(id="chat-settings"):
             yield Input(placeholder="system prompt (optional)", id="system", compact=True)
-            for label, field, value in (("temp", "temperature", "0"), ("top-p", "top-p", "1"), ("tokens", "max-tokens", "256")):
+            for label, field, value in (("temp", "temperature", default.temperature), ("top-p", "top-p", default.top_p),
+                                        ("tokens", "max-tokens", default.max_tokens)):
                 yield Label(label)
-                yield Input(value, id=field, compact=True, type="integer" if field == "max-tokens" else "number")
+                yield Input(f"{value:g}", id=field, compact=True, type="integer" if field == "max-tokens" else "number")
         with Horizontal(id="chat-input"):
             yield Input(placeholder="Ask something and press Enter", id="prompt", compact=True)
             yield Checkbox("base beside it", value=self.run is not None, id="compare", compact=True)
@@ -174,9 +178,10 @@ class ChatScreen(Screen):
         """The settings row as core's Sampling; a ValueError or ConfigError says what is wrong."""
         from tuneforge.core.chat import Sampling
 
+        default = Sampling()
         value = {name: self.query_one(f"#{name}", Input).value.strip() for name in ("temperature", "top-p", "max-tokens")}
-        return Sampling(float(value["temperature"] or 0), float(value["top-p"] or 1), int(value["max-tokens"] or 256),
-                        self.query_one("#system", Input).value)
+        return Sampling(float(value["temperature"] or default.temperature), float(value["top-p"] or default.top_p),
+                        int(value["max-tokens"] or default.max_tokens), self.query_one("#system", Input).value)
 
     @work(thread=True, exit_on_error=False, group="chat-reply")
     def reply(self, jobs: list[tuple[str, Static, list[dict[str, str]]]], sampling: Sampling) -> None:

@@ -140,17 +140,15 @@ class HomeScreen(Screen):
         self.app.new_finetune()
 
     def action_open(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        if table.row_count:
-            self._open(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        run = self._highlighted_run()
+        if run is not None:
+            self.app.open_run(run)
 
     def _highlighted_run(self) -> RunDir | None:
-        from pathlib import Path
-
         table = self.query_one("#runs", DataTable)
         if not table.row_count:
             return None
-        return RunDir(Path(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+        return self._run_at(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def action_mark(self) -> None:
         """Mark the highlighted run for Compare, or unmark it."""
@@ -194,9 +192,7 @@ class HomeScreen(Screen):
     @on(DataTable.RowHighlighted, "#runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Under the table: why the highlighted run failed, stopped or could not be exported."""
-        from pathlib import Path
-
-        run = RunDir(Path(event.row_key.value)) if event.row_key.value else None
+        run = self._run_at(event.row_key.value)
         cause = cause_text(run, self._histories.get(run)) if run else ""
         line = self.query_one("#run-cause", Static)
         line.update(cause)
@@ -204,13 +200,16 @@ class HomeScreen(Screen):
 
     @on(DataTable.RowSelected, "#runs")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
-        self._open(event.row_key.value)
+        run = self._run_at(event.row_key.value)
+        if run is not None:
+            self.app.open_run(run)
 
-    def _open(self, path: str | None) -> None:
+    @staticmethod
+    def _run_at(key: str | None) -> RunDir | None:
+        """The run a row of the table stands for (its key is the run's path)."""
         from pathlib import Path
 
-        if path:
-            self.app.open_run(RunDir(Path(path)))
+        return RunDir(Path(key)) if key else None
 
     @on(Button.Pressed, "#new")
     def _new_pressed(self) -> None:
