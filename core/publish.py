@@ -95,12 +95,12 @@ def _upload(files: dict[str, Path], card: str, repo: str, private: bool, message
         hint = ("log in with `hf auth login`, or set HF_TOKEN to a token that may write to it" if status in (401, 403)
                 else "check the repository name and your connection; nothing was uploaded (the upload is one commit)")
         raise PublishError(f"{repo}: the hub refused the upload ({status or type(exc).__name__})", hint) from None
-    except OSError as exc:  # no connection, DNS, a proxy
-        raise PublishError(f"{repo}: the hub cannot be reached ({exc})",
-                           "check the connection; nothing was uploaded (the upload is one commit)") from None
     except ValueError as exc:  # an answer the library cannot read: a proxy's page, an endpoint that is not the hub
         raise PublishError(f"{repo}: the hub's answer could not be read ({exc})",
                            "check HF_ENDPOINT and the connection; nothing was uploaded (the upload is one commit)") from None
+    except Exception as exc:  # noqa: BLE001 - no connection, DNS, a proxy: OSError, or the hub library's HTTP client's own errors
+        raise PublishError(f"{repo}: the hub cannot be reached ({type(exc).__name__}: {exc})",
+                           "check the connection; nothing was uploaded (the upload is one commit)") from None
 
 
 def model_card(run: RunDir, what: list[str]) -> str:

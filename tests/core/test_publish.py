@@ -84,3 +84,6 @@ def test_push_uploads_through_the_hub_library_in_one_commit_and_a_refusal_says_h
         monkeypatch.setattr(constants, "ENDPOINT", address)
         assert main(["push", str(run.path), "--repo", "me/facts"]) == PublishError.exit_code
     assert "hf auth login" in capsys.readouterr().err
+    monkeypatch.setattr(constants, "ENDPOINT", address)  # the stand-in is gone: nothing listens there any more
+    assert main(["push", str(run.path), "--repo", "me/facts"]) == PublishError.exit_code  # not a traceback
+    assert "the hub cannot be reached" in capsys.readouterr().err
