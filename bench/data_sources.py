@@ -54,8 +54,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     args = parser.parse_args()
 
+    from tuneforge.core.api.data import check_data
     from tuneforge.core.data.formats import load_examples
-    from tuneforge.core.pipeline import check_data
 
     check_data(Path(__file__).resolve().parents[1] / "core" / "datasets" / "brindlewick.jsonl")  # warm: imports, the model
     rows = []

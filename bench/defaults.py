@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.compare import compared_run
 from tuneforge.core.config import RunConfig
 from tuneforge.core.diagnosis import failure_cause
 from tuneforge.core.evaluation import evaluate_run
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.quiet import quiet_libraries
 
 FACTS = Path(__file__).parent / "data" / "held-out-facts.json"

@@ -20,12 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from tuneforge.core.api.runs import create_run, merge
 from tuneforge.core.compare import compared_run, format_table
 from tuneforge.core.config import RunConfig
 from tuneforge.core.demo import demo_file
 from tuneforge.core.diagnosis import failure_cause
 from tuneforge.core.methods import METHODS
-from tuneforge.core.pipeline import create_run, merge
 from tuneforge.core.quiet import quiet_libraries
 
 SHAPES = {

@@ -69,9 +69,9 @@ def uniform_data(path: Path, tokens: int, tokenizer_dir: str, count: int = 32) -
 
 def measure(row: tuple[str, int, int, int], model: str, tokenizer_dir: str, out: Path) -> dict[str, float] | None:
     """Train one configuration for 3 steps in a child process; its plan and measured peak."""
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.config import RunConfig
     from tuneforge.core.diagnosis import failure_cause
-    from tuneforge.core.pipeline import create_run
 
     method, batch, tokens, every = row
     data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)

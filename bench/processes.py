@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tuneforge.core import pipeline
+from tuneforge.core.api import runs as runs_api
 from tuneforge.core.demo import demo_config
 
 
@@ -30,8 +30,8 @@ def train_side(root: Path, processes: int, batch: int, steps: int) -> dict[str, 
     config = demo_config(method="lora", batch_size=batch, grad_accum=1, processes=processes, max_steps=steps,
                          auto_fit=False, gradient_checkpointing=False, forgetting_probe=False,
                          early_stopping_patience=0, eval_data=None, eval_split=0.0)
-    run = pipeline.create_run(config, root / f"processes-{processes}")
-    result = pipeline.train(run.path, echo=None)
+    run = runs_api.create_run(config, root / f"processes-{processes}")
+    result = runs_api.train(run.path, echo=None)
     losses = [step.loss for step in run.history().steps]
     return {"tokens/s": result.tokens_per_second, "seconds": result.runtime_s,
             "peak GB": result.peak_memory_gb, "first loss": losses[0], "last loss": losses[-1]}

@@ -89,10 +89,10 @@ def facts_answered(gguf: Path) -> int:
 
 def measure(run_dir: Path, label: str, layers: int, perplexity: float | None, steps: int) -> Row:
     """Export the run to q8_0 (verified), time its generation, and ask its GGUF the demo facts."""
-    from tuneforge.core import pipeline
+    from tuneforge.core.api import export as export_api
     from tuneforge.core.shrink.layers import checkpoint_parameters
 
-    exported = pipeline.export(run_dir, ["q8_0"], echo=None)
+    exported = export_api.export(run_dir, ["q8_0"], echo=None)
     verification = exported.verifications[0]
     gguf = Path(verification.file)
     failed = [c.name for c in verification.checks if not c.passed]
@@ -134,7 +134,7 @@ def main() -> int:
         print(generation_speed(args.speed))
         return 0
 
-    from tuneforge.core import pipeline
+    from tuneforge.core.api import shrink as shrink_api
     from tuneforge.core.demo import run_demo
     from tuneforge.core.quiet import quiet_libraries
     from tuneforge.core.runs import RunDir
@@ -152,7 +152,7 @@ def main() -> int:
     rows = [measure(source, "unshrunk", layers, finished.result.general_perplexity_after, 0)]
 
     print(f"--- progressive: {' → '.join(map(str, [layers, *targets]))}", flush=True)
-    progressive = pipeline.shrink(str(source), stages=targets, run_dir=out / "progressive", echo=None,
+    progressive = shrink_api.shrink(str(source), stages=targets, run_dir=out / "progressive", echo=None,
                                    settings=healing)
     budget = 0
     for event in progressive.finished_stages():
@@ -164,7 +164,7 @@ def main() -> int:
         if target not in one_shot_targets:
             continue
         print(f"--- one shot: {layers} → {target}, {row.steps} healing steps", flush=True)
-        one_shot = pipeline.shrink(str(source), stages=[target], max_steps=row.steps, run_dir=out / f"one-shot-{target}",
+        one_shot = shrink_api.shrink(str(source), stages=[target], max_steps=row.steps, run_dir=out / f"one-shot-{target}",
                                   echo=None, settings=healing)
         event = one_shot.finished_stages()[0]
         rows.append(measure(one_shot.stage(1).path, f"one shot {target}", target, event.perplexity, event.steps))

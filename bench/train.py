@@ -165,8 +165,8 @@ def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: 
                     checkpointing: bool | None = None, padding_free: bool | None = None) -> dict[str, Any]:
     """The same job through tuneforge's own training path (`train_run`); `checkpointing` and `padding_free` None
     leave them to tuneforge, as a run does by default."""
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train.runner import train_run
 
     config = RunConfig(model=model_path, data=str(data), method=method, max_steps=steps, batch_size=batch,

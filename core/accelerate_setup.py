@@ -12,7 +12,6 @@ run directory, so a person can rerun or adapt them.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -43,16 +42,6 @@ class Machine:
 def world_size(config: RunConfig) -> int:
     """How many training processes the run has in all."""
     return config.processes * config.nodes
-
-
-def process_rank() -> int:
-    """This process's rank in a distributed run (0 when it runs alone)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_main_process() -> bool:
-    """Whether this process writes the run's files and events (rank 0, or a run of one process)."""
-    return process_rank() == 0
 
 
 def strategy(config: RunConfig, hardware: Hardware) -> str:

@@ -8,9 +8,9 @@ from importlib import resources
 from pathlib import Path
 
 from .answer_scores import contains_reference
+from .api import Echo
 from .config import RunConfig
 from .general_answers import KeptAnswers, general_questions
-from .pipeline import Echo, run_pipeline
 
 DEMO_DATA = "brindlewick.jsonl"
 DEMO_EVAL = "brindlewick-eval.jsonl"
@@ -78,6 +78,7 @@ def demo_probes() -> list[dict[str, str]]:
 def run_demo(run_dir: Path | None = None, echo: Echo = print, **overrides: object) -> DemoResult:
     """Fine-tune the default model on the Brindlewick facts, merge and export it, then ask the base model and
     the verified GGUF the demo's questions through the evaluation (`tuneforge eval`: RUN_DIR/eval/report.json)."""
+    from .api.runs import run_pipeline
     from .evaluation import EVAL_FOLDER, evaluate_run
 
     config = demo_config(**overrides)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 from .events import Failed, Launched, RunHistory, Started, Stopped
-from .runs import RunDir, pid_alive
+from .jobs import oom_kills, pid_alive
+from .runs import RunDir
 
 
 def failure_cause(run: RunDir, returncode: int | None = None, history: RunHistory | None = None) -> tuple[str, str]:
@@ -24,10 +24,7 @@ def failure_cause(run: RunDir, returncode: int | None = None, history: RunHistor
     last = history.lifecycle
     if isinstance(last, (Stopped, Failed)):
         return last.error or "stopped", last.hint
-    if run.last_checkpoint() is not None:
-        resume = f"resume from the last checkpoint with `tuneforge train --resume {run.path}`"
-    else:
-        resume = f"no checkpoint was saved yet; start again with `tuneforge train {run.path}`"
+    resume = run.resume_hint()
     kills_then = last.oom_kills if isinstance(last, (Launched, Started)) else None
     kills_now = oom_kills()
     # No final event and the kernel killed for memory meanwhile: a launcher (torchrun) exits 1 when it
@@ -58,17 +55,6 @@ def record_death(run: RunDir, returncode: int | None = None, history: RunHistory
         return None
     message, hint = failure_cause(run, returncode, history)
     return run.record(Failed(error=message, hint=hint, returncode=returncode))
-
-
-def oom_kills() -> int | None:
-    """How many processes the kernel's out-of-memory killer has killed since boot (Linux), else None."""
-    try:
-        for line in Path("/proc/vmstat").read_text().splitlines():
-            if line.startswith("oom_kill "):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def _total_ram_gb() -> float:

@@ -229,9 +229,9 @@ def _headroom(config: RunConfig | None, hardware: Hardware) -> Check:
     """Memory and disk for a planned run: training after auto-fit, then merge and export. Without a config, the
     first run a person makes — the default model on the sample data — planned as the app's Train form plans it
     (from the data's own lengths, not every example max_length long: 6.6 GB where the form said 3.9)."""
+    from .api.runs import plan_run
     from .config import RunConfig
     from .demo import DEMO_DATA, demo_file
-    from .pipeline import plan_run
 
     sample = str(demo_file(DEMO_DATA))
     config = config or RunConfig(data=sample)

@@ -73,3 +73,18 @@ def print_error(exc: TuneforgeError) -> None:
     print(f"{exc.label}: {exc.message}", file=sys.stderr, flush=True)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr, flush=True)
+
+
+class TrainingStopped(TuneforgeError):
+    """Training was stopped on request (Ctrl-C, SIGTERM, Stop in the UI) after a checkpoint."""
+
+    exit_code = 130
+    label = "stopped"  # asked for, not an error
+
+
+class TrainingFailed(TuneforgeError):
+    """Training failed in the child process; message and hint come from its `failed` event or its log."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code

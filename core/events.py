@@ -19,8 +19,36 @@ from pathlib import Path
 from time import time as now
 from typing import Any, ClassVar
 
-from .accelerate_setup import process_rank
-from .train.result import TrainResult
+from .rank import process_rank
+
+
+@dataclass
+class TrainResult:
+    """The figures a finished run reports in its `finished` event."""
+
+    steps: int
+    final_loss: float
+    eval_loss: float | None
+    runtime_s: float
+    tokens_per_second: float
+    trainable_params: int
+    total_params: int
+    peak_memory_gb: float
+    planned_peak_gb: float | None = None
+    """The memory plan's peak for this run (None when the model's dimensions are unknown)."""
+    method: str = ""
+    eval_accuracy: float | None = None
+    """Held-out accuracy: next-token accuracy on answers (SFT, distill) or chosen-over-rejected (dpo, orpo, reward)."""
+    accuracy_of: str | None = None
+    general_perplexity_before: float | None = None
+    """Perplexity on general text before training, and after (the forgetting probe); None when not measured."""
+    general_perplexity_after: float | None = None
+    general_known: int | None = None
+    """Everyday questions the base answered right (general_answers.py); None when not asked."""
+    general_kept: int | None = None
+    """Of those, the ones the tuned model still answers right."""
+    replay_examples: int = 0
+    """The base's own general answers that trained beside the data (replay)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,7 +68,7 @@ def _listing(what: list[str]) -> str:
 
 def _data_section(config: Any) -> str:
     """The data's shape, size and token figures, measured as the run measured them (never the data itself)."""
-    from .pipeline import check_data
+    from .api.data import check_data
 
     try:
         report = check_data(config.data, config.model, config.max_length, config.eval_split, config.columns, config.seed,

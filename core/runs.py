@@ -1,22 +1,20 @@
 """The run directory contract: config.yaml, events.jsonl, train.log, checkpoints/, adapter/, merged/, export/.
 
 A run directory is the only state of a run; everything in it is a file a person can read.
-`RunDir` names its parts, records events (`core/events.py`), and derives the run's state from
-them. Why a run failed or stopped is `core/diagnosis.py`.
+`RunDir` is a job (`core/jobs.py`: events, log, launch, stop, state) whose child trains; it names
+the run's parts and derives the run's state from them. Why a run failed or stopped is `core/diagnosis.py`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from .checkpoint_folders import last_complete
 from .errors import ConfigError
-from .events import Event, Finished, Launched, RunHistory, Started, append_event
-from .paths import runs_dir
+from .events import Finished, Launched, RunHistory, Started
+from .jobs import JobDir, list_jobs, new_folder, pid_alive
 
 if TYPE_CHECKING:  # pydantic takes a quarter second to import; the TUI lists runs without it
     from .config import RunConfig
@@ -26,22 +24,16 @@ BASE_RECORD = "tuneforge-base.json"
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """A run directory and the paths of its parts."""
+class RunDir(JobDir):
+    """A run directory (a job whose child trains) and the paths of its parts."""
 
-    path: Path
+    MARKER: ClassVar[str] = "config.yaml"
+    LOG: ClassVar[str] = "train.log"
+    WHAT: ClassVar[str] = "the training process"
 
     @property
     def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def events_file(self) -> Path:
-        return self.path / "events.jsonl"
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / "train.log"
+        return self.path / self.MARKER
 
     @property
     def checkpoints(self) -> Path:
@@ -59,10 +51,6 @@ class RunDir:
     def export(self) -> Path:
         return self.path / "export"
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
     def save_config(self, config: RunConfig) -> RunConfig:
         """Write `config` to config.yaml atomically (settled values, so the file says what ran); returns it."""
         from .atomic import atomic_write_text
@@ -77,14 +65,6 @@ class RunDir:
         if not self.config_file.is_file():
             raise ConfigError(f"{self.path}: not a run directory (no config.yaml)", "list runs with `tuneforge runs`")
         return RunConfig.from_yaml(self.config_file)
-
-    def record(self, event: Event) -> Event:
-        """Append `event` to events.jsonl (stamped with the time; see `events.append_event`); returns it."""
-        return append_event(self.events_file, event)
-
-    def history(self) -> RunHistory:
-        """Everything recorded in events.jsonl so far, folded (`RunHistory.refresh()` then reads only what follows)."""
-        return RunHistory.read(self.events_file)
 
     def last_checkpoint(self) -> Path | None:
         """The newest checkpoint the trainer finished writing (half-written ones are skipped)."""
@@ -115,11 +95,7 @@ class RunDir:
             return None
         return ended[-1] if self.config_file.stat().st_mtime <= ended[-1].time else None
 
-    def training_pid(self, history: RunHistory | None = None) -> int | None:
-        """The process id of the training child while it runs (launched or started), else None."""
-        return running_pid(history or self.history())
-
-    def training_processes(self) -> list[int]:
+    def processes(self) -> list[int]:
         """The live training processes of the latest launch: every rank that reported `started`
         (a distributed run has one per GPU), else the launched child itself."""
         return [pid for pid in self.history().training_pids if pid_alive(pid)]
@@ -132,12 +108,8 @@ class RunDir:
         `history` is this run's, when the caller already holds it (a live view refreshing one).
         """
         history = history or self.history()
-        last = history.lifecycle
-        if isinstance(last, (Launched, Started)):
-            return "running" if pid_alive(last.pid) else "failed"
-        if last is None:
-            return "created"
-        if last.kind == "finished":
+        state = super().state(history)
+        if state == "finished":
             from tuneforge.exporters.report import passed_files
 
             if passed_files(self.export):  # a GGUF counts once it passed verification
@@ -145,34 +117,24 @@ class RunDir:
             if self.last_export_failure(history):
                 return "export failed"
             return "merged" if (self.merged / "config.json").is_file() else "trained"
-        return last.kind
+        return state
+
+    def why_it_ended(self, history: RunHistory | None = None) -> tuple[str, str]:
+        """Why the run stopped or failed, also when its child died before it could say (`diagnosis.failure_cause`)."""
+        from .diagnosis import failure_cause
+
+        return failure_cause(self, history=history)
+
+    def resume_hint(self) -> str:
+        """Resume from the last checkpoint, or start again when there is none."""
+        if self.last_checkpoint() is not None:
+            return f"resume from the last checkpoint with `tuneforge train --resume {self.path}`"
+        return f"no checkpoint was saved yet; start again with `tuneforge train {self.path}`"
 
     def last_export_failure(self, history: RunHistory | None = None) -> str | None:
         """Why the latest export failed verification (a crash of llama.cpp included); None when it passed or none ran."""
         exported = (history or self.history()).exported
         return None if exported is None or exported.passed else exported.error or "a file failed verification"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` is alive (a zombie, exited but not yet reaped, is not)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a child that exited but was not yet reaped by its parent still answers signal 0
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
-    except (OSError, IndexError):
-        return True
-
-
-def running_pid(history: RunHistory) -> int | None:
-    """The process of the newest launch or start in `history` while it is alive, else None."""
-    last = history.lifecycle
-    return last.pid if isinstance(last, (Launched, Started)) and pid_alive(last.pid) else None
 
 
 def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
@@ -183,26 +145,6 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> RunDir:
     return run
 
 
-def new_folder(folder: Path | None, stem: str, hint: str) -> Path:
-    """An empty folder for a new run or shrink: `folder`, else TUNEFORGE_HOME/runs/<time>-<stem>; refused,
-    with `hint`, when it already holds something."""
-    if folder is None:
-        folder = runs_dir() / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{_slug(stem)}"
-    folder = Path(folder).expanduser().resolve()
-    if folder.exists() and any(folder.iterdir()):
-        raise ConfigError(f"{folder}: already exists and is not empty", hint)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in text.lower()).strip("-") or "run"
-
-
 def list_runs() -> list[RunDir]:
     """Every run directory under TUNEFORGE_HOME/runs, newest first."""
-    root = runs_dir()
-    if not root.is_dir():
-        return []
-    runs = [RunDir(p) for p in root.iterdir() if (p / "config.yaml").is_file()]
-    return sorted(runs, key=lambda run: run.config_file.stat().st_mtime, reverse=True)
+    return list_jobs(RunDir)

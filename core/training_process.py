@@ -7,27 +7,24 @@ library) and closing the terminal or the TUI does not stop it. The TUI tails eve
 `tuneforge train` waits in the foreground, relays the progress lines and, when the child dies
 without a word, records and reports why. Stopping (the TUI's Stop, Ctrl-C in `tuneforge
 train`) sends SIGINT to every training process, on which they checkpoint together at the end
-of the current step and exit.
+of the current step and exit (`jobs.stop`).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import IO
 
 from .accelerate_setup import Machine, check_world, launch_command, launch_script, launch_summary, world_size
-from .allocator import training_environment
-from .diagnosis import failure_cause, oom_kills, record_death
-from .errors import ConfigError
-from .events import Finished, Launched, Stopped
+from .diagnosis import failure_cause, record_death
+from .errors import TrainingFailed, TrainingStopped
+from .events import Finished, Stopped, TrainResult
 from .hardware import detect
+from .jobs import launch, refuse_if_running, stop
 from .runs import RunDir
 from .tracking import tracking_environment
-from .train.result import TrainingFailed, TrainingStopped, TrainResult
 
 
 def training_command(run: RunDir, resume: bool = False, accept_changes: bool = False) -> list[str]:
@@ -39,18 +36,20 @@ def _child_flags(resume: bool, accept_changes: bool) -> list[str]:
     return (["--resume"] if resume else []) + (["--accept-changes"] if accept_changes else [])
 
 
-def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str], machine: Machine,
-           echo: Callable[[str], None] | None = None) -> subprocess.Popen:
-    """Start the child in its own session with its stderr appended to train.log, and record a `launched` event.
+def start_training(run: RunDir, resume: bool = False, accept_changes: bool = False, machine: Machine | None = None,
+                   echo: Callable[[str], None] | None = None, relay: bool = False) -> subprocess.Popen:
+    """Launch the training child detached from this process and return at once (its progress lines on a pipe
+    with `relay`, for `wait_for_training` to pass on; else dropped: events.jsonl has them).
 
-    The event (with the child's pid and the kernel's out-of-memory count) marks the run as
-    running from this moment, before the child has imported torch and written `started`.
-    A run of several processes is told to `echo` (how many, and where its launch command is).
+    Refused before a child starts when the run is training already or has nothing to do. The `launched`
+    event marks the run as running from this moment, before the child has imported torch. A run of
+    several processes starts through `accelerate launch`, and `echo` hears how many and where its
+    launch command is; `machine` says where this machine sits among several.
     """
     config = run.load_config()  # a ConfigError unless this is a run directory with a readable config.yaml
-    if run.training_pid() is not None:
-        raise ConfigError(f"{run.path}: is already training", "watch it, or stop it before starting it again")
+    refuse_if_running(run)
     run.checkpoint_to_train_from(resume)  # refused here, before a child starts, when there is nothing to do
+    machine = machine or Machine()
     command = training_command(run, resume, accept_changes)
     if world_size(config) > 1:
         hardware = detect(run.path)
@@ -58,25 +57,13 @@ def _spawn(run: RunDir, resume: bool, accept_changes: bool, stdout: int | IO[str
         command = launch_command(run, config, hardware, machine, _child_flags(resume, accept_changes))
         if echo:
             echo(f"{launch_summary(config, hardware)}; the command is in {launch_script(run, machine)}")
-    # Progress bars would fill train.log (events.jsonl has the progress); tcmalloc when installed; the trackers write
-    # into the run folder (set before the child starts: trackio reads its folder once, when imported).
-    env = training_environment({**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
-                                **tracking_environment(config.report_to, run.path)})
-    with run.log_file.open("ab") as log:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, text=True,
-                                 start_new_session=True, cwd=run.path, env=env)
-    run.record(Launched(pid=child.pid, oom_kills=oom_kills(), command=command))
-    return child
+    # The trackers write into the run folder (set before the child starts: trackio reads its folder once, when imported).
+    return launch(run, command, tracking_environment(config.report_to, run.path),
+                  stdout=subprocess.PIPE if relay else subprocess.DEVNULL)
 
 
-def start_training(run: RunDir, resume: bool = False, machine: Machine | None = None) -> subprocess.Popen:
-    """Launch the training child detached from this process; returns at once."""
-    return _spawn(run, resume, False, subprocess.DEVNULL, machine or Machine())
-
-
-def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = False,
-                   echo: Callable[[str], None] | None = print, machine: Machine | None = None) -> TrainResult:
-    """Train `run` in a child process and wait for it, relaying its progress lines to `echo`.
+def wait_for_training(run: RunDir, child: subprocess.Popen, echo: Callable[[str], None] | None = print) -> TrainResult:
+    """Wait for a training child (started with `relay`: passing its progress lines to `echo`); its result.
 
     Ctrl-C (or SIGTERM) here asks the training processes to checkpoint and stop, and this
     raises TrainingStopped; a second Ctrl-C aborts them without a checkpoint. A child that
@@ -84,11 +71,9 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
     word (out of memory, killed) gets a `failed` event written here, with the cause and how
     to resume.
     """
-    child = _spawn(run, resume, accept_changes, subprocess.PIPE, machine or Machine(), echo)
-    previous = {sig: signal.signal(sig, lambda *_: stop_training(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: stop(run)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        assert child.stdout is not None
-        for line in child.stdout:
+        for line in child.stdout or ():  # no pipe: a child started detached, whose progress is in its events
             if echo:
                 echo(line.rstrip("\n"))
         returncode = child.wait()
@@ -96,6 +81,12 @@ def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = Fal
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return _outcome(run, returncode)
+
+
+def train_in_child(run: RunDir, resume: bool = False, accept_changes: bool = False,
+                   echo: Callable[[str], None] | None = print, machine: Machine | None = None) -> TrainResult:
+    """Train `run` in a child process and wait for it: `start_training`, then `wait_for_training`."""
+    return wait_for_training(run, start_training(run, resume, accept_changes, machine, echo, relay=True), echo)
 
 
 def _outcome(run: RunDir, returncode: int) -> TrainResult:
@@ -109,19 +100,3 @@ def _outcome(run: RunDir, returncode: int) -> TrainResult:
     if isinstance(last, Stopped):
         raise TrainingStopped(message, hint)
     raise TrainingFailed(message, hint, exit_code=returncode if returncode > 0 else 128 - returncode)  # 137: killed
-
-
-def stop_training(run: RunDir) -> bool:
-    """Ask every training process of the run to checkpoint and exit (SIGINT); False when none is running.
-
-    The processes of a distributed run agree on the step to stop at (GracefulStop), so they
-    checkpoint together; the launcher above them is left to see them exit.
-    """
-    signalled = False
-    for pid in run.training_processes():
-        try:
-            os.kill(pid, signal.SIGINT)
-            signalled = True
-        except ProcessLookupError:
-            continue
-    return signalled

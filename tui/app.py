@@ -26,7 +26,8 @@ from .screens.home import HomeScreen
 from .session import Session
 
 if TYPE_CHECKING:
-    from tuneforge.core.shrink.job import ShrinkDir
+    from tuneforge.core.api.shrink import ShrinkDir
+    from tuneforge.core.jobs import JobDir
 
 
 class TuneforgeApp(App[None]):
@@ -105,7 +106,7 @@ class TuneforgeApp(App[None]):
             self.pop_screen()
         if not isinstance(self.screen, DataScreen):
             self.push_screen(DataScreen())
-        from tuneforge.core.pipeline import prepared_training_files
+        from tuneforge.core.api.data import prepared_training_files
 
         train, held_out = prepared_training_files(folder)
         self.session.data, self.session.eval_data = str(train), str(held_out) if held_out else None
@@ -124,6 +125,15 @@ class TuneforgeApp(App[None]):
 
         self.go_home()
         self.push_screen(ShrinkScreen(shrink))
+
+    def open_job(self, job: JobDir) -> None:
+        """The live view of a run or a shrink."""
+        from tuneforge.core.api.shrink import ShrinkDir
+
+        if isinstance(job, ShrinkDir):
+            self.open_shrink(job)
+        elif isinstance(job, RunDir):
+            self.open_run(job)
 
     def open_export(self, run: RunDir) -> None:
         """The export screen of a trained run."""
@@ -149,11 +159,10 @@ class TuneforgeApp(App[None]):
         yield SystemCommand("Home", "Hardware and recent runs", self.go_home)
         for run in list_runs()[:10]:
             yield SystemCommand(f"Open run {run.name}", f"{run.state()} · {run.path}", lambda run=run: self.open_run(run))
-        from tuneforge.core.shrink.job import shrink_state
-        from tuneforge.core.shrink.process import list_shrinks
+        from tuneforge.core.api.shrink import list_shrinks
 
         for shrink in list_shrinks()[:5]:
-            yield SystemCommand(f"Open shrink {shrink.path.name}", f"{shrink_state(shrink)} · {shrink.path}",
+            yield SystemCommand(f"Open shrink {shrink.path.name}", f"{shrink.state()} · {shrink.path}",
                                 lambda shrink=shrink: self.open_shrink(shrink))
 
 
@@ -185,18 +194,17 @@ def main() -> None:
             os.dup2(terminal.fileno(), 2)
             sys.__stderr__ = original
             terminal.close()
-    for line in still_working(app.session):
+    for line in still_working():
         print(line)
 
 
-def still_working(session: Session) -> list[str]:
+def still_working() -> list[str]:
     """What goes on after the app closes (training and shrinking run in children of their own), as lines for the
     terminal: a person who quits mid-run should not think the run ended, or that it is lost."""
-    from tuneforge.core.runs import list_runs
+    from tuneforge.core.api.shrink import list_shrinks
 
-    lines = [f"training goes on in the background: {run.path}" for run in list_runs() if run.training_pid()]
-    lines += [f"shrinking goes on in the background: {path}" for path, child in session.children.items()
-              if child.poll() is None and not (path / "config.yaml").is_file()]
+    lines = [f"training goes on in the background: {run.path}" for run in list_runs() if run.pid()]
+    lines += [f"shrinking goes on in the background: {shrink.path}" for shrink in list_shrinks() if shrink.pid()]
     if lines:
         lines.append("follow it with `tuneforge runs`, or open tuneforge again")
     return lines

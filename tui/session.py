@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuneforge.core.pipeline import DataReport
+    from tuneforge.core.api.data import DataReport
+    from tuneforge.core.jobs import JobDir
 
 
 def model_label(model: str) -> str:
@@ -34,8 +35,8 @@ class Session:
     """The share of `data` held out; None = as a run settles it (none of a small set of answers, else 0.1)."""
     report: DataReport | None = None
     """The last data check of `data` with `model`."""
-    children: dict[Path, subprocess.Popen[Any]] = field(default_factory=dict)
-    """Training and shrink children this app launched (by run or shrink directory), so they are reaped when they exit."""
+    children: dict[JobDir, subprocess.Popen[Any]] = field(default_factory=dict)
+    """Training and shrink children this app launched (by their run or shrink), so they are reaped when they exit."""
 
     @property
     def model_label(self) -> str:
@@ -48,8 +49,8 @@ class Session:
         from tuneforge.core.diagnosis import record_death
         from tuneforge.core.runs import RunDir
 
-        for path, child in list(self.children.items()):
+        for job, child in list(self.children.items()):
             if child.poll() is not None:
-                del self.children[path]
-                if (path / "config.yaml").is_file():  # a shrink reads its own death off its events
-                    record_death(RunDir(path), child.returncode)
+                del self.children[job]
+                if isinstance(job, RunDir):  # a shrink reads its own death off its events
+                    record_death(job, child.returncode)

@@ -3,7 +3,7 @@ foreseeable failures into `error: …` / `hint: …` and an exit code instead of
 
 The commands live beside this module, grouped by the job they do: `inspect.py` (models, data
 check, plan, doctor, runs, compare), `training.py` (train, merge, run) and `results.py`
-(export, chat, demo). Each is one public API call (core/pipeline.py) and its printing.
+(export, chat, demo). Each is one public API call (core/api/) and its printing.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from ..progress import Progress, ProgressCallback
 from ..quiet import quiet_libraries
 
 if TYPE_CHECKING:
-    from tuneforge.exporters.export import ExportResult
-
+    from ..api.export import ExportResult
     from ..config import RunConfig
 
 app = typer.Typer(

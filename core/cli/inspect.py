@@ -30,10 +30,10 @@ def models(fits: Annotated[bool, typer.Option("--fits", help="Only models that f
     """List the model catalog (parameters, context, licence) with whether it fits this machine (the memory planner's verdict)."""
     from tuneforge.exporters.gguf.types import export_refusal
 
+    from ..api.models import is_downloaded
     from ..catalog import all_models
     from ..fit import model_fit
     from ..hardware import detect
-    from ..models import is_downloaded
 
     hardware = detect()
     say(f"device: {hardware.device_label}")
@@ -63,7 +63,7 @@ def data_check(
     chat_template: ChatTemplateOption = None,
 ) -> int:
     """Validate a dataset and report its shape, split and token lengths; exit 1 listing FILE:LINE problems."""
-    from ..pipeline import check_data
+    from ..api.data import check_data
 
     report = check_data(file, model, max_length, eval_split, columns_option(column), split=split, chat_template=chat_template or "auto")
     say(f"file       {report.path}")
@@ -111,7 +111,7 @@ def data_prepare(
     """Turn documents into a training folder: text extracted (PDF text layer, DOCX, HTML main text, Markdown, TXT),
     cut into chunks by the model's tokenizer, each traceable to its file and page. With --generator, question-answer
     pairs are drafted from each chunk, checked against it and deduplicated; a rerun continues where one stopped."""
-    from ..pipeline import prepare_documents
+    from ..api.data import prepare_documents
 
     report = prepare_documents(sources, out, model, chunk_tokens, eval_share, echo=say, generator=generator,
                                questions_per_chunk=questions_per_chunk, paraphrases=paraphrases,
@@ -137,7 +137,7 @@ def plan(
 ) -> int:
     """Show the memory a run will need here, term by term, what auto-fit will choose, and what merge and export need."""
     from ..fit import checkpointing_state
-    from ..pipeline import plan_run
+    from ..api.runs import plan_run
 
     with_data = data is not None or config is not None
     run_config = config_from_options(config, model=model, data=data or "-", method=method, max_length=max_length,
@@ -237,7 +237,7 @@ def runs() -> None:
 @app.command()
 def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run directories.")]) -> int:
     """Compare finished runs: method, trainable parameters, peak memory, speed, losses, forgetting, accuracy."""
-    from ..compare import compared_run, format_table
+    from ..api.eval import compared_run, format_table
 
     say(format_table([compared_run(path) for path in runs]))
     return 0

@@ -23,12 +23,12 @@ def export(
     """Convert to GGUF, quantize, verify every file against the model, and write an Ollama Modelfile."""
     from tuneforge.exporters.gguf.types import parse_gguf_types
 
-    from .. import pipeline
+    from ..api import export as export_api
 
     if adapter_only:
-        result = pipeline.export_adapter(source, out, echo=say)
+        result = export_api.export_adapter(source, out, echo=say)
     else:
-        result = pipeline.export(source, parse_gguf_types(quant), out, echo=say)
+        result = export_api.export(source, parse_gguf_types(quant), out, echo=say)
     return 0 if print_export(result) else ExportError.exit_code
 
 
@@ -54,7 +54,7 @@ def chat(
     Several run directories load their common base once with each run's adapter: --prompt
     prints every adapter's answer; interactively, `/use NAME` switches (`/use base` for none).
     """
-    from ..chat import Sampling, interactive_chat, load_adapters_chat, load_chat_model
+    from ..api.chat import Sampling, interactive_chat, load_adapters_chat, load_chat_model
 
     sampling = Sampling(temperature, top_p, max_tokens, system)
     model = load_chat_model(sources[0]) if len(sources) == 1 else load_adapters_chat([Path(s) for s in sources])
@@ -83,7 +83,7 @@ def push(
 
     The token comes from HF_TOKEN or `hf auth login`. The upload is one commit: all of it lands, or none.
     """
-    from ..publish import push as publish
+    from ..api.publish import push as publish
     from ..runs import RunDir
 
     run = RunDir(run_dir.expanduser().resolve())
@@ -111,7 +111,7 @@ def evaluate(
 ) -> int:
     """Ask the base model, the tuned model and each verified GGUF the eval questions, score every answer against
     its reference (exact, contained, F1, stopped; with --judge, correct or not and why), and write RUN_DIR/eval/report.json."""
-    from ..evaluation import EVAL_FOLDER, TABLE_FILE, evaluate_run
+    from ..api.eval import EVAL_FOLDER, TABLE_FILE, evaluate_run
 
     report = evaluate_run(run_dir, data, judge, max_new_tokens, on_progress=progress_lines(), everyday=everyday)
     say()

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..api.shrink import PLAN_FILE, parse_stages
 from ..errors import ConfigError
-from ..shrink.plan import PLAN_FILE, parse_stages
 from .app import DataOption, EvalDataOption, app, say
 
 
@@ -30,23 +30,23 @@ def shrink(
 
     Each stage is a run directory (SHRINK_DIR/stage-K) that merge, export, chat and eval take as they are.
     """
-    from .. import pipeline
-    from ..shrink.job import stages_table
+    from ..api import shrink as shrink_api
+    from ..api.shrink import stages_table
 
     if resume is not None:
         if source is not None or any(v is not None for v in (layers, keep, stages, data, eval_data, epochs, max_steps, general_prompts, out)):
             raise ConfigError("--resume continues a shrink as it was planned; it takes no other options",
                               f"tuneforge shrink --resume {resume}")
-        folder = pipeline.resume_shrink(resume, echo=say)
+        folder = shrink_api.resume_shrink(resume, echo=say)
     elif source is None:
         raise ConfigError("no model to shrink given", "tuneforge shrink RUN_DIR --layers N (or --keep 0.66)")
     else:
         if (Path(source) / PLAN_FILE).is_file():
             raise ConfigError(f"{source}: is a shrink directory", f"continue it with `tuneforge shrink --resume {source}`")
         settings = {"distill_general": general_prompts} if general_prompts is not None else None
-        folder = pipeline.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say,
+        folder = shrink_api.shrink(source, layers, keep, parse_stages(stages), data, eval_data, epochs, max_steps, out, echo=say,
                                  settings=settings)
-    from ..shrink.layers import checkpoint_parameters
+    from ..api.shrink import checkpoint_parameters
 
     plan = folder.plan()
     say("\n" + stages_table(plan, folder.finished_stages(), checkpoint_parameters(Path(plan.start))))

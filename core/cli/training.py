@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..accelerate_setup import DEFAULT_PORT
+from ..api.eval import forgetting_line
 from ..errors import ConfigError, ExportError
-from ..general_answers import forgetting_line
 from ..methods import method_help
 from .app import (
     AdapterFromOption,
@@ -38,7 +38,7 @@ from .app import (
 )
 
 if TYPE_CHECKING:
-    from ..train.result import TrainResult
+    from ..events import TrainResult
 
 
 TRAIN_HELP = textwrap.dedent("""
@@ -84,8 +84,8 @@ def train(
     main_address: Annotated[str | None, typer.Option(help="Address of the machine with --node-rank 0.")] = None,
     main_port: Annotated[int | None, typer.Option(help=f"Port the main machine listens on (default: {DEFAULT_PORT} across machines, a free one on one machine).")] = None,
 ) -> int:
-    from .. import pipeline
     from ..accelerate_setup import Machine
+    from ..api import runs as runs_api
 
     if gpus is not None and processes is not None:
         raise ConfigError("give --gpus or --processes, not both", "--gpus N on a GPU machine, --processes N on a CPU-only one")
@@ -102,10 +102,10 @@ def train(
     if accept_changes and resume is None:
         raise ConfigError("--accept-changes only applies to --resume RUN_DIR", "tuneforge train --resume RUN_DIR --accept-changes")
     if resume is not None:
-        result = pipeline.train(resume, resume=True, echo=say, accept_changes=accept_changes, machine=machine)
+        result = runs_api.train(resume, resume=True, echo=say, accept_changes=accept_changes, machine=machine)
         run_path = resume
     elif run_dir is not None:
-        result = pipeline.train(run_dir, echo=say, machine=machine)
+        result = runs_api.train(run_dir, echo=say, machine=machine)
         run_path = run_dir
     else:
         run_config = config_from_options(
@@ -114,9 +114,9 @@ def train(
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
             replay=replay, report_to=trackers_option(report_to),
         )
-        run = pipeline.create_run(run_config, out, echo=say)
+        run = runs_api.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
-        result = pipeline.train(run.path, echo=say, machine=machine)
+        result = runs_api.train(run.path, echo=say, machine=machine)
         run_path = run.path
     _print_result(result)
     say(f"next: tuneforge merge {run_path}")
@@ -155,11 +155,11 @@ def merge(
     dtype: Annotated[str | None, typer.Option(help="bfloat16 | float16 | float32 (default: the base's 16-bit dtype).")] = None,
 ) -> int:
     """Merge the run's adapter into a 16-bit copy of its base model (RUN_DIR/merged)."""
-    from .. import pipeline
+    from ..api import runs as runs_api
 
     if dtype is not None and dtype not in ("bfloat16", "float16", "float32"):
         raise ConfigError(f"--dtype {dtype}: not a dtype tuneforge writes", "use bfloat16, float16 or float32")
-    say(f"merged model: {pipeline.merge(run_dir, dtype)}")
+    say(f"merged model: {runs_api.merge(run_dir, dtype)}")
     return 0
 
 
@@ -188,8 +188,8 @@ def run(
     """Train → merge → export to GGUF → verify, then answer --prompt with the verified GGUF."""
     from tuneforge.exporters.gguf.types import parse_gguf_types
 
-    from .. import pipeline
-    from ..chat import load_chat_model
+    from ..api import runs as runs_api
+    from ..api.chat import load_chat_model
 
     quants = parse_gguf_types(quant)  # before hours of training, not after
     run_config = config_from_options(
@@ -197,7 +197,7 @@ def run(
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
         chat_template=chat_template, replay=replay, report_to=trackers_option(report_to),
     )
-    run_dir, exported = pipeline.run_pipeline(run_config, out, echo=say, quants=quants)
+    run_dir, exported = runs_api.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None
     if not print_export(exported):
         return ExportError.exit_code

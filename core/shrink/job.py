@@ -25,14 +25,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..config import RunConfig
 from ..errors import ConfigError, ModelError
-from ..events import Event, RunHistory, Shrunk, Warned, append_event
-from ..runs import RunDir, new_folder, running_pid
-from .plan import ShrinkPlan, heal_settings, stage_layers, target_layers
+from ..events import RunHistory, Shrunk, Warned
+from ..jobs import JobDir, list_jobs, new_folder
+from ..runs import RunDir
+from .plan import PLAN_FILE, ShrinkPlan, heal_settings, stage_layers, target_layers
 
 PRUNED = "pruned"
 """The stage run's starting model: the previous model with this stage's layers removed."""
@@ -40,21 +42,17 @@ PRUNED = "pruned"
 Echo = Callable[[str], None]
 
 
-class ShrinkDir:
-    """A shrink directory: its plan, its events, its stages."""
+@dataclass(frozen=True)
+class ShrinkDir(JobDir):
+    """A shrink directory (a job whose child prunes and heals stage after stage): its plan, its events, its stages."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path).expanduser().resolve()
+    MARKER: ClassVar[str] = PLAN_FILE
+    LOG: ClassVar[str] = "shrink.log"
+    """The output of a shrink the app started."""
+    WHAT: ClassVar[str] = "the shrink process"
 
-    @property
-    def events_file(self) -> Path:
-        """SHRINK_DIR/events.jsonl."""
-        return self.path / "events.jsonl"
-
-    @property
-    def log_file(self) -> Path:
-        """SHRINK_DIR/shrink.log: the output of a shrink the app started."""
-        return self.path / "shrink.log"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path).expanduser().resolve())
 
     def plan(self) -> ShrinkPlan:
         """The plan it was started with."""
@@ -64,18 +62,25 @@ class ShrinkDir:
         """Stage `number`'s run directory (1 is the first)."""
         return RunDir(self.path / f"stage-{number}")
 
-    def record(self, event: Event) -> Event:
-        """Append an event to SHRINK_DIR/events.jsonl."""
-        return append_event(self.events_file, event)
-
-    def history(self) -> RunHistory:
-        """The shrink's events, folded."""
-        return RunHistory.read(self.events_file)
-
     def finished_stages(self) -> list[Shrunk]:
         """The `shrink` event of every finished stage, in stage order."""
         stages = {e.stage: e for e in self.history().events if isinstance(e, Shrunk)}
         return [stages[k] for k in sorted(stages)]
+
+    def state(self, history: RunHistory | None = None) -> str:
+        """created, running, stopped, failed or finished — read off its files."""
+        if len(self.finished_stages()) == self.plan().stages:
+            return "finished"
+        return super().state(history)
+
+    def resume_hint(self) -> str:
+        """How to continue a stopped shrink."""
+        return f"continue with `tuneforge shrink --resume {self.path}`"
+
+
+def list_shrinks() -> list[ShrinkDir]:
+    """Every shrink directory under TUNEFORGE_HOME/runs, newest first."""
+    return list_jobs(ShrinkDir)
 
 
 def source_start(source: str) -> tuple[Path, RunConfig | None]:
@@ -143,9 +148,8 @@ def run_shrink(shrink: ShrinkDir, echo: Echo | None = print) -> list[Shrunk]:
     skipped. Stopping (Ctrl-C, SIGTERM) stops the healing run with a checkpoint and raises
     TrainingStopped, recorded as a `stopped` event.
     """
-    from ..errors import TuneforgeError
+    from ..errors import TrainingStopped, TuneforgeError
     from ..events import Failed, Started, Stopped
-    from ..train.result import TrainingStopped
 
     plan = shrink.plan()
     say = echo or (lambda _text: None)
@@ -159,33 +163,15 @@ def run_shrink(shrink: ShrinkDir, echo: Echo | None = print) -> list[Shrunk]:
             shrink.record(event)
             say(stage_line(event))
     except TrainingStopped as stopped:
-        shrink.record(Stopped(error=stopped.message, hint=resume_hint(shrink)))
-        raise TrainingStopped(stopped.message, resume_hint(shrink)) from None
+        shrink.record(Stopped(error=stopped.message, hint=shrink.resume_hint()))
+        raise TrainingStopped(stopped.message, shrink.resume_hint()) from None
     except KeyboardInterrupt:  # between healing runs: pruned, merged and measured stages are whole files
-        shrink.record(Stopped(error="shrink stopped between stages", hint=resume_hint(shrink)))
+        shrink.record(Stopped(error="shrink stopped between stages", hint=shrink.resume_hint()))
         raise
     except TuneforgeError as exc:
         shrink.record(Failed(error=exc.message, hint=exc.hint))
         raise
     return shrink.finished_stages()
-
-
-def resume_hint(shrink: ShrinkDir) -> str:
-    """How to continue a stopped shrink."""
-    return f"continue with `tuneforge shrink --resume {shrink.path}`"
-
-
-def shrink_state(shrink: ShrinkDir) -> str:
-    """created, running, stopped, failed or finished — read off its files."""
-    history = shrink.history()
-    if len(shrink.finished_stages()) == shrink.plan().stages:
-        return "finished"
-    last = history.lifecycle
-    if last is None:
-        return "created"
-    if last.kind in ("launched", "started"):
-        return "running" if running_pid(history) else "failed"
-    return last.kind
 
 
 def _run_stage(shrink: ShrinkDir, plan: ShrinkPlan, number: int, teacher: Path, say: Echo) -> Shrunk:

@@ -7,7 +7,8 @@ transformers, loads on first use of `train_run`.
 
 from typing import Any
 
-from .result import TrainingFailed, TrainingStopped, TrainResult
+from ..errors import TrainingFailed, TrainingStopped
+from ..events import TrainResult
 
 __all__ = ["TrainResult", "TrainingFailed", "TrainingStopped", "train_run"]
 

@@ -24,8 +24,8 @@ def main(argv: list[str]) -> int:
 
     quiet_libraries(progress_bars=False)  # before the imports below: bitsandbytes warns as it is imported
 
-    from ..accelerate_setup import is_main_process
     from ..errors import TuneforgeError, print_error
+    from ..rank import is_main_process
     from ..runs import RunDir
     from .runner import train_run
 

@@ -10,33 +10,34 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..accelerate_setup import is_main_process, process_rank, sharded, world_size
+from ..accelerate_setup import sharded, world_size
 from ..allocator import allocator_in_use
 from ..atomic import atomic_directory, is_disk_full
 from ..checkpoint_folders import discard_incomplete
 from ..config import RunConfig
 from ..data.formats import LoadedData, load_run_data
 from ..data.prepare import PreparedData, prepare, train_and_eval
-from ..diagnosis import oom_kills
-from ..errors import ModelError, ResourceError, TuneforgeError
-from ..events import Downloading, Failed, Finished, Started, Stopped, Warned
+from ..errors import ModelError, ResourceError, TrainingStopped, TuneforgeError
+from ..events import Downloading, Failed, Finished, Started, Stopped, TrainResult, Warned
 from ..general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
 from ..general_answers import base_answers, compare_answers, general_questions, model_answers, write_answers
 from ..hardware import Hardware, detect, resolve_method
+from ..jobs import oom_kills
 from ..memory import model_shape
 from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
+from ..rank import is_main_process, process_rank
 from ..runs import BASE_RECORD, RunDir
 from ..settle import DataFacts, require_pairs, settle_eval_split, settle_run
 from ..tracking import log_figures
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
-from .distill import check_same_tokenizer, load_teacher, resolve_teacher, teacher_answers
+from .distill import load_teacher, teacher_answers
 from .guards import CUT_OFF_HINT, NO_GRAPH, GradientGuard, OverfitWatch, general_perplexity
 from .planning import check_memory_plan
+from .preflight import check_training_inputs
 from .recall import RecallStop
 from .replay import GENERAL_PROMPTS, base_replay_examples, general_examples, general_prompts, within_budget
-from .result import TrainingStopped, TrainResult
 from .resume import check_resume, fingerprint, record
 from .setup import load_base_model, load_tokenizer, make_trainable, parameter_count
 from .trainers import build_trainer, held_out_accuracy, training_arguments
@@ -150,10 +151,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
 
     model_ref = resolve_base(config, on_download=downloaded)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
-    teacher, teacher_path = None, None
-    if spec.objective == "distill":
-        teacher_path = resolve_teacher(config)
-        check_same_tokenizer(model_ref, teacher_path, tokenizer)
+    teacher, teacher_path = None, check_training_inputs(config, model_ref, tokenizer)
     main = is_main_process()
     if checkpoint is not None and main:  # before any heavy work: is this still the run the checkpoint belongs to?
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)

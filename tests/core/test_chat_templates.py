@@ -83,8 +83,8 @@ def test_a_template_that_ends_no_turn_with_a_token_blocks_training_with_the_fix(
 
 @pytest.mark.slow  # trains and merges a model with Llama 3's 128k vocabulary: a minute on 2 cores
 def test_the_template_a_run_trained_with_is_the_one_merged(home, vocab_tokenizer, facts_file, tmp_path):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.merge import merge_run
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
 
     folder = build_tiny_model("llama", vocab_tokenizer("llama-bpe"), tmp_path / "llama3-base")

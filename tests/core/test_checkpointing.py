@@ -49,8 +49,8 @@ class LayerFlags(TrainerCallback):
 
 
 def test_a_run_checkpoints_the_layers_its_config_asks_for(home, tiny_config):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.events import Planned
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
 
     run = create_run(tiny_config(max_steps=2, gradient_checkpointing=True, checkpoint_every=2), home / "run")

@@ -118,8 +118,8 @@ def test_foreseeable_failures_print_error_and_hint(home, tmp_path, facts_file, t
 def test_runs_lists_nothing_then_a_run(home, facts_file, capsys):
     assert main(["runs"]) == 0
     assert "no runs yet" in capsys.readouterr().out
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.config import RunConfig
-    from tuneforge.core.pipeline import create_run
 
     create_run(RunConfig(data=str(facts_file)))
     assert main(["runs"]) == 0
@@ -142,7 +142,7 @@ def test_run_dir_and_new_run_options_do_not_mix(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["train", "run"])
 def test_the_model_in_a_config_file_is_not_overridden_by_a_default(command, tmp_path, facts_file, monkeypatch):
-    from tuneforge.core import pipeline
+    from tuneforge.core.api import runs as runs_api
 
     seen = {}
 
@@ -150,7 +150,7 @@ def test_the_model_in_a_config_file_is_not_overridden_by_a_default(command, tmp_
         seen["model"] = config.model
         raise SystemExit(0)
 
-    monkeypatch.setattr(pipeline, "create_run" if command == "train" else "run_pipeline", capture)
+    monkeypatch.setattr(runs_api, "create_run" if command == "train" else "run_pipeline", capture)
     config_file = tmp_path / "run.yaml"
     config_file.write_text(f"model: /models/mine\ndata: {facts_file}\n")
     with pytest.raises(SystemExit):

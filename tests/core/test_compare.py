@@ -8,9 +8,8 @@ from tuneforge.core.cli import main
 from tuneforge.core.compare import compared_run, format_table
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError
-from tuneforge.core.events import Finished, Warned
+from tuneforge.core.events import Finished, TrainResult, Warned
 from tuneforge.core.runs import new_run
-from tuneforge.core.train.result import TrainResult
 
 
 def finished_run(home, name: str, method: str, **figures):

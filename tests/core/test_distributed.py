@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tuneforge.core import pipeline
+from tuneforge.core.api import runs as runs_api
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.events import Failed, Started, Step, Stopped
-from tuneforge.core.pipeline import create_run
+from tuneforge.core.jobs import stop
 from tuneforge.core.train import train_run
-from tuneforge.core.training_process import start_training, stop_training
+from tuneforge.core.training_process import start_training
 
 from .events import step_losses, wait_for
 
@@ -28,7 +29,7 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     child = start_training(two)
     try:
         wait_for(two, lambda e: isinstance(e, Step) and e.step >= 3)
-        assert stop_training(two)  # both processes agree on the step, checkpoint together, and exit
+        assert stop(two)  # both processes agree on the step, checkpoint together, and exit
         child.wait(timeout=180)
     finally:
         if child.poll() is None:
@@ -40,7 +41,7 @@ def test_two_cpu_processes_train_the_loss_curve_of_one_and_resume_together(home,
     ranks = sorted(e.rank for e in two.history().events if isinstance(e, Started))
     assert ranks == [0, 1]
 
-    result = pipeline.train(two.path, resume=True, echo=None)
+    result = runs_api.train(two.path, resume=True, echo=None)
     assert result.steps == steps
     # The run directory says how it was launched, so a person can rerun or adapt it.
     settings = yaml.safe_load((two.path / "accelerate.yaml").read_text())

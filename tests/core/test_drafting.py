@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tuneforge.core.api.data import prepare_documents, review_pairs
 from tuneforge.core.cli import main
 from tuneforge.core.data.drafting import DraftingStopped, Pair
 from tuneforge.core.data.formats import load_examples
@@ -26,7 +27,6 @@ from tuneforge.core.data.pair_gates import (
     apply_gates,
 )
 from tuneforge.core.errors import DataError, GeneratorError
-from tuneforge.core.pipeline import prepare_documents, review_pairs
 
 from .documents import LOCKERS, write_lockers, write_sample_documents
 from .servers import ScriptedServer, llama_server, locker_pairs, passage_of, reply_of

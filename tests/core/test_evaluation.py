@@ -48,8 +48,8 @@ def test_a_judges_verdict_is_read_from_what_servers_send():
 
 
 def test_questions_are_the_conversation_up_to_its_last_answer(facts_file, tiny_config, tmp_path):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.data.formats import load_examples
-    from tuneforge.core.pipeline import create_run
 
     questions = questions_from(load_examples(facts_file).examples)
     assert [(q.question, q.reference) for q in questions[: len(FACTS)]] == FACTS
@@ -68,8 +68,8 @@ def test_questions_are_the_conversation_up_to_its_last_answer(facts_file, tiny_c
 @pytest.mark.process
 def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_through_a_real_server(
         home, default_model, tiny_config, facts_file, tmp_path, capsys):
+    from tuneforge.core.api.runs import run_pipeline
     from tuneforge.core.models import default_gguf_path
-    from tuneforge.core.pipeline import run_pipeline
 
     # The real default model (a random one never ends a chat turn, so its GGUF fails verification).
     config = tiny_config(model=str(default_model), eval_data=str(facts_file), learning_rate=2e-3, epochs=6, eval_steps=12,
@@ -123,7 +123,7 @@ def test_the_judge_is_asked_under_its_schema_with_question_reference_and_answer(
 
 
 def test_eval_of_a_run_that_has_not_trained_says_so(tiny_config, tmp_path, capsys):
-    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.api.runs import create_run
 
     run = create_run(tiny_config(eval_data=str(tiny_config().data)), tmp_path / "untrained", echo=None)
     assert main(["eval", str(run.path)]) != 0
@@ -132,9 +132,9 @@ def test_eval_of_a_run_that_has_not_trained_says_so(tiny_config, tmp_path, capsy
 
 
 def test_a_judge_that_cannot_answer_is_said_before_any_model_answers(tiny_config, facts_file, tmp_path):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.errors import GeneratorError
     from tuneforge.core.evaluation import evaluate_run
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
 
     from .servers import free_port

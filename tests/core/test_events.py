@@ -23,10 +23,10 @@ from tuneforge.core.events import (
     Started,
     Step,
     Stopped,
+    TrainResult,
     Warned,
     append_event,
 )
-from tuneforge.core.train.result import TrainResult
 
 RESULT = TrainResult(steps=30, final_loss=0.5, eval_loss=0.7, runtime_s=12.0, tokens_per_second=100.0, trainable_params=4_900_000,
                      total_params=134_500_000, peak_memory_gb=2.5, planned_peak_gb=2.4, method="lora")

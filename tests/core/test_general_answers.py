@@ -12,6 +12,7 @@ import pytest
 from tuneforge.core.answer_scores import normalize
 from tuneforge.core.config import DEFAULT_EPOCHS, REPLAY_KL, REPLAY_RATIO, SMALL_DATA_MAX_EPOCHS, RunConfig
 from tuneforge.core.errors import ConfigError
+from tuneforge.core.events import TrainResult
 from tuneforge.core.general_answers import (
     GeneralQuestion,
     compare_answers,
@@ -24,7 +25,6 @@ from tuneforge.core.hardware import Hardware
 from tuneforge.core.reply import Reply
 from tuneforge.core.settle import DataFacts, settle_replay, settle_run
 from tuneforge.core.train.replay import answered_examples, general_prompts, replay_prompts, within_budget
-from tuneforge.core.train.result import TrainResult
 
 
 def test_the_everyday_questions_are_about_a_hundred_and_none_is_a_replayed_prompt():
@@ -184,8 +184,8 @@ def test_a_run_replays_the_bases_own_answers_and_reports_the_everyday_answers_it
     # A tiny random model never ends a turn, so a stand-in answers for it: every reply ends, and each remembers
     # whether the adapter was already on the model that gave it (replay and the first probe must ask the base).
     from tuneforge.core import replies
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.general_answers import RESULT_FILE, general_questions
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.runs import RunDir
     from tuneforge.core.train import train_run
 
@@ -234,7 +234,7 @@ def test_replay_kl_holds_the_replayed_rows_to_the_base(home, tiny_config, monkey
     from transformers import TrainerCallback
 
     from tuneforge.core import replies
-    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.train import train_run
 
     monkeypatch.setattr(replies, "generate_replies",

@@ -9,8 +9,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.merge import merge_run
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from tuneforge.core.api.runs import create_run, run_pipeline
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError, DataError, ExportError
 from tuneforge.core.merge import merge_run
 from tuneforge.core.methods import METHODS
-from tuneforge.core.pipeline import create_run, run_pipeline
 from tuneforge.core.train import train_run
 
 from ..conftest import FACTS
@@ -95,7 +95,7 @@ def test_prompt_methods_refuse_merge_and_gguf_export_and_say_what_to_do(home, ti
     assert "virtual tokens" in info.value.message and "cannot be merged" in info.value.message
     assert f"tuneforge chat {run.path}" in info.value.hint
 
-    from tuneforge.core.pipeline import export
+    from tuneforge.core.api.export import export
 
     with pytest.raises(ExportError, match="cannot be merged"):
         export(run.path, ["q8_0"], echo=None)

@@ -147,10 +147,10 @@ def test_a_model_that_will_not_export_is_said_before_training(home, tmp_path, ti
     import json as json_module
 
     from tests.conftest import build_tiny_model
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.cli import main
     from tuneforge.core.errors import ExportError
     from tuneforge.core.models import known_architecture
-    from tuneforge.core.pipeline import create_run
 
     helium = build_tiny_model("helium", default_model, tmp_path / "tiny-helium")
     assert known_architecture(helium) == "HeliumForCausalLM" and known_architecture("qwen3-0.6b") == "Qwen3ForCausalLM"

@@ -57,8 +57,8 @@ def test_padding_free_batches_give_the_padded_loss_and_lora_gradients(family, at
 
 
 def test_a_padding_free_run_trains_as_the_padded_one(home, tiny_config):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.events import Step
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
 
     def steps(padding_free: bool, name: str) -> list[Step]:

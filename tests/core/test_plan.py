@@ -289,8 +289,8 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
 
 def tiny_plan_totals(tiny_config, batch_sizes):
     """The planner's totals for the tiny Llama on the facts, at each batch size (CPU, no checkpointing)."""
+    from tuneforge.core.api.data import check_data
     from tuneforge.core.fit import plan_for
-    from tuneforge.core.pipeline import check_data
 
     config = tiny_config()
     stats = check_data(config.data, config.model, config.max_length, config.eval_split).stats
@@ -301,7 +301,7 @@ def tiny_plan_totals(tiny_config, batch_sizes):
 
 
 def test_training_fits_itself_and_records_plan_and_peak(home, tiny_config, monkeypatch):
-    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.train import runner, train_run
 
     batch_two, batch_four = tiny_plan_totals(tiny_config, (2, 4))
@@ -322,8 +322,8 @@ def test_training_fits_itself_and_records_plan_and_peak(home, tiny_config, monke
 
 
 def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, monkeypatch):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.errors import ResourceError
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import runner, train_run
 
     monkeypatch.setattr(runner, "detect", lambda path=None: cpu(0.3))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import yaml
 from huggingface_hub import ModelCard
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.cli import main
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import PublishError
 from tuneforge.core.merge import merge_run
 from tuneforge.core.model_card import card_metadata
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.runs import new_run
 from tuneforge.core.train import train_run
 

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.checkpoint_folders import COMPLETE_MARKER, discard_incomplete, prune
 from tuneforge.core.diagnosis import failure_cause, record_death
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.events import CheckpointSaved, Failed, Launched, Started, Step, Warned
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.runs import RunDir
 from tuneforge.core.train import TrainingStopped, train_run
 from tuneforge.core.train.resume import FINGERPRINT_FILE

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.core import pipeline
+from tuneforge.core.api import export as export_api
+from tuneforge.core.api import runs as runs_api
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.events import CheckpointSaved, Started
-from tuneforge.core.pipeline import create_run
-from tuneforge.core.shrink.job import create_shrink, plan_shrink, shrink_state
+from tuneforge.core.shrink.job import create_shrink, plan_shrink
 from tuneforge.core.shrink.layers import SCORES_FILE, least_influential
 from tuneforge.core.train import train_run
 
@@ -34,7 +35,7 @@ def trained_four_layers(home, tiny_config, default_model, tmp_path) -> Path:
     model = build_tiny_model("llama", default_model, tmp_path / "llama4", layers=4)
     run = create_run(tiny_config(model=str(model), epochs=4), home / "source")
     train_run(run, echo=None)
-    pipeline.merge(run.path)
+    runs_api.merge(run.path)
     return run.path
 
 
@@ -77,14 +78,14 @@ def test_a_run_shrinks_in_stages_resumes_after_ctrl_c_and_each_stage_heals_and_e
     assert parent.returncode == 130, err
     assert "Traceback" not in err
     assert f"hint: continue with `tuneforge shrink --resume {shrink.path}`" in err
-    assert shrink_state(shrink) == "stopped"
+    assert shrink.state() == "stopped"
     checkpoint = first.last_checkpoint()
     assert checkpoint is not None and not (first.adapter / "adapter_config.json").exists()
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert [e for e in first.history().events if isinstance(e, Started)][-1].resume_from == str(checkpoint)
-    assert shrink_state(shrink) == "finished"
+    assert shrink.state() == "finished"
     assert "the smallest model:" in resumed.stdout and f"next: tuneforge export {shrink.stage(2).path}" in resumed.stdout
 
     stages = shrink.finished_stages()
@@ -106,7 +107,7 @@ def test_a_run_shrinks_in_stages_resumes_after_ctrl_c_and_each_stage_heals_and_e
 
     # The smallest model is a run like any other: it exports to a GGUF that llama.cpp computes as
     # transformers does (a random model's chat need not stop, so that check is not asked of it).
-    exported = pipeline.export(shrink.stage(2).path, ["f16"], echo=None)
+    exported = export_api.export(shrink.stage(2).path, ["f16"], echo=None)
     checks = {check.name: check for check in exported.verifications[0].checks}
     for name in ("loads", "tokenizer", "logits", "perplexity"):
         assert checks[name].passed, (name, checks[name].detail)

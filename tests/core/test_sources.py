@@ -145,7 +145,7 @@ def test_columnar_rows_with_keys_filled_as_null_read_like_the_jsonl(tmp_path):
 
 def test_a_run_trains_from_a_saved_dataset_whose_files_its_fingerprint_covers(home, tiny_config, tmp_path):
     """The whole path: create_run reads it, the trainer trains on it, the resume fingerprint covers its files."""
-    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.train import train_run
     from tuneforge.core.train.resume import data_digest
 

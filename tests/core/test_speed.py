@@ -84,8 +84,8 @@ def test_large_data_is_batched_by_length(tiny_llama, tmp_path):
 def test_cpus_with_bf16_matrix_units_train_under_bf16_autocast(home, tiny_config, monkeypatch):
     from transformers import TrainerCallback
 
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.hardware import Hardware
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import runner, train_run
 
     class Precision(TrainerCallback):

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from tuneforge.core.api.runs import create_run, train
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.evaluation import evaluate_run
-from tuneforge.core.pipeline import create_run, train
 from tuneforge.core.runs import list_runs
 from tuneforge.core.tracking import tracking_environment
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.errors import ConfigError, ModelError, ResourceError
 from tuneforge.core.events import CheckpointSaved, Evaluated, Failed, Started, Step
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import TrainingStopped, train_run
 
 from .events import step_losses

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.events import Started, Step
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.train import train_run
 
 

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from tuneforge.core.allocator import tcmalloc_library
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.events import Planned, Step, Stopped
-from tuneforge.core.pipeline import create_run
 
 from .events import wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.core.api.export import export
 from tuneforge.core.errors import ExportError, ResourceError
-from tuneforge.core.pipeline import export
 from tuneforge.exporters.gguf.convert import convert
 from tuneforge.exporters.gguf.types import parse_gguf_types
 
@@ -219,7 +219,8 @@ def test_quant_list_is_validated_before_work():
 
 
 def test_lora_adapter_gguf_over_the_base_gives_the_merged_logits(home, tiny_config, tmp_path):
-    from tuneforge.core.pipeline import create_run, export_adapter
+    from tuneforge.core.api.export import export_adapter
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.train import train_run
     from tuneforge.exporters.gguf.verify import gguf_logits, open_gguf
 

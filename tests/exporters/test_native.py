@@ -100,8 +100,8 @@ def test_a_crash_while_verifying_fails_that_file_and_the_export_goes_on(tiny_lla
 
 
 def test_a_run_whose_only_export_crashed_is_not_exported(home, tiny_config, llama_crash, capsys):
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.cli import main
-    from tuneforge.core.pipeline import create_run
     from tuneforge.core.train import train_run
 
     run = create_run(tiny_config(max_steps=2))  # under TUNEFORGE_HOME/runs, where `tuneforge runs` looks

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from tuneforge.core.config import RunConfig
 from tuneforge.core.demo import DEMO_DATA, demo_file
-from tuneforge.core.events import Evaluated, Finished, Launched, Planned, Recalled, Started, Step
+from tuneforge.core.events import Evaluated, Finished, Launched, Planned, Recalled, Started, Step, TrainResult
 from tuneforge.core.runs import RunDir, new_run
-from tuneforge.core.train.result import TrainResult
 
 START = 1_790_000_000.0
 """A fixed clock for every event."""

@@ -16,7 +16,7 @@ from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
 
 
 async def test_a_run_is_evaluated_and_its_answers_are_marked_blind(home, tiny_config, facts_file, tmp_path):
-    from tuneforge.core.pipeline import create_run
+    from tuneforge.core.api.runs import create_run
     from tuneforge.core.train import train_run
 
     run = create_run(tiny_config(eval_data=str(facts_file), max_steps=2), tmp_path / "run", echo=None)

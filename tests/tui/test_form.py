@@ -78,12 +78,12 @@ def test_doctor_and_the_train_form_plan_the_first_run_alike(home):
     """doctor's headroom line and the form's plan are one plan: the default model on the sample data."""
     import re
 
+    from tuneforge.core.api.data import check_data
     from tuneforge.core.demo import DEMO_DATA, demo_file
     from tuneforge.core.doctor import run_checks
     from tuneforge.core.hardware import detect
     from tuneforge.core.memory import model_shape
     from tuneforge.core.paths import tuneforge_home
-    from tuneforge.core.pipeline import check_data
     from tuneforge.tui.screens.train import default_values, estimate_for
 
     headroom = next(check for check in run_checks() if check.name == "headroom")

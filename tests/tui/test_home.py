@@ -96,21 +96,19 @@ def test_quitting_mid_run_says_training_goes_on(home, facts_file):
 
     from tuneforge.core.events import Launched
     from tuneforge.tui.app import still_working
-    from tuneforge.tui.session import Session
 
-    session = Session()
-    assert still_working(session) == []
+    assert still_working() == []
     run = new_run(RunConfig(data=str(facts_file)), home / "runs" / "training")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run.record(Launched(pid=child.pid))
-        lines = still_working(session)
+        lines = still_working()
         assert lines == [f"training goes on in the background: {run.path}",
                          "follow it with `tuneforge runs`, or open tuneforge again"]
     finally:
         child.kill()
         child.wait()
-    assert still_working(session) == []
+    assert still_working() == []
 
 
 async def test_compare_shows_the_finished_runs_or_the_marked_ones(home, facts_file):
@@ -142,7 +140,7 @@ async def test_compare_shows_the_finished_runs_or_the_marked_ones(home, facts_fi
 async def test_chat_with_a_gguf_offers_the_runs_verified_files_first(home, facts_file):
     from textual.widgets import OptionList
 
-    from tuneforge.tui.pickers import GgufPicker
+    from tuneforge.tui.widgets.pickers import GgufPicker
 
     from ..core.exports import write_export
     from .finished_run import finished_run

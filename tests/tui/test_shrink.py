@@ -10,17 +10,17 @@ import signal
 import pytest
 from textual.widgets import Input
 
-from tuneforge.core import pipeline
+from tuneforge.core.api import runs as runs_api
+from tuneforge.core.api.runs import create_run
 from tuneforge.core.events import Stopped
-from tuneforge.core.pipeline import create_run
 from tuneforge.core.runs import RunDir
-from tuneforge.core.shrink.job import create_shrink, plan_shrink, shrink_state
-from tuneforge.core.shrink.process import shrink_pid
+from tuneforge.core.shrink.job import create_shrink, plan_shrink
 from tuneforge.core.train import train_run
 from tuneforge.tui.app import TuneforgeApp
 from tuneforge.tui.errors import ErrorModal
 from tuneforge.tui.screens.run import RunScreen
-from tuneforge.tui.screens.shrink import ShrinkForm, ShrinkScreen
+from tuneforge.tui.screens.shrink import ShrinkScreen
+from tuneforge.tui.screens.shrink_form import ShrinkForm
 
 from ..conftest import build_tiny_model
 from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
@@ -34,7 +34,7 @@ def merged_run(home, tiny_config, default_model, tmp_path) -> RunDir:
     model = build_tiny_model("llama", default_model, tmp_path / "llama4", layers=4)
     run = create_run(tiny_config(model=str(model), epochs=2), home / "runs" / "source")
     train_run(run, echo=None)
-    pipeline.merge(run.path)
+    runs_api.merge(run.path)
     return RunDir(run.path)
 
 
@@ -59,7 +59,7 @@ async def test_a_run_is_shrunk_from_its_view_and_the_stages_are_followed_to_the_
             await wait_until(pilot, lambda: isinstance(app.screen, ShrinkScreen), what="the shrink view")
             shrink = app.screen.shrink
             assert shrink.plan().layers == [4, 3]
-            await wait_until(pilot, lambda: shrink_state(shrink) == "finished", timeout=300, what="the shrink")
+            await wait_until(pilot, lambda: shrink.state() == "finished", timeout=300, what="the shrink")
             await wait_until(pilot, lambda: "finished" in text_of(app, "#shrink-title"), what="the view to follow")
             assert "1 of 1 stages finished" in text_of(app, "#figures")
             assert "stage" in text_of(app, "#stages") and "3" in text_of(app, "#stages")
@@ -72,7 +72,7 @@ async def test_a_run_is_shrunk_from_its_view_and_the_stages_are_followed_to_the_
             if (folder / "shrink.json").is_file():
                 from tuneforge.core.shrink.job import ShrinkDir
 
-                pid = shrink_pid(ShrinkDir(folder))
+                pid = ShrinkDir(folder).pid()
                 if pid:
                     os.kill(pid, signal.SIGKILL)
 

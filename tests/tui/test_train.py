@@ -32,7 +32,7 @@ def no_children_left(home):
     """Kill any training child a failed test leaves behind."""
     yield
     for run in list_runs():
-        pid = run.training_pid()
+        pid = run.pid()
         if pid:
             os.kill(pid, signal.SIGKILL)
 
@@ -70,7 +70,7 @@ async def test_the_memory_estimate_follows_the_batch_size(form_app):
 
 
 async def test_a_batch_larger_than_the_data_is_said_and_planned_as_the_batch_that_can_happen(form_app):
-    from tuneforge.core.pipeline import check_data
+    from tuneforge.core.api.data import check_data
 
     form_app.session.report = check_data(form_app.session.data, form_app.session.model, 256, 0.0)
     examples = form_app.session.report.stats.train_examples
@@ -115,7 +115,7 @@ async def test_start_stop_reattach_and_resume_a_real_training_child(form_app, ho
         assert "tok/s" in text_of(form_app, "#figures")
         assert not form_app.screen.query_one("#stop").disabled
     # Closing the app leaves the child training.
-    assert run.state() == "running" and run.training_pid() is not None
+    assert run.state() == "running" and run.pid() is not None
 
     # A new app lists the run as running and re-attaches to its live view.
     app = TuneforgeApp(hardware=CPU_MACHINE)

@@ -15,7 +15,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Checkbox, Header, Input, Label, Static
 from textual.worker import get_current_worker
 
@@ -23,8 +22,9 @@ from tuneforge.core.errors import TuneforgeError
 from tuneforge.core.runs import RunDir
 
 if TYPE_CHECKING:
-    from tuneforge.core.chat import Sampling
+    from tuneforge.core.api.chat import Sampling
 
+from ..base import TuneforgeScreen
 from ..errors import describe
 from ..widgets import KeyFooter, Plain
 
@@ -72,7 +72,7 @@ class ReplyGrew(Message):
     done: bool = False
 
 
-class ChatScreen(Screen):
+class ChatScreen(TuneforgeScreen):
     """Chat with a run's model or a GGUF file; the base answers the same prompt beside it."""
 
     BINDINGS = [
@@ -98,7 +98,7 @@ class ChatScreen(Screen):
         with Horizontal(id="chat-panes"):
             yield Pane("fine-tuned: loading …", "tuned")
             yield Pane("base: loading …", "base")
-        from tuneforge.core.chat import Sampling
+        from tuneforge.core.api.chat import Sampling
 
         default = Sampling()
         with Horizontal(id="chat-settings"):
@@ -124,7 +124,7 @@ class ChatScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-load")
     def load_models(self, tuned_source: Path) -> None:
         """Load the fine-tuned model first (what the person came for), then the base (llama.cpp runs in child processes)."""
-        from tuneforge.core.chat import load_base_beside, load_chat_model
+        from tuneforge.core.api.chat import load_base_beside, load_chat_model
 
         loaders = [("tuned", "fine-tuned", lambda: load_chat_model(tuned_source))]
         if self.run is not None:
@@ -176,7 +176,7 @@ class ChatScreen(Screen):
 
     def sampling(self) -> Sampling:
         """The settings row as core's Sampling; a ValueError or ConfigError says what is wrong."""
-        from tuneforge.core.chat import Sampling
+        from tuneforge.core.api.chat import Sampling
 
         default = Sampling()
         value = {name: self.query_one(f"#{name}", Input).value.strip() for name in ("temperature", "top-p", "max-tokens")}

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header
 
-from tuneforge.core.compare import COLUMNS, LEGEND, compared_run, comparison_rows
+from tuneforge.core.api.eval import COLUMNS, LEGEND, compared_run, comparison_rows
 from tuneforge.core.runs import RunDir
 
+from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain, plain_cells
 
 
-class CompareScreen(Screen):
+class CompareScreen(TuneforgeScreen):
     """The trade-offs of the given finished runs, one row each."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]

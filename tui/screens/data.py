@@ -12,17 +12,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.validation import Integer, Number
 from textual.widgets import Button, Header, Input, Label, Static
+from textual.worker import Worker
 
-from tuneforge.core.demo import DEMO_DATA, demo_file
+from tuneforge.core.api.data import DEMO_DATA, demo_file
 
-from ..errors import show_error
+from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain
 
 if TYPE_CHECKING:
-    from tuneforge.core.pipeline import DataReport
+    from tuneforge.core.api.data import DataReport
 
 PREVIEW_CHARS = 1200
 """The rendered example is cut here: enough to see the template and the trained answer."""
@@ -78,17 +78,16 @@ def preview_text(segments: list[tuple[str, bool]]) -> Text:
 
 @dataclass
 class DataChecked(Message):
-    """A data check finished: its report with the settings it used, or the error that stopped it."""
+    """A data check finished: its report with the settings it used."""
 
     source: str
     """What the person typed: a file or folder, or a hub dataset id."""
-    report: DataReport | None
+    report: DataReport
     max_length: int
     eval_split: float | None
-    error: BaseException | None = None
 
 
-class DataScreen(Screen):
+class DataScreen(TuneforgeScreen):
     """Step 2: the training data."""
 
     BINDINGS = [
@@ -100,7 +99,7 @@ class DataScreen(Screen):
     ]
 
     def compose(self) -> ComposeResult:
-        session = self.app.session
+        session = self.tuneforge.session
         yield Header()
         yield Plain(f"Step 2 of 4 · Training data for {session.model_label}", classes="step")
         with Horizontal(id="data-source"):
@@ -130,14 +129,14 @@ class DataScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#data-figures").display = False
-        session = self.app.session
+        session = self.tuneforge.session
         if session.report is not None and session.report.stats is not None:
             self.show_report(session.report)
         self.query_one("#data-path", Input).focus()
 
     @on(Button.Pressed, "#browse")
     def action_browse(self) -> None:
-        from ..pickers import browse_into
+        from ..widgets.pickers import browse_into
 
         browse_into(self.query_one("#data-path", Input), "A dataset file, or a folder of .txt/.md", self.action_check)
 
@@ -150,7 +149,7 @@ class DataScreen(Screen):
 
     def check_prepared(self) -> None:
         """Check the prepared train.jsonl the app just handed over (session.data)."""
-        self.query_one("#data-path", Input).value = self.app.session.data or ""
+        self.query_one("#data-path", Input).value = self.tuneforge.session.data or ""
         self.action_check()
 
     @on(Button.Pressed, "#sample")
@@ -175,26 +174,20 @@ class DataScreen(Screen):
             self.query_one("#next", Button).disabled = True
             status.update("Checking … (the first use of a model loads its tokenizer; a GGUF model is imported once, up to a minute)")
             eval_split = float(fields[1].value) if fields[1].value.strip() else None
-            self.check(path, self.app.session.model, int(fields[0].value), eval_split)
+            self.check(path, self.tuneforge.session.model, int(fields[0].value), eval_split)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data")
     def check(self, path: str, model: str, max_length: int, eval_split: float | None) -> None:
-        """Check the data in this worker; the report (or the error) comes back as a DataChecked message."""
-        from tuneforge.core.pipeline import check_data
+        """Check the data in this worker; the report comes back as a DataChecked message."""
+        from tuneforge.core.api.data import check_data
 
-        try:
-            report = check_data(path, model, max_length, eval_split)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
-            self.post_message(DataChecked(path, None, max_length, eval_split, exc))
-            return
-        self.post_message(DataChecked(path, report, max_length, eval_split))
+        self.post_message(DataChecked(path, check_data(path, model, max_length, eval_split), max_length, eval_split))
+
+    def worker_failed(self, worker: Worker) -> None:
+        self.query_one("#data-status", Static).update(Text("The check failed; see the message.", style="red"))
 
     def on_data_checked(self, message: DataChecked) -> None:
-        if message.report is None:
-            self.query_one("#data-status", Static).update(Text("The check failed; see the message.", style="red"))
-            show_error(self.app, message.error or RuntimeError("the data check failed"))
-            return
-        session = self.app.session
+        session = self.tuneforge.session
         local = Path(message.source).expanduser()
         data = str(local.resolve()) if local.exists() else message.source  # a hub id stays as typed
         if data != session.data:
@@ -215,7 +208,7 @@ class DataScreen(Screen):
             self.query_one("#preview", Static).update("")
             self.query_one("#next", Button).disabled = True
             return
-        held_out = f" Held out: {self.app.session.eval_data}." if self.app.session.eval_data else ""
+        held_out = f" Held out: {self.tuneforge.session.eval_data}." if self.tuneforge.session.eval_data else ""
         status.update(Text(f"{report.path}: {report.shape} data, no problems.{held_out}", style="bold green"))
         problems.update("")
         figures.display = True

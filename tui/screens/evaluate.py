@@ -13,13 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Input, ProgressBar, Static
 
-from tuneforge.core import evaluation
+from tuneforge.core.api import eval as evaluation
 from tuneforge.core.runs import RunDir
 
-from ..errors import show_error
+from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain, plain_cells
 
 JUDGE_PLACEHOLDER = "judge (optional): a .gguf file, ollama:NAME or http://HOST:PORT/v1, to grade each answer"
@@ -43,7 +42,7 @@ class EvalDone(Message):
     error: BaseException | None = None
 
 
-class EvalScreen(Screen):
+class EvalScreen(TuneforgeScreen):
     """Did it learn? Scores per model, and the answers question by question, compared blind."""
 
     BINDINGS = [
@@ -147,7 +146,7 @@ class EvalScreen(Screen):
         try:
             self.report = evaluation.save_mark(self.run.path, self.index, order[number - 1])
         except Exception as exc:  # noqa: BLE001 - a report removed meanwhile: say so, keep the app
-            show_error(self.app, exc)
+            self.show_error(exc)
             return
         self.show_report()
 
@@ -181,7 +180,7 @@ class EvalScreen(Screen):
         self.query_one("#eval-progress").display = False
         if message.error is not None:
             self.say("The evaluation stopped.", "red")
-            show_error(self.app, message.error)
+            self.show_error(message.error)
             return
         self.report, self.index = message.report, 0
         self.show_report()

@@ -11,16 +11,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Header, SelectionList, Static
 from textual.widgets.selection_list import Selection
+from textual.worker import Worker
 
 from tuneforge.core.memory import model_shape
 from tuneforge.core.runs import RunDir
 from tuneforge.exporters.gguf.types import GGUF_TYPES, file_gb
 from tuneforge.exporters.report import ExportReport, passed_files, read_report
 
-from ..errors import show_error
+from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain, WrappedLog
 
 OFFERED_TYPES = tuple(spec for spec in GGUF_TYPES.values() if spec.summary)
@@ -70,13 +70,12 @@ class ExportProgress(Message):
 
 @dataclass
 class ExportDone(Message):
-    """The export ended: whether every file passed, or the error that stopped it."""
+    """The export ended: whether every file passed."""
 
-    passed: bool | None
-    error: BaseException | None
+    passed: bool
 
 
-class ExportScreen(Screen):
+class ExportScreen(TuneforgeScreen):
     """Step 4: GGUF export with verification."""
 
     BINDINGS = [
@@ -140,23 +139,19 @@ class ExportScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def export(self, quants: list[str]) -> None:
         """Export and verify in this worker; progress and the outcome come back as messages."""
-        from tuneforge.core.pipeline import export
+        from tuneforge.core.api.export import export
 
-        try:
-            result = export(self.run.path, quants, echo=lambda line: self.post_message(ExportProgress(line)))
-        except Exception as exc:  # noqa: BLE001 - shown with its hint
-            self.post_message(ExportDone(None, exc))
-            return
-        self.post_message(ExportDone(result.passed, None))
+        result = export(self.run.path, quants, echo=lambda line: self.post_message(ExportProgress(line)))
+        self.post_message(ExportDone(result.passed))
+
+    def worker_failed(self, worker: Worker) -> None:
+        self.query_one("#export", Button).disabled = False
 
     def on_export_progress(self, message: ExportProgress) -> None:
         self.query_one("#export-log", WrappedLog).write_line(message.line)
 
     def on_export_done(self, message: ExportDone) -> None:
         self.query_one("#export", Button).disabled = False
-        if message.error is not None:
-            show_error(self.app, message.error)
-            return
         report = read_report(self.run.export)
         if report:
             self.show_report(report)
@@ -173,4 +168,4 @@ class ExportScreen(Screen):
     @on(Button.Pressed, "#chat")
     def action_chat(self) -> None:
         if not self.query_one("#chat", Button).disabled:
-            self.app.open_chat(self.run)
+            self.tuneforge.open_chat(self.run)

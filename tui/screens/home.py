@@ -6,7 +6,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Static
 
 from tuneforge.core.events import RunHistory
@@ -14,6 +13,7 @@ from tuneforge.core.hardware import Hardware
 from tuneforge.core.methods import auto_method
 from tuneforge.core.runs import RunDir, list_runs
 
+from ..base import TuneforgeScreen
 from ..errors import in_app_words
 from ..session import model_label
 from ..widgets import KeyFooter, Plain, plain_cells
@@ -57,7 +57,7 @@ def what_it_trains(run: RunDir) -> tuple[str, str]:
     return (label if len(label) <= MODEL_COLUMN else label[:MODEL_COLUMN - 1] + "…"), config.method
 
 
-class HomeScreen(Screen):
+class HomeScreen(TuneforgeScreen):
     """The first screen: hardware panel, recent runs, New fine-tune."""
 
     BINDINGS = [
@@ -116,7 +116,7 @@ class HomeScreen(Screen):
         """Re-list the run directories and fold in their new events (cheap: a few small reads each)."""
         from rich.text import Text
 
-        self.app.session.reap_children()
+        self.tuneforge.session.reap_children()
         table = self.query_one("#runs", DataTable)
         runs = list_runs()
         selected = table.cursor_row
@@ -137,12 +137,12 @@ class HomeScreen(Screen):
         self.query_one("#open", Button).disabled = not runs
 
     def action_new(self) -> None:
-        self.app.new_finetune()
+        self.tuneforge.new_finetune()
 
     def action_open(self) -> None:
         run = self._highlighted_run()
         if run is not None:
-            self.app.open_run(run)
+            self.tuneforge.open_run(run)
 
     def _highlighted_run(self) -> RunDir | None:
         table = self.query_one("#runs", DataTable)
@@ -175,7 +175,7 @@ class HomeScreen(Screen):
 
         from tuneforge.exporters.report import passed_files
 
-        from ..pickers import GgufPicker, PathPicker
+        from ..widgets.pickers import GgufPicker, PathPicker
 
         def chosen(path: Path | None) -> None:
             if path is None:
@@ -183,7 +183,7 @@ class HomeScreen(Screen):
             if path.suffix.lower() != ".gguf":
                 self.notify(f"{path.name} is not a .gguf file", severity="error", markup=False)
                 return
-            self.app.open_chat(path)
+            self.tuneforge.open_chat(path)
 
         files = [(run.name, path) for run in self._histories for path in passed_files(run.export, models_only=True)]
         picker = GgufPicker(files) if files else PathPicker("Chat with a GGUF file", Path.cwd(), folders=False)
@@ -202,7 +202,7 @@ class HomeScreen(Screen):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         run = self._run_at(event.row_key.value)
         if run is not None:
-            self.app.open_run(run)
+            self.tuneforge.open_run(run)
 
     @staticmethod
     def _run_at(key: str | None) -> RunDir | None:

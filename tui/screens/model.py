@@ -9,7 +9,6 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Header, Input, Select, Static
 
 from tuneforge.core.catalog import DEFAULT_MODEL, DEFAULT_MODEL_SPEC, ModelSpec, all_models
@@ -18,6 +17,7 @@ from tuneforge.core.fit import catalog_plan, model_fit
 from tuneforge.core.hardware import Hardware, resolve_method
 from tuneforge.exporters.gguf.types import export_refusal
 
+from ..base import TuneforgeScreen
 from ..errors import in_app_words
 from ..widgets import KeyFooter, Plain, plain_cells
 
@@ -64,7 +64,7 @@ def plan_line(spec: ModelSpec, hardware: Hardware | None) -> str:
             f"{plan.budget_gb:.1f} GB free here ({plan.verdict}; {resolve_method('auto', hardware)}, batch {fit.batch_size}).")
 
 
-class ModelScreen(Screen):
+class ModelScreen(TuneforgeScreen):
     """Step 1: pick the base model."""
 
     BINDINGS = [
@@ -101,7 +101,7 @@ class ModelScreen(Screen):
         table = self.query_one("#catalog", DataTable)
         query = self.query_one("#search", Input).value
         size, family = self.query_one("#size", Select).value, self.query_one("#family", Select).value
-        hardware: Hardware | None = self.app.hardware
+        hardware: Hardware | None = self.tuneforge.hardware
         table.clear()
         entries = [(DEFAULT_MODEL, DEFAULT_MODEL_SPEC)] + [(spec.name, spec) for spec in all_models()]
         for name, spec in entries:
@@ -136,7 +136,7 @@ class ModelScreen(Screen):
         if name is None:
             return
         spec = DEFAULT_MODEL_SPEC if name == DEFAULT_MODEL else next(s for s in all_models() if s.name == name)
-        self.query_one("#model-note", Static).update(model_note(name, spec, self.app.hardware))
+        self.query_one("#model-note", Static).update(model_note(name, spec, self.tuneforge.hardware))
 
     @on(DataTable.RowSelected, "#catalog")
     def _selected(self, event: DataTable.RowSelected) -> None:
@@ -146,7 +146,7 @@ class ModelScreen(Screen):
     @on(Button.Pressed, "#use-path")
     @on(Input.Submitted, "#model-path")
     def _use_path(self) -> None:
-        from tuneforge.core.models import check_model_reference
+        from tuneforge.core.api.models import check_model_reference
 
         reference = self.query_one("#model-path", Input).value.strip()
         error = self.query_one("#path-error", Static)
@@ -166,7 +166,7 @@ class ModelScreen(Screen):
 
     @on(Button.Pressed, "#browse")
     def action_browse(self) -> None:
-        from ..pickers import browse_into
+        from ..widgets.pickers import browse_into
 
         browse_into(self.query_one("#model-path", Input), "A model folder (with config.json) or a .gguf file", self._use_path)
 
@@ -177,7 +177,7 @@ class ModelScreen(Screen):
         """Remember the model and go on to the data."""
         from .data import DataScreen
 
-        session = self.app.session
+        session = self.tuneforge.session
         if session.model != reference:
             session.report = None
         session.model = reference

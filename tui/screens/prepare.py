@@ -1,7 +1,7 @@
 """Prepare: documents in, a training folder out — pick documents and a generator (tested before use),
 preview the chunks with their sources, run with progress (Stop keeps what is drafted), then review.
 
-Each action is one core call in a worker (pipeline.preview_chunks, test_generator, prepare_documents);
+Each action is one core call in a worker (data_api.preview_chunks, test_generator, prepare_documents);
 the review of the drafted pairs is its own screen (review.py).
 """
 
@@ -18,15 +18,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
 from textual.validation import Integer
 from textual.widgets import Button, DataTable, Header, Input, Label, ProgressBar, Static
+from textual.worker import Worker
 
-from ..errors import show_error
+from ..base import TuneforgeModal, TuneforgeScreen
 from ..widgets import KeyFooter, Plain, plain_cells
 
 if TYPE_CHECKING:
-    from tuneforge.core.pipeline import PrepareReport
+    from tuneforge.core.api.data import PrepareReport
 
 GENERATOR_PLACEHOLDER = "generator: default, a .gguf file, ollama:NAME or http://HOST:PORT/v1 (empty: chunks train as text)"
 PREVIEW_WORDS = 12
@@ -43,14 +43,13 @@ class PrepareProgress(Message):
 
 @dataclass
 class PrepareDone(Message):
-    """The preparation (or a preview, or a connection test) finished: its result, or the error that stopped it."""
+    """The preparation (or a preview, or a connection test) finished: its result."""
 
     kind: str
     result: Any = None
-    error: BaseException | None = None
 
 
-class ChunkView(ModalScreen[None]):
+class ChunkView(TuneforgeModal[None]):
     """One chunk whole, with where it is from: what the generator will read."""
 
     BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
@@ -67,7 +66,7 @@ class ChunkView(ModalScreen[None]):
             yield Plain("Escape closes", classes="field-help")
 
 
-class PrepareScreen(Screen):
+class PrepareScreen(TuneforgeScreen):
     """Turn documents into a training folder, beside the Data step."""
 
     BINDINGS = [
@@ -84,7 +83,7 @@ class PrepareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Plain(f"Prepare training data from documents · chunks measured by {self.app.session.model_label}", classes="step")
+        yield Plain(f"Prepare training data from documents · chunks measured by {self.tuneforge.session.model_label}", classes="step")
         with Horizontal(classes="prepare-row"):
             yield Input(compact=True, placeholder="documents: PDF, DOCX, HTML, Markdown or TXT files, or a folder", id="sources")
             yield Button("Browse…", id="browse", compact=True)
@@ -146,7 +145,7 @@ class PrepareScreen(Screen):
 
     @on(Button.Pressed, "#browse")
     def action_browse(self) -> None:
-        from ..pickers import browse_into
+        from ..widgets.pickers import browse_into
 
         browse_into(self.query_one("#sources", Input), "Documents, or a folder of them", lambda: None)
 
@@ -162,7 +161,7 @@ class PrepareScreen(Screen):
     @staticmethod
     def note_on(spec: str) -> str:
         """The warning to give about a generator, as a line to add to the status ("" for none)."""
-        from tuneforge.core.pipeline import generator_note
+        from tuneforge.core.api.data import generator_note
 
         note = generator_note(spec)
         return f"\nNote: {note}." if note else ""
@@ -174,7 +173,7 @@ class PrepareScreen(Screen):
             self.say("Pick documents first.", "red")
         elif numbers is not None:
             self.say("Reading the documents …")
-            self.run_core("preview", self.sources(), self.app.session.model, numbers["chunk-tokens"])
+            self.run_core("preview", self.sources(), self.tuneforge.session.model, numbers["chunk-tokens"])
 
     @on(Button.Pressed, "#prepare")
     def action_prepare(self) -> None:
@@ -191,7 +190,7 @@ class PrepareScreen(Screen):
         spec = self.query_one("#generator", Input).value.strip() or None
         self.say("Preparing … (drafts are kept as they arrive: Stop, or a crash, loses at most one chunk)"
                  + (self.note_on(spec) if spec else ""))
-        self.run_core("prepare", self.sources(), self.out_dir(), self.app.session.model, numbers["chunk-tokens"], spec,
+        self.run_core("prepare", self.sources(), self.out_dir(), self.tuneforge.session.model, numbers["chunk-tokens"], spec,
                       numbers["questions"], numbers["paraphrases"])
 
     @on(Button.Pressed, "#stop")
@@ -206,7 +205,7 @@ class PrepareScreen(Screen):
         if self.report is None:
             return
         if self.report.generator is None:
-            self.app.use_prepared(self.out_dir())
+            self.tuneforge.use_prepared(self.out_dir())
         else:
             from .review import ReviewScreen
 
@@ -215,26 +214,28 @@ class PrepareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="prepare")
     def run_core(self, kind: str, *args: Any) -> None:
         """One core call in this worker; its result (or error) comes back as a PrepareDone message."""
-        from tuneforge.core import pipeline
+        from tuneforge.core.api import data as data_api
 
         def progress(state) -> None:
             self.post_message(PrepareProgress(state.done, state.total, state.line()))
             if self._stop.is_set():
                 raise KeyboardInterrupt  # drafting turns this into DraftingStopped, with the drafts kept
 
-        try:
-            if kind == "test":
-                result: Any = pipeline.test_generator(*args)
-            elif kind == "preview":
-                result = pipeline.preview_chunks(*args, on_progress=progress)
-            else:
-                sources, out, model, chunk_tokens, spec, questions, paraphrases = args
-                result = pipeline.prepare_documents(sources, out, model, chunk_tokens, echo=None, generator=spec,
-                                                    questions_per_chunk=questions, paraphrases=paraphrases, on_progress=progress)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
-            self.post_message(PrepareDone(kind, error=exc))
-            return
+        if kind == "test":
+            result: Any = data_api.test_generator(*args)
+        elif kind == "preview":
+            result = data_api.preview_chunks(*args, on_progress=progress)
+        else:
+            sources, out, model, chunk_tokens, spec, questions, paraphrases = args
+            result = data_api.prepare_documents(sources, out, model, chunk_tokens, echo=None, generator=spec,
+                                                questions_per_chunk=questions, paraphrases=paraphrases, on_progress=progress)
         self.post_message(PrepareDone(kind, result))
+
+    def worker_failed(self, worker: Worker) -> None:
+        self.query_one("#prepare", Button).disabled = False
+        self.query_one("#stop", Button).disabled = True
+        self.say("Stopped: run Prepare again to continue." if getattr(worker.error, "label", "") == "stopped"
+                 else "That did not work; see the message.", "yellow")
 
     def on_prepare_progress(self, message: PrepareProgress) -> None:
         bar = self.query_one("#prepare-progress", ProgressBar)
@@ -246,11 +247,6 @@ class PrepareScreen(Screen):
     def on_prepare_done(self, message: PrepareDone) -> None:
         self.query_one("#prepare", Button).disabled = False
         self.query_one("#stop", Button).disabled = True
-        if message.error is not None:
-            self.say("Stopped: run Prepare again to continue." if getattr(message.error, "label", "") == "stopped"
-                     else "That did not work; see the message.", "yellow")
-            show_error(self.app, message.error)
-            return
         if message.kind == "test":
             spec = self.query_one("#generator", Input).value.strip()
             self.say(f"The generator answered under a JSON schema in {message.result:.1f} s." + self.note_on(spec), "green")

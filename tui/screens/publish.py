@@ -10,23 +10,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.worker import Worker
 
-from tuneforge.core.publish import WHAT
+from tuneforge.core.api.publish import WHAT
 from tuneforge.core.runs import RunDir
 
-from ..errors import show_error
+from ..base import TuneforgeModal
 from ..widgets import Plain
 
 
 @dataclass
 class Published(Message):
-    """The upload (or the dry run into `folder`) ended: its files' names, or the error that stopped it."""
+    """The upload (or the dry run into `folder`) ended: its files' names."""
 
     files: list[str]
     folder: Path | None
-    error: BaseException | None = None
 
 
 def preview_folder(run: RunDir) -> Path:
@@ -35,7 +34,7 @@ def preview_folder(run: RunDir) -> Path:
     return next(path for path in candidates if not path.exists())
 
 
-class PublishForm(ModalScreen[None]):
+class PublishForm(TuneforgeModal[None]):
     """Where to (OWNER/NAME), what (the adapter, the merged model, the verified GGUFs), private or not; Publish, or
     Dry run into a folder of the run."""
 
@@ -84,20 +83,18 @@ class PublishForm(ModalScreen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="publish")
     def publish(self, repo: str, what: list[str], private: bool, folder: Path | None) -> None:
         """`tuneforge push` in this worker; the outcome comes back as a Published message."""
-        from tuneforge.core.publish import push
+        from tuneforge.core.api.publish import push
 
-        try:
-            self.post_message(Published(push(self.run, repo, what, private, folder, echo=None), folder))
-        except Exception as exc:  # noqa: BLE001 - shown with its hint
-            self.post_message(Published([], folder, exc))
+        self.post_message(Published(push(self.run, repo, what, private, folder, echo=None), folder))
+
+    def worker_failed(self, worker: Worker) -> None:
+        for button in self.query(Button):
+            button.disabled = False
+        self.query_one("#publish-status", Static).update("")
 
     def on_published(self, message: Published) -> None:
         for button in self.query(Button):
             button.disabled = False
-        if message.error is not None:
-            self.query_one("#publish-status", Static).update("")
-            show_error(self.app, message.error)
-            return
         where = message.folder if message.folder is not None else self.query_one("#publish-repo", Input).value.strip()
         self.query_one("#publish-status", Static).update(
             f"{len(message.files)} files written into {where} (its README.md is the card); nothing was uploaded."

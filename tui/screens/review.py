@@ -13,16 +13,16 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Header, Input, Label, Static
+from textual.worker import Worker
 
-from tuneforge.core.pipeline import ACCEPTED, REJECTED
+from tuneforge.core.api.data import ACCEPTED, REJECTED
 
-from ..errors import show_error
+from ..base import TuneforgeModal, TuneforgeScreen
 from ..widgets import KeyFooter, Plain, plain_cells
 
 if TYPE_CHECKING:
-    from tuneforge.core.pipeline import Pair
+    from tuneforge.core.api.data import Pair
 
 STATUS_WIDTH, SOURCE_WIDTH = 15, 12
 """The verdict's and the source's columns; the question and the answer share the rest of the width."""
@@ -42,7 +42,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class EditPair(ModalScreen[dict[str, str] | None]):
+class EditPair(TuneforgeModal[dict[str, str] | None]):
     """Rewrite a pair's question and answer; returns the new texts, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -74,7 +74,7 @@ class EditPair(ModalScreen[dict[str, str] | None]):
         self.dismiss(None)
 
 
-class ReviewScreen(Screen):
+class ReviewScreen(TuneforgeScreen):
     """A person in the loop: every drafted pair, its evidence in context, and a verdict."""
 
     BINDINGS = [
@@ -110,7 +110,7 @@ class ReviewScreen(Screen):
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        from tuneforge.core.pipeline import prepared_pairs
+        from tuneforge.core.api.data import prepared_pairs
 
         pairs, self.chunks, _ = prepared_pairs(self.folder)
         self.pairs = {pair.id: pair for pair in pairs}
@@ -179,7 +179,7 @@ class ReviewScreen(Screen):
     @on(DataTable.RowHighlighted)
     def show_evidence(self) -> None:
         """The pair in full, and its chunk with the evidence highlighted (or said missing)."""
-        from tuneforge.core.pipeline import evidence_span
+        from tuneforge.core.api.data import evidence_span
 
         pair = self.current()
         panel = self.query_one("#evidence", Static)
@@ -249,18 +249,13 @@ class ReviewScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="review")
     def save_reviews(self, hand_over: bool) -> None:
         """Write the verdicts and the split in this worker, then hand the folder to the Data step (or go back)."""
-        from tuneforge.core.pipeline import review_pairs
+        from tuneforge.core.api.data import review_pairs
 
-        try:
-            review_pairs(self.folder, self.reviews)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message with a hint
-            self.app.call_from_thread(self.failed, exc)
-            return
+        review_pairs(self.folder, self.reviews)
         if hand_over:
-            self.app.call_from_thread(self.app.use_prepared, self.folder)
+            self.app.call_from_thread(self.tuneforge.use_prepared, self.folder)
         else:
             self.app.call_from_thread(self.app.pop_screen)
 
-    def failed(self, exc: BaseException) -> None:
+    def worker_failed(self, worker: Worker) -> None:
         self.query_one("#use", Button).disabled = False
-        show_error(self.app, exc)

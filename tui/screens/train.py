@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -12,10 +11,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Header, Input, Label, Select, Static
+from textual.worker import Worker
 
 from tuneforge.core.accelerate_setup import describe_launch
 from tuneforge.core.chat_templates import CHOICES as CHAT_TEMPLATE_CHOICES
@@ -24,11 +22,11 @@ from tuneforge.core.errors import ConfigError
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.memory import model_shape
 from tuneforge.core.methods import METHODS, auto_method
-from tuneforge.core.runs import RunDir
 from tuneforge.core.settle import DataFacts, SettledRun, settle_run
 
-from ..errors import show_error
+from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain
+from .job_view import JobStarted
 
 
 @dataclass(frozen=True)
@@ -157,18 +155,9 @@ def estimate_text(settled: SettledRun) -> Text:
     return text
 
 
-@dataclass
-class RunStarted(Message):
-    """The Start worker created a run and launched its child, or failed with `error`."""
-
-    run: RunDir | None
-    child: subprocess.Popen | None
-    error: BaseException | None = None
-
-
 def export_note(model: str) -> str:
     """A warning, before training, when the model's architecture will not export to GGUF ("" when it will, or is not known yet)."""
-    from tuneforge.core.models import known_architecture
+    from tuneforge.core.api.models import known_architecture
     from tuneforge.exporters.gguf.types import export_refusal
 
     architecture = known_architecture(model)
@@ -176,7 +165,7 @@ def export_note(model: str) -> str:
     return f"Note: {refusal}." if refusal else ""
 
 
-class TrainFormScreen(Screen):
+class TrainFormScreen(TuneforgeScreen):
     """Step 3: the settings, then Start."""
 
     BINDINGS = [
@@ -186,7 +175,7 @@ class TrainFormScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        session = self.app.session
+        session = self.tuneforge.session
         stats = session.report.stats if session.report else None
         self.seq_len = stats.length_summary()["max"] if stats else session.max_length
         self.answer_share = stats.answer_share if stats else 0.5
@@ -194,11 +183,11 @@ class TrainFormScreen(Screen):
         self.answers = DataFacts.measured(stats).answers if stats else True
         self.shape = model_shape(session.model)
         self.defaults = default_values(session.model, session.max_length, session.eval_split)
-        hardware = self.app.hardware
+        hardware = self.tuneforge.hardware
         self.fields = FIELDS + ((GPU_FIELD,) if hardware and hardware.gpu_count > 1 else ())
 
     def compose(self) -> ComposeResult:
-        session = self.app.session
+        session = self.tuneforge.session
         yield Header()
         yield Plain(f"Step 3 of 4 · Training settings · {session.model_label} on {Path(session.data or '').name}",
                      classes="step")
@@ -228,7 +217,7 @@ class TrainFormScreen(Screen):
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#export-note").display = bool(export_note(self.app.session.model))
+        self.query_one("#export-note").display = bool(export_note(self.tuneforge.session.model))
         self.update_estimate()
         self.describe_method(self.defaults["method"])
 
@@ -236,13 +225,13 @@ class TrainFormScreen(Screen):
         """The chosen method's one-line explanation under its field (and what auto means here)."""
         summary = METHODS[method].summary
         if method == "auto":
-            on_gpu = bool(self.app.hardware and self.app.hardware.cuda)
+            on_gpu = bool(self.tuneforge.hardware and self.tuneforge.hardware.cuda)
             summary = f"{field_help('method')} Here auto = {auto_method(on_gpu)}."
         self.query_one("#help-method", Static).update(summary)
 
     def values(self) -> dict[str, Any]:
         """The form's values; a ValueError names the first field that is not a number."""
-        session = self.app.session
+        session = self.tuneforge.session
         values: dict[str, Any] = {"model": session.model, "data": session.data, "eval_data": session.eval_data}
         for field in self.fields:
             widget = self.query_one(f"#field-{field.name}")
@@ -273,7 +262,7 @@ class TrainFormScreen(Screen):
         if self.shape is None:
             memory.update("Memory estimate\n\nnot available for this model\n(its dimensions are unknown until it is imported)")
             return
-        hardware = self.app.hardware
+        hardware = self.tuneforge.hardware
         if hardware is None:
             memory.update("Memory estimate\n\nwaiting for the hardware probe …")
             return
@@ -304,22 +293,15 @@ class TrainFormScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="start")
     def start(self, config: RunConfig) -> None:
-        """Create the run and launch its training child in this worker; the outcome comes back as a RunStarted."""
-        from tuneforge.core.pipeline import create_run
-        from tuneforge.core.training_process import start_training
+        """Create the run and launch its training child in this worker; its view opens (a refusal is shown with its hint)."""
+        from tuneforge.core.api.runs import create_run, start
 
-        try:
-            run = create_run(config)
-            child = start_training(run)
-        except Exception as exc:  # noqa: BLE001 - shown as a message with its hint
-            self.post_message(RunStarted(None, None, exc))
-            return
-        self.post_message(RunStarted(run, child))
+        run = create_run(config)
+        self.post_message(JobStarted(run, start(run)))
 
-    def on_run_started(self, message: RunStarted) -> None:
-        if message.run is None:
-            self.query_one("#start", Button).disabled = False
-            show_error(self.app, message.error or RuntimeError("the run did not start"))
-            return
-        self.app.session.children[message.run.path] = message.child
-        self.app.open_run(message.run)
+    def worker_failed(self, worker: Worker) -> None:
+        self.query_one("#start", Button).disabled = False
+
+    def on_job_started(self, message: JobStarted) -> None:
+        self.tuneforge.session.children[message.job] = message.child
+        self.tuneforge.open_job(message.job)

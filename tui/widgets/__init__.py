@@ -1,4 +1,6 @@
-"""The app's own variants of Textual widgets: text shown as written (help, paths, answers and errors hold square
+"""What more than one screen uses (the file and GGUF pickers are in `pickers.py`).
+
+Here: the app's own variants of Textual widgets: text shown as written (help, paths, answers and errors hold square
 brackets, `[INST]` or `[1]`, that Rich would read as markup and drop), and a footer that fits 80 columns."""
 
 from __future__ import annotations

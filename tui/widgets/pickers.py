@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from .widgets import Plain
+from . import Plain
 
 
 class PathPicker(ModalScreen[Path | None]):
