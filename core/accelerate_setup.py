@@ -64,8 +64,10 @@ def check_world(config: RunConfig, hardware: Hardware, machine: Machine) -> None
     if hardware.cuda and config.processes > hardware.gpu_count:
         raise ConfigError(f"{config.processes} processes need {config.processes} GPUs; this machine has {hardware.gpu_count}",
                           f"use --gpus {hardware.gpu_count} or fewer")
-    if config.method == "qlora" and not hardware.cuda:
-        raise ConfigError("qlora on several CPU processes is not supported", "use --method lora for CPU processes")
+    from .methods import method_spec
+
+    if method_spec(config.method).quantized_base and not hardware.cuda:
+        raise ConfigError(f"{config.method} (a 4-bit base) on several CPU processes is not supported", "use --method lora for CPU processes")
     if config.nodes > 1 and not machine.main_address:
         raise ConfigError(f"a run over {config.nodes} machines needs the first machine's address",
                           "pass --main-address HOST (the machine with --node-rank 0) on every machine")

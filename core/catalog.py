@@ -8,7 +8,7 @@ layers", which is what works best for small datasets).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ModelError
 
@@ -122,25 +122,66 @@ class Shape:
         return self.layers - (self.linear.layers if self.linear else 0)
 
 
-ARCHITECTURE_CLASSES = {
-    "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-    "smollm3": "SmolLM3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
-    "qwen3_5": "Qwen3_5ForConditionalGeneration", "gemma4": "Gemma4ForConditionalGeneration", "gpt_oss": "GptOssForCausalLM",
-    "mistral3": "Mistral3ForConditionalGeneration",
-}
-"""The `architectures` entry of the config.json of the catalog's checkpoints of each `model_type`."""
-POST_NORM_ARCHITECTURES = ("gemma2", "gemma3", "gemma3_text", "gemma4", "gemma4_text")
-"""transformers `model_type`s whose layers normalise their attention and MLP outputs (Shape.post_norms)."""
-GATED_ATTENTION_ARCHITECTURES = ("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text", "qwen3_next")
-"""`model_type`s whose attention gates its output (Shape.gated_queries)."""
-EAGER_ATTENTION_ARCHITECTURES = ("gpt_oss",)
-"""`model_type`s transformers trains with eager attention (Shape.eager_heads)."""
-EXPANDED_KV_ARCHITECTURES = ("gemma4", "gemma4_text")
-"""`model_type`s whose attention keeps keys and values repeated to every query head (Shape.expanded_kv)."""
 TOWERS = ("vision_tower", "vision_model", "visual", "multi_modal_projector", "audio_tower", "embed_vision", "embed_audio")
 """Names of the modules that hold a multimodal checkpoint's vision and audio towers and their projectors."""
-LANGUAGE_MODEL_ONLY_ARCHITECTURES = ("qwen3_5", "qwen3_5_moe")
-"""Multimodal `model_type`s that transformers loads for text as their language model alone, leaving the towers on disk."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What tuneforge knows of one transformers `model_type` beyond its config's numbers: the adapter's targets, the
+    layer traits the memory planner counts, the learning rate its adapters want, and its checkpoints' class."""
+
+    lora_targets: tuple[str, ...] = LLAMA_STYLE_TARGETS
+    post_norms: bool = False
+    """Its layers normalise their attention and MLP outputs (Shape.post_norms)."""
+    gated_queries: bool = False
+    """Its attention gates its output (Shape.gated_queries)."""
+    eager_attention: bool = False
+    """transformers trains it with eager attention (Shape.eager_heads)."""
+    expanded_kv: bool = False
+    """Its attention keeps keys and values repeated to every query head (Shape.expanded_kv)."""
+    language_model_only: bool = False
+    """A multimodal model that transformers loads for text as its language model alone, leaving the towers on disk."""
+    adapter_learning_rate_scale: float = 1.0
+    """What the LoRA-family methods' default learning rate is multiplied by. Gemma 3's 0.2 is from bench/defaults.py,
+    the real Gemma 3 270M on 24 held-out facts in three wordings, 6 epochs: at 1e-3 every fact and 20 of 24
+    paraphrases, but the general-text perplexity 15.69 → 292 (+1761 %); at 2e-4 (0.2×) 23 facts and 18 paraphrases,
+    perplexity → 42.7 (+172 %). SmolLM2 at 2e-4 learned 1 fact of 24."""
+    checkpoint_class: str = ""
+    """The `architectures` entry of the config.json of the catalog's checkpoints (what llama.cpp's converter is keyed by)."""
+
+
+_GEMMA3 = Architecture(post_norms=True, adapter_learning_rate_scale=0.2)
+_GEMMA4 = Architecture(post_norms=True, expanded_kv=True)
+_QWEN3_5 = Architecture(lora_targets=QWEN3_5_TARGETS, gated_queries=True)
+ARCHITECTURES: dict[str, Architecture] = {
+    "llama": Architecture(checkpoint_class="LlamaForCausalLM"),
+    "mistral": Architecture(checkpoint_class="MistralForCausalLM"),
+    "mistral3": Architecture(checkpoint_class="Mistral3ForConditionalGeneration"),
+    "qwen2": Architecture(checkpoint_class="Qwen2ForCausalLM"),
+    "qwen3": Architecture(checkpoint_class="Qwen3ForCausalLM"),
+    "qwen3_5": replace(_QWEN3_5, language_model_only=True, checkpoint_class="Qwen3_5ForConditionalGeneration"),
+    "qwen3_5_text": _QWEN3_5,
+    "qwen3_5_moe": Architecture(gated_queries=True, language_model_only=True),
+    "qwen3_5_moe_text": Architecture(gated_queries=True),
+    "qwen3_next": Architecture(gated_queries=True),
+    "smollm3": Architecture(checkpoint_class="SmolLM3ForCausalLM"),
+    "gemma2": Architecture(post_norms=True, checkpoint_class="Gemma2ForCausalLM"),
+    "gemma3": _GEMMA3,
+    "gemma3_text": replace(_GEMMA3, checkpoint_class="Gemma3ForCausalLM"),
+    "gemma4": replace(_GEMMA4, checkpoint_class="Gemma4ForConditionalGeneration"),
+    "gemma4_text": _GEMMA4,
+    "phi3": Architecture(lora_targets=PHI3_TARGETS, checkpoint_class="Phi3ForCausalLM"),
+    "gpt_oss": Architecture(lora_targets=GPT_OSS_TARGETS, eager_attention=True, checkpoint_class="GptOssForCausalLM"),
+}
+"""One entry per transformers `model_type` that needs more than the defaults (a Llama-style decoder); the code reads
+an entry's fields, never a list of names."""
+
+
+def architecture(model_type: str | None) -> Architecture:
+    """The table's entry for `model_type`, or a Llama-style decoder's for one it does not hold."""
+    return ARCHITECTURES.get(model_type or "", Architecture())
+
 
 
 @dataclass(frozen=True)
@@ -171,7 +212,7 @@ class ModelSpec:
     @property
     def architecture(self) -> str:
         """The architecture class its config.json names (what llama.cpp's converter is keyed by)."""
-        return ARCHITECTURE_CLASSES[self.arch]
+        return ARCHITECTURES[self.arch].checkpoint_class
 
     @property
     def size_label(self) -> str:
@@ -280,24 +321,6 @@ def find_spec(name: str) -> ModelSpec | None:
         if key in (spec.name, spec.hub_id.lower()):
             return spec
     return None
-
-
-ADAPTER_LEARNING_RATE_SCALE = {"gemma3": 0.2, "gemma3_text": 0.2}
-"""Architectures whose LoRA-family adapters want a lower learning rate than the method's (1e-3 for LoRA).
-bench/defaults.py, the real Gemma 3 270M on 24 held-out facts in three wordings, 6 epochs: at 1e-3
-every fact and 20 of 24 paraphrases, but the general-text perplexity 15.69 → 292 (+1761 %); at 2e-4
-(0.2×) 23 facts and 18 paraphrases, perplexity → 42.7 (+172 %). SmolLM2 at 2e-4 learned 1 fact of 24."""
-
-
-def adapter_learning_rate_scale(arch: str | None) -> float:
-    """What the LoRA-family methods' default learning rate is multiplied by for architecture `arch`."""
-    return ADAPTER_LEARNING_RATE_SCALE.get(arch or "", 1.0)
-
-
-def lora_targets_for(arch: str) -> tuple[str, ...]:
-    """LoRA target modules for a transformers `model_type`."""
-    special = {"phi3": PHI3_TARGETS, "qwen3_5": QWEN3_5_TARGETS, "qwen3_5_text": QWEN3_5_TARGETS, "gpt_oss": GPT_OSS_TARGETS}
-    return special.get(arch, LLAMA_STYLE_TARGETS)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -6,15 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .methods import method_spec
+from .methods import METHODS, method_spec
 
-Method = Literal[
-    "auto", "lora", "qlora", "dora", "ia3", "full", "freeze", "prefix", "ptuning", "prompt", "dpo", "orpo", "simpo", "reward", "distill",
-]
-"""Every `--method`; tuneforge.core.methods describes each (a test keeps the two lists equal)."""
 ChatTemplate = Literal["auto", "chatml", "gemma", "gemma4", "llama3", "phi3", "mistral"]
 """Every `chat_template` setting; tuneforge.core.chat_templates holds each (a test keeps the two lists equal)."""
 PATH_SETTINGS = ("model", "data", "eval_data", "teacher", "adapter_from")
@@ -83,8 +79,8 @@ class RunConfig(BaseModel):
     """The split of a hub dataset given as eval_data; None = "validation", else "test"."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
-    method: Method = "auto"
-    """What is trained, and how; auto = qlora on a CUDA GPU, lora elsewhere."""
+    method: str = "auto"
+    """What is trained, and how (a name in tuneforge.core.methods.METHODS); auto = qlora on a CUDA GPU, lora elsewhere."""
     epochs: float | None = Field(None, gt=0)
     """Passes over the training data; None = 6, or up to 30 where training stops once recalled (stop_when_recalled)."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
@@ -194,13 +190,21 @@ class RunConfig(BaseModel):
     allow_pickle: bool = False
     """Load pickle weights (.bin/.pt), which can run code when loaded, from a model without safetensors; off unless you trust the files."""
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        if method not in METHODS:
+            raise ValueError(f"Input should be one of {', '.join(METHODS)}")
+        return method
+
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
         if self.early_stopping_patience and self.eval_split == 0 and not self.eval_data:
             raise ValueError("early_stopping_patience needs eval data: set eval_split > 0 or eval_data")
-        if self.method == "distill" and not self.teacher:
-            raise ValueError("method distill needs a teacher: set teacher (--teacher M)")
-        if self.teacher and self.method != "distill":
+        distills = method_spec(self.method).objective == "distill"
+        if distills and not self.teacher:
+            raise ValueError(f"method {self.method} needs a teacher: set teacher (--teacher M)")
+        if self.teacher and not distills:
             raise ValueError(f"teacher is only used by method distill, not {self.method}")
         if self.replay and method_spec(self.method).objective != "sft":
             raise ValueError(f"replay trains the base's own answers beside SFT data; method {self.method} does not use it "
@@ -208,7 +212,7 @@ class RunConfig(BaseModel):
         if self.replay_kl and (method_spec(self.method).weights != "adapter" or self.processes * self.nodes > 1):
             raise ValueError(f"replay_kl compares the model with its adapter off: it needs an adapter method trained in one "
                              f"process, not {self.method}" + (f" in {self.processes * self.nodes}" if self.processes * self.nodes > 1 else ""))
-        if self.distill_general and self.method != "distill":
+        if self.distill_general and not distills:
             raise ValueError(f"distill_general is only used by method distill, not {self.method}")
         if self.gradient_checkpointing and not method_spec(self.method).can_checkpoint:
             raise ValueError(f"{self.method} cannot use gradient_checkpointing: {method_spec(self.method).name} tuning's prefixes "
@@ -217,7 +221,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"padding_free runs examples end to end in one row: it needs SFT or distillation without replay_kl "
                              f"(which compares rows) and not a prompt method, not {self.method}"
                              + (f" with replay_kl {self.replay_kl:g}" if self.replay_kl else ""))
-        if self.adapter_from and self.method in ("full", "freeze"):
+        if self.adapter_from and method_spec(self.method).weights == "whole":
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self
 

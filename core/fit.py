@@ -63,7 +63,7 @@ def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shap
 def teacher_params_b(config: RunConfig) -> float | None:
     """A distill run's teacher size in billions of parameters, when its folder, run or catalog entry
     gives it (a shrink's teacher is larger than its student); None plans it as large as the student."""
-    if config.method != "distill" or not config.teacher:
+    if method_spec(config.method).objective != "distill" or not config.teacher:
         return None
     reference = Path(config.teacher).expanduser()
     if (reference / "config.yaml").is_file():  # a trained run teaches with its merged weights

@@ -38,21 +38,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .catalog import (
-    EAGER_ATTENTION_ARCHITECTURES,
-    EXPANDED_KV_ARCHITECTURES,
-    GATED_ATTENTION_ARCHITECTURES,
-    LANGUAGE_MODEL_ONLY_ARCHITECTURES,
     LLAMA_STYLE_TARGETS,
-    POST_NORM_ARCHITECTURES,
     TOWERS,
     Experts,
     GlobalAttention,
     LinearAttention,
     Shape,
+    architecture,
     find_spec,
 )
 from .errors import ModelError
-from .methods import LORA_FAMILY, method_spec
+from .methods import method_spec, trains_lora
 from .weight_integrity import safetensors_header
 
 GIB = 2**30
@@ -134,7 +130,7 @@ def model_shape(model: str | Path) -> tuple[float, Shape] | None:
         whole = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         config = whole.get("text_config", whole)
         shape = _shape_from_config(config)
-        towers = 0 if whole.get("model_type") in LANGUAGE_MODEL_ONLY_ARCHITECTURES else tower_parameters(folder)
+        towers = 0 if architecture(whole.get("model_type")).language_model_only else tower_parameters(folder)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError, ModelError):
         return None
     shape = replace(shape, towers_b=towers / 1e9)
@@ -160,7 +156,7 @@ def _shape_from_config(config: dict) -> Shape:
     heads = config.get("num_attention_heads", 1)
     head_dim = config.get("head_dim") or hidden // heads
     kv_heads = config.get("num_key_value_heads") or heads
-    model_type = config.get("model_type")
+    traits = architecture(config.get("model_type"))
     layer_types = config.get("layer_types") or ()
     linear_layers = sum(kind == "linear_attention" for kind in layer_types)
     linear = LinearAttention(linear_layers, config["linear_num_key_heads"], config["linear_num_value_heads"],
@@ -181,11 +177,10 @@ def _shape_from_config(config: dict) -> Shape:
         global_attention = GlobalAttention(len(full), sum(index >= layers - shared for index in full), heads * global_head_dim,
                                            global_kv_heads * global_head_dim)
     return Shape(hidden, layers, config.get("intermediate_size", 4 * hidden), vocab, kv_dim=kv_heads * head_dim,
-                 q_dim=heads * head_dim, post_norms=model_type in POST_NORM_ARCHITECTURES,
-                 gated_queries=model_type in GATED_ATTENTION_ARCHITECTURES, linear=linear, experts=experts,
+                 q_dim=heads * head_dim, post_norms=traits.post_norms, gated_queries=traits.gated_queries, linear=linear, experts=experts,
                  global_attention=global_attention, kv_shared_layers=shared, wide_shared_mlp=bool(config.get("use_double_wide_mlp")),
-                 expanded_kv=model_type in EXPANDED_KV_ARCHITECTURES, per_layer_input=config.get("hidden_size_per_layer_input") or 0,
-                 eager_heads=heads if model_type in EAGER_ATTENTION_ARCHITECTURES else 0)
+                 expanded_kv=traits.expanded_kv, per_layer_input=config.get("hidden_size_per_layer_input") or 0,
+                 eager_heads=heads if traits.eager_attention else 0)
 
 
 def untied_head(params: float, shape: Shape) -> bool:
@@ -291,17 +286,18 @@ def lora_parameters(shape: Shape, rank: int, targets: Sequence[str] | None = Non
 
 def trained_parameters(method: str, params: float, shape: Shape, lora_r: int, freeze_layers: int = 2,
                        virtual_tokens: int = 20, lora_targets: Sequence[str] | None = None) -> float:
-    """How many parameters `method` trains (first order: attention and MLP matrices, no norms)."""
-    if method == "full":
+    """How many parameters `method` trains (first order: attention and MLP matrices, no norms), by what it trains."""
+    trains = method_spec(method).trains
+    if trains == "all":
         return params
-    if method == "freeze":
+    if trains == "top_layers":
         return min(freeze_layers, shape.layers) * layer_parameters(shape)
-    if method == "ia3":
+    if trains == "ia3":
         return shape.layers * (2 * shape.keys + shape.intermediate)
-    if method == "prefix":
+    if trains == "prefix":
         return shape.layers * 2 * virtual_tokens * shape.keys
-    if method in ("prompt", "ptuning"):
-        return virtual_tokens * shape.hidden * (1 if method == "prompt" else 4)
+    if trains in ("prompt", "ptuning"):
+        return virtual_tokens * shape.hidden * (1 if trains == "prompt" else 4)
     return lora_parameters(shape, lora_r, lora_targets)
 
 
@@ -351,9 +347,9 @@ def activation_bytes_per_token(shape: Shape, method: str, lora_r: int, sixteen_b
                                     + linear.value_heads * linear.key_head_dim * linear.value_head_dim / chunk)
     if shape.experts:
         values += shape.experts.per_token * (h + 6 * shape.experts.intermediate)
-    if method in LORA_FAMILY:  # each adapter's rank-wide intermediate
+    if trains_lora(method):  # each adapter's rank-wide intermediate
         values += len(adapted_matrices(shape, lora_targets)) / shape.layers * lora_r
-    if method == "dora":  # DoRA rescales every adapted projection's output, which it keeps
+    if method_spec(method).dora:  # DoRA rescales every adapted projection's output, which it keeps
         values += q + 2 * kv + 2 * h + 2 * shape.intermediate
     if sixteen_bit:
         return 2 * values + 12 * norm_pairs * h + 4 * always_fp32
@@ -380,7 +376,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     value_bytes = 2 if sixteen_bit else 4
     embeddings = shape.vocab * shape.hidden
     whole = spec.weights == "whole"
-    if method == "qlora":
+    if spec.quantized_base:
         # bitsandbytes quantizes the decoder's linear layers; the embeddings, an untied head and a mixture's experts stay 16-bit.
         unquantized = input_embedding_parameters(shape) + (embeddings if untied_head(params, shape) else 0) + expert_parameters(shape)
         weights = max(0.0, params - unquantized) * QLORA_BYTES_PER_PARAM + unquantized * value_bytes
@@ -394,7 +390,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     # Preference methods run the chosen and the rejected answer through the model together.
     tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
     per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, seq_len)
-    layers = min(freeze_layers, shape.layers) if method == "freeze" else shape.layers
+    layers = min(freeze_layers, shape.layers) if spec.trains == "top_layers" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
     # A checkpointed layer keeps its input only, and its activations come back one layer at a time in the backward pass.
     checkpointed = checkpointed_layers(layers, checkpoint_every) if gradient_checkpointing else 0
@@ -411,11 +407,11 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     # Gradients fill in during the backward pass while the activations are freed: only what
     # they need beyond the activations and logits raises the peak (full fine-tuning of short examples).
     # The LM head's comes first, from the loss, while all activations are alive.
-    head_gradient = embeddings * 4 if method == "full" else 0.0
+    head_gradient = embeddings * 4 if spec.trains == "all" else 0.0
     gradients = max(head_gradient, trained * 4 - activations - logits)
     parts = [
         ("base weights", weights / GIB),
-        ("LoRA + optimizer" if method in LORA_FAMILY else "trained + optimizer", trained_bytes / GIB),
+        ("LoRA + optimizer" if spec.trains == "lora" else "trained + optimizer", trained_bytes / GIB),
         ("activations", activations / GIB),
         ("logits", logits / GIB),
         *([("gradients", gradients / GIB)] if gradients else []),
@@ -447,7 +443,7 @@ def checkpointed_layers(layers: int, every: int = 1) -> int:
 
 def _kind(method: str) -> str:
     """How a method's backward pass allocates: through adapters, whole weights, or scaling vectors."""
-    if method in LORA_FAMILY:
+    if trains_lora(method):
         return "adapter"
     return "whole" if method_spec(method).weights == "whole" else "scaling"
 

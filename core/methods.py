@@ -1,7 +1,8 @@
 """The fine-tuning methods tuneforge offers: what each trains, with which objective, and where its result can go.
 
-One table drives the CLI's `--method` help, the TUI's method list, the trainer each run
-uses, and whether merge and GGUF export accept the result.
+One table drives the CLI's `--method` help, the TUI's method list, how the base loads, which peft
+configuration wraps it, which trainer runs, what the memory planner counts, and whether merge and GGUF
+export accept the result. A method is one entry: the code reads the entry's fields, never its name.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Objective = Literal["sft", "dpo", "orpo", "simpo", "reward", "distill"]
-Weights = Literal["adapter", "prompt", "whole", "none"]
+Trains = Literal["lora", "ia3", "prefix", "ptuning", "prompt", "all", "top_layers"]
+Weights = Literal["adapter", "prompt", "whole"]
+WEIGHTS_OF: dict[str, Weights] = {"lora": "adapter", "ia3": "adapter", "prefix": "prompt", "ptuning": "prompt", "prompt": "prompt",
+                                  "all": "whole", "top_layers": "whole"}
 
 
 @dataclass(frozen=True)
@@ -21,14 +25,25 @@ class MethodSpec:
     summary: str
     """One line for `--help` and the UI."""
     objective: Objective
-    """What the loss is: next-token SFT, a preference loss, a reward ranking loss, or distillation."""
-    weights: Weights
-    """What it trains: a LoRA-family adapter, virtual prompt tokens, or the model's own weights."""
+    """What the loss is, and so which trainer runs (train/trainers.py): next-token SFT, a preference loss (DPO,
+    ORPO, SimPO), a reward ranking loss (with a scalar head in place of the LM head), or distillation."""
+    trains: Trains
+    """What it trains, and so which peft configuration wraps the base and what the planner counts: LoRA adapters,
+    IA3 scaling vectors, prefixes, a prompt encoder's or plain virtual tokens, every weight, or the top layers."""
     learning_rate: float
     """Default peak learning rate for a small dataset (each family wants a very different one)."""
     beta: float | None = None
     """A preference loss's strength when `beta` is left open (DPO's pull towards the base, ORPO's odds-ratio weight,
     SimPO's reward scale); None for the others."""
+    quantized_base: bool = False
+    """The base loads in 4-bit nf4 (bitsandbytes) under the adapter: QLoRA."""
+    dora: bool = False
+    """The LoRA adapters learn a magnitude per output too (DoRA)."""
+
+    @property
+    def weights(self) -> Weights:
+        """Where what it learns lives: an adapter, virtual prompt tokens, or the model's own weights."""
+        return WEIGHTS_OF[self.trains]
 
     @property
     def mergeable(self) -> bool:
@@ -39,7 +54,7 @@ class MethodSpec:
     def can_checkpoint(self) -> bool:
         """Whether gradient checkpointing works with it: prefix tuning feeds its prefixes through the
         key/value cache, which checkpointed layers turn off."""
-        return self.name != "prefix"
+        return self.trains != "prefix"
 
     @property
     def can_pack(self) -> bool:
@@ -67,34 +82,36 @@ def auto_method(cuda: bool) -> str:
 
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("auto", f"{AUTO_METHOD['gpu']} on a CUDA GPU, {AUTO_METHOD['cpu']} on a CPU", "sft", "adapter", 1e-3),
-    MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA)", "sft", "adapter", 1e-3),
-    MethodSpec("qlora", "LoRA on a 4-bit nf4 base: the least memory (QLoRA)", "sft", "adapter", 1e-3),
-    MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning", "sft", "adapter", 1e-3),
-    MethodSpec("ia3", "learned rescaling of keys, values and MLP activations (IA3): the fewest parameters", "sft", "adapter", 2e-2),
-    MethodSpec("full", "every weight: most capacity, ~16 bytes per parameter of memory, most forgetting", "sft", "whole", 2e-5),
-    MethodSpec("freeze", "only the top layers (or parameters matching patterns); the rest frozen", "sft", "whole", 1e-4),
-    MethodSpec("prefix", "learned key/value prefixes in every layer (prefix tuning); no GGUF", "sft", "prompt", 1e-2),
-    MethodSpec("ptuning", "virtual input tokens from a small MLP encoder (P-tuning); no GGUF", "sft", "prompt", 1e-2),
+    MethodSpec("auto", f"{AUTO_METHOD['gpu']} on a CUDA GPU, {AUTO_METHOD['cpu']} on a CPU", "sft", "lora", 1e-3),
+    MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA)", "sft", "lora", 1e-3),
+    MethodSpec("qlora", "LoRA on a 4-bit nf4 base: the least memory (QLoRA)", "sft", "lora", 1e-3, quantized_base=True),
+    MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning", "sft", "lora", 1e-3, dora=True),
+    MethodSpec("ia3", "learned rescaling of keys, values and MLP activations (IA3): the fewest parameters", "sft", "ia3", 2e-2),
+    MethodSpec("full", "every weight: most capacity, ~16 bytes per parameter of memory, most forgetting", "sft", "all", 2e-5),
+    MethodSpec("freeze", "only the top layers (or parameters matching patterns); the rest frozen", "sft", "top_layers", 1e-4),
+    MethodSpec("prefix", "learned key/value prefixes in every layer (prefix tuning); no GGUF", "sft", "prefix", 1e-2),
+    MethodSpec("ptuning", "virtual input tokens from a small MLP encoder (P-tuning); no GGUF", "sft", "ptuning", 1e-2),
     MethodSpec("prompt", "learned virtual input tokens (prompt tuning); no GGUF", "sft", "prompt", 3e-2),
-    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "adapter", 5e-5, 0.1),
-    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "adapter", 5e-4, 0.1),
+    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "lora", 5e-5, 0.1),
+    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "lora", 5e-4, 0.1),
     # SimPO's authors' beta (2.0, with the margin gamma = 0.5 × beta TRL sets); the rate is DPO's for LoRA, untuned.
     MethodSpec("simpo", "prefer chosen over rejected by length-normalised likelihood, no reference model (SimPO, LoRA)",
-               "simpo", "adapter", 5e-5, 2.0),
-    MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "adapter", 2e-4),
-    MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "adapter", 1e-3),
+               "simpo", "lora", 5e-5, 2.0),
+    MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "lora", 2e-4),
+    MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "lora", 1e-3),
 )}
 """Every method, in the order the help and the UI list them."""
 
-PROMPT_METHODS = tuple(name for name, spec in METHODS.items() if spec.weights == "prompt")
-LORA_FAMILY = ("lora", "qlora", "dora", "dpo", "orpo", "simpo", "reward", "distill")
-"""Methods whose adapter is a (possibly DoRA) LoRA; lora_r, lora_alpha and lora_targets apply."""
 
 
 def method_spec(name: str) -> MethodSpec:
     """The spec for a method name (names are validated by RunConfig before they get here)."""
     return METHODS[name]
+
+
+def trains_lora(method: str) -> bool:
+    """Whether `method`'s adapter is a (possibly DoRA) LoRA: lora_r, lora_alpha and lora_targets apply."""
+    return method_spec(method).trains == "lora"
 
 
 def method_help() -> str:

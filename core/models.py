@@ -52,7 +52,7 @@ class ResolvedModel:
     @property
     def lora_targets(self) -> tuple[str, ...]:
         """The linear layers LoRA adapts on this architecture."""
-        return self.spec.lora_targets if self.spec else catalog.lora_targets_for(self.arch)
+        return self.spec.lora_targets if self.spec else catalog.architecture(self.arch).lora_targets
 
     @property
     def architecture(self) -> str:

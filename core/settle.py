@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .accelerate_setup import sharded
-from .catalog import adapter_learning_rate_scale
+from .catalog import architecture
 from .config import (
     DEFAULT_EPOCHS,
     DEFAULT_EVAL_SPLIT,
@@ -30,7 +30,7 @@ from .config import (
 )
 from .errors import DataError
 from .hardware import Hardware, resolve_method
-from .methods import LORA_FAMILY, method_spec
+from .methods import method_spec, trains_lora
 from .train.replay import GENERAL_ANSWER_TOKENS, REPLAY_PROMPT_TOKENS, replay_prompts
 
 if TYPE_CHECKING:
@@ -104,9 +104,9 @@ def resolve_choices(config: RunConfig, hardware: Hardware, arch: str | None = No
 
 def default_learning_rate(method: str, arch: str | None = None) -> float:
     """The method's small-dataset learning rate, scaled for an architecture whose adapters want a lower
-    one (catalog.ADAPTER_LEARNING_RATE_SCALE: measured with bench/defaults.py)."""
+    one (catalog.Architecture.adapter_learning_rate_scale: measured with bench/defaults.py)."""
     rate = method_spec(method).learning_rate
-    return rate * adapter_learning_rate_scale(arch) if method in LORA_FAMILY else rate
+    return rate * architecture(arch).adapter_learning_rate_scale if trains_lora(method) else rate
 
 
 def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, dims: tuple[float, Shape] | None,

@@ -136,8 +136,8 @@ def plan(
     column: ColumnOption = None,
 ) -> int:
     """Show the memory a run will need here, term by term, what auto-fit will choose, and what merge and export need."""
-    from ..fit import checkpointing_state
     from ..api.runs import plan_run
+    from ..fit import checkpointing_state
 
     with_data = data is not None or config is not None
     run_config = config_from_options(config, model=model, data=data or "-", method=method, max_length=max_length,

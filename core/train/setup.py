@@ -9,7 +9,7 @@ from ..catalog import TOWERS
 from ..config import RunConfig
 from ..errors import ConfigError, ModelError, ResourceError
 from ..hardware import Hardware
-from ..methods import PROMPT_METHODS, method_spec
+from ..methods import method_spec
 from ..models import ResolvedModel
 from ..runs import BASE_RECORD
 
@@ -48,7 +48,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     compute = torch_dtype(hardware.compute_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype("float32") if spec.weights == "whole" else compute,
                               "trust_remote_code": trust_remote_code}
-    if method == "qlora":
+    if spec.quantized_base:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -70,7 +70,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
         if "out of memory" in str(exc).lower():
             raise ResourceError(f"{model.name} does not fit in memory for {method}", "use --method qlora, a smaller model, or a shorter --max-length") from None
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None
-    if method == "qlora" and not hardware.cuda:
+    if spec.quantized_base and not hardware.cuda:
         keep_4bit_layout(base)
     return base
 
@@ -121,18 +121,19 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
     """The peft configuration for an adapter or prompt method, with tuneforge's defaults."""
     import peft
 
-    task = "SEQ_CLS" if config.method == "reward" else "CAUSAL_LM"
-    if config.method in PROMPT_METHODS:
+    spec = method_spec(config.method)
+    task = "SEQ_CLS" if spec.objective == "reward" else "CAUSAL_LM"
+    if spec.weights == "prompt":
         common = {"task_type": task, "num_virtual_tokens": config.virtual_tokens}
-        if config.method == "prefix":
+        if spec.trains == "prefix":
             return peft.PrefixTuningConfig(**common)
-        if config.method == "ptuning":
+        if spec.trains == "ptuning":
             return peft.PromptEncoderConfig(**common, encoder_hidden_size=base.config.hidden_size)
         # Starting from real words converges far faster than random vectors (Lester et al., 2021).
         return peft.PromptTuningConfig(**common, prompt_tuning_init=peft.PromptTuningInit.TEXT,
                                        prompt_tuning_init_text=PROMPT_INIT_TEXT, tokenizer_name_or_path=str(model.path))
     present = _module_names(base)  # one walk over the modules, not one per target name
-    if config.method == "ia3":
+    if spec.trains == "ia3":
         targets = [t for t in IA3_TARGETS if t in present]
         feedforward = [t for t in targets if t in IA3_FEEDFORWARD]
         if not feedforward or len(targets) == len(feedforward):
@@ -153,7 +154,7 @@ def peft_config(config: RunConfig, model: ResolvedModel, base: Any) -> Any:
         target_modules=targets,
         # only where there is a tower to leave out (peft warns of an exclusion that excludes nothing)
         exclude_modules=NOT_LANGUAGE_MODEL if present & set(TOWERS) else None,
-        use_dora=config.method == "dora",
+        use_dora=spec.dora,
         bias="none",
         task_type=task,
     )
@@ -178,7 +179,7 @@ def unfreeze(model: Any, config: RunConfig) -> Any:
     import fnmatch
     import re
 
-    if config.method == "full":
+    if method_spec(config.method).trains == "all":
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         return model
@@ -213,7 +214,7 @@ def continue_adapter(base: Any, config: RunConfig, model: ResolvedModel) -> Any:
                               f"continue it with --model {base_name}, or start a new adapter")
     expected = peft_config(config, model, base).peft_type
     saved = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    if saved.get("peft_type") != str(expected.value) or bool(saved.get("use_dora")) != (config.method == "dora"):
+    if saved.get("peft_type") != str(expected.value) or bool(saved.get("use_dora")) != method_spec(config.method).dora:
         raise ConfigError(f"{folder}: a {saved.get('peft_type')} adapter cannot continue as method {config.method}",
                           "use the method the adapter was trained with")
     return PeftModel.from_pretrained(base, folder, is_trainable=True)

@@ -40,14 +40,15 @@ def test_early_stopping_needs_eval_data():
         RunConfig.from_dict({"data": "x.jsonl", "eval_split": 0, "early_stopping_patience": 2})
 
 
-def test_every_method_in_the_config_has_a_description_and_the_help_lists_it():
-    from typing import get_args
-
-    from tuneforge.core.config import Method
+def test_a_config_takes_every_method_of_the_table_the_help_lists_them_and_a_typo_is_told_the_choices():
     from tuneforge.core.methods import METHODS, method_help
 
-    assert list(get_args(Method)) == list(METHODS)
     assert all(f"{name}: " in method_help() for name in METHODS)
+    for name, spec in METHODS.items():
+        teacher = {"teacher": "/models/t"} if spec.objective == "distill" else {}
+        assert RunConfig.from_dict({"data": "x.jsonl", "method": name, **teacher}).method == name
+    with pytest.raises(ConfigError, match="qlora, dora"):
+        RunConfig.from_dict({"data": "x.jsonl", "method": "qlroa"})
 
 
 @pytest.mark.parametrize(

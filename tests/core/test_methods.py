@@ -332,3 +332,37 @@ def test_a_gemma_3_adapter_trains_at_a_fifth_of_the_learning_rate_unless_one_is_
     assert set_by_hand.load_config().learning_rate == 1e-3
     assert default_learning_rate("full", "gemma3_text") == METHODS["full"].learning_rate  # measured for adapters only
     assert default_learning_rate("lora", "llama") == default_learning_rate("lora") == METHODS["lora"].learning_rate
+
+
+@pytest.fixture
+def qdora(monkeypatch):
+    """A method that exists only as a table entry: DoRA adapters over a 4-bit base."""
+    from tuneforge.core.methods import MethodSpec
+
+    spec = MethodSpec("qdora", "DoRA on a 4-bit nf4 base", "sft", "lora", 5e-3, quantized_base=True, dora=True)
+    monkeypatch.setitem(METHODS, spec.name, spec)
+    return spec
+
+
+def test_a_method_is_one_table_entry_its_loader_adapter_planner_and_trainer_follow(home, tiny_config, qdora):
+    from tuneforge.core.catalog import Shape
+    from tuneforge.core.memory import estimate_training_memory
+
+    run = create_run(tiny_config(method="qdora"), home / "run")
+    snapshot = Snapshot()
+    result = train_run(run, echo=None, callbacks=[snapshot])
+
+    losses = list(step_losses(run).values())
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert "Linear4bit" in snapshot.layer_types  # the loader read quantized_base
+    assert any("lora_magnitude_vector" in name for name in changed_parameters(snapshot))  # the peft config read dora
+    assert json.loads((run.adapter / "adapter_config.json").read_text())["use_dora"] is True
+    assert result.method == "qdora" and result.trainable_params < result.total_params / 5
+
+    shape = Shape(hidden=2048, layers=16, intermediate=8192, vocab=32000, kv_dim=512)
+    planned = {method: estimate_training_memory(1.2, shape, method=method, batch_size=2, seq_len=512, lora_r=16,
+                                                gradient_checkpointing=False, on_gpu=True, budget_gb=24)
+               for method in ("qdora", "qlora", "dora")}
+    weights = {method: dict(plan.parts)["base weights"] for method, plan in planned.items()}
+    assert weights["qdora"] == weights["qlora"] < weights["dora"]  # the planner counts the 4-bit base...
+    assert planned["qdora"].peak_gb > planned["qlora"].peak_gb  # ...and DoRA's kept outputs

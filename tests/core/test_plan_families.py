@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneforge.core.catalog import lora_targets_for
+from tuneforge.core.catalog import architecture
 from tuneforge.core.memory import activation_bytes_per_token, lora_parameters, model_shape
 
 TOKENS = 256
@@ -41,7 +41,7 @@ def adapted_model(kind: str, layers: int):
 
     config = tiny_config(kind, layers)
     model = AutoModelForCausalLM.from_config(config)
-    return get_peft_model(model, LoraConfig(r=8, target_modules=list(lora_targets_for(config.model_type))))
+    return get_peft_model(model, LoraConfig(r=8, target_modules=list(architecture(config.model_type).lora_targets)))
 
 
 def saved_bytes(model) -> int:
@@ -74,10 +74,10 @@ def test_the_planner_counts_what_transformers_builds_and_autograd_keeps(kind, tm
     adapter = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Norms and biases are left out of the count: a fraction of a percent.
     assert params_b * 1e9 == pytest.approx(weights, rel=0.005)
-    assert lora_parameters(shape, 8, lora_targets_for(model.config.model_type)) == adapter
+    assert lora_parameters(shape, 8, architecture(model.config.model_type).lora_targets) == adapter
     # Four more layers (one more period of each pattern) keep four layers' activations more.
     counted = (saved_bytes(adapted_model(kind, 8)) - saved_bytes(model)) / 4 / TOKENS
-    planned = activation_bytes_per_token(shape, "lora", 8, False, lora_targets_for(model.config.model_type), TOKENS)
+    planned = activation_bytes_per_token(shape, "lora", 8, False, architecture(model.config.model_type).lora_targets, TOKENS)
     assert planned == pytest.approx(counted, rel=0.02)
 
 
