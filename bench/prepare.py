@@ -77,8 +77,8 @@ def main() -> None:
     parser.add_argument("--gate-pairs", type=int, default=5000)
     args = parser.parse_args()
 
-    from tuneforge.core.data.chunking import chunk_passages
-    from tuneforge.core.data.documents import extract
+    from tuneforge.core.drafting.chunking import chunk_passages
+    from tuneforge.core.drafting.documents import extract
     from tuneforge.core.models import resolve_model
     from tuneforge.core.train.setup import load_tokenizer
 
@@ -125,10 +125,10 @@ QUESTIONS, PARAPHRASES = 3, 1
 def draft_rows(chunks, folder: Path) -> list[tuple[str, float, int, float | None]]:
     """(generator, seconds, pairs, kept share) drafting `chunks` three ways (see the module docstring)."""
     from tests.core.servers import llama_server
-    from tuneforge.core.data.draft_prompts import draft_messages, draft_schema, reply_budget
-    from tuneforge.core.data.drafting import DraftCache, draft_pairs, pairs_of, parse_reply
-    from tuneforge.core.data.generators import GGUF_CONTEXT, open_generator
-    from tuneforge.core.data.pair_gates import apply_gates
+    from tuneforge.core.drafting.drafts import DraftCache, draft_pairs, pairs_of, parse_reply
+    from tuneforge.core.drafting.generators import GGUF_CONTEXT, open_generator
+    from tuneforge.core.drafting.pair_gates import apply_gates
+    from tuneforge.core.drafting.prompts import draft_messages, draft_schema, reply_budget
     from tuneforge.core.models import default_gguf_path
     from tuneforge.exporters.gguf.native import open_llama
 
@@ -167,8 +167,8 @@ def draft_rows(chunks, folder: Path) -> list[tuple[str, float, int, float | None
 
 def gate_row(count: int) -> tuple[float, float]:
     """Seconds to gate `count` synthetic pairs (a tenth of them repeats), and the share kept."""
-    from tuneforge.core.data.drafting import Pair
-    from tuneforge.core.data.pair_gates import apply_gates
+    from tuneforge.core.drafting.drafts import Pair
+    from tuneforge.core.drafting.pair_gates import apply_gates
 
     chunk_texts, pairs = [], []
     for i in range(count):

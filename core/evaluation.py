@@ -323,7 +323,7 @@ def count_kept(models: list[EvaluatedModel]) -> None:
 
 def _open_judge(spec: str) -> Any:
     """The judge, asked once before any model answers, so that one that cannot answer is said at once."""
-    from .data.generators import open_generator, probe
+    from .drafting.generators import open_generator, probe
 
     judge = open_generator(spec, option="--judge")
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data.generators import Generator, read_json_reply
+from .drafting.generators import Generator, read_json_reply
 
 JUDGE_SYSTEM = (
     "You grade answers to questions. You are given a question, the reference answer, and a candidate answer. "

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import RunConfig
-from ..data.drafting import ACCEPTED, REJECTED, Pair
 from ..data.formats import load_examples
-from ..data.from_documents import PrepareReport
-from ..data.prepare import DataStats, prepare, trained_segments
+from ..data.prepare import DataRecipe, DataStats, prepare, trained_segments
 from ..demo import DEMO_DATA, demo_file
+from ..drafting.drafts import ACCEPTED, REJECTED, Pair
+from ..drafting.from_documents import PrepareReport
 from ..progress import ProgressCallback
 from . import Echo
 
 if TYPE_CHECKING:
-    from ..data.chunking import Chunk
+    from ..drafting.chunking import Chunk
 
 __all__ = ["ACCEPTED", "DEMO_DATA", "REJECTED", "demo_file", "DataReport", "Pair", "PrepareReport", "check_data", "evidence_span",
            "generator_note", "prepare_documents", "prepared_pairs", "prepared_training_files", "preview_chunks", "review_pairs",
@@ -48,7 +48,7 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
         return DataReport(loaded.path, loaded.shape, loaded.problems, None)
     eval_split = settle_eval_split(RunConfig(data=str(data), eval_split=eval_split), len(loaded.examples), loaded.shape).eval_split
     tokenizer = _tokenizer_of(model)
-    prepared = prepare(loaded, tokenizer, max_length, eval_split, seed, train_reasoning=train_reasoning, chat_template=chat_template)
+    prepared = prepare(loaded, tokenizer, DataRecipe(max_length, eval_split, seed, train_reasoning, chat_template))
     preview = trained_segments(prepared.train[0], tokenizer)
     return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
 
@@ -61,8 +61,8 @@ def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str
     tokenizer and, with a `generator` (`default`, a .gguf file, ollama:NAME or an OpenAI-compatible URL), question–answer
     pairs drafted from each chunk and passed through the quality gates; written to `out_dir`
     (chunks.jsonl, pairs.jsonl, train.jsonl, eval.jsonl, report.json). A rerun continues from the drafts cache."""
-    from ..data.from_documents import prepare_from_documents
-    from ..data.generators import generator_note, open_generator
+    from ..drafting.from_documents import prepare_from_documents
+    from ..drafting.generators import generator_note, open_generator
 
     tokenizer = _tokenizer_of(model)
     note = generator_note(generator) if generator else None
@@ -80,8 +80,8 @@ def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str
 def preview_chunks(sources: list[str | Path], model: str = "default", chunk_tokens: int = 512,
                    on_progress: ProgressCallback | None = None) -> tuple[list[Chunk], list[str]]:
     """The chunks `prepare_documents` would draft from (each with its source), and the files it would skip, by why."""
-    from ..data.chunking import chunk_passages
-    from ..data.documents import extract
+    from ..drafting.chunking import chunk_passages
+    from ..drafting.documents import extract
 
     extraction = extract([Path(s) for s in sources], on_progress)
     return chunk_passages(extraction.passages, _tokenizer_of(model), chunk_tokens), extraction.skipped
@@ -89,14 +89,14 @@ def preview_chunks(sources: list[str | Path], model: str = "default", chunk_toke
 
 def generator_note(spec: str) -> str | None:
     """What to say before drafting with the generator `spec` names (the built-in model drafts poorly), or None."""
-    from ..data.generators import generator_note as note_for
+    from ..drafting.generators import generator_note as note_for
 
     return note_for(spec)
 
 
 def test_generator(spec: str) -> float:
     """Open the generator `spec` names and time its answer to a tiny request (a GeneratorError says why it cannot)."""
-    from ..data.generators import open_generator, probe
+    from ..drafting.generators import open_generator, probe
 
     drafter = open_generator(spec)
     try:
@@ -107,7 +107,7 @@ def test_generator(spec: str) -> float:
 
 def prepared_pairs(out_dir: str | Path) -> tuple[list[Pair], list[Chunk], PrepareReport]:
     """A prepared folder's pairs, the chunks they came from, and its report: what the review shows."""
-    from ..data.from_documents import read_chunks, read_pairs
+    from ..drafting.from_documents import read_chunks, read_pairs
 
     folder = _folder(out_dir)
     return read_pairs(folder), read_chunks(folder), PrepareReport.read(folder)
@@ -116,14 +116,14 @@ def prepared_pairs(out_dir: str | Path) -> tuple[list[Pair], list[Chunk], Prepar
 def review_pairs(out_dir: str | Path, reviews: dict[str, dict[str, str]]) -> PrepareReport:
     """Record a person's verdicts and edits (pair id → {"review": "accepted" or "rejected", "question"?, "answer"?})
     and write train.jsonl and eval.jsonl again with them applied."""
-    from ..data.from_documents import save_reviews
+    from ..drafting.from_documents import save_reviews
 
     return save_reviews(_folder(out_dir), reviews)
 
 
 def prepared_training_files(out_dir: str | Path) -> tuple[Path, Path | None]:
     """A prepared folder's train.jsonl, and its eval.jsonl when that holds any record."""
-    from ..data.from_documents import EVAL_FILE, TRAIN_FILE
+    from ..drafting.from_documents import EVAL_FILE, TRAIN_FILE
 
     folder = _folder(out_dir)
     return folder / TRAIN_FILE, (folder / EVAL_FILE if PrepareReport.read(folder).eval_records else None)
@@ -131,7 +131,7 @@ def prepared_training_files(out_dir: str | Path) -> tuple[Path, Path | None]:
 
 def evidence_span(evidence: str, chunk_text: str) -> tuple[int, int] | None:
     """Where a pair's evidence quote sits in its chunk (start, end), for the review to highlight; None when it is not there."""
-    from ..data.pair_gates import evidence_span as span
+    from ..drafting.pair_gates import evidence_span as span
 
     return span(evidence, chunk_text)
 

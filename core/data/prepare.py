@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..chat_templates import AUTO, END_OF_TURN_TOKENS, apply_chat_template_setting, end_of_turn_fix, end_of_turn_ids
@@ -325,27 +325,44 @@ def run_split(config: RunConfig, check: bool = True) -> tuple[list[Example], lis
     return train_and_eval(loaded, eval_loaded, eval_split, config.seed)
 
 
-def prepare(
-    loaded: LoadedData,
-    tokenizer: Any,
-    max_length: int,
-    eval_split: float = 0.1,
-    seed: int = 42,
-    eval_loaded: LoadedData | None = None,
-    train_reasoning: bool = True,
-    chat_template: str = AUTO,
-) -> PreparedData:
-    """Tokenize, mask and split a loaded dataset; refuse it when nothing would be trained, or when chat
-    data would never train the end of a turn (the model would not learn to stop). `train_reasoning`
-    off leaves reasoning traces as context only; `chat_template` is the run's setting (chat_templates.py)."""
+@dataclass(frozen=True)
+class DataRecipe:
+    """How a run turns its records into training examples: the RunConfig settings that tokenizing, masking and
+    splitting read, as one value."""
+
+    max_length: int = 512
+    eval_split: float = 0.1
+    """The share held out (ignored when eval data is given)."""
+    seed: int = 42
+    """The split's shuffle."""
+    train_reasoning: bool = True
+    """Reasoning traces are trained (off: context only)."""
+    chat_template: str = AUTO
+    """The run's chat template setting (chat_templates.py)."""
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> DataRecipe:
+        """The recipe a run's settings give (an `eval_split` left open must be settled first; None is taken as 0.1)."""
+        split = config.eval_split if config.eval_split is not None else 0.1
+        return cls(config.max_length, split, config.seed, config.train_reasoning, config.chat_template)
+
+    def whole(self) -> DataRecipe:
+        """The same recipe holding nothing out: for examples that only train (replayed and teacher answers)."""
+        return replace(self, eval_split=0.0)
+
+
+def prepare(loaded: LoadedData, tokenizer: Any, recipe: DataRecipe, eval_loaded: LoadedData | None = None) -> PreparedData:
+    """Tokenize, mask and split a loaded dataset as `recipe` says; refuse it when nothing would be trained, or when
+    chat data would never train the end of a turn (the model would not learn to stop)."""
     loaded.raise_for_problems()
     if eval_loaded is not None:
         eval_loaded.raise_for_problems()
-    train_examples, eval_examples = train_and_eval(loaded, eval_loaded, eval_split, seed)
+    max_length = recipe.max_length
+    train_examples, eval_examples = train_and_eval(loaded, eval_loaded, recipe.eval_split, recipe.seed)
     if loaded.shape not in PLAIN_TEXT_SHAPES:
-        apply_chat_template_setting(tokenizer, chat_template)
-    train_all = tokenize_examples(train_examples, tokenizer, max_length, train_reasoning)
-    eval_all = tokenize_examples(eval_examples, tokenizer, max_length, train_reasoning)
+        apply_chat_template_setting(tokenizer, recipe.chat_template)
+    train_all = tokenize_examples(train_examples, tokenizer, max_length, recipe.train_reasoning)
+    eval_all = tokenize_examples(eval_examples, tokenizer, max_length, recipe.train_reasoning)
     train = [t for t in train_all if t.trained_tokens]
     evaluation = [t for t in eval_all if t.trained_tokens]
     everything = train_all + eval_all

@@ -209,7 +209,7 @@ def prune(teacher: Path, layers: int, config: RunConfig, target: Path) -> dict[s
     from transformers import GenerationConfig
 
     from ..data.formats import load_run_data
-    from ..data.prepare import prepare
+    from ..data.prepare import DataRecipe, prepare
     from ..language_model import load_language_model
     from ..merge import merge_dtype
     from ..train.setup import load_tokenizer
@@ -217,8 +217,7 @@ def prune(teacher: Path, layers: int, config: RunConfig, target: Path) -> dict[s
 
     tokenizer = load_tokenizer(teacher)
     loaded, eval_loaded = load_run_data(config)
-    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded,
-                   config.train_reasoning, config.chat_template)
+    data = prepare(loaded, tokenizer, DataRecipe.from_config(config), eval_loaded)
     token_ids = [example.input_ids for example in data.train[:SCORED_TEXTS]]
     # Scored in fp32 (a CPU computes 16-bit slowly and some of its kernels not at all); saved as the teacher was.
     model = load_language_model(teacher, dtype=torch.float32)

@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ from ..atomic import atomic_directory, is_disk_full
 from ..checkpoint_folders import discard_incomplete
 from ..config import RunConfig
 from ..data.formats import LoadedData, load_run_data
-from ..data.prepare import PreparedData, prepare, train_and_eval
+from ..data.prepare import DataRecipe, PreparedData, prepare, train_and_eval
 from ..errors import ModelError, ResourceError, TrainingStopped, TuneforgeError
 from ..events import Downloading, Failed, Finished, Started, Stopped, TrainResult, Warned
+from ..fit import Fit
 from ..general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
 from ..general_answers import base_answers, compare_answers, general_questions, model_answers, write_answers
 from ..hardware import Hardware, detect, resolve_method
@@ -136,121 +137,207 @@ class _RunLog:
         self._file.close()
 
 
+@dataclass
+class Inputs:
+    """What a run trains from: its data (training and eval records), its base and tokenizer, and a distillation's teacher."""
+
+    loaded: LoadedData
+    eval_loaded: LoadedData | None
+    model: ResolvedModel
+    tokenizer: Any
+    teacher_path: Path | None
+    chat_model: bool
+    """The base came with a chat template of its own (before `prepare` gives a base model its family's)."""
+
+
+@dataclass
+class Settled:
+    """The run settled for every process (batch split, length, what is held out) and its data tokenized by it."""
+
+    config: RunConfig
+    data: PreparedData
+    fit: Fit | None
+    """Auto-fit's choice with its memory plan (rank 0's; None on the other ranks)."""
+
+
+@dataclass
+class Model:
+    """The model that trains, with what was measured of its base before training."""
+
+    model: Any
+    trainable: int
+    total: int
+    teacher: Any
+    replayed: list[Any]
+    """The base's own answers that train beside the data."""
+    perplexity_before: float | None
+    answers_before: list[str] | None
+    """The base's everyday answers (None when not asked)."""
+
+
+@dataclass
+class Training:
+    """The trainer with its callbacks, and what it trains on."""
+
+    trainer: Any
+    events: EventsCallback
+    stop: GracefulStop
+    eval_set: list[Any]
+    split: bool
+    """FSDP: each process holds only its shard of the weights."""
+
+
 def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, echo: Callable[[str], None],
            extra_callbacks: Sequence[Any], accept_changes: bool) -> TrainResult:
+    """Load the inputs, settle the run across processes, build the model and the trainer, train, finish."""
     from transformers import set_seed
 
     set_seed(config.seed)
-    spec = method_spec(config.method)
-    loaded, eval_loaded = load_run_data(config)  # before the model: a typo should not cost a download
-    if spec.pairs_data:
+    inputs = _load_inputs(run, config, checkpoint, echo, accept_changes)
+    settled = _settle(run, config, inputs, hardware, checkpoint, echo)
+    model = _build_model(settled.config, inputs, settled.data, hardware, echo)
+    training = _build_trainer(run, settled, inputs, model, hardware, extra_callbacks, echo)
+    if checkpoint is None and is_main_process():
+        record(run, fingerprint(settled.config, inputs.model.path, inputs.teacher_path))
+    started = time.perf_counter()
+    training.stop.install()
+    try:
+        training.trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        training.stop.uninstall()
+    if training.stop.requested:
+        raise TrainingStopped(
+            f"training stopped at step {training.trainer.state.global_step}; checkpoint saved",
+            f"continue with `tuneforge train --resume {run.path}`",
+        )
+    return _finish(run, settled, inputs, model, training, time.perf_counter() - started, echo)
+
+
+def _load_inputs(run: RunDir, config: RunConfig, checkpoint: Any, echo: Callable[[str], None], accept_changes: bool) -> Inputs:
+    """The data (read before the model: a typo should not cost a download), the base (downloaded as the app shows)
+    and its tokenizer, the teacher; a resume is checked against what its checkpoint was trained with."""
+    loaded, eval_loaded = load_run_data(config)
+    if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
+
     def downloaded(done: int, total: int) -> None:  # shown by the app's run view while the model is fetched
         if is_main_process():
             run.record(Downloading(model=config.model, done_bytes=done, total_bytes=total))
 
     model_ref = resolve_base(config, on_download=downloaded)
     tokenizer = load_tokenizer(model_ref.path, config.trust_remote_code)
-    teacher, teacher_path = None, check_training_inputs(config, model_ref, tokenizer)
-    main = is_main_process()
-    if checkpoint is not None and main:  # before any heavy work: is this still the run the checkpoint belongs to?
+    teacher_path = check_training_inputs(config, model_ref, tokenizer)
+    if checkpoint is not None and is_main_process():  # before any heavy work: is this still the run the checkpoint belongs to?
         check_resume(run, fingerprint(config, model_ref.path, teacher_path), accept_changes, echo)
         for name in discard_incomplete(run.checkpoints):
             echo(f"removed {name}: a checkpoint whose writing was cut short")
-    chat_model = bool(getattr(tokenizer, "chat_template", None))  # before prepare gives a base model its family's
-    config = settle_eval_split(config, len(loaded.examples), loaded.shape)  # saved with the rest by rank 0 below
-    data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
-                   config.chat_template)
+    return Inputs(loaded, eval_loaded, model_ref, tokenizer, teacher_path, bool(getattr(tokenizer, "chat_template", None)))
+
+
+def _settle(run: RunDir, config: RunConfig, inputs: Inputs, hardware: Hardware, checkpoint: Any,
+            echo: Callable[[str], None]) -> Settled:
+    """Rank 0 settles the run for every process (they must agree on batch split and length) on the data as tokenized,
+    checks the memory plan and saves config.yaml; the data is tokenized again when settling shortened it."""
+    config = settle_eval_split(config, len(inputs.loaded.examples), inputs.loaded.shape)  # saved with the rest by rank 0
+    data = prepare(inputs.loaded, inputs.tokenizer, DataRecipe.from_config(config), inputs.eval_loaded)
     fit = None
-    if main:  # rank 0 settles the run for every process: they must agree on batch split and length
-        settled = settle_run(config, hardware, DataFacts.measured(data.stats, chat_model), model_shape(model_ref.path),
-                             refit=checkpoint is None, arch=model_ref.arch)
-        check_memory_plan(run, settled, hardware, model_ref, echo, refuse=checkpoint is None)
+    if is_main_process():
+        settled = settle_run(config, hardware, DataFacts.measured(data.stats, inputs.chat_model), model_shape(inputs.model.path),
+                             refit=checkpoint is None, arch=inputs.model.arch)
+        check_memory_plan(run, settled, hardware, inputs.model, echo, refuse=checkpoint is None)
         config, fit = run.save_config(settled.config), settled.fit
     if world_size(config) > 1:
         config = _settled_by_rank_zero(run, config, hardware)
     if config.max_length != data.stats.max_length:
-        data = prepare(loaded, tokenizer, config.max_length, config.eval_split, config.seed, eval_loaded, config.train_reasoning,
-                   config.chat_template)
-    if data.stats.reasoning_dropped and main:
-        message = (f"the chat template of {model_ref.name} drops the reasoning traces of {data.stats.reasoning_dropped} "
+        data = prepare(inputs.loaded, inputs.tokenizer, DataRecipe.from_config(config), inputs.eval_loaded)
+    if data.stats.reasoning_dropped and is_main_process():
+        message = (f"the chat template of {inputs.model.name} drops the reasoning traces of {data.stats.reasoning_dropped} "
                    "conversation(s): they are not learned")
         run.record(Warned(error=message, hint="train on a model whose template renders reasoning_content or <think> (e.g. Qwen3)"))
         echo(f"warning: {message}")
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
-    gradient_checkpointing = bool(config.gradient_checkpointing)
-    base = load_base_model(model_ref, config.method, hardware, config.trust_remote_code)
-    probe_forgetting = main and config.forgetting_probe and spec.objective != "reward"
-    perplexity_before = general_perplexity(base, tokenizer) if probe_forgetting else None
+    return Settled(config, data, fit)
+
+
+def _build_model(config: RunConfig, inputs: Inputs, data: PreparedData, hardware: Hardware, echo: Callable[[str], None]) -> Model:
+    """Load the base for the method; before it changes, measure what it knows (the forgetting probe) and ask its own
+    answers (replay); then make it trainable, and load a distillation's teacher."""
+    spec = method_spec(config.method)
+    base = load_base_model(inputs.model, config.method, hardware, config.trust_remote_code)
+    probe_forgetting = is_main_process() and config.forgetting_probe and spec.objective != "reward"
+    perplexity_before = general_perplexity(base, inputs.tokenizer) if probe_forgetting else None
     # A base model without a chat template of its own has no everyday answers to keep (Gemma 3 270M answers 3 of 116
     # and runs on without ending its turn); asking costs more than its training: perplexity is its measure.
-    ask_everyday = probe_forgetting and spec.weights in ("adapter", "whole") and chat_model
-    if ask_everyday:
+    answers_before = None
+    if probe_forgetting and spec.weights in ("adapter", "whole") and inputs.chat_model:
         echo("forgetting probe: the base answers the everyday questions …")
-        answers_before = base_answers(base, tokenizer, model_ref.path)
-    replayed = _replayed(config, base, tokenizer, model_ref, data, echo) if config.replay else []
-    model = make_trainable(base, config, model_ref, gradient_checkpointing)
+        answers_before = base_answers(base, inputs.tokenizer, inputs.model.path)
+    replayed = _replayed(config, base, inputs.tokenizer, inputs.model, data, echo) if config.replay else []
+    model = make_trainable(base, config, inputs.model, bool(config.gradient_checkpointing))
     trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
     total = sum(parameter_count(p) for p in model.parameters())
-    echo(f"model: {model_ref.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
+    echo(f"model: {inputs.model.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
+    teacher = None
     if spec.objective == "distill":
-        teacher = load_teacher(teacher_path, base.dtype, base.device, config.trust_remote_code)
-        echo(f"teacher: {teacher_path} ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
-    train_set, eval_set = _training_sets(config, data, loaded, eval_loaded, teacher, tokenizer, echo)
-    train_set = train_set + replayed
+        teacher = load_teacher(inputs.teacher_path, base.dtype, base.device, config.trust_remote_code)
+        echo(f"teacher: {inputs.teacher_path} ({sum(p.numel() for p in teacher.parameters()):,} parameters)")
+    return Model(model, trainable, total, teacher, replayed, perplexity_before, answers_before)
 
+
+def _build_trainer(run: RunDir, settled: Settled, inputs: Inputs, model: Model, hardware: Hardware,
+                   extra_callbacks: Sequence[Any], echo: Callable[[str], None]) -> Training:
+    """The training and eval sets, the callbacks (events, stop, checkpoints, guards, recall) and the method's trainer."""
+    config = settled.config
+    train_set, eval_set = _training_sets(config, settled.data, model.teacher, inputs, echo)
+    train_set = train_set + model.replayed
     events = EventsCallback(run, echo)
     stop = GracefulStop()
-    args = training_arguments(run, config, hardware, bool(eval_set), gradient_checkpointing, len(train_set))
+    args = training_arguments(run, config, hardware, bool(eval_set), bool(config.gradient_checkpointing), len(train_set))
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
     split = sharded(config, hardware)  # FSDP: each process holds only its shard of the weights and their gradients
     if not split:
         callbacks.insert(0, GradientGuard())
     if config.stop_when_recalled:  # the data's answers: the replayed ones are the base's own, held by replay_kl
-        callbacks.append(RecallStop(run, train_set[:len(train_set) - len(replayed)], echo))
-    trainer = build_trainer(args, config, model, tokenizer, train_set, eval_set, callbacks, teacher, replayed)
-    if checkpoint is None and main:
-        record(run, fingerprint(config, model_ref.path, teacher_path))
-    started = time.perf_counter()
-    stop.install()
-    try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    finally:
-        stop.uninstall()
-    if stop.requested:
-        raise TrainingStopped(
-            f"training stopped at step {trainer.state.global_step}; checkpoint saved",
-            f"continue with `tuneforge train --resume {run.path}`",
-        )
-    eval_loss = _final_eval_loss(trainer) if eval_set else None
+        callbacks.append(RecallStop(run, train_set[:len(train_set) - len(model.replayed)], echo))
+    trainer = build_trainer(args, config, model.model, inputs.tokenizer, train_set, eval_set, callbacks, model.teacher, model.replayed)
+    return Training(trainer, events, stop, eval_set, split)
+
+
+def _finish(run: RunDir, settled: Settled, inputs: Inputs, model: Model, training: Training, runtime_s: float,
+            echo: Callable[[str], None]) -> TrainResult:
+    """Measure the tuned model (held-out loss and accuracy, the forgetting probe), save it, and report the run's figures."""
+    config, trainer, tokenizer = settled.config, training.trainer, inputs.tokenizer
+    spec = method_spec(config.method)
+    eval_loss = _final_eval_loss(trainer) if training.eval_set else None
     accuracy, accuracy_of = held_out_accuracy(trainer, spec.objective)
-    perplexity_after = general_perplexity(model, tokenizer) if probe_forgetting and not split else None
+    perplexity_before = model.perplexity_before
+    perplexity_after = general_perplexity(model.model, tokenizer) if perplexity_before is not None and not training.split else None
     if perplexity_before is not None and perplexity_after is not None:
         echo(f"general-text perplexity: {perplexity_before:.2f} before, {perplexity_after:.2f} after training")
     kept = None
-    if ask_everyday and not split:
+    if model.answers_before is not None and not training.split:
         echo("forgetting probe: the tuned model answers the everyday questions …")  # a minute on a CPU: say so
-        answers_after = model_answers(model, tokenizer)
-        kept = compare_answers(general_questions(), answers_before, answers_after)
-        write_answers(run.path / GENERAL_ANSWERS_FILE, answers_before, answers_after, kept)
+        answers_after = model_answers(model.model, tokenizer)
+        kept = compare_answers(general_questions(), model.answers_before, answers_after)
+        write_answers(run.path / GENERAL_ANSWERS_FILE, model.answers_before, answers_after, kept)
         echo(f"forgetting probe: {kept.summary()}" + "".join(f"\n  lost: {item.question} → {item.after}" for item in kept.lost))
     # FSDP: every process hands in its shard of the whole weights; rank 0 receives them all.
-    whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if split else None
-    if main:  # under DDP every process holds the same trained weights
-        save_trained(run, model, tokenizer, model_ref, spec.weights == "whole", whole_weights)
+    whole_weights = trainer.accelerator.get_state_dict(trainer.model_wrapped) if training.split else None
+    if is_main_process():  # under DDP every process holds the same trained weights
+        save_trained(run, model.model, tokenizer, inputs.model, spec.weights == "whole", whole_weights)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    rates = events.tokens_per_second[1:] or events.tokens_per_second  # the first step includes warm-up
+    rates = training.events.tokens_per_second[1:] or training.events.tokens_per_second  # the first step includes warm-up
     result = TrainResult(
         steps=trainer.state.global_step,
         final_loss=losses[-1] if losses else math.nan,
         eval_loss=eval_loss,
-        runtime_s=round(time.perf_counter() - started, 1),
+        runtime_s=round(runtime_s, 1),
         tokens_per_second=round(sum(rates) / max(len(rates), 1), 1),
-        trainable_params=trainable,
-        total_params=total,
+        trainable_params=model.trainable,
+        total_params=model.total,
         peak_memory_gb=round(peak_memory_gb(), 3),
-        planned_peak_gb=round(fit.plan.peak_gb, 3) if fit else None,
+        planned_peak_gb=round(settled.fit.plan.peak_gb, 3) if settled.fit else None,
         method=config.method,
         eval_accuracy=accuracy,
         accuracy_of=accuracy_of,
@@ -258,7 +345,7 @@ def _train(run: RunDir, config: RunConfig, hardware: Hardware, checkpoint: Any, 
         general_perplexity_after=_round(perplexity_after),
         general_known=kept.known if kept else None,
         general_kept=kept.kept if kept else None,
-        replay_examples=len(replayed),
+        replay_examples=len(model.replayed),
     )
     log_figures(trainer, {"peak_memory_gb": result.peak_memory_gb, "planned_peak_gb": result.planned_peak_gb,
                           "tokens_per_second": result.tokens_per_second, "general_perplexity_before": perplexity_before,
@@ -279,10 +366,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, eval_loaded: LoadedData | None,
-                   teacher: Any, tokenizer: Any, echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+def _training_sets(config: RunConfig, data: PreparedData, teacher: Any, inputs: Inputs,
+                   echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
     """What the trainer consumes: tokenized answers (for distill, the teacher's own answers when asked, and
     its answers to the general prompts), or the pair Examples split as `prepare` splits them."""
+    loaded, eval_loaded, tokenizer = inputs.loaded, inputs.eval_loaded, inputs.tokenizer
     if method_spec(config.method).pairs_data:
         return train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
     if teacher is None:
@@ -292,9 +380,8 @@ def _training_sets(config: RunConfig, data: PreparedData, loaded: LoadedData, ev
         train_examples, eval_examples = train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
         echo("distill: the teacher answers every training prompt …")
         answered = LoadedData(loaded.path, loaded.shape, teacher_answers(train_examples, teacher, tokenizer))
-        regenerated = prepare(answered, tokenizer, config.max_length, 0.0, config.seed,
-                              LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None,
-                              chat_template=config.chat_template)
+        regenerated = prepare(answered, tokenizer, DataRecipe.from_config(config).whole(),
+                              LoadedData(loaded.path, loaded.shape, eval_examples) if eval_examples else None)
         train, evaluation = regenerated.train, regenerated.eval
     if config.distill_general:
         prompts = general_prompts()[:config.distill_general]
@@ -329,8 +416,7 @@ def _replayed(config: RunConfig, base: Any, tokenizer: Any, model_ref: ResolvedM
 
 def _tokenized(general: list[Any], tokenizer: Any, config: RunConfig) -> list[Any]:
     """Conversations answered to the general prompts (replay, distill_general), tokenized as the data is."""
-    return prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, config.max_length, 0.0, config.seed,
-                   chat_template=config.chat_template).train
+    return prepare(LoadedData(Path(GENERAL_PROMPTS), "messages", general), tokenizer, DataRecipe.from_config(config).whole()).train
 
 
 def _final_eval_loss(trainer: Any) -> float:

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from tuneforge.core.chat_templates import CHOICES, FAMILIES, end_of_turn_ids
 from tuneforge.core.config import ChatTemplate, RunConfig
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.prepare import prepare
+from tuneforge.core.data.prepare import DataRecipe, prepare
 from tuneforge.core.errors import DataError
 
 from ..conftest import build_tiny_model
@@ -33,7 +33,7 @@ def without_template(folder: Path, extra_special: tuple[str, ...] = ()):
 def trained_end(tokenizer, facts_file: Path, setting: str = "auto") -> tuple[str, str]:
     """The first training example as rendered, and the last token its labels train that is not whitespace
     (a SentencePiece vocabulary may write the newline after an end-of-turn token as "▁" and "<0x0A>")."""
-    prepared = prepare(load_examples(facts_file), tokenizer, 256, 0.0, chat_template=setting)
+    prepared = prepare(load_examples(facts_file), tokenizer, DataRecipe(256, 0.0, chat_template=setting))
     example = prepared.train[0]
     trained = [label for label in example.labels if label != -100]
     while tokenizer.decode(trained[-1:]).strip() == "":
@@ -77,7 +77,7 @@ def test_smollm2_base_gets_chatml_and_a_model_with_a_template_keeps_its_own(smol
 def test_a_template_that_ends_no_turn_with_a_token_blocks_training_with_the_fix(smol_tokenizer, facts_file):
     smol = AutoTokenizer.from_pretrained(smol_tokenizer.name_or_path)  # SmolLM2 has no Gemma turn tokens
     with pytest.raises(DataError, match="never learn to stop") as refused:
-        prepare(load_examples(facts_file), smol, 256, 0.0, chat_template="gemma")
+        prepare(load_examples(facts_file), smol, DataRecipe(256, 0.0, chat_template="gemma"))
     assert "chat_template: chatml" in refused.value.hint
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tuneforge.core.cli import main
-from tuneforge.core.data.chunking import chunk_passages
-from tuneforge.core.data.documents import Passage, extract
 from tuneforge.core.data.formats import load_examples
+from tuneforge.core.drafting.chunking import chunk_passages
+from tuneforge.core.drafting.documents import Passage, extract
 from tuneforge.core.errors import DataError
 
 from .documents import write_pdf, write_sample_documents

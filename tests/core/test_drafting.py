@@ -14,10 +14,10 @@ import pytest
 
 from tuneforge.core.api.data import prepare_documents, review_pairs
 from tuneforge.core.cli import main
-from tuneforge.core.data.drafting import DraftingStopped, Pair
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.from_documents import prepare_from_documents
-from tuneforge.core.data.pair_gates import (
+from tuneforge.core.drafting.drafts import DraftingStopped, Pair
+from tuneforge.core.drafting.from_documents import prepare_from_documents
+from tuneforge.core.drafting.pair_gates import (
     ANSWER_IN_QUESTION,
     EMPTY,
     EVIDENCE_NOT_IN_CHUNK,
@@ -255,7 +255,7 @@ def test_a_gguf_file_drafts_in_llama_cpp_under_the_schema(home, tmp_path, capsys
 
 
 def test_replies_parse_as_servers_send_them_and_junk_says_why():
-    from tuneforge.core.data.drafting import NO_PAIRS, NOT_JSON, parse_reply
+    from tuneforge.core.drafting.drafts import NO_PAIRS, NOT_JSON, parse_reply
 
     raw_newline = '{"pairs": [{"question": "Who keeps\nthe lighthouse?", "answer": "Ada Marsh", "evidence": "keeper is Ada Marsh"}]}'
     assert parse_reply(raw_newline)[0]["question"] == "Who keeps\nthe lighthouse?"  # llama.cpp's grammar allows it

@@ -106,7 +106,7 @@ def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_throu
 
 
 def test_the_judge_is_asked_under_its_schema_with_question_reference_and_answer():
-    from tuneforge.core.data.generators import open_generator
+    from tuneforge.core.drafting.generators import open_generator
 
     server = ScriptedServer(lambda request: '{"correct": false, "reason": "the year differs"}')
     try:

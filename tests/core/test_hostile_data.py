@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.prepare import prepare
+from tuneforge.core.data.prepare import DataRecipe, prepare
 from tuneforge.core.data.readers import MAX_RECORD_BYTES
 from tuneforge.core.data.records import CHAT_ROLES, SHAPES, RecordError, normalise_record
 from tuneforge.core.errors import DataError
@@ -95,7 +95,7 @@ def test_generated_jsonl_files_load_or_fail_cleanly(tmp_path_factory, smol_token
     assert len(loaded.examples) + len(loaded.problems) == sum(not is_blank(raw) for raw in content)
     if loaded.examples and not loaded.problems:
         try:
-            prepared = prepare(loaded, smol_tokenizer, max_length=64, eval_split=0)
+            prepared = prepare(loaded, smol_tokenizer, DataRecipe(64, 0.0))
         except DataError:
             return
         assert all(len(t.input_ids) <= 64 for t in prepared.train)
@@ -179,6 +179,6 @@ def test_a_conversation_the_chat_template_refuses_is_named(tmp_path, smol_tokeni
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in (good, bad)) + "\n")
     with pytest.raises(DataError) as info:
-        prepare(load_examples(path), strict, max_length=64, eval_split=0)
+        prepare(load_examples(path), strict, DataRecipe(64, 0.0))
     assert f"{path}:2: Conversation roles must alternate" in info.value.message
     assert "alternate" in info.value.hint

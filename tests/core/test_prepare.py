@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.prepare import IGNORE_INDEX, prepare, split_examples, tokenize_chat, tokenize_document
+from tuneforge.core.data.prepare import IGNORE_INDEX, DataRecipe, prepare, split_examples, tokenize_chat, tokenize_document
 from tuneforge.core.data.records import Example
 from tuneforge.core.errors import DataError
 
@@ -42,7 +42,7 @@ def test_stats_report_truncation(tmp_path, smol_tokenizer):
     long_answer = "word " * 300
     rows = [{"prompt": "Short?", "completion": "Yes."}] * 9 + [{"prompt": "Long?", "completion": long_answer}]
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    prepared = prepare(load_examples(path), smol_tokenizer, max_length=128, eval_split=0)
+    prepared = prepare(load_examples(path), smol_tokenizer, DataRecipe(128, 0.0))
     assert prepared.stats.truncated == 1
     assert prepared.stats.length_summary()["max"] == 128
     assert prepared.stats.end_of_turn_trained
@@ -53,7 +53,7 @@ def test_a_dataset_with_nothing_to_train_is_refused(tmp_path, smol_tokenizer):
     prompt = "Please read this long context carefully. " * 40
     path.write_text(json.dumps({"prompt": prompt, "completion": "Done."}) + "\n", encoding="utf-8")
     with pytest.raises(DataError) as info:
-        prepare(load_examples(path), smol_tokenizer, max_length=64, eval_split=0)
+        prepare(load_examples(path), smol_tokenizer, DataRecipe(64, 0.0))
     assert "no token" in info.value.message and "--max-length" in info.value.hint
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tuneforge.core.cli import main
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.prepare import IGNORE_INDEX, prepare, tokenize_chat
+from tuneforge.core.data.prepare import IGNORE_INDEX, DataRecipe, prepare, tokenize_chat
 
 # ChatML that renders reasoning_content as a <think> block, as thinking models' templates (Qwen3, DeepSeek-R1) do.
 THINKING_TEMPLATE = (
@@ -66,7 +66,7 @@ def test_think_tags_inside_the_content_are_masked_too(tmp_path, smol_tokenizer):
 def test_a_template_that_drops_reasoning_is_counted_and_said(tmp_path, smol_tokenizer, capsys):
     path = tmp_path / "thinking.jsonl"
     path.write_text("\n".join(json.dumps(RECORD) for _ in range(3)) + "\n", encoding="utf-8")
-    prepared = prepare(load_examples(path), smol_tokenizer, max_length=512, eval_split=0)
+    prepared = prepare(load_examples(path), smol_tokenizer, DataRecipe(512, 0.0))
     assert prepared.stats.reasoning_dropped == 3  # SmolLM2's ChatML template shows only the content
     assert main(["data", "check", str(path)]) == 0
     assert "drops the reasoning traces of 3 record(s)" in capsys.readouterr().out

@@ -45,12 +45,12 @@ def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> flo
     from transformers import AutoModelForCausalLM
 
     from tuneforge.core.data.formats import load_examples
-    from tuneforge.core.data.prepare import prepare
+    from tuneforge.core.data.prepare import DataRecipe, prepare
     from tuneforge.core.train.distill import distillation_terms
     from tuneforge.core.train.setup import load_tokenizer
 
     tokenizer = load_tokenizer(teacher_folder)
-    examples = prepare(load_examples(str(data)), tokenizer, 512, 0.0).train
+    examples = prepare(load_examples(str(data)), tokenizer, DataRecipe(512, 0.0)).train
     student, teacher = (AutoModelForCausalLM.from_pretrained(f, dtype=torch.float32).eval() for f in (student_folder, teacher_folder))
     total = 0.0
     with torch.no_grad():

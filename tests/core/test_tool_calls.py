@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tuneforge.core.data.formats import load_examples
-from tuneforge.core.data.prepare import IGNORE_INDEX, prepare, tokenize_chat
+from tuneforge.core.data.prepare import IGNORE_INDEX, DataRecipe, prepare, tokenize_chat
 from tuneforge.core.errors import DataError
 
 # Qwen2.5's published chat template (tools in the system turn, calls in <tool_call> tags, results as user turns).
@@ -85,7 +85,7 @@ def test_only_the_assistants_call_and_answer_are_trained(tmp_path, qwen25_tokeni
 def test_a_template_without_tools_is_named_with_the_line_and_a_model_that_can(tmp_path, smol_tokenizer):
     path = write(tmp_path, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}, OPENAI_RECORD)
     with pytest.raises(DataError) as info:
-        prepare(load_examples(path), smol_tokenizer, max_length=512, eval_split=0)
+        prepare(load_examples(path), smol_tokenizer, DataRecipe(512, 0.0))
     assert f"{path}:2: the model's chat template does not show the tools it is given (no trace of get_weather)" in info.value.message
     assert "Qwen2.5" in info.value.message
 

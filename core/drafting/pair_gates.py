@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .drafting import Pair
+from .drafts import Pair
 
 EMPTY, TOO_LONG, EVIDENCE_NOT_IN_CHUNK = "empty", "too long", "evidence not in chunk"
 UNSUPPORTED, ANSWER_IN_QUESTION, NEAR_DUPLICATE = "answer not in evidence", "answer in question", "near duplicate"

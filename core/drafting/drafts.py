@@ -24,8 +24,8 @@ from typing import Any
 from ..errors import GeneratorError, TuneforgeError
 from ..progress import Progress, ProgressCallback
 from .chunking import Chunk
-from .draft_prompts import draft_messages, draft_schema, prompt_version, reply_budget
 from .generators import Generator, read_json_reply
+from .prompts import draft_messages, draft_schema, prompt_version, reply_budget
 
 DRAFTS_FILE = "drafts.jsonl"
 NOT_JSON, NO_PAIRS = "reply not JSON", "reply without pairs"

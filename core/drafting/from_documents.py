@@ -33,7 +33,7 @@ from ..errors import DataError
 from ..progress import ProgressCallback
 from .chunking import DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, Chunk, chunk_passages
 from .documents import extract
-from .drafting import ACCEPTED, REJECTED, DraftCache, Pair, draft_pairs
+from .drafts import ACCEPTED, REJECTED, DraftCache, Pair, draft_pairs
 
 CHUNKS_FILE, PAIRS_FILE, REVIEWS_FILE = "chunks.jsonl", "pairs.jsonl", "reviews.json"
 TRAIN_FILE, EVAL_FILE, REPORT_FILE = "train.jsonl", "eval.jsonl", "report.json"
