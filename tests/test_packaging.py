@@ -1,8 +1,9 @@
 """The distribution ships every package: pyproject.toml lists them one by one (a package-dir mapping), so a folder
 added without its line would import from a checkout and be missing from an installed wheel."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ transformers, llama.cpp) inside the calls that need it, so a shell starts withou
 - `data`: check a dataset; draft one from documents; review the drafted pairs
 - `runs`: create, plan, start detached, stop, resume, wait; train (start, then wait); merge; the whole pipeline
 - `export`: a run or a model folder to verified GGUF files; a LoRA adapter as a GGUF adapter
-- `eval`: a run's answers scored, the report, the blind comparison
+- `evaluation`: a run's answers scored, the report, the blind comparison, runs compared
 - `shrink`: plan, create, start detached, stop, resume; shrink (start, then wait)
 - `models`: the catalog, the models on this machine, whether one fits and exports
 - `chat`: a trained model or a GGUF to talk to, and its sampling settings

@@ -237,7 +237,7 @@ def runs() -> None:
 @app.command()
 def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run directories.")]) -> int:
     """Compare finished runs: method, trainable parameters, peak memory, speed, losses, forgetting, accuracy."""
-    from ..api.eval import compared_run, format_table
+    from ..api.evaluation import compared_run, format_table
 
     say(format_table([compared_run(path) for path in runs]))
     return 0

@@ -111,7 +111,7 @@ def evaluate(
 ) -> int:
     """Ask the base model, the tuned model and each verified GGUF the eval questions, score every answer against
     its reference (exact, contained, F1, stopped; with --judge, correct or not and why), and write RUN_DIR/eval/report.json."""
-    from ..api.eval import EVAL_FOLDER, TABLE_FILE, evaluate_run
+    from ..api.evaluation import EVAL_FOLDER, TABLE_FILE, evaluate_run
 
     report = evaluate_run(run_dir, data, judge, max_new_tokens, on_progress=progress_lines(), everyday=everyday)
     say()

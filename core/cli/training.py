@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..accelerate_setup import DEFAULT_PORT
-from ..api.eval import forgetting_line
+from ..api.evaluation import forgetting_line
 from ..errors import ConfigError, ExportError
 from ..methods import method_help
 from .app import (

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header
 
-from tuneforge.core.api.eval import COLUMNS, LEGEND, compared_run, comparison_rows
+from tuneforge.core.api.evaluation import COLUMNS, LEGEND, compared_run, comparison_rows
 from tuneforge.core.runs import RunDir
 
 from ..base import TuneforgeScreen

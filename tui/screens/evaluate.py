@@ -15,7 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Header, Input, ProgressBar, Static
 
-from tuneforge.core.api import eval as evaluation
+from tuneforge.core.api import evaluation
 from tuneforge.core.runs import RunDir
 
 from ..base import TuneforgeScreen

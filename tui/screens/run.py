@@ -20,7 +20,7 @@ from textual_plotext import PlotextPlot
 
 from tuneforge.core.api import runs as runs_api
 from tuneforge.core.api import shrink as shrink_api
-from tuneforge.core.api.eval import GENERAL_ANSWERS_FILE, forgetting_line, read_answers
+from tuneforge.core.api.evaluation import GENERAL_ANSWERS_FILE, forgetting_line, read_answers
 from tuneforge.core.diagnosis import record_death
 from tuneforge.core.events import RunHistory, Step
 from tuneforge.core.runs import RunDir
