@@ -84,6 +84,8 @@ class JobScreen(TuneforgeScreen):
     and draws the rest in `redraw`.
     """
 
+    KIND = "job"
+    """What the job is in a notice's title ("training stopped")."""
     STOPPING = "Stopping: a checkpoint is saved at the end of this step."
     NOT_RUNNING = "This job is not running."
     REDRAW_EVERY_POLL = False
@@ -131,7 +133,7 @@ class JobScreen(TuneforgeScreen):
         if hint:
             figures.append(f"\nhint: {in_app_words(hint)}", style="dim")
         if changed and self.state == "running":
-            self.notify(message, title=f"{state}", severity="error" if state == "failed" else "warning", markup=False)
+            self.notify(message, title=f"{self.KIND} {state}", severity="error" if state == "failed" else "warning", markup=False)
 
     def show_buttons(self, running: bool, can_resume: bool) -> None:
         """Stop while the job runs; Resume when it can continue."""

@@ -63,6 +63,7 @@ CHARTS: tuple[tuple[str, Callable[[Step], float | None]], ...] = (
 class RunScreen(JobScreen):
     """The live view of one run, and its hub: Stop, Resume, Export, Evaluate, Chat, Shrink, Push."""
 
+    KIND = "training"
     NOT_RUNNING = "This run is not training."
 
     BINDINGS = [

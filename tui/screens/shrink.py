@@ -29,6 +29,7 @@ from .job_view import JobScreen, progress_summary, state_title
 class ShrinkScreen(JobScreen):
     """The live view of a shrink: every finished stage's figures, the current stage's healing, Stop and Resume."""
 
+    KIND = "shrink"
     STOPPING = "Stopping: the healing run saves a checkpoint at the end of this step."
     NOT_RUNNING = "This shrink is not running."
     REDRAW_EVERY_POLL = True
