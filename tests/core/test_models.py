@@ -131,6 +131,7 @@ def test_a_file_that_is_not_a_gguf_model_is_refused(home, tmp_path):
     assert not any((home / "models").glob("broken*")), "a failed import left files in the cache"
 
 
+@pytest.mark.standard  # a 262k vocabulary read twice: 20 s
 def test_a_gemma_4_gguf_as_the_base_is_refused_with_the_checkpoint_to_use_instead(home, vocab_gguf, tmp_path):
     # transformers lists Gemma 4 among the GGUF architectures it reads, yet fails on its per-layer settings (the
     # vocabulary file carries Gemma 4's hyperparameters as a model file does).

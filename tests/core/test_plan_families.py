@@ -82,6 +82,7 @@ def test_the_planner_counts_what_transformers_builds_and_autograd_keeps(kind, tm
 
 
 
+@pytest.mark.standard  # builds two multimodal checkpoints with real vocabularies
 @pytest.mark.parametrize("kind", ["ministral3_vision", "qwen3_5_vision"])
 def test_a_multimodal_checkpoint_is_planned_with_what_loading_it_for_text_loads(kind, vocab_tokenizer, tmp_path):
     # Ministral 3 loads whole (its Pixtral tower beside the language model, read from the weights' headers); Qwen3.5
