@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,22 +48,40 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_models: Path) -
     return root
 
 
-@pytest.fixture(scope="session")
-def default_model(shared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built-in default (SmolLM2-135M-Instruct) imported from its GGUF; its HF folder."""
-    root = tmp_path_factory.mktemp("default-home")
+@contextmanager
+def session_home(tmp_path_factory: pytest.TempPathFactory, shared_models: Path, name: str):
+    """A TUNEFORGE_HOME for a session fixture (the `home` fixture is one test's), sharing the models cache."""
+    root = tmp_path_factory.mktemp(name)
     (root / "models").symlink_to(shared_models, target_is_directory=True)
     previous = os.environ.get("TUNEFORGE_HOME")
     os.environ["TUNEFORGE_HOME"] = str(root)
     try:
-        from tuneforge.core.models import resolve_model
-
-        return resolve_model("default").path
+        yield root
     finally:
         if previous is None:
             os.environ.pop("TUNEFORGE_HOME", None)
         else:
             os.environ["TUNEFORGE_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def default_model(shared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in default (SmolLM2-135M-Instruct) imported from its GGUF; its HF folder."""
+    from tuneforge.core.models import resolve_model
+
+    with session_home(tmp_path_factory, shared_models, "default-home"):
+        return resolve_model("default").path
+
+
+@pytest.fixture(scope="session")
+def demo_run(default_model: Path, shared_models: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The demo, run once a session (`tuneforge demo`: the built-in model trained on the Brindlewick facts, merged,
+    exported to a verified q8_0 GGUF and evaluated), for every slow test that needs a real model trained: the
+    largest cost of the suite, paid once."""
+    from tuneforge.core.demo import run_demo
+
+    with session_home(tmp_path_factory, shared_models, "demo-home") as root:
+        return run_demo(root / "demo", echo=None)
 
 
 @pytest.fixture(scope="session")

@@ -66,29 +66,26 @@ def test_questions_are_the_conversation_up_to_its_last_answer(facts_file, tiny_c
 
 @pytest.mark.slow
 @pytest.mark.process
-def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_through_a_real_server(
-        home, default_model, tiny_config, facts_file, tmp_path, capsys):
-    from tuneforge.core.api.runs import run_pipeline
+def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_through_a_real_server(home, demo_run, tmp_path, capsys):
+    from tuneforge.core.demo import DEMO_QUESTIONS
+    from tuneforge.core.evaluation import EVAL_FOLDER
     from tuneforge.core.models import default_gguf_path
 
-    # The real default model (a random one never ends a chat turn, so its GGUF fails verification).
-    config = tiny_config(model=str(default_model), eval_data=str(facts_file), learning_rate=2e-3, epochs=6, eval_steps=12,
-                         save_steps=12)
-    run, exported = run_pipeline(config, tmp_path / "run", echo=None, quants=["f16"])
-    assert exported is not None and exported.passed
-
-    # Two of the questions (any dataset file), graded by a judge: llama-cpp-python's OpenAI-compatible
-    # server with the default model.
+    # The demo's run (the real default model, which learned the Brindlewick facts; a random one never ends a chat
+    # turn, so its GGUF fails verification), evaluated on two of the demo's questions (the word a right answer holds as
+    # the reference), graded by a judge: llama-cpp-python's OpenAI-compatible server with the default model.
+    run = RunDir(demo_run.run_dir)
     two = tmp_path / "two.jsonl"
-    two.write_text("".join(line + "\n" for line in facts_file.read_text().splitlines()[:2]))
+    two.write_text("".join(line + "\n" for line in (run.path / EVAL_FOLDER / DEMO_QUESTIONS).read_text().splitlines()[:2]))
+    asked = [json.loads(line)["messages"][0]["content"] for line in two.read_text().splitlines()]
     with llama_server(default_gguf_path()) as (_, url):
         # The everyday questions are asked of the base and the GGUF in the demo's test (test_learns_facts.py).
         assert main(["eval", str(run.path), "--data", str(two), "--max-new-tokens", "32", "--judge", url, "--no-everyday"]) == 0
     said = capsys.readouterr().out
     report = json.loads((run.path / "eval" / "report.json").read_text())
     labels = [m["label"] for m in report["models"]]
-    assert labels == ["base", "tuned", "run-f16.gguf"] and all(label in said for label in labels)
-    assert [q["question"] for q in report["questions"]] == [q for q, _ in FACTS[:2]]
+    assert labels == ["base", "tuned", "demo-q8_0.gguf"] and all(label in said for label in labels)
+    assert [q["question"] for q in report["questions"]] == asked
     assert all(set(q["answers"]) == set(labels) for q in report["questions"])
     # Every answer has a true/false verdict with its reason (a 135M judge's verdicts are not themselves tested).
     assert all(isinstance(a["correct"], bool) and a["reason"] for q in report["questions"] for a in q["answers"].values())
@@ -97,9 +94,9 @@ def test_a_trained_run_is_evaluated_base_tuned_and_gguf_and_a_judge_grades_throu
     assert by_label["tuned"]["contains"] >= 0.5 and by_label["base"]["contains"] == 0
     assert by_label["tuned"]["f1"] > by_label["base"]["f1"]
     assert by_label["tuned"]["stop_rate"] == 1.0
-    # The f16 file answers as the model it came from.
-    assert by_label["run-f16.gguf"]["contains"] == by_label["tuned"]["contains"]
-    assert by_label["base"]["perplexity"] > 0 and by_label["run-f16.gguf"]["perplexity"] is None
+    # The q8_0 file answers as the model it came from.
+    assert by_label["demo-q8_0.gguf"]["contains"] == by_label["tuned"]["contains"]
+    assert by_label["base"]["perplexity"] > 0 and by_label["demo-q8_0.gguf"]["perplexity"] is None
     table = (run.path / "eval" / "report.txt").read_text()
     assert table.startswith("model") and "judge" in table
     assert "Generalisation: these questions were not trained" in said  # asked from a file, not the run's training data

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tuneforge.core.demo import run_demo
 from tuneforge.core.general_answers import RESULT_FILE, read_answers
 from tuneforge.core.runs import RunDir
 
 
 @pytest.mark.slow
-def test_default_model_learns_the_planted_facts(home, default_model, tmp_path):
-    result = run_demo(tmp_path / "demo", echo=None)
+def test_default_model_learns_the_planted_facts(demo_run):
+    result = demo_run
     answers = result.facts
 
     assert len(answers) == 12
