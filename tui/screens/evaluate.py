@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, DataTable, Header, Input, ProgressBar, Static
+from textual.worker import Worker
 
 from tuneforge.core.api import evaluation
 from tuneforge.core.runs import RunDir
@@ -36,10 +37,9 @@ class EvalProgress(Message):
 
 @dataclass
 class EvalDone(Message):
-    """The evaluation finished (its report as report.json holds it), or the error that stopped it."""
+    """The evaluation finished: its report, as report.json holds it."""
 
-    report: dict[str, Any] | None = None
-    error: BaseException | None = None
+    report: dict[str, Any] | None
 
 
 class EvalScreen(TuneforgeScreen):
@@ -161,15 +161,17 @@ class EvalScreen(TuneforgeScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate")
     def evaluate(self, judge: str | None) -> None:
-        """The core call, in this worker; its report (or error) comes back as an EvalDone message."""
+        """The core call, in this worker; its report comes back as an EvalDone message (a failure is shown with its hint)."""
         def progress(state) -> None:
             self.post_message(EvalProgress(state.done, state.total, state.line()))
 
-        try:
-            evaluation.evaluate_run(self.run.path, judge=judge, on_progress=progress)
-            self.post_message(EvalDone(report=evaluation.read_eval_report(self.run.path)))
-        except BaseException as exc:  # noqa: BLE001 - any failure becomes a message, never a dead app
-            self.post_message(EvalDone(error=exc))
+        evaluation.evaluate_run(self.run.path, judge=judge, on_progress=progress)
+        self.post_message(EvalDone(evaluation.read_eval_report(self.run.path)))
+
+    def worker_failed(self, worker: Worker) -> None:
+        self.query_one("#evaluate", Button).disabled = False
+        self.query_one("#eval-progress").display = False
+        self.say("The evaluation stopped.", "red")
 
     def on_eval_progress(self, message: EvalProgress) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=message.total, progress=message.done)
@@ -178,10 +180,6 @@ class EvalScreen(TuneforgeScreen):
     def on_eval_done(self, message: EvalDone) -> None:
         self.query_one("#evaluate", Button).disabled = False
         self.query_one("#eval-progress").display = False
-        if message.error is not None:
-            self.say("The evaluation stopped.", "red")
-            self.show_error(message.error)
-            return
         self.report, self.index = message.report, 0
         self.show_report()
         self.query_one("#eval-answers").focus()  # digits mark answers, not type into the judge field
