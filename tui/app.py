@@ -26,6 +26,8 @@ from .screens.home import HomeScreen
 from .session import Session
 
 if TYPE_CHECKING:
+    import subprocess
+
     from tuneforge.core.api.shrink import ShrinkDir
     from tuneforge.core.jobs import JobDir
 
@@ -125,6 +127,11 @@ class TuneforgeApp(App[None]):
 
         self.go_home()
         self.push_screen(ShrinkScreen(shrink))
+
+    def follow_job(self, job: JobDir, child: subprocess.Popen) -> None:
+        """Keep the child this app started for `job` (reaped when it exits) and open the job's live view."""
+        self.session.children[job] = child
+        self.open_job(job)
 
     def open_job(self, job: JobDir) -> None:
         """The live view of a run or a shrink."""

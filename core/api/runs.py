@@ -141,7 +141,7 @@ def stop(job: JobDir) -> bool:
 
 
 def wait(run: RunDir, child: subprocess.Popen, echo: Echo = print) -> TrainResult:
-    """Wait for a training child that `train` started with its progress on a pipe, relaying it to `echo`; its result
+    """Wait for a training child this process started, relaying its progress to `echo` when it has a pipe; its result
     (TrainingStopped or TrainingFailed when it did not finish, with why and how to resume)."""
     from ..training_process import wait_for_training
 
@@ -157,11 +157,11 @@ def train(run_dir: str | Path, resume: bool = False, echo: Echo = print, accept_
     TrainingFailed that says why and how to resume; Ctrl-C stops it with a checkpoint (TrainingStopped).
     `tuneforge.core.train.train_run` trains in this process instead.
     """
-    from ..training_process import start_training
+    from ..training_process import train_in_child
 
     run = RunDir(Path(run_dir).expanduser().resolve())
     _require_trackers(run)
-    return wait(run, start_training(run, resume, accept_changes, machine, echo, relay=True), echo)
+    return train_in_child(run, resume, accept_changes, echo, machine)
 
 
 def _require_trackers(run: RunDir) -> None:

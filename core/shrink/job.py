@@ -62,20 +62,21 @@ class ShrinkDir(JobDir):
         """Stage `number`'s run directory (1 is the first)."""
         return RunDir(self.path / f"stage-{number}")
 
-    def finished_stages(self) -> list[Shrunk]:
-        """The `shrink` event of every finished stage, in stage order."""
-        stages = {e.stage: e for e in self.history().events if isinstance(e, Shrunk)}
+    def finished_stages(self, history: RunHistory | None = None) -> list[Shrunk]:
+        """The `shrink` event of every finished stage, in stage order (from `history` when the caller holds it)."""
+        stages = {e.stage: e for e in (history or self.history()).events if isinstance(e, Shrunk)}
         return [stages[k] for k in sorted(stages)]
 
     def state(self, history: RunHistory | None = None) -> str:
         """created, running, stopped, failed or finished — read off its files."""
-        if len(self.finished_stages()) == self.plan().stages:
+        history = history or self.history()
+        if len(self.finished_stages(history)) == self.plan().stages:
             return "finished"
         return super().state(history)
 
     def resume_hint(self) -> str:
         """How to continue a stopped shrink."""
-        return f"continue with `tuneforge shrink --resume {self.path}`"
+        return f"continue with `tuneforge shrink --resume {self.path}`; a stage continues from its last checkpoint"
 
 
 def list_shrinks() -> list[ShrinkDir]:

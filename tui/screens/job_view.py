@@ -157,9 +157,9 @@ class JobScreen(TuneforgeScreen):
         self.redraw(self.state, changed=False)
 
     def on_job_started(self, message: JobStarted) -> None:
+        if message.job != self.job:  # a new job (a shrink of this run): its own view
+            self.tuneforge.follow_job(message.job, message.child)
+            return
         self.tuneforge.session.children[message.job] = message.child
-        if message.job == self.job:
-            self.poll()
-        else:
-            self.tuneforge.open_job(message.job)
+        self.poll()
 

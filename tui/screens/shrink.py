@@ -72,7 +72,7 @@ class ShrinkScreen(JobScreen):
         return self.stage_history
 
     def redraw(self, state: str, changed: bool) -> None:
-        finished = self.shrink.finished_stages()
+        finished = self.shrink.finished_stages(self.history)
         words = f"{self.shrink.path.name} · {self.plan.source} · {' → '.join(map(str, self.plan.layers))} layers"
         self.query_one("#shrink-title", Static).update(state_title(words, state))
         figures = Text(f"{len(finished)} of {self.plan.stages} stages finished")

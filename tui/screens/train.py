@@ -303,5 +303,4 @@ class TrainFormScreen(TuneforgeScreen):
         self.query_one("#start", Button).disabled = False
 
     def on_job_started(self, message: JobStarted) -> None:
-        self.tuneforge.session.children[message.job] = message.child
-        self.tuneforge.open_job(message.job)
+        self.tuneforge.follow_job(message.job, message.child)
