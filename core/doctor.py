@@ -142,8 +142,10 @@ def _llama_cpp(hardware: Hardware) -> Check:
     try:
         import llama_cpp
     except ImportError as exc:
+        from tuneforge.exporters.gguf.llama_cpp import LLAMA_CPP_INSTALL_HINT
+
         return Check("llama-cpp-python", "fail", f"not importable ({exc}): no GGUF quantization, verification or chat",
-                     "pip install llama-cpp-python (compiles llama.cpp: a C++ compiler and cmake are needed)")
+                     LLAMA_CPP_INSTALL_HINT)
     features = llama_cpp.llama_print_system_info().decode(errors="replace")
     flags = [part.split("=")[0].split(":")[-1].strip() for part in features.split("|") if part.strip().endswith("= 1")]
     offload = llama_cpp.llama_supports_gpu_offload()

@@ -40,9 +40,17 @@ DISK_FULL_WORDS = r"\[Errno (28|27|122)\]|No space left|File too large|Disk quot
 """How a converter that ran out of room says so (ENOSPC, EFBIG, EDQUOT, numpy's short write)."""
 
 
+LLAMA_CPP_INSTALL_HINT = "pip install llama-cpp-python (compiles llama.cpp: a C++ compiler and cmake are needed)"
+
+
 def llama_cpp_python_version() -> str:
-    """The installed llama-cpp-python's version: the converter must be the one of the same llama.cpp."""
-    return importlib.metadata.version("llama-cpp-python")
+    """The installed llama-cpp-python's version: the converter must be the one of the same llama.cpp. An ExportError
+    when it is not installed, as on a machine set up to train alone: training goes on, export says what is missing."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        raise ExportError("llama-cpp-python is not installed: no GGUF export, quantization, verification or chat",
+                          LLAMA_CPP_INSTALL_HINT) from None
 
 
 def converter_dir() -> Path:
@@ -130,19 +138,26 @@ def _registry(folder: Path) -> dict[str, frozenset[str]]:
     return tables
 
 
+def fetched_converter() -> Path | None:
+    """The converter's folder when it is here to read (llama-cpp-python installed, its converter fetched); else None."""
+    try:
+        folder = converter_dir()
+    except ExportError:
+        return None
+    return folder if (folder / "conversion" / "__init__.py").is_file() else None
+
+
 def convertible_architectures() -> frozenset[str]:
     """The HF architecture classes (config.json `architectures`) the converter writes as text models; empty
     when the converter is not here."""
-    folder = converter_dir()
-    if not (folder / "conversion" / "__init__.py").is_file():
-        return frozenset()
-    return _registry(folder).get("TEXT_MODEL_MAP", frozenset())
+    folder = fetched_converter()
+    return _registry(folder).get("TEXT_MODEL_MAP", frozenset()) if folder else frozenset()
 
 
 def has_vision_projector(architecture: str) -> bool:
     """Whether the converter writes a vision projector (mmproj) file for checkpoints of `architecture`."""
-    folder = converter_dir()
-    return (folder / "conversion" / "__init__.py").is_file() and architecture in _registry(folder).get("MMPROJ_MODEL_MAP", ())
+    folder = fetched_converter()
+    return folder is not None and architecture in _registry(folder).get("MMPROJ_MODEL_MAP", ())
 
 
 def run_script(script: str, arguments: Sequence[str], what: str, log_file: Path) -> None:

@@ -55,3 +55,28 @@ def test_a_missing_converter_fails_with_the_command_that_fetches_it(home, monkey
     monkeypatch.setenv("TUNEFORGE_LLAMA_CPP", str(tmp_path / "no-llama.cpp"))
     (check,) = [check for check in run_checks() if check.name == "gguf converter"]
     assert check.status == "fail" and "tuneforge fetch-converter" in check.fix
+
+
+def test_a_machine_set_up_to_train_alone_trains_and_says_what_export_lacks(home, monkeypatch, tiny_config):
+    """Without llama-cpp-python (a GPU box where llama.cpp did not compile, say), a run is created with the export's
+    refusal recorded as a warning, and the doctor names the package, not a lookup error."""
+    import importlib.metadata
+
+    from tuneforge.core.api.runs import create_run
+    from tuneforge.core.events import Warned
+
+    installed = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "llama-cpp-python":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.delenv("TUNEFORGE_LLAMA_CPP", raising=False)
+    run = create_run(tiny_config(max_steps=2), home / "run")
+    warnings = [event for event in run.history().events if isinstance(event, Warned)]
+    assert warnings and "export" in warnings[0].error
+    (check,) = [check for check in run_checks() if check.name == "gguf converter"]
+    assert check.status == "fail" and "llama-cpp-python is not installed" in check.detail
+    assert check.fix.startswith("pip install llama-cpp-python")
