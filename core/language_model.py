@@ -29,6 +29,17 @@ def language_model_class(model_dir: str | Path) -> Any:
     return AutoModelForCausalLM
 
 
+def local_kernels_only() -> dict[str, Any]:
+    """The `from_pretrained` setting that keeps a model on the kernels installed here: transformers (5.25) otherwise
+    fetches layer kernels (RMSNorm, rotary embeddings) from the hub and runs them as a model loads on CUDA. tuneforge
+    runs no downloaded code unless asked, as with trust_remote_code, and a model loads the same offline. Setting
+    transformers' own USE_HUB_KERNELS leaves the choice to it."""
+    import os
+
+    return {} if "USE_HUB_KERNELS" in os.environ else {"use_kernels": False}
+
+
 def load_language_model(model_dir: str | Path, **settings: Any) -> Any:
-    """`model_dir` loaded by the class `language_model_class` picks; `settings` go to `from_pretrained`."""
-    return language_model_class(model_dir).from_pretrained(model_dir, **settings)
+    """`model_dir` loaded by the class `language_model_class` picks, on the kernels installed here; `settings` go to
+    `from_pretrained`."""
+    return language_model_class(model_dir).from_pretrained(model_dir, **local_kernels_only(), **settings)

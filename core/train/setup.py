@@ -42,12 +42,12 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     the compute dtype otherwise. The reward method gets a scalar-scoring head instead of the LM head."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..language_model import language_model_class
+    from ..language_model import language_model_class, local_kernels_only
 
     spec = method_spec(method)
     compute = torch_dtype(hardware.compute_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype("float32") if spec.weights == "whole" else compute,
-                              "trust_remote_code": trust_remote_code}
+                              "trust_remote_code": trust_remote_code, **local_kernels_only()}
     if spec.quantized_base:
         from transformers import BitsAndBytesConfig
 

@@ -240,3 +240,17 @@ def test_a_hub_download_reports_its_progress_and_lands_in_the_cache(home, tiny_l
     assert reports[0] == (0, total) and reports[-1] == (total, total)
     assert len(reports) > 2 and [done for done, _ in reports] == sorted(done for done, _ in reports)
     assert is_downloaded("org/model")
+
+
+def test_models_load_on_the_kernels_installed_here_unless_the_person_asks_for_hub_kernels(tiny_llama, monkeypatch):
+    """transformers would fetch layer kernels from the hub and run them as a model loads (on CUDA); tuneforge's
+    loaders, for training and for everything else, ask it not to unless USE_HUB_KERNELS says otherwise."""
+    from tuneforge.core.hardware import detect
+    from tuneforge.core.language_model import load_language_model
+    from tuneforge.core.train.setup import load_base_model
+
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    assert load_language_model(tiny_llama).use_kernels is False
+    assert load_base_model(resolve_model(str(tiny_llama)), "lora", detect()).use_kernels is False
+    monkeypatch.setenv("USE_HUB_KERNELS", "1")
+    assert load_language_model(tiny_llama).use_kernels is True  # the person's choice, as transformers reads it
