@@ -3,31 +3,50 @@
     python bench/train.py                          # the default model on a CPU, shipped Brindlewick data
     python bench/train.py --random-shape 0.5b      # a random-weight Qwen2.5-0.5B-shaped model (on a GPU)
     python bench/train.py --model PATH --steps 60
-    python bench/train.py --random-shape llama-3.1-8b-4l --method qlora --steps 20   # the GPU QLoRA bench
+    python bench/train.py --random-shape llama-3.1-8b-4l --method qlora --synthetic 256 --steps 30   # the GPU QLoRA bench
 
 Every side trains LoRA (rank 16, alpha 32, every linear layer) with the same learning rate,
 schedule, seed, batch and number of optimizer steps, on the same conversations, with the
 loss on the answers only; each side runs in its own process, so each peak memory is its own.
 The plain side is the script a person writes from TRL's documentation: a prompt/completion
 dataset, SFTConfig with the batch (and its default gradient checkpointing), and peft's
-LoraConfig. tuneforge runs twice, each as tuneforge starts training (on tcmalloc when it is
-installed): as it trains by default (auto-fit decides checkpointing), with checkpointing
-forced on (the plain side's memory regime), and with padding-free batches (each micro-batch's examples end to
-end in one row; the default on a GPU). tuneforge trains without replay here (it would add the base model's own
-answers to a small dataset), so that every side trains on the same conversations.
+LoraConfig. tuneforge runs as it starts training (on tcmalloc when it is installed), once as it
+trains by default (auto-fit decides checkpointing; padding-free batches on a GPU, padded ones on a
+CPU) and once per lever, each the default with one thing changed: the other kind of batches
+(padding-free: each micro-batch's examples end to end in one row), checkpointing forced on (the
+plain side's memory regime), and for QLoRA the fp32 upcast tuneforge dropped (peft's k-bit
+preparation, as tuneforge trained before). tuneforge trains without replay here (it would add the
+base model's own answers to a small dataset), so that every side trains on the same conversations.
 
 With `--method qlora` every side trains LoRA on a 4-bit nf4 base; the plain side loads it as TRL's QLoRA
 documentation does (BitsAndBytesConfig, double quantization, bf16 compute). `llama-3.1-8b-4l` is Llama 3.1 8B's
 widths and untied 128k vocabulary cut to four random layers, so that a step's LM head and embeddings weigh as
-they do in the real model.
+they do in the real model. `--synthetic N` trains on N generated conversations whose answers run from a few words
+to a few hundred (seeded), so that batches carry the padding that real chats of varied length do.
 
 Printed per side: non-padding tokens per second over the training steps (the first step,
 which includes warm-up, left out), peak memory (torch.cuda.max_memory_allocated on a GPU,
 peak RSS on a CPU), the mean loss of the last five steps, and utilisation: achieved FLOP/s
 (4 × parameters × tokens/s, the forward and input-gradient matmuls of adapter training)
 over the matmul peak measured on this machine; on a GPU also the peak reserved memory, and for tuneforge's
-sides the planner's figure; the first step's loss, which every side should share (a parity check). Then the
-ratios against the plain side.
+sides the planner's figure; the first step's loss, which every side should share (a parity check); the weights
+by dtype as each side trained them. Then the ratios against the plain side. A side that fails is reported
+with the end of its output, and the others still run.
+
+`--sides "plain;tuneforge, padded"` runs those sides alone, in that order. Each side's JSON line also holds every
+step's seconds and tokens, so warm-up stalls can be told from steady speed.
+
+On a GPU machine with no package index and no hub (how it was run, on an H200): the packages it lacks travel as
+wheels for its Python (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform
+manylinux2014_x86_64 ...`: transformers, peft, trl, accelerate, datasets, bitsandbytes, huggingface_hub and what they
+import, plus tuneforge's own wheel), installed with `pip install --no-index --no-deps --target DIR` and found through
+PYTHONPATH; the model is built there from its shape on the GPU, with `--tokenizer` naming a tokenizer folder carried
+along; and every side runs with `USE_HUB_KERNELS=0 HF_HUB_OFFLINE=1`, so that the plain script too runs on the
+kernels installed there (tuneforge asks transformers for no hub kernels; by default transformers fetches RMSNorm and
+rotary kernels from the hub as a model loads on CUDA, and without the `kernels` package it refuses to load):
+
+    USE_HUB_KERNELS=0 HF_HUB_OFFLINE=1 python bench/train.py --random-shape llama-3.1-8b-4l --tokenizer TOKENIZER \
+        --method qlora --synthetic 512 --steps 60     # about 4 minutes on an H200, the model's build included
 """
 
 from __future__ import annotations
@@ -48,11 +67,24 @@ from methods import SHAPES, random_model
 from tuneforge.core.allocator import training_environment
 
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
-CHECKPOINTED = "tuneforge, checkpointing"
-"""tuneforge with gradient checkpointing forced on, as TRL's SFTConfig has it by default: the plain side's memory regime."""
-PACKED = "tuneforge, padding-free"
-"""tuneforge with each micro-batch's examples end to end in one row (on by default on a GPU)."""
-SIDES = ("plain", "tuneforge", CHECKPOINTED, PACKED)
+LEVERS: dict[str, dict[str, bool]] = {
+    "tuneforge": {},
+    "tuneforge, padded": {"padding_free": False},
+    "tuneforge, padding-free": {"padding_free": True},
+    "tuneforge, checkpointing": {"checkpointing": True},
+    "tuneforge, fp32 upcast": {"upcast": True},
+}
+"""tuneforge's sides: its default, then the default with one lever moved (the batches, checkpointing, the upcast)."""
+SIDES = ("plain", *LEVERS)
+
+
+def sides_to_run(method: str, cuda: bool) -> list[str]:
+    """The sides that differ from one another here: the batching lever that is already the default is left out
+    (padding-free on a GPU, padded on a CPU), and the upcast is QLoRA's alone."""
+    default_batching = "tuneforge, padding-free" if cuda else "tuneforge, padded"
+    return [side for side in SIDES if side != default_batching and (method == "qlora" or side != "tuneforge, fp32 upcast")]
+
+
 LEARNING_RATE = 1e-3
 
 
@@ -90,7 +122,7 @@ def step_meter() -> Any:
             tokens, seconds = sum(self.tokens[1:]), sum(self.seconds[1:])  # step 1 includes warm-up
             last = self.losses[-5:]
             return {"tokens_per_second": tokens / seconds, "final_loss": sum(last) / len(last), "first_loss": self.losses[0],
-                    "steps": len(self.seconds)}
+                    "steps": len(self.seconds), "step_seconds": [round(t, 4) for t in self.seconds], "step_tokens": self.tokens}
 
     return StepMeter()
 
@@ -162,9 +194,11 @@ def dtypes(model: Any) -> str:
 
 
 def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: int, out: Path, method: str = "lora",
-                    checkpointing: bool | None = None, padding_free: bool | None = None) -> dict[str, Any]:
+                    checkpointing: bool | None = None, padding_free: bool | None = None,
+                    upcast: bool = False) -> dict[str, Any]:
     """The same job through tuneforge's own training path (`train_run`); `checkpointing` and `padding_free` None
-    leave them to tuneforge, as a run does by default."""
+    leave them to tuneforge, as a run does by default; `upcast` trains QLoRA as tuneforge did before it dropped
+    peft's k-bit preparation (every weight that is not 4-bit in fp32)."""
     from tuneforge.core.api.runs import create_run
     from tuneforge.core.config import RunConfig
     from tuneforge.core.train.runner import train_run
@@ -174,6 +208,8 @@ def train_tuneforge(model_path: str, data: Path, steps: int, batch: int, accum: 
                        eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, save_steps=steps, seed=42, replay=0,
                        gradient_checkpointing=checkpointing, padding_free=padding_free)
     run = create_run(config, out / f"tuneforge-{time.strftime('%H%M%S')}")
+    if upcast:
+        restore_kbit_upcast()
     meter, seen = step_meter(), dtypes_seen()
     result = train_run(run, echo=None, callbacks=[meter, seen])
     plan = run.history().plan
@@ -192,6 +228,46 @@ def dtypes_seen() -> Any:
             self.dtypes = dtypes(model)
 
     return DtypesSeen()
+
+
+def restore_kbit_upcast() -> None:
+    """Put back, in this process alone, what tuneforge's QLoRA did before: peft's k-bit preparation ahead of the
+    adapter, which casts the embeddings, an untied head and every norm to fp32."""
+    from peft import prepare_model_for_kbit_training
+
+    from tuneforge.core.train import runner
+
+    make_trainable = runner.make_trainable
+
+    def upcast_then_make_trainable(base: Any, config: Any, model: Any, gradient_checkpointing: bool) -> Any:
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
+        return make_trainable(base, config, model, gradient_checkpointing)
+
+    runner.make_trainable = upcast_then_make_trainable
+
+
+WORDS = ("the river mill ledger harbour copper lantern orchard winter ferry market charter bridge school valley stone "
+         "festival council weaver granary signal tower museum archive garden street north south east west old new "
+         "records show that during each season its people kept careful notes about trade weather boats and bread").split()
+
+
+def synthetic_chats(path: Path, count: int, seed: int = 0) -> Path:
+    """`count` conversations whose questions run from 4 to 40 words and answers from 4 to about 300 (log-uniform, so
+    short and long ones mix in every batch as real chats do), written to `path` as messages .jsonl."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+
+    def sentence(low: int, high: int) -> str:
+        length = int(math.exp(rng.uniform(math.log(low), math.log(high))))
+        return " ".join(rng.choice(WORDS) for _ in range(length)).capitalize() + "."
+
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(count):
+            chat = [{"role": "user", "content": sentence(4, 40)}, {"role": "assistant", "content": sentence(4, 300)}]
+            out.write(json.dumps({"messages": chat}) + "\n")
+    return path
 
 
 def matmul_peak_flops() -> float:
@@ -223,14 +299,13 @@ def child(args: argparse.Namespace) -> int:
     if args.side == "plain":
         figures = train_plain(*job)
     else:
-        figures = train_tuneforge(*job, checkpointing=True if args.side == CHECKPOINTED else None,
-                                  padding_free=True if args.side == PACKED else None)
+        figures = train_tuneforge(*job, **LEVERS[args.side])
     print("RESULT " + json.dumps(figures), flush=True)
     return 0
 
 
-def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one side in a child process and read its figures."""
+def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Run one side in a child process and read its figures; None, with its output's end on stderr, when it failed."""
     command = [sys.executable, __file__, "--side", side, "--model-path", model_path, "--data", str(args.data),
                "--steps", str(args.steps), "--batch", str(args.batch), "--grad-accum", str(args.grad_accum),
                "--out", str(args.out), "--method", args.method]
@@ -240,7 +315,7 @@ def run_side(side: str, model_path: str, args: argparse.Namespace) -> dict[str, 
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-        raise SystemExit(f"the {side} side failed (exit {done.returncode})")
+        return None
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
@@ -274,19 +349,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-shape", choices=sorted(SHAPES))
     parser.add_argument("--tokenizer", help="tokenizer folder for --random-shape (default: the default model's)")
     parser.add_argument("--data", type=Path, help="a messages .jsonl (default: the shipped brindlewick.jsonl)")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="train on N generated conversations of varied length")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench-train"))
     parser.add_argument("--method", choices=("lora", "qlora"), default="lora")
+    parser.add_argument("--sides", help=f"a subset, separated by semicolons, in the order to run (default: all that differ here): "
+                                         f"{'; '.join(SIDES)}")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.synthetic and not args.side:
+        args.data = synthetic_chats(args.out / f"synthetic-{args.synthetic}.jsonl", args.synthetic)
     if args.data is None:
         from tuneforge.core.demo import demo_file
 
         args.data = demo_file("brindlewick.jsonl")
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.side:
         return child(args)
     from tuneforge.core.models import resolve_model
@@ -297,11 +377,22 @@ def main(argv: list[str] | None = None) -> int:
         model_path = random_model(args.random_shape, args.out / f"random-{args.random_shape}", args.tokenizer)
     else:
         model_path = str(resolve_model(args.model).path)
-    results = {}
-    for side in SIDES:
+    import torch
+
+    results, failed = {}, []
+    chosen = [side.strip() for side in args.sides.split(";")] if args.sides else sides_to_run(args.method, torch.cuda.is_available())
+    if unknown := [side for side in chosen if side not in SIDES]:
+        parser.error(f"unknown side {', '.join(unknown)}: choose from {'; '.join(SIDES)}")
+    for side in chosen:
         print(f"--- {side}", flush=True)
-        results[side] = run_side(side, model_path, args)
-        print(f"    {json.dumps(results[side])}", flush=True)
+        figures = run_side(side, model_path, args)
+        print(f"    {json.dumps(figures) if figures else 'FAILED (its output is above)'}", flush=True)
+        if figures:
+            results[side] = figures
+        else:
+            failed.append(side)
+    if "plain" not in results:
+        raise SystemExit("the plain side failed: nothing to compare against")
     print()
     print(f"model {model_path} ({args.method}), {args.steps} steps, batch {args.batch} x {args.grad_accum}, data {args.data}")
     peak = matmul_peak_flops()
@@ -310,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     for side, figures in results.items():
         print(f"  {side}: {figures['dtypes']}")
     print(f"\nmatmul peak on this machine: {peak / 1e12:.3f} TFLOP/s")
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
