@@ -48,8 +48,10 @@ class Fit:
 
 
 def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape, *, batch_size: int,
-             seq_len: int, gradient_checkpointing: bool, answer_share: float = 1.0, checkpoint_every: int = 1) -> MemoryEstimate:
-    """The memory plan of `config` on `hardware` with this batch, length and checkpointing (of every n-th layer)."""
+             seq_len: int, gradient_checkpointing: bool, answer_share: float = 1.0, checkpoint_every: int = 1,
+             lengths: Sequence[int] = ()) -> MemoryEstimate:
+    """The memory plan of `config` on `hardware` with this batch, length and checkpointing (of every n-th layer); with
+    padding-free batches, the largest micro-batch the examples' `lengths` can make."""
     return estimate_training_memory(
         params_b, shape, method=resolve_method(config.method, hardware), batch_size=batch_size, seq_len=seq_len,
         lora_r=config.lora_r, gradient_checkpointing=gradient_checkpointing, on_gpu=hardware.cuda,
@@ -57,7 +59,14 @@ def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shap
         answer_share=answer_share, lora_targets=config.lora_targets, cpu_allocator=hardware.cpu_allocator,
         teacher_params_b=teacher_params_b(config), replay_kl=bool(config.replay and config.replay_kl),
         checkpoint_every=checkpoint_every,
+        packed_tokens=largest_packed_batch(lengths, batch_size, seq_len) if config.padding_free and lengths else None,
     )
+
+
+def largest_packed_batch(lengths: Sequence[int], batch_size: int, max_length: int) -> int:
+    """The most real tokens a padding-free micro-batch of `batch_size` examples can hold: its longest examples, each
+    cut at `max_length` (a padded batch holds batch_size × the longest; on chats of varied length, far more)."""
+    return sum(sorted(min(n, max_length) for n in lengths)[-batch_size:])
 
 
 def teacher_params_b(config: RunConfig) -> float | None:
@@ -99,7 +108,8 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
     for max_length in _length_candidates(longest, lengths):
         for every, size in order:
             plan = plan_for(config, hardware, params_b, shape, batch_size=size, seq_len=max_length,
-                            gradient_checkpointing=bool(every), answer_share=answer_share, checkpoint_every=every or 1)
+                            gradient_checkpointing=bool(every), answer_share=answer_share, checkpoint_every=every or 1,
+                            lengths=lengths)
             last = Fit(size, math.ceil(effective / size), max_length, bool(every), plan, checkpoint_every=every or 1,
                        truncated=sum(1 for n in lengths if n > max_length))
             if last.fits:
@@ -116,7 +126,7 @@ def settle(config: RunConfig, hardware: Hardware, params_b: float, shape: Shape,
     longest = _longest(config, lengths)
     checkpointing, every = bool(config.gradient_checkpointing), config.checkpoint_every or 1
     plan = plan_for(config, hardware, params_b, shape, batch_size=config.batch_size, seq_len=longest,
-                    gradient_checkpointing=checkpointing, answer_share=answer_share, checkpoint_every=every)
+                    gradient_checkpointing=checkpointing, answer_share=answer_share, checkpoint_every=every, lengths=lengths)
     return Fit(config.batch_size, config.grad_accum, longest, checkpointing, plan, checkpoint_every=every)
 
 

@@ -361,10 +361,12 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
                              freeze_layers: int = 2, compute_dtype: str | None = None,
                              answer_share: float = 1.0, teacher_params_b: float | None = None,
                              lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc",
-                             replay_kl: bool = False, checkpoint_every: int = 1) -> MemoryEstimate:
+                             replay_kl: bool = False, checkpoint_every: int = 1,
+                             packed_tokens: int | None = None) -> MemoryEstimate:
     """The memory one training step of `method` needs at its peak, as a breakdown.
 
-    `seq_len` is the longest batch's length (padding included) and `answer_share` the share of
+    `seq_len` is the longest batch's length (padding included); `packed_tokens`, for padding-free batches, the
+    tokens of the largest micro-batch end to end in its one row (the batch's rows hold no padding); `answer_share` the share of
     its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU;
     `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps; `replay_kl`, that
     replayed rows also pay a KL term to the base (train/replay_kl.py); `checkpoint_every` n, that checkpointing
@@ -387,9 +389,11 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     # AdamW's two fp32 moments, and the fp32 trained weights where the base weights do not hold them.
     trained_bytes = trained * (OPTIMIZER_BYTES_PER_PARAM + (0 if whole else 4))
 
-    # Preference methods run the chosen and the rejected answer through the model together.
-    tokens = batch_size * seq_len * (2 if spec.pairs_data else 1)
-    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, seq_len)
+    # Preference methods run the chosen and the rejected answer through the model together. A padding-free batch is one
+    # row of its examples' real tokens, and an eager attention's probabilities span that whole row.
+    tokens = (packed_tokens if packed_tokens is not None else batch_size * seq_len) * (2 if spec.pairs_data else 1)
+    row = packed_tokens if packed_tokens is not None else seq_len
+    per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, row)
     layers = min(freeze_layers, shape.layers) if spec.trains == "top_layers" else shape.layers
     residual_bytes = 4 if whole or not sixteen_bit else 2
     # A checkpointed layer keeps its input only, and its activations come back one layer at a time in the backward pass.

@@ -351,3 +351,18 @@ def test_a_batch_larger_than_the_data_is_planned_as_the_batch_that_can_happen():
     assert replayed.batch_size == 32 + len(replay_prompts()) and "up to" in note  # every replayed answer may share the step
     ordinary = settle_run(config.with_updates(batch_size=8), cpu(20), facts, (SMOL_PARAMS_B, SMOL))
     assert (ordinary.config.batch_size, ordinary.config.grad_accum) == (8, 2) and not any("more than" in n for n in ordinary.notes)
+
+
+def test_a_padding_free_batch_is_planned_as_its_longest_examples_end_to_end():
+    """One long example among short ones: a padded batch pays the long one's length on every row, a padding-free
+    batch only the tokens its longest examples hold, and the activations and logits follow that count."""
+    llama = CATALOG["llama-3.1-8b"]
+    lengths = [100] * 40 + [500]
+    common = dict(model="m", data="d", method="qlora", batch_size=8, auto_fit=False, gradient_checkpointing=False)
+    padded = settle(RunConfig(**common, padding_free=False), gpu(24), llama.params_b, llama.shape, lengths).plan
+    packed = settle(RunConfig(**common, padding_free=True), gpu(24), llama.params_b, llama.shape, lengths).plan
+    assert parts(packed)["activations"] == pytest.approx(parts(padded)["activations"] * (7 * 100 + 500) / (8 * 500))
+    assert parts(packed)["logits"] == pytest.approx(parts(padded)["logits"] * 1200 / 4000)
+    assert parts(packed)["base weights"] == parts(padded)["base weights"]
+    cut = settle(RunConfig(**common, padding_free=True, max_length=256), gpu(24), llama.params_b, llama.shape, lengths).plan
+    assert parts(cut)["activations"] == pytest.approx(parts(padded)["activations"] * (7 * 100 + 256) / (8 * 500))
