@@ -221,6 +221,9 @@ class RunConfig(BaseModel):
             raise ValueError(f"padding_free runs examples end to end in one row: it needs SFT or distillation without replay_kl "
                              f"(which compares rows) and not a prompt method, not {self.method}"
                              + (f" with replay_kl {self.replay_kl:g}" if self.replay_kl else ""))
+        if self.batch_size < method_spec(self.method).min_batch:
+            raise ValueError(f"method {self.method} needs batch_size {method_spec(self.method).min_batch} or more: its KL "
+                             "estimate pairs each answer with another row's prompt in the same micro-batch")
         if self.adapter_from and method_spec(self.method).weights == "whole":
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self

@@ -93,7 +93,7 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
     """
     effective = config.batch_size * config.grad_accum
     longest = _longest(config, lengths)
-    sizes = _halvings(config.batch_size)
+    sizes = _halvings(config.batch_size, method_spec(resolve_method(config.method, hardware)).min_batch)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
         allowed = [False, True] if method_spec(resolve_method(config.method, hardware)).can_checkpoint else [False]
@@ -153,11 +153,11 @@ def _longest(config: RunConfig, lengths: Sequence[int]) -> int:
     return min(config.max_length, max(lengths, default=config.max_length))
 
 
-def _halvings(size: int) -> list[int]:
-    """size, size/2, … down to 1 (rounded up)."""
+def _halvings(size: int, smallest: int = 1) -> list[int]:
+    """size, size/2, … down to `smallest` (rounded up)."""
     sizes = [size]
-    while sizes[-1] > 1:
-        sizes.append(math.ceil(sizes[-1] / 2))
+    while sizes[-1] > smallest:
+        sizes.append(max(smallest, math.ceil(sizes[-1] / 2)))
     return sizes
 
 

@@ -389,9 +389,10 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     # AdamW's two fp32 moments, and the fp32 trained weights where the base weights do not hold them.
     trained_bytes = trained * (OPTIMIZER_BYTES_PER_PARAM + (0 if whole else 4))
 
-    # Preference methods run the chosen and the rejected answer through the model together. A padding-free batch is one
-    # row of its examples' real tokens, and an eager attention's probabilities span that whole row.
-    tokens = (packed_tokens if packed_tokens is not None else batch_size * seq_len) * (2 if spec.pairs_data else 1)
+    # Preference methods run the chosen and the rejected answer through the model together, KTO each answer and a
+    # mismatched one. A padding-free batch is one row of its examples' real tokens, and an eager attention's
+    # probabilities span that whole row.
+    tokens = (packed_tokens if packed_tokens is not None else batch_size * seq_len) * spec.sequences_per_example
     row = packed_tokens if packed_tokens is not None else seq_len
     per_layer = activation_bytes_per_token(shape, method, lora_r, sixteen_bit, lora_targets, row)
     layers = min(freeze_layers, shape.layers) if spec.trains == "top_layers" else shape.layers

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Objective = Literal["sft", "dpo", "orpo", "simpo", "reward", "distill"]
+Objective = Literal["sft", "dpo", "orpo", "simpo", "kto", "reward", "distill"]
 Trains = Literal["lora", "ia3", "prefix", "ptuning", "prompt", "all", "top_layers"]
 Weights = Literal["adapter", "prompt", "whole"]
 WEIGHTS_OF: dict[str, Weights] = {"lora": "adapter", "ia3": "adapter", "prefix": "prompt", "ptuning": "prompt", "prompt": "prompt",
@@ -26,15 +26,16 @@ class MethodSpec:
     """One line for `--help` and the UI."""
     objective: Objective
     """What the loss is, and so which trainer runs (train/trainers.py): next-token SFT, a preference loss (DPO,
-    ORPO, SimPO), a reward ranking loss (with a scalar head in place of the LM head), or distillation."""
+    ORPO, SimPO), KTO's loss on answers labelled good or bad, a reward ranking loss (with a scalar head in place of
+    the LM head), or distillation."""
     trains: Trains
     """What it trains, and so which peft configuration wraps the base and what the planner counts: LoRA adapters,
     IA3 scaling vectors, prefixes, a prompt encoder's or plain virtual tokens, every weight, or the top layers."""
     learning_rate: float
     """Default peak learning rate for a small dataset (each family wants a very different one)."""
     beta: float | None = None
-    """A preference loss's strength when `beta` is left open (DPO's pull towards the base, ORPO's odds-ratio weight,
-    SimPO's reward scale); None for the others."""
+    """A preference loss's strength when `beta` is left open (DPO's and KTO's pull towards the base, ORPO's
+    odds-ratio weight, SimPO's reward scale); None for the others."""
     quantized_base: bool = False
     """The base loads in 4-bit nf4 (bitsandbytes) under the adapter: QLoRA."""
     dora: bool = False
@@ -67,6 +68,28 @@ class MethodSpec:
         """True when the method trains on chosen/rejected pairs rather than answers."""
         return self.objective in ("dpo", "orpo", "simpo", "reward")
 
+    @property
+    def labelled_data(self) -> bool:
+        """True when the method trains on answers labelled good or bad (KTO; pairs count as one of each)."""
+        return self.objective == "kto"
+
+    @property
+    def takes_records(self) -> bool:
+        """True when its trainer takes the records themselves (pairs, labelled answers) and applies the chat template;
+        otherwise tuneforge tokenizes and masks the answers it trains on."""
+        return self.pairs_data or self.labelled_data
+
+    @property
+    def sequences_per_example(self) -> int:
+        """How many sequences a step runs through the model per example: two for a pair (chosen and rejected) and
+        for KTO (the answer, and a mismatched one that estimates the KL term); one otherwise."""
+        return 2 if self.takes_records else 1
+
+    @property
+    def min_batch(self) -> int:
+        """The smallest micro-batch it trains with: KTO's KL term pairs each answer with another row's prompt."""
+        return 2 if self.labelled_data else 1
+
 
 AUTO_METHOD = {"gpu": "qlora", "cpu": "lora"}
 """What `auto` trains with: 4-bit QLoRA on a CUDA GPU, where it saves memory; LoRA on a CPU (see QLORA_ON_CPU)."""
@@ -97,6 +120,9 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     # SimPO's authors' beta (2.0, with the margin gamma = 0.5 × beta TRL sets); the rate is DPO's for LoRA, untuned.
     MethodSpec("simpo", "prefer chosen over rejected by length-normalised likelihood, no reference model (SimPO, LoRA)",
                "simpo", "lora", 5e-5, 2.0),
+    # KTO's beta as its authors and TRL set it; the rate is DPO's for LoRA, untuned.
+    MethodSpec("kto", "learn from answers labelled good or bad, one at a time: no pairs needed (KTO, LoRA)", "kto", "lora",
+               5e-5, 0.1),
     MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "lora", 2e-4),
     MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "lora", 1e-3),
 )}

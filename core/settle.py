@@ -256,6 +256,22 @@ def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) 
     return config.with_updates(**updates), note
 
 
+def require_labels(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
+    """KTO needs every answer labelled good or bad (chosen/rejected pairs count as one of each), in training and eval
+    data; the DataError names the first record without a label."""
+    for data in (loaded, eval_loaded):
+        if data is None or data.shape == "pairs":
+            continue
+        unlabelled = [example.source for example in data.examples if example.label is None]
+        if unlabelled:
+            more = f" and {len(unlabelled) - 1} more" if len(unlabelled) > 1 else ""
+            raise DataError(
+                f"{unlabelled[0]}{more}: method {method} trains on answers labelled good or bad, but this record has no label",
+                'add "label": true (a good answer) or false (a bad one) to every record, e.g. '
+                '{"prompt": "…", "completion": "…", "label": true}; chosen/rejected pairs work too',
+            )
+
+
 def require_pairs(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
     """Preference methods need chosen/rejected pairs in both training and eval data."""
     for data in (loaded, eval_loaded):

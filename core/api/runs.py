@@ -41,7 +41,7 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
     from ..hardware import detect
     from ..methods import method_spec
     from ..models import resolve_base
-    from ..settle import require_pairs, settle_run
+    from ..settle import require_labels, require_pairs, settle_run
     from ..tracking import require_trackers
     from ..train.preflight import check_training_inputs
 
@@ -50,6 +50,8 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
     loaded, eval_loaded = load_run_data(config)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
+    elif method_spec(config.method).labelled_data:
+        require_labels(loaded, eval_loaded, config.method)
     student = resolve_base(config)
     check_training_inputs(config, student)
     refusal = export_refusal(student.architecture)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..chat_templates import AUTO, END_OF_TURN_TOKENS, apply_chat_template_setting, end_of_turn_fix, end_of_turn_ids
 from ..errors import DataError
+from ..methods import method_spec
 from .formats import MAX_REPORTED_PROBLEMS, LoadedData, load_run_data
 from .records import Example
 
@@ -339,12 +340,16 @@ class DataRecipe:
     """Reasoning traces are trained (off: context only)."""
     chat_template: str = AUTO
     """The run's chat template setting (chat_templates.py)."""
+    bad_answers: bool = False
+    """Answers labelled bad are kept, for a method that learns from them (KTO); otherwise they are left out, since the
+    other methods would learn to give them."""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> DataRecipe:
         """The recipe a run's settings give (an `eval_split` left open must be settled first; None is taken as 0.1)."""
         split = config.eval_split if config.eval_split is not None else 0.1
-        return cls(config.max_length, split, config.seed, config.train_reasoning, config.chat_template)
+        return cls(config.max_length, split, config.seed, config.train_reasoning, config.chat_template,
+                   method_spec(config.method).labelled_data)
 
     def whole(self) -> DataRecipe:
         """The same recipe holding nothing out: for examples that only train (replayed and teacher answers)."""
@@ -359,6 +364,9 @@ def prepare(loaded: LoadedData, tokenizer: Any, recipe: DataRecipe, eval_loaded:
         eval_loaded.raise_for_problems()
     max_length = recipe.max_length
     train_examples, eval_examples = train_and_eval(loaded, eval_loaded, recipe.eval_split, recipe.seed)
+    if not recipe.bad_answers:
+        train_examples = [e for e in train_examples if e.label is not False]
+        eval_examples = [e for e in eval_examples if e.label is not False]
     if loaded.shape not in PLAIN_TEXT_SHAPES:
         apply_chat_template_setting(tokenizer, recipe.chat_template)
     train_all = tokenize_examples(train_examples, tokenizer, max_length, recipe.train_reasoning)

@@ -5,7 +5,9 @@ chat `messages`, ShareGPT `conversations`, Alpaca `instruction/input/output`,
 `prompt/completion`, and plain `text`. Every record becomes an `Example` holding either
 chat messages or raw text, tagged with the file and line it came from so problems can name
 it. A pair keeps its chosen answer as the last message and its rejected answer beside it,
-so the same file also trains the SFT methods on the chosen answers.
+so the same file also trains the SFT methods on the chosen answers. A chat record may carry a
+`label` (or a thumbs `rating`) saying its last answer is good or bad, as KTO's data does: the
+`kto` method learns from both, the SFT methods from the good ones alone.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Example:
     text: str | None = None
     rejected: str | None = None
     """For preference pairs: the rejected answer to the same prompt (the chosen one ends `messages`)."""
+    label: bool | None = None
+    """For feedback on one answer at a time (KTO): True when the answer ending `messages` is a good one, False when
+    bad; None when the record says neither."""
 
 
 class RecordError(ValueError):
@@ -92,7 +97,30 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         raise RecordError("no assistant turn: nothing to learn from this record")
     if all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
         raise RecordError("every assistant turn has weight 0: nothing to learn from this record")
-    return Example(where, messages=messages, tools=_tools(record))
+    return Example(where, messages=messages, tools=_tools(record), label=_label(record))
+
+
+LABEL_WORDS = {"good": True, "true": True, "yes": True, "positive": True, "up": True, "👍": True,
+               "bad": False, "false": False, "no": False, "negative": False, "down": False, "👎": False}
+"""How a `label` (or `rating`) may say good or bad in words, compared in lower case."""
+
+
+def _label(record: dict[str, Any]) -> bool | None:
+    """Whether the record's answer is labelled good or bad: `label` true/false (also 1/0 and LABEL_WORDS), or a thumbs
+    `rating` of 1 or -1 (a rating on a wider scale says no clear good or bad, so it is refused rather than guessed)."""
+    for name, numbers in (("label", {1: True, 0: False}), ("rating", {1: True, -1: False})):
+        value = record.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in numbers:
+            return numbers[int(value)]
+        if isinstance(value, str) and value.strip().lower() in LABEL_WORDS:
+            return LABEL_WORDS[value.strip().lower()]
+        expected = "true or false (also good/bad, 1/0)" if name == "label" else "1 (good) or -1 (bad)"
+        raise RecordError(f"field '{name}' is {value!r}; expected {expected}")
+    return None
 
 
 def _tools(record: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -29,7 +29,7 @@ from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..rank import is_main_process, process_rank
 from ..runs import BASE_RECORD, RunDir
-from ..settle import DataFacts, require_pairs, settle_eval_split, settle_run
+from ..settle import DataFacts, require_labels, require_pairs, settle_eval_split, settle_run
 from ..tracking import log_figures
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
@@ -219,6 +219,8 @@ def _load_inputs(run: RunDir, config: RunConfig, checkpoint: Any, echo: Callable
     loaded, eval_loaded = load_run_data(config)
     if method_spec(config.method).pairs_data:
         require_pairs(loaded, eval_loaded, config.method)
+    elif method_spec(config.method).labelled_data:
+        require_labels(loaded, eval_loaded, config.method)
 
     def downloaded(done: int, total: int) -> None:  # shown by the app's run view while the model is fetched
         if is_main_process():
@@ -369,9 +371,9 @@ def _round(value: float | None) -> float | None:
 def _training_sets(config: RunConfig, data: PreparedData, teacher: Any, inputs: Inputs,
                    echo: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
     """What the trainer consumes: tokenized answers (for distill, the teacher's own answers when asked, and
-    its answers to the general prompts), or the pair Examples split as `prepare` splits them."""
+    its answers to the general prompts), or the pair or labelled Examples split as `prepare` splits them."""
     loaded, eval_loaded, tokenizer = inputs.loaded, inputs.eval_loaded, inputs.tokenizer
-    if method_spec(config.method).pairs_data:
+    if method_spec(config.method).takes_records:
         return train_and_eval(loaded, eval_loaded, config.eval_split, config.seed)
     if teacher is None:
         return data.train, data.eval

@@ -1,7 +1,8 @@
 """One TRL trainer per objective, all sharing tuneforge's training arguments.
 
 sft and distill train on tokenized answers (SFTTrainer, or its distillation subclass);
-dpo, orpo and reward train on chosen/rejected pairs (DPOTrainer, ORPOTrainer, RewardTrainer).
+dpo, orpo, simpo and reward train on chosen/rejected pairs (DPOTrainer, ORPOTrainer, CPOTrainer, RewardTrainer);
+kto on answers labelled good or bad (KTOTrainer).
 """
 
 from __future__ import annotations
@@ -101,10 +102,37 @@ def pairs_dataset(examples: list[Example]) -> Any:
     return Dataset.from_list(rows)
 
 
+def labelled_rows(examples: list[Example], seed: int) -> list[dict[str, Any]]:
+    """Answers labelled good or bad in TRL's unpaired form (prompt, completion, label), a pair giving one of each,
+    shuffled once: KTO's trainer reads its rows in order (each row's KL estimate uses its neighbour's prompt)."""
+    import random
+
+    rows = []
+    for e in examples:
+        prompt, answer = (e.messages or [])[:-1], (e.messages or [])[-1:]
+        if e.rejected is not None:
+            rows.append({"prompt": prompt, "completion": answer, "label": True})
+            rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": e.rejected}], "label": False})
+        else:
+            rows.append({"prompt": prompt, "completion": answer, "label": bool(e.label)})
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def kto_weights(labels: list[bool]) -> tuple[float, float]:
+    """KTO's weights on good and bad answers: 1 and 1 while good answers number 1 to 4/3 times the bad ones (its
+    authors' range); otherwise the good answers' weight brings their total level with the bad ones'."""
+    good, bad = sum(labels), len(labels) - sum(labels)
+    if not good or not bad or 1 <= good / bad <= 4 / 3:
+        return 1.0, 1.0
+    return bad / good, 1.0
+
+
 def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer: Any, train: list[Any],
                   evaluation: list[Any], callbacks: list[Any], teacher: Any = None, replayed: list[Any] = ()) -> Any:
     """The trainer for `config.method`'s objective; `train`/`evaluation` are tokenized examples
-    (sft, distill) or pair Examples (dpo, orpo, reward); `replayed`, the replayed examples among `train`."""
+    (sft, distill) or pair and labelled Examples (dpo, orpo, simpo, kto, reward); `replayed`, the replayed examples
+    among `train`."""
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental; the warning says nothing to a user
@@ -133,6 +161,18 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
 
             trainer = DistillTrainer(args=sft_args, **datasets, **common, teacher=teacher,
                                      temperature=config.distill_temperature, weight=config.distill_weight)
+    elif objective == "kto":
+        from datasets import Dataset
+        from trl import KTOConfig, KTOTrainer
+
+        rows = labelled_rows(train, config.seed)
+        good, bad = kto_weights([row["label"] for row in rows])
+        evaluation_rows = labelled_rows(evaluation, config.seed) if evaluation else None
+        # With a peft model and no ref_model, the reference is the same model with its adapter off.
+        trainer = KTOTrainer(args=KTOConfig(**args, beta=config.beta, max_length=config.max_length, desirable_weight=good,
+                                            undesirable_weight=bad),
+                             train_dataset=Dataset.from_list(rows),
+                             eval_dataset=Dataset.from_list(evaluation_rows) if evaluation_rows else None, **common)
     else:
         datasets = dict(train_dataset=pairs_dataset(train), eval_dataset=pairs_dataset(evaluation) if evaluation else None)
         if objective == "dpo":
@@ -161,6 +201,8 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
 
 def held_out_accuracy(trainer: Any, objective: str) -> tuple[float | None, str | None]:
     """The last logged held-out accuracy and what it measures (None without eval data)."""
+    if objective not in ACCURACY_KEYS:  # KTO's answers come one at a time: there is no pair to rank
+        return None, None
     key, kind = ACCURACY_KEYS[objective]
     values = [entry[key] for entry in trainer.state.log_history if key in entry]
     return (round(float(values[-1]), 4), kind) if values else (None, None)

@@ -140,3 +140,34 @@ def test_broken_pairs_are_named_by_line(tmp_path):
     assert problems[0].startswith(f"{path}:2:") and "same answer" in problems[0]
     assert problems[1].startswith(f"{path}:3:") and "same conversation" in problems[1]
     assert problems[2].startswith(f"{path}:4:") and "'rejected' must be a string" in problems[2]
+
+
+def test_feedback_labels_read_in_every_usual_spelling_and_an_unclear_one_is_named_by_line(tmp_path):
+    """KTO's data: a good or bad label on each answer, as true/false, words, 1/0, or a thumbs rating of 1/-1."""
+    good, bad = {"prompt": "Hi", "completion": "Hello!"}, {"prompt": "Hi", "completion": "Go away."}
+    path = write_jsonl(tmp_path / "feedback.jsonl", [
+        {**good, "label": True}, {**good, "label": "Good"}, {**good, "label": 1}, {**good, "rating": 1}, {**good, "rating": "👍"},
+        {**bad, "label": False}, {**bad, "label": "bad"}, {**bad, "label": 0}, {**bad, "rating": -1}, {**bad, "label": None},
+        {**good, "rating": 4}, {**good, "label": "maybe"},
+    ])
+    loaded = load_examples(path)
+    assert [e.label for e in loaded.examples] == [True] * 5 + [False] * 4 + [None]
+    assert len(loaded.problems) == 2
+    assert loaded.problems[0].startswith(f"{path}:11:") and "'rating' is 4" in loaded.problems[0] and "-1 (bad)" in loaded.problems[0]
+    assert loaded.problems[1].startswith(f"{path}:12:") and "'label' is 'maybe'" in loaded.problems[1]
+
+
+def test_answers_labelled_bad_train_only_the_method_that_learns_from_them(tmp_path, default_model):
+    """SFT on thumbs-down answers would teach them: every method but KTO leaves them out."""
+    from tuneforge.core.config import RunConfig
+    from tuneforge.core.data.prepare import DataRecipe, prepare
+    from tuneforge.core.train.setup import load_tokenizer
+
+    path = write_jsonl(tmp_path / "feedback.jsonl", [
+        {"prompt": "Hi", "completion": "Hello!", "label": True}, {"prompt": "Hi", "completion": "Go away.", "label": False},
+        {"prompt": "Bye", "completion": "See you!"},
+    ])
+    tokenizer, loaded = load_tokenizer(default_model), load_examples(path)
+    for method, kept in (("lora", 2), ("kto", 3)):
+        recipe = DataRecipe.from_config(RunConfig(model="m", data=str(path), method=method, eval_split=0))
+        assert len(prepare(loaded, tokenizer, recipe).train) == kept, method

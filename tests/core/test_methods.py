@@ -152,6 +152,51 @@ def test_simpo_raises_the_chosen_over_rejected_margin_without_a_reference_model(
     assert result.accuracy_of == "pair accuracy" and result.eval_accuracy == 1.0
 
 
+@pytest.fixture()
+def labelled_file(tmp_path: Path) -> Path:
+    """Answers labelled one at a time, as thumbs up/down feedback comes: each fact good, a wrong one bad."""
+    path = tmp_path / "feedback.jsonl"
+    rows = []
+    for question, answer in FACTS:
+        rows.append({"prompt": question, "completion": answer, "label": True})
+        rows.append({"prompt": question, "completion": "It was painted red in 1802 by nobody.", "label": False})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_kto_learns_from_answers_labelled_good_or_bad(home, tiny_config, labelled_file):
+    run = create_run(tiny_config(method="kto", data=str(labelled_file), learning_rate=5e-3, epochs=5), home / "run")
+    assert run.load_config().beta == 0.1  # left open, beta is KTO's own
+    recorder = LogRecorder()
+    result = train_run(run, echo=None, callbacks=[recorder])
+    chosen, rejected = recorder.series("rewards/chosen"), recorder.series("rewards/rejected")
+    losses = list(step_losses(run).values())
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert chosen[-1] - rejected[-1] > chosen[0] - rejected[0] + 1.0, (chosen, rejected)  # good answers pulled above bad
+    assert result.eval_accuracy is None  # no pair to rank, so no accuracy is claimed
+
+
+def test_kto_takes_pairs_as_one_good_and_one_bad_answer_and_balances_the_labels(pairs_file):
+    from tuneforge.core.data.formats import load_examples
+    from tuneforge.core.train.trainers import kto_weights, labelled_rows
+
+    rows = labelled_rows(load_examples(str(pairs_file)).examples, seed=1)
+    assert len(rows) == 2 * len(FACTS) * 4 and sum(row["label"] for row in rows) == len(FACTS) * 4
+    assert [row["label"] for row in rows] != sorted(row["label"] for row in rows)  # shuffled: KTO reads rows in order
+    assert kto_weights([True] * 10 + [False] * 8) == (1.0, 1.0)  # within 1 to 4/3 good per bad
+    assert kto_weights([True] * 2 + [False] * 8) == (4.0, 1.0)  # the few good answers weigh as much as the bad
+    assert kto_weights([True] * 20 + [False] * 10) == (0.5, 1.0)
+
+
+def test_kto_needs_labels_and_a_batch_of_two_and_says_so_before_a_run_exists(home, tiny_config, facts_file):
+    with pytest.raises(DataError) as info:
+        create_run(tiny_config(method="kto"), home / "run")
+    assert f"{facts_file}:1" in info.value.message and "no label" in info.value.message and '"label": true' in info.value.hint
+    assert not (home / "run").exists()
+    with pytest.raises(ValueError, match="batch_size 2 or more"):
+        tiny_config(method="kto", batch_size=1)
+
+
 def test_reward_model_ranks_held_out_pairs_above_chance_and_cannot_chat(home, tiny_config, pairs_file):
     run = create_run(tiny_config(method="reward", data=str(pairs_file), eval_split=0.25, learning_rate=5e-3,
                                  forgetting_probe=True), home / "run")

@@ -366,3 +366,14 @@ def test_a_padding_free_batch_is_planned_as_its_longest_examples_end_to_end():
     assert parts(packed)["base weights"] == parts(padded)["base weights"]
     cut = settle(RunConfig(**common, padding_free=True, max_length=256), gpu(24), llama.params_b, llama.shape, lengths).plan
     assert parts(cut)["activations"] == pytest.approx(parts(padded)["activations"] * (7 * 100 + 256) / (8 * 500))
+
+
+def test_kto_is_planned_with_its_second_sequence_and_never_split_below_two_rows():
+    """Each KTO row runs its answer and a mismatched one (the KL estimate), and a micro-batch of one has no other row."""
+    spec = CATALOG["qwen2.5-7b"]
+    common = dict(model="m", data="d", batch_size=8, auto_fit=False, gradient_checkpointing=False)
+    kto = parts(settle(RunConfig(**common, method="kto"), gpu(80), spec.params_b, spec.shape, [512]).plan)
+    sft = parts(settle(RunConfig(**common, method="lora"), gpu(80), spec.params_b, spec.shape, [512]).plan)
+    assert kto["activations"] == pytest.approx(2 * sft["activations"])
+    fit = fit_training(RunConfig(model="m", data="d", method="kto", batch_size=8), gpu(17), spec.params_b, spec.shape, [4096])
+    assert fit.batch_size == 2 and not fit.fits  # the smallest candidate, which does not fit, is two rows, not one
