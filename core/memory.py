@@ -464,7 +464,7 @@ def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Sha
         # torch ops, which hold about five fp32 tile-sized temporaries. Plus fp32 gradients of
         # the projected hidden states.
         return tile * (2 if on_gpu else 20) + answers * shape.hidden * 8
-    # dpo, orpo, simpo, distill: fp32 logits, their log-softmax and its gradient.
+    # dpo, orpo, simpo, kto, distill: fp32 logits, their log-softmax and its gradient (not measured for kto).
     return tokens * shape.vocab * 12
 
 
