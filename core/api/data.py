@@ -33,6 +33,8 @@ class DataReport:
     problems: list[str]
     stats: DataStats | None
     preview: list[tuple[str, bool]] = field(default_factory=list)
+    labels: tuple[int, int] | None = None
+    """How many answers are labelled good and bad (feedback for KTO), when any record has a label."""
 
 
 def check_data(data: str | Path, model: str = "default", max_length: int = 512, eval_split: float | None = None,
@@ -50,7 +52,9 @@ def check_data(data: str | Path, model: str = "default", max_length: int = 512, 
     tokenizer = _tokenizer_of(model)
     prepared = prepare(loaded, tokenizer, DataRecipe(max_length, eval_split, seed, train_reasoning, chat_template))
     preview = trained_segments(prepared.train[0], tokenizer)
-    return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview)
+    labelled = [example.label for example in loaded.examples if example.label is not None]
+    labels = (sum(labelled), len(labelled) - sum(labelled)) if labelled else None
+    return DataReport(loaded.path, loaded.shape, [], prepared.stats, preview, labels)
 
 
 def prepare_documents(sources: list[str | Path], out_dir: str | Path, model: str = "default", chunk_tokens: int = 512,

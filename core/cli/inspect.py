@@ -77,6 +77,9 @@ def data_check(
     assert stats is not None
     lengths = stats.length_summary()
     say(f"records    {stats.records}")
+    if report.labels:
+        say(f"labels     {report.labels[0]} good / {report.labels[1]} bad: --method kto learns from both, "
+            "the other methods from the good ones alone")
     say(f"split      {stats.train_examples} train / {stats.eval_examples} eval")
     say(f"tokens     min {lengths['min']} · median {lengths['median']} · p95 {lengths['p95']} · max {lengths['max']}")
     say(f"truncated  {stats.truncated} of {len(stats.token_lengths)} at max_length {stats.max_length}"

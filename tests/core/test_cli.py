@@ -85,6 +85,16 @@ def test_data_check_reports_stats(home, default_model, capsys):
     assert "32 train / 4 eval" in capsys.readouterr().out
 
 
+def test_data_check_counts_feedback_labels(home, default_model, capsys, tmp_path):
+    feedback = tmp_path / "feedback.jsonl"
+    rows = [{"prompt": "Hi", "completion": "Hello!", "label": True}, {"prompt": "Hi", "completion": "Go away.", "label": False},
+            {"prompt": "Bye", "completion": "See you!", "label": True}]
+    feedback.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    assert main(["data", "check", str(feedback)]) == 0
+    out = capsys.readouterr().out
+    assert "2 good / 1 bad" in out and "kto" in out and "2 train / 0 eval" in out  # a run but kto leaves the bad one out
+
+
 @pytest.mark.parametrize(
     "args, code, fragment",
     [
