@@ -106,25 +106,25 @@ def auto_method(cuda: bool) -> str:
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("auto", f"{AUTO_METHOD['gpu']} on a CUDA GPU, {AUTO_METHOD['cpu']} on a CPU", "sft", "lora", 1e-3),
-    MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA)", "sft", "lora", 1e-3),
-    MethodSpec("qlora", "LoRA on a 4-bit nf4 base: the least memory (QLoRA)", "sft", "lora", 1e-3, quantized_base=True),
-    MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning", "sft", "lora", 1e-3, dora=True),
-    MethodSpec("ia3", "learned rescaling of keys, values and MLP activations (IA3): the fewest parameters", "sft", "ia3", 2e-2),
-    MethodSpec("full", "every weight: most capacity, ~16 bytes per parameter of memory, most forgetting", "sft", "all", 2e-5),
-    MethodSpec("freeze", "only the top layers (or parameters matching patterns); the rest frozen", "sft", "top_layers", 1e-4),
+    MethodSpec("lora", "low-rank adapters on every linear layer of a 16-bit base (LoRA): facts and style, when the model fits", "sft", "lora", 1e-3),
+    MethodSpec("qlora", "LoRA on a 4-bit nf4 base (QLoRA): the least memory, when the 16-bit model does not fit your GPU", "sft", "lora", 1e-3, quantized_base=True),
+    MethodSpec("dora", "LoRA with a learned magnitude per output (DoRA): closer to full fine-tuning, when LoRA learns too little", "sft", "lora", 1e-3, dora=True),
+    MethodSpec("ia3", "learned rescaling of keys, values and MLP activations (IA3): the fewest parameters, for light changes of style", "sft", "ia3", 2e-2),
+    MethodSpec("full", "every weight: most capacity, ~16 bytes per parameter of memory, most forgetting; for large datasets", "sft", "all", 2e-5),
+    MethodSpec("freeze", "only the top layers (or parameters matching patterns), the rest frozen: between LoRA and full in cost", "sft", "top_layers", 1e-4),
     MethodSpec("prefix", "learned key/value prefixes in every layer (prefix tuning); no GGUF", "sft", "prefix", 1e-2),
     MethodSpec("ptuning", "virtual input tokens from a small MLP encoder (P-tuning); no GGUF", "sft", "ptuning", 1e-2),
     MethodSpec("prompt", "learned virtual input tokens (prompt tuning); no GGUF", "sft", "prompt", 3e-2),
-    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA)", "dpo", "lora", 5e-5, 0.1),
-    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA)", "orpo", "lora", 5e-4, 0.1),
+    MethodSpec("dpo", "prefer chosen over rejected answers against the frozen base (DPO, LoRA): when you have better/worse pairs", "dpo", "lora", 5e-5, 0.1),
+    MethodSpec("orpo", "SFT on chosen answers plus an odds-ratio penalty on rejected ones (ORPO, LoRA): pairs, learned and preferred at once", "orpo", "lora", 5e-4, 0.1),
     # SimPO's authors' beta (2.0, with the margin gamma = 0.5 × beta TRL sets); the rate is DPO's for LoRA, untuned.
-    MethodSpec("simpo", "prefer chosen over rejected by length-normalised likelihood, no reference model (SimPO, LoRA)",
+    MethodSpec("simpo", "prefer chosen over rejected by length-normalised likelihood (SimPO, LoRA): pairs, no reference model, less memory",
                "simpo", "lora", 5e-5, 2.0),
     # KTO's beta as its authors and TRL set it; the rate is DPO's for LoRA, untuned.
-    MethodSpec("kto", "learn from answers labelled good or bad, one at a time: no pairs needed (KTO, LoRA)", "kto", "lora",
+    MethodSpec("kto", "learn from answers labelled good or bad one at a time (KTO, LoRA): thumbs up/down feedback, no pairs needed", "kto", "lora",
                5e-5, 0.1),
-    MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA); no GGUF", "reward", "lora", 2e-4),
-    MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA)", "distill", "lora", 1e-3),
+    MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA): to rank or filter answers; no GGUF", "reward", "lora", 2e-4),
+    MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA): a larger model's skill in a smaller one", "distill", "lora", 1e-3),
 )}
 """Every method, in the order the help and the UI list them."""
 
