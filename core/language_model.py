@@ -9,6 +9,7 @@ other: the language model is trained, and the vision tower is kept as it was.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,6 @@ def local_kernels_only() -> dict[str, Any]:
     fetches layer kernels (RMSNorm, rotary embeddings) from the hub and runs them as a model loads on CUDA. tuneforge
     runs no downloaded code unless asked, as with trust_remote_code, and a model loads the same offline. Setting
     transformers' own USE_HUB_KERNELS leaves the choice to it."""
-    import os
-
     return {} if "USE_HUB_KERNELS" in os.environ else {"use_kernels": False}
 
 
