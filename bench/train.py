@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         args.data = demo_file("brindlewick.jsonl")
     if args.side:
         return child(args)
+    chosen = [side.strip() for side in args.sides.split(";")] if args.sides else None
+    if chosen and (unknown := [side for side in chosen if side not in SIDES]):  # said before the model is built
+        parser.error(f"unknown side {', '.join(unknown)}: choose from {'; '.join(SIDES)}")
     from tuneforge.core.models import resolve_model
     from tuneforge.core.quiet import quiet_libraries
 
@@ -380,10 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results, failed = {}, []
-    chosen = [side.strip() for side in args.sides.split(";")] if args.sides else sides_to_run(args.method, torch.cuda.is_available())
-    if unknown := [side for side in chosen if side not in SIDES]:
-        parser.error(f"unknown side {', '.join(unknown)}: choose from {'; '.join(SIDES)}")
-    for side in chosen:
+    for side in chosen or sides_to_run(args.method, torch.cuda.is_available()):
         print(f"--- {side}", flush=True)
         figures = run_side(side, model_path, args)
         print(f"    {json.dumps(figures) if figures else 'FAILED (its output is above)'}", flush=True)

@@ -93,10 +93,11 @@ def fit_training(config: RunConfig, hardware: Hardware, params_b: float, shape: 
     """
     effective = config.batch_size * config.grad_accum
     longest = _longest(config, lengths)
-    sizes = _halvings(config.batch_size, method_spec(resolve_method(config.method, hardware)).min_batch)
+    spec = method_spec(resolve_method(config.method, hardware))
+    sizes = _halvings(config.batch_size, spec.min_batch)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
-        allowed = [False, True] if method_spec(resolve_method(config.method, hardware)).can_checkpoint else [False]
+        allowed = [False, True] if spec.can_checkpoint else [False]
     else:
         allowed = [checkpointing]
     spacings = (config.checkpoint_every,) if config.checkpoint_every else PARTIAL_CHECKPOINTING

@@ -256,6 +256,15 @@ def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) 
     return config.with_updates(**updates), note
 
 
+def require_method_data(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
+    """The data `method` trains on is there, in training and eval data: chosen/rejected pairs for the preference methods,
+    answers labelled good or bad for KTO; any records for the rest. One call for creating a run and for its child."""
+    if method_spec(method).pairs_data:
+        require_pairs(loaded, eval_loaded, method)
+    elif method_spec(method).labelled_data:
+        require_labels(loaded, eval_loaded, method)
+
+
 def require_labels(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
     """KTO needs every answer labelled good or bad (chosen/rejected pairs count as one of each), in training and eval
     data; the DataError names the first record without a label."""

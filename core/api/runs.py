@@ -39,19 +39,15 @@ def create_run(config: RunConfig, run_dir: Path | None = None, echo: Echo = None
     from ..errors import ExportError
     from ..events import Warned
     from ..hardware import detect
-    from ..methods import method_spec
     from ..models import resolve_base
-    from ..settle import require_labels, require_pairs, settle_run
+    from ..settle import require_method_data, settle_run
     from ..tracking import require_trackers
     from ..train.preflight import check_training_inputs
 
     config = config.with_absolute_paths(Path.cwd())  # the training child runs elsewhere: keep no relative path
     require_trackers(config.report_to)  # a tracker that cannot log is said now, not an hour into training
     loaded, eval_loaded = load_run_data(config)
-    if method_spec(config.method).pairs_data:
-        require_pairs(loaded, eval_loaded, config.method)
-    elif method_spec(config.method).labelled_data:
-        require_labels(loaded, eval_loaded, config.method)
+    require_method_data(loaded, eval_loaded, config.method)
     student = resolve_base(config)
     check_training_inputs(config, student)
     refusal = export_refusal(student.architecture)

@@ -29,7 +29,7 @@ from ..methods import method_spec
 from ..models import ResolvedModel, resolve_base
 from ..rank import is_main_process, process_rank
 from ..runs import BASE_RECORD, RunDir
-from ..settle import DataFacts, require_labels, require_pairs, settle_eval_split, settle_run
+from ..settle import DataFacts, require_method_data, settle_eval_split, settle_run
 from ..tracking import log_figures
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
@@ -217,10 +217,7 @@ def _load_inputs(run: RunDir, config: RunConfig, checkpoint: Any, echo: Callable
     """The data (read before the model: a typo should not cost a download), the base (downloaded as the app shows)
     and its tokenizer, the teacher; a resume is checked against what its checkpoint was trained with."""
     loaded, eval_loaded = load_run_data(config)
-    if method_spec(config.method).pairs_data:
-        require_pairs(loaded, eval_loaded, config.method)
-    elif method_spec(config.method).labelled_data:
-        require_labels(loaded, eval_loaded, config.method)
+    require_method_data(loaded, eval_loaded, config.method)
 
     def downloaded(done: int, total: int) -> None:  # shown by the app's run view while the model is fetched
         if is_main_process():
