@@ -81,6 +81,14 @@ class ChatModel:
         stopped = bool(new) and new[-1] in ends
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True).strip(), stopped)
 
+    def replies(self, conversations: list[list[dict[str, Any]]], max_new_tokens: int) -> list[Reply]:
+        """The greedy reply to each conversation, generated in batches (replies.py): an evaluation's questions
+        in a fraction of the time one at a time takes."""
+        from .replies import generate_replies
+
+        with self.model.disable_adapter() if self.active == "base" else contextlib.nullcontext():
+            return generate_replies(self.model, self.tokenizer, conversations, max_new_tokens)
+
     def stream(self, messages: list[dict[str, str]] | str, max_new_tokens: int = 96, *, temperature: float = 0.0,
                top_p: float = 1.0) -> Iterator[str]:
         """The reply as pieces, like GgufChat.stream (transformers generation gives it as one)."""

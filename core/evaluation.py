@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,10 @@ from .data.records import Example
 from .errors import DataError, GeneratorError, ModelError
 from .general_answers import KeptAnswers, general_questions
 from .judge import judge_answer
+from .models import resolve_model
 from .progress import Progress, ProgressCallback
+from .replies import GENERATION_BATCH
+from .reply import Reply
 from .runs import RunDir
 
 EVAL_FOLDER = "eval"
@@ -254,20 +257,15 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
             chat = opener()
             try:
                 model = EvaluatedModel(label, kind, source)
-                for question in questions:
-                    reply = chat.reply(question.messages, max_new_tokens)
+                for question, reply in zip(questions, _replies(chat, label, questions, max_new_tokens, progress, on_progress), strict=True):
                     model.answers.append(ModelAnswer(reply.text, reply.stopped, **asdict(score_answer(reply.text, question.reference))))
-                    progress.done += 1
-                    progress.detail = label
-                    if on_progress:
-                        on_progress(progress)
                 if kind != "gguf":
                     model.perplexity = general_perplexity(chat.model, chat.tokenizer)
                 if asking_everyday:
                     progress.detail = f"{label}: everyday questions"
                     if on_progress:
                         on_progress(progress)
-                    model.everyday = everyday_answers(chat)
+                    model.everyday = everyday_answers(chat, base_path=resolve_model(source).path if kind == "base" else None)
                     progress.done += everyday_count
             finally:
                 chat.close()
@@ -300,12 +298,30 @@ def _to_trackers(run: RunDir, report: EvalReport) -> None:
         log_eval_scores(run.path, trackers, scores, last.step if last else 0)
 
 
-def everyday_answers(chat: Any) -> list[str]:
-    """A chat model's answers to the everyday questions: a transformers model answers them in batches, a GGUF
-    one by one through llama.cpp, as a person would ask it."""
-    from .general_answers import ANSWER_TOKENS, conversations, general_questions, model_answers
+def _replies(chat: Any, label: str, questions: list[EvalQuestion], max_new_tokens: int, progress: Progress,
+             on_progress: ProgressCallback | None) -> Iterator[Reply]:
+    """`chat`'s reply to each question, progress counted as they come: a transformers model answers in batches,
+    a GGUF one by one through llama.cpp, as a person would ask it."""
+    progress.detail = label
+    batched = hasattr(chat, "replies")
+    step = GENERATION_BATCH if batched else 1
+    for start in range(0, len(questions), step):
+        asked = [question.messages for question in questions[start:start + step]]
+        yield from chat.replies(asked, max_new_tokens) if batched else [chat.reply(asked[0], max_new_tokens)]
+        progress.done += len(asked)
+        if on_progress:
+            on_progress(progress)
+
+
+def everyday_answers(chat: Any, base_path: Path | None = None) -> list[str]:
+    """A chat model's answers to the everyday questions: a transformers model answers them in batches (a base
+    model's read from the cache of its earlier answers, replies.py, when it gave them in this precision before),
+    a GGUF one by one through llama.cpp, as a person would ask it."""
+    from .general_answers import ANSWER_TOKENS, base_answers, conversations, general_questions, model_answers
 
     if hasattr(chat, "tokenizer"):
+        if base_path is not None:
+            return base_answers(chat.model, chat.tokenizer, base_path)
         return model_answers(chat.model, chat.tokenizer)
     return [chat.reply(conversation, ANSWER_TOKENS).text for conversation in conversations(general_questions())]
 

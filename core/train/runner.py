@@ -40,7 +40,7 @@ from .preflight import check_training_inputs
 from .recall import RecallStop
 from .replay import GENERAL_PROMPTS, base_replay_examples, general_examples, general_prompts, within_budget
 from .resume import check_resume, fingerprint, record
-from .setup import load_base_model, load_tokenizer, make_trainable, parameter_count
+from .setup import load_base_model, load_tokenizer, lora_merged, make_trainable, parameter_count
 from .trainers import build_trainer, held_out_accuracy, training_arguments
 
 
@@ -317,7 +317,8 @@ def _finish(run: RunDir, settled: Settled, inputs: Inputs, model: Model, trainin
     kept = None
     if model.answers_before is not None and not training.split:
         echo("forgetting probe: the tuned model answers the everyday questions …")  # a minute on a CPU: say so
-        answers_after = model_answers(model.model, tokenizer)
+        with lora_merged(model.model) as tuned:
+            answers_after = model_answers(tuned, tokenizer)
         kept = compare_answers(general_questions(), model.answers_before, answers_after)
         write_answers(run.path / GENERAL_ANSWERS_FILE, model.answers_before, answers_after, kept)
         echo(f"forgetting probe: {kept.summary()}" + "".join(f"\n  lost: {item.question} → {item.after}" for item in kept.lost))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,27 @@ def keep_4bit_layout(model: Any) -> None:
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
+
+
+@contextmanager
+def lora_merged(model: Any) -> Iterator[Any]:
+    """`model` with its trained LoRA added into the base weights while the block runs (peft's merge_adapter), taken out
+    after: the tuned model then generates at its base's speed, where each LoRA layer's two extra small matmuls in every
+    decoding step made the forgetting probe take 1.8× its base's time on a CPU (46 s against 26 s, SmolLM2-135M). The
+    answers are the merged model's, which is what is exported. A quantized base, another kind of adapter or a model
+    without one runs unchanged. Taking the LoRA out again rounds the base in 16 bits: for the end of a run only."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraModel
+
+    mergeable = (isinstance(model, PeftModel) and isinstance(model.base_model, LoraModel)
+                 and getattr(model.base_model.model, "hf_quantizer", None) is None)
+    if mergeable:
+        model.merge_adapter()
+    try:
+        yield model
+    finally:
+        if mergeable:
+            model.unmerge_adapter()
 
 
 def make_trainable(base: Any, config: RunConfig, model: ResolvedModel, gradient_checkpointing: bool) -> Any:

@@ -145,3 +145,19 @@ def test_a_judge_that_cannot_answer_is_said_before_any_model_answers(tiny_config
     assert not answered and not (run.path / "eval").exists()
     with pytest.raises(GeneratorError, match="--judge missing.gguf: no such file"):
         evaluate_run(run.path, judge="missing.gguf")
+
+
+def test_a_transformers_model_answers_the_questions_in_batches_as_it_does_one_by_one(home, tiny_llama, monkeypatch):
+    from tuneforge.core import replies
+    from tuneforge.core.chat import load_transformers_chat
+    from tuneforge.core.evaluation import everyday_answers
+    from tuneforge.core.general_answers import conversations, general_questions
+
+    chat = load_transformers_chat(str(tiny_llama))
+    asked = conversations(general_questions()[:20])  # more than one batch, of unequal lengths
+    assert [reply.text for reply in chat.replies(asked, 12)] == [chat.reply(question, 12).text for question in asked]
+
+    # The base's everyday answers are asked once: a later evaluation reads them back.
+    first = everyday_answers(chat, base_path=tiny_llama)
+    monkeypatch.setattr(replies, "generate_replies", lambda *args: pytest.fail("the base was asked again"))
+    assert everyday_answers(chat, base_path=tiny_llama) == first

@@ -253,3 +253,39 @@ def test_replay_kl_holds_the_replayed_rows_to_the_base(home, tiny_config, monkey
     # adapter has moved (LoRA starts as the identity), positive once it has.
     assert len(logs.kl) >= 2
     assert logs.kl[0] == pytest.approx(0.0, abs=1e-6) and logs.kl[-1] > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_tuned_model_answers_the_probe_as_merged_and_its_weights_come_back_after(tiny_llama, smol_tokenizer, dtype):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tuneforge.core.language_model import load_language_model
+    from tuneforge.core.replies import generate_replies
+    from tuneforge.core.train.setup import lora_merged
+
+    torch.manual_seed(0)
+    base = load_language_model(tiny_llama, dtype=getattr(torch, dtype))
+    model = get_peft_model(base, LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))
+    before = {name: weight.clone() for name, weight in model.named_parameters() if "lora" not in name}
+    conversation = [[{"role": "user", "content": "What colour is the door?"}]]
+    ids = smol_tokenizer.apply_chat_template(conversation[0], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        unmerged_logits = model(**ids).logits.float()
+    unmerged = generate_replies(model, smol_tokenizer, conversation, 12)
+
+    with lora_merged(model) as tuned, torch.inference_mode():
+        assert tuned.base_model.model.model.layers[0].self_attn.q_proj.merged  # the LoRA is inside the base weights
+        merged_logits = tuned(**ids).logits.float()
+        merged = generate_replies(tuned, smol_tokenizer, conversation, 12)
+
+    if dtype == "float32":  # the same model: in 16 bits, the merged weights are rounded and the answers may move
+        assert (merged_logits - unmerged_logits).abs().max() < 1e-4
+        assert merged == unmerged
+    else:
+        agree = (merged_logits.argmax(-1) == unmerged_logits.argmax(-1)).float().mean()
+        assert agree > 0.9  # a random model's flat logits: a near tie flips
+    assert not model.base_model.model.model.layers[0].self_attn.q_proj.merged
+    for name, weight in model.named_parameters():  # taken out again: the base as it was, to the rounding of its dtype
+        if "lora" not in name:
+            assert torch.allclose(weight, before[name], rtol=0, atol=1e-6 if dtype == "float32" else 2e-2), name
