@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .methods import METHODS, method_spec
+from .rewards import Reward, reward_fields, with_absolute_file
 
 ChatTemplate = Literal["auto", "chatml", "gemma", "gemma4", "llama3", "phi3", "mistral"]
 """Every `chat_template` setting; tuneforge.core.chat_templates holds each (a test keeps the two lists equal)."""
@@ -161,6 +162,16 @@ class RunConfig(BaseModel):
     distill_general: int = Field(0, ge=0)
     """distill: also learn the teacher's answers to this many of tuneforge's 60 general chat prompts, so the
     student keeps the teacher's general chat while it learns the data (0 = off; `tuneforge shrink` heals with all 60)."""
+    rewards: list[Reward] = Field(default_factory=list)
+    """grpo: what the sampled answers are rewarded for, each `[WEIGHT*]KIND[:ARGUMENT]`: exact, contains,
+    numeric[:TOLERANCE], regex:PATTERN, json[:SCHEMA], length:MIN-MAX, ends_turn, code:FILE[:FUNCTION], judge:GENERATOR
+    (core/rewards.py). Empty = contains and ends_turn."""
+    allow_code: bool = False
+    """grpo: run the Python file a `code:` reward names. It is code: off unless you trust the file."""
+    num_generations: int = Field(4, ge=2)
+    """grpo: answers sampled for each prompt; each is rewarded against the others of its group."""
+    max_completion_length: int = Field(96, ge=8)
+    """grpo: the most tokens a sampled answer may have (an answer cut there has not ended its turn)."""
     replay: float | None = Field(None, ge=0)
     """Replay: the base model's own answers to tuneforge's general chat prompts and everyday questions train beside
     the data, this many tokens of them for every token of the data, so it keeps what it knew (answers that do not
@@ -197,6 +208,11 @@ class RunConfig(BaseModel):
             raise ValueError(f"Input should be one of {', '.join(METHODS)}")
         return method
 
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _written_rewards(cls, rewards: Any) -> Any:
+        return [reward_fields(reward) for reward in rewards] if isinstance(rewards, list) else rewards
+
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
         if self.early_stopping_patience and self.eval_split == 0 and not self.eval_data:
@@ -224,6 +240,12 @@ class RunConfig(BaseModel):
         if self.batch_size < method_spec(self.method).min_batch:
             raise ValueError(f"method {self.method} needs batch_size {method_spec(self.method).min_batch} or more: its KL "
                              "estimate pairs each answer with another row's prompt in the same micro-batch")
+        samples = method_spec(self.method).objective == "grpo"
+        if (self.rewards or self.allow_code) and not samples:
+            raise ValueError(f"rewards and allow_code are used by method grpo, not {self.method}")
+        if samples and (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(f"grpo rewards each answer against the {self.num_generations} of its group: batch_size × grad_accum "
+                             f"({self.batch_size} × {self.grad_accum}) must be a multiple of num_generations")
         if self.adapter_from and method_spec(self.method).weights == "whole":
             raise ValueError(f"adapter_from continues an adapter; method {self.method} trains the model's own weights")
         return self
@@ -248,8 +270,9 @@ class RunConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
     def with_absolute_paths(self, base: Path) -> RunConfig:
-        """A copy whose relative file and folder settings are made absolute against `base`."""
-        return self.model_copy(update=absolute_paths({name: getattr(self, name) for name in PATH_SETTINGS}, base))
+        """A copy whose relative file and folder settings (and reward files) are made absolute against `base`."""
+        return RunConfig.from_dict({**self.model_dump(), **absolute_paths({name: getattr(self, name) for name in PATH_SETTINGS}
+                                                                          | {"rewards": self.model_dump()["rewards"]}, base)})
 
     def with_updates(self, **changes: Any) -> RunConfig:
         """A validated copy with some fields changed."""
@@ -265,6 +288,8 @@ def absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
         value = resolved.get(name)
         if isinstance(value, str) and _names_a_path(value, base):
             resolved[name] = str((Path(base) / Path(value).expanduser()).resolve())
+    if isinstance(resolved.get("rewards"), list):
+        resolved["rewards"] = [with_absolute_file(reward, Path(base)) for reward in resolved["rewards"]]
     return resolved
 
 

@@ -75,6 +75,12 @@ def print_error(exc: TuneforgeError) -> None:
         print(f"hint: {exc.hint}", file=sys.stderr, flush=True)
 
 
+class RewardError(TuneforgeError):
+    """A GRPO reward failed: it raised, or returned something other than a number per answer (core/rewards.py)."""
+
+    exit_code = 3
+
+
 class TrainingStopped(TuneforgeError):
     """Training was stopped on request (Ctrl-C, SIGTERM, Stop in the UI) after a checkpoint."""
 

@@ -154,6 +154,24 @@ class Step(Event):
     grad_norm: float | None = None
     tokens_per_second: float = 0.0
     memory_gb: float | None = None
+    reward: float | None = None
+    """GRPO: the mean weighted reward of the step's sampled answers."""
+    rewards: dict[str, float] | None = None
+    """GRPO: each reward's mean over the step's sampled answers, by the reward's name."""
+    kl: float | None = None
+    """GRPO: the mean KL of the sampled answers from the base's (when beta is above 0)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampled(Event):
+    """Some answers a GRPO step sampled, with each reward's score of them: what a person reads to see what is rewarded."""
+
+    kind: ClassVar[str] = "sampled"
+    step: int = 0
+    prompts: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    rewards: dict[str, list[float | None]] = field(default_factory=dict)
+    """Each reward's score of each answer (None where it scores nothing, such as a prompt without a reference)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,7 +303,7 @@ class Shrunk(Event):
 
 
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    Launched, Started, Planned, Downloading, Step, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported,
+    Launched, Started, Planned, Downloading, Step, Sampled, Evaluated, Recalled, CheckpointSaved, Warned, Stopped, Failed, Finished, Merged, Exported,
     Shrunk)}
 """Each kind's name in events.jsonl and its class."""
 
@@ -360,6 +378,7 @@ class RunHistory:
         self.download: Downloading | None = None
         """The newest report of the base model's download."""
         self.steps: list[Step] = []
+        self.samples: list[Sampled] = []
         self.evals: list[Evaluated] = []
         self.first_step: int | None = None
         """The step the latest (re)start continued from: the pace since then gives the ETA."""
@@ -396,6 +415,8 @@ class RunHistory:
             self.steps.append(event)
             if self.first_step is None:
                 self.first_step = event.step - 1
+        elif isinstance(event, Sampled):
+            self.samples.append(event)
         elif isinstance(event, Evaluated):
             self.evals.append(event)
         elif isinstance(event, Planned):

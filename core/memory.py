@@ -464,6 +464,8 @@ def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Sha
         # torch ops, which hold about five fp32 tile-sized temporaries. Plus fp32 gradients of
         # the projected hidden states.
         return tile * (2 if on_gpu else 20) + answers * shape.hidden * 8
+    if objective == "grpo":  # TRL projects only the sampled answers' positions: fp32 logits, log-softmax and gradient
+        return max(1.0, tokens * answer_share) * shape.vocab * 12
     # dpo, orpo, simpo, kto, distill: fp32 logits, their log-softmax and its gradient (not measured for kto).
     return tokens * shape.vocab * 12
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Objective = Literal["sft", "dpo", "orpo", "simpo", "kto", "reward", "distill"]
+Objective = Literal["sft", "dpo", "orpo", "simpo", "kto", "grpo", "reward", "distill"]
 Trains = Literal["lora", "ia3", "prefix", "ptuning", "prompt", "all", "top_layers"]
 Weights = Literal["adapter", "prompt", "whole"]
 WEIGHTS_OF: dict[str, Weights] = {"lora": "adapter", "ia3": "adapter", "prefix": "prompt", "ptuning": "prompt", "prompt": "prompt",
@@ -26,8 +26,8 @@ class MethodSpec:
     """One line for `--help` and the UI."""
     objective: Objective
     """What the loss is, and so which trainer runs (train/trainers.py): next-token SFT, a preference loss (DPO,
-    ORPO, SimPO), KTO's loss on answers labelled good or bad, a reward ranking loss (with a scalar head in place of
-    the LM head), or distillation."""
+    ORPO, SimPO), KTO's loss on answers labelled good or bad, GRPO's on sampled answers scored by rewards, a reward
+    ranking loss (with a scalar head in place of the LM head), or distillation."""
     trains: Trains
     """What it trains, and so which peft configuration wraps the base and what the planner counts: LoRA adapters,
     IA3 scaling vectors, prefixes, a prompt encoder's or plain virtual tokens, every weight, or the top layers."""
@@ -35,7 +35,7 @@ class MethodSpec:
     """Default peak learning rate for a small dataset (each family wants a very different one)."""
     beta: float | None = None
     """A preference loss's strength when `beta` is left open (DPO's and KTO's pull towards the base, ORPO's
-    odds-ratio weight, SimPO's reward scale); None for the others."""
+    odds-ratio weight, SimPO's reward scale, GRPO's KL to the base); None for the others."""
     quantized_base: bool = False
     """The base loads in 4-bit nf4 (bitsandbytes) under the adapter: QLoRA."""
     dora: bool = False
@@ -74,16 +74,22 @@ class MethodSpec:
         return self.objective == "kto"
 
     @property
+    def samples_answers(self) -> bool:
+        """True when it trains on answers it samples itself and rewards (GRPO): its data is prompts, with or
+        without reference answers."""
+        return self.objective == "grpo"
+
+    @property
     def takes_records(self) -> bool:
-        """True when its trainer takes the records themselves (pairs, labelled answers) and applies the chat template;
-        otherwise tuneforge tokenizes and masks the answers it trains on."""
-        return self.pairs_data or self.labelled_data
+        """True when its trainer takes the records themselves (pairs, labelled answers, prompts) and applies the chat
+        template; otherwise tuneforge tokenizes and masks the answers it trains on."""
+        return self.pairs_data or self.labelled_data or self.samples_answers
 
     @property
     def sequences_per_example(self) -> int:
         """How many sequences a step runs through the model per example: two for a pair (chosen and rejected) and
         for KTO (the answer, and a mismatched one that estimates the KL term); one otherwise."""
-        return 2 if self.takes_records else 1
+        return 2 if self.pairs_data or self.labelled_data else 1
 
     @property
     def min_batch(self) -> int:
@@ -123,6 +129,10 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     # KTO's beta as its authors and TRL set it; the rate is DPO's for LoRA, untuned.
     MethodSpec("kto", "learn from answers labelled good or bad one at a time (KTO, LoRA): thumbs up/down feedback, no pairs needed", "kto", "lora",
                5e-5, 0.1),
+    # GRPO's KL weight as its paper (DeepSeekMath) set it; TRL's default 0 drops the reference, and with it the pull
+    # towards what the base knew. The rate is measured with bench/grpo.py on the built-in model.
+    MethodSpec("grpo", "sample answers and learn from the ones your rewards score higher (GRPO, LoRA): a checkable answer, "
+               "a format, a length; prompts with or without reference answers", "grpo", "lora", 2e-5, 0.04),
     MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA): to rank or filter answers; no GGUF", "reward", "lora", 2e-4),
     MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA): a larger model's skill in a smaller one", "distill", "lora", 1e-3),
 )}

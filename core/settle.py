@@ -28,6 +28,7 @@ from .config import (
     SMALL_DATASET,
     RunConfig,
 )
+from .data.prepare import PLAIN_TEXT_SHAPES
 from .errors import DataError
 from .hardware import Hardware, resolve_method
 from .methods import method_spec, trains_lora
@@ -60,8 +61,6 @@ class DataFacts:
     @classmethod
     def measured(cls, stats: DataStats, chat_model: bool = True) -> DataFacts:
         """The facts of a tokenized dataset (for a model with or without a chat template of its own)."""
-        from .data.prepare import PLAIN_TEXT_SHAPES
-
         return cls(stats.token_lengths, stats.answer_share, stats.train_examples, stats.eval_examples > 0,
                    stats.shape not in PLAIN_TEXT_SHAPES, chat_model)
 
@@ -163,15 +162,15 @@ def settle_eval_split(config: RunConfig, examples: int, shape: str) -> RunConfig
     `eval_split: None` holds nothing out of a dataset of answers under SMALL_DATASET examples trained by SFT,
     unless early stopping on eval loss is asked for (or the recall stop refused). Such a dataset is a set of
     things to learn: a held-out fact is one the model never sees (bench/defaults.py: 3 of 24 facts lost),
-    and the recall stop, not an eval loss on other facts, says when to stop. Anything else holds out
-    DEFAULT_EVAL_SPLIT."""
-    from .data.prepare import PLAIN_TEXT_SHAPES
-
+    and the recall stop, not an eval loss on other facts, says when to stop. GRPO holds nothing out either: its
+    measure is the reward of what it samples while it trains, and held-out prompts would be sampled again at every
+    evaluation. Anything else holds out DEFAULT_EVAL_SPLIT."""
     if config.eval_split is not None:
         return config
     answers = shape not in PLAIN_TEXT_SHAPES and shape != "pairs"
     learn_all = (answers and examples < SMALL_DATASET and method_spec(config.method).objective in ("sft", "distill")
                  and not config.early_stopping_patience and config.stop_when_recalled is not False)
+    learn_all = learn_all or (method_spec(config.method).samples_answers and not config.early_stopping_patience)
     return config.with_updates(eval_split=0.0 if learn_all else DEFAULT_EVAL_SPLIT)
 
 
@@ -259,10 +258,21 @@ def settle_stopping(config: RunConfig, data: DataFacts, can_check: bool = True) 
 def require_method_data(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:
     """The data `method` trains on is there, in training and eval data: chosen/rejected pairs for the preference methods,
     answers labelled good or bad for KTO; any records for the rest. One call for creating a run and for its child."""
-    if method_spec(method).pairs_data:
+    spec = method_spec(method)
+    if spec.pairs_data:
         require_pairs(loaded, eval_loaded, method)
-    elif method_spec(method).labelled_data:
+    elif spec.labelled_data:
         require_labels(loaded, eval_loaded, method)
+    for data in (loaded, eval_loaded):
+        if data is None:
+            continue
+        if spec.samples_answers and data.shape in PLAIN_TEXT_SHAPES:
+            raise DataError(f"{data.path}: method {method} samples answers to prompts, but this is '{data.shape}' data",
+                            'write one prompt a line, with its reference answer when it has one: '
+                            '{"prompt": "…", "completion": "reference answer"} or {"prompt": "…"}')
+        if not spec.samples_answers and data.shape == "prompts":
+            raise DataError(f"{data.path}: these are prompts without answers; method {method} learns from answers",
+                            "add each prompt's answer as 'completion', or train on prompts alone with --method grpo")
 
 
 def require_labels(loaded: LoadedData, eval_loaded: LoadedData | None, method: str) -> None:

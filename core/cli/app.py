@@ -52,6 +52,14 @@ ChatTemplateOption = Annotated[str | None, typer.Option(
 ReplayOption = Annotated[float | None, typer.Option(
     help="Tokens of the base model's own answers replayed per token of data, so it keeps what it knew "
          "(default: 1 for under 1,000 examples of answers; 0 = off).")]
+RewardOption = Annotated[list[str] | None, typer.Option(
+    "--reward", help="grpo: what sampled answers are rewarded for, [WEIGHT*]KIND[:ARGUMENT] (repeatable): exact, contains, "
+                     "numeric[:TOLERANCE], regex:PATTERN, json[:SCHEMA], length:MIN-MAX, ends_turn, code:FILE[:FUNCTION], "
+                     "judge:GENERATOR (default: contains and ends_turn).")]
+AllowCodeOption = Annotated[bool | None, typer.Option(
+    "--allow-code", help="grpo: run the Python file a code: reward names (it is code: only a file you trust).")]
+GenerationsOption = Annotated[int | None, typer.Option(help="grpo: answers sampled per prompt (default 4).")]
+CompletionOption = Annotated[int | None, typer.Option(help="grpo: the most tokens a sampled answer may have (default 96).")]
 ReportToOption = Annotated[str | None, typer.Option(
     help="Experiment trackers to log to, comma-separated: tensorboard, trackio, wandb, mlflow (TensorBoard and trackio "
          "write into the run folder; `pip install 'tuneforge[tracking]'`).")]

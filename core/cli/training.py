@@ -14,20 +14,24 @@ from ..errors import ConfigError, ExportError
 from ..methods import method_help
 from .app import (
     AdapterFromOption,
+    AllowCodeOption,
     ChatTemplateOption,
     ColumnOption,
+    CompletionOption,
     ConfigOption,
     DataOption,
     DataSplitOption,
     EpochsOption,
     EvalDataOption,
     EvalDataSplitOption,
+    GenerationsOption,
     LrOption,
     MaxLengthOption,
     MethodOption,
     ModelOption,
     ReplayOption,
     ReportToOption,
+    RewardOption,
     TeacherOption,
     app,
     columns_option,
@@ -74,6 +78,10 @@ def train(
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
     replay: ReplayOption = None,
+    reward: RewardOption = None,
+    allow_code: AllowCodeOption = None,
+    num_generations: GenerationsOption = None,
+    max_completion_length: CompletionOption = None,
     report_to: ReportToOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
@@ -93,7 +101,8 @@ def train(
         _require_gpus(gpus)
     machine = Machine(node_rank, main_address, main_port)
     new_run_options = (model, data, data_split, eval_data, eval_data_split, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
-                       teacher, adapter_from, gpus, processes, nodes, replay, report_to)
+                       teacher, adapter_from, gpus, processes, nodes, replay, report_to, reward, allow_code, num_generations,
+                       max_completion_length)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
         raise ConfigError("options like --model and --data start a new run; a run directory already has its config.yaml",
                           "edit RUN_DIR/config.yaml, or start a new run without RUN_DIR")
@@ -112,7 +121,8 @@ def train(
             config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
-            replay=replay, report_to=trackers_option(report_to),
+            replay=replay, report_to=trackers_option(report_to), rewards=reward, allow_code=allow_code,
+            num_generations=num_generations, max_completion_length=max_completion_length,
         )
         run = runs_api.create_run(run_config, out, echo=say)
         say(f"run directory: {run.path}")
@@ -181,6 +191,10 @@ def run(
     column: ColumnOption = None,
     chat_template: ChatTemplateOption = None,
     replay: ReplayOption = None,
+    reward: RewardOption = None,
+    allow_code: AllowCodeOption = None,
+    num_generations: GenerationsOption = None,
+    max_completion_length: CompletionOption = None,
     report_to: ReportToOption = None,
     teacher: TeacherOption = None,
     adapter_from: AdapterFromOption = None,
@@ -195,7 +209,8 @@ def run(
     run_config = config_from_options(
         config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
-        chat_template=chat_template, replay=replay, report_to=trackers_option(report_to),
+        chat_template=chat_template, replay=replay, report_to=trackers_option(report_to), rewards=reward, allow_code=allow_code,
+        num_generations=num_generations, max_completion_length=max_completion_length,
     )
     run_dir, exported = runs_api.run_pipeline(run_config, out, echo=say, quants=quants)
     assert exported is not None

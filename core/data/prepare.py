@@ -284,6 +284,34 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, max_length: int, 
     return out + _encode_chats(rendered, tokenizer, max_length)
 
 
+def prompt_messages(example: Example) -> list[dict[str, Any]]:
+    """What a sampling method asks: the conversation before its last answer (a record of prompts alone: all of it)."""
+    messages = example.messages or []
+    return messages[:-1] if messages and messages[-1]["role"] == "assistant" else list(messages)
+
+
+def reference_answer(example: Example) -> str | None:
+    """The answer a record gives to its prompt (a sampling method's reference), or None for a prompt alone."""
+    messages = example.messages or []
+    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+
+
+def sampled_shapes(examples: list[Example], tokenizer: Any, answer_tokens: int, max_length: int) -> list[TokenizedExample]:
+    """Each prompt as a sampling method trains on it at most: its tokens (the chat template's, ready for the answer)
+    followed by a full budget of answer tokens, which are trained; what the planner and `data check` measure.
+    A prompt longer than `max_length` leaves no room for an answer and is marked truncated."""
+    eot = sorted(end_of_turn_ids(tokenizer)) or [tokenizer.eos_token_id or 0]
+    out = []
+    for example in examples:
+        prompt = tokenizer.apply_chat_template(prompt_messages(example), tools=example.tools, add_generation_prompt=True,
+                                               tokenize=True, return_dict=True)["input_ids"]
+        room = max(0, min(answer_tokens, max_length - len(prompt)))
+        answer = [eot[0]] * room  # stands for the sampled answer, ending its turn
+        out.append(TokenizedExample(example.source, (prompt + answer)[:max_length],
+                                    ([IGNORE_INDEX] * len(prompt) + answer)[:max_length], len(prompt) + answer_tokens > max_length))
+    return out
+
+
 def trained_segments(example: TokenizedExample, tokenizer: Any) -> list[tuple[str, bool]]:
     """The example's text as runs of trained (True) and masked (False) tokens, to show what is learned."""
     runs: list[tuple[list[int], bool]] = []
@@ -343,13 +371,17 @@ class DataRecipe:
     bad_answers: bool = False
     """Answers labelled bad are kept, for a method that learns from them (KTO); otherwise they are left out, since the
     other methods would learn to give them."""
+    sampled_tokens: int = 0
+    """For a method that samples its own answers (GRPO): the most tokens an answer may take. Each record is then its
+    prompt, measured with an answer of that many tokens, the longest it can train on (0: the data's own answers)."""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> DataRecipe:
         """The recipe a run's settings give (an `eval_split` left open must be settled first; None is taken as 0.1)."""
         split = config.eval_split if config.eval_split is not None else 0.1
+        spec = method_spec(config.method)
         return cls(config.max_length, split, config.seed, config.train_reasoning, config.chat_template,
-                   method_spec(config.method).labelled_data)
+                   spec.labelled_data, config.max_completion_length if spec.samples_answers else 0)
 
     def whole(self) -> DataRecipe:
         """The same recipe holding nothing out: for examples that only train (replayed and teacher answers)."""
@@ -369,8 +401,12 @@ def prepare(loaded: LoadedData, tokenizer: Any, recipe: DataRecipe, eval_loaded:
         eval_examples = [e for e in eval_examples if e.label is not False]
     if loaded.shape not in PLAIN_TEXT_SHAPES:
         apply_chat_template_setting(tokenizer, recipe.chat_template)
-    train_all = tokenize_examples(train_examples, tokenizer, max_length, recipe.train_reasoning)
-    eval_all = tokenize_examples(eval_examples, tokenizer, max_length, recipe.train_reasoning)
+    if recipe.sampled_tokens:
+        train_all, eval_all = (sampled_shapes(examples, tokenizer, recipe.sampled_tokens, max_length)
+                               for examples in (train_examples, eval_examples))
+    else:
+        train_all = tokenize_examples(train_examples, tokenizer, max_length, recipe.train_reasoning)
+        eval_all = tokenize_examples(eval_examples, tokenizer, max_length, recipe.train_reasoning)
     train = [t for t in train_all if t.trained_tokens]
     evaluation = [t for t in eval_all if t.trained_tokens]
     everything = train_all + eval_all

@@ -2,7 +2,7 @@
 
 Shapes: preference `pairs` (prompt/chosen/rejected, or chosen/rejected conversations),
 chat `messages`, ShareGPT `conversations`, Alpaca `instruction/input/output`,
-`prompt/completion`, and plain `text`. Every record becomes an `Example` holding either
+`prompt/completion`, `prompt` alone (for GRPO, which samples its own answers), and plain `text`. Every record becomes an `Example` holding either
 chat messages or raw text, tagged with the file and line it came from so problems can name
 it. A pair keeps its chosen answer as the last message and its rejected answer beside it,
 so the same file also trains the SFT methods on the chosen answers. A chat record may carry a
@@ -32,6 +32,7 @@ SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sharegpt", ("conversations",)),
     ("alpaca", ("instruction", "output")),
     ("prompt_completion", ("prompt", "completion")),
+    ("prompts", ("prompt",)),
     ("text", ("text",)),
 )
 
@@ -77,6 +78,11 @@ def normalise_record(shape: str, record: dict[str, Any], where: str) -> Example:
         return Example(where, text=_text(record, "text"))
     if shape == "pairs":
         return _pair(record, where)
+    if shape == "prompts":  # prompts alone, for a method that samples its own answers (GRPO); TRL's prompt-only form
+        messages = _system(record) + _turns(record, "prompt", "user")
+        if messages[-1]["role"] != "user":
+            raise RecordError("a prompt ends with a user turn (or give the answer as 'completion')")
+        return Example(where, messages=messages, tools=_tools(record))
     if shape == "messages":
         messages = _chat_messages(record["messages"], "messages", role_key="role", content_key="content", roles=None)
     elif shape == "sharegpt":

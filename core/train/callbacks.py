@@ -66,14 +66,30 @@ class EventsCallback(TrainerCallback):
                 grad_norm=logs.get("grad_norm"),
                 tokens_per_second=round(rate, 1),
                 memory_gb=round(peak_memory_gb(), 3),
+                **sampled_figures(logs),
             ))
             if self.echo:
-                self.echo(f"step {event.step}/{event.max_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}  "
+                reward = f"  reward {event.reward:.3f}" if event.reward is not None else ""
+                self.echo(f"step {event.step}/{event.max_steps}  epoch {event.epoch:.2f}  loss {event.loss:.4f}{reward}  "
                           f"{event.tokens_per_second:.0f} tok/s")
         if "eval_loss" in logs:
             self.run.record(Evaluated(step=state.global_step, eval_loss=logs["eval_loss"]))
             if self.echo:
                 self.echo(f"eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
+
+
+def sampled_figures(logs: dict[str, float]) -> dict[str, Any]:
+    """What TRL's GRPO trainer logs of a step's sampled answers, as a Step event's fields (none for other trainers):
+    the mean weighted reward, each reward's mean (`rewards/NAME/mean`) and the KL to the base."""
+    if "reward" not in logs:
+        return {}
+    means = {key.removeprefix("rewards/").removesuffix("/mean"): value for key, value in logs.items()
+             if key.startswith("rewards/") and key.endswith("/mean")}
+    return {"reward": logs["reward"], "rewards": {name: _finite(value) for name, value in means.items()}, "kl": logs.get("kl")}
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else value  # NaN: no answer of the step was scored by it
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))

@@ -118,15 +118,17 @@ class GradientGuard(TrainerCallback):
     train for its whole length and save weights that change nothing, so it stops with a ModelError that
     names those parts. Parts are whole layers, so a LoRA matrix that starts at zero (B) or an expert that
     no token reached in the first batch does not count as cut off. Not for sharded (FSDP) training, where
-    each process holds only its shard's gradients."""
+    each process holds only its shard's gradients. With `silent_steps`, a step whose gradient is zero everywhere
+    is not judged and the next one is (GRPO: when every answer of a group scores the same there is nothing to learn
+    from that step)."""
 
-    def __init__(self) -> None:
+    def __init__(self, silent_steps: bool = False) -> None:
         self.checked = False
+        self.silent_steps = silent_steps
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if self.checked or model is None:
             return
-        self.checked = True
         trained: dict[str, bool] = {}
         for name, parameter in model.named_parameters():
             if parameter.requires_grad:
@@ -134,6 +136,9 @@ class GradientGuard(TrainerCallback):
                 has_gradient = parameter.grad is not None and bool(parameter.grad.detach().count_nonzero())
                 trained[group] = trained.get(group, False) or has_gradient
         missing = [group for group, reached in trained.items() if not reached]
+        if self.silent_steps and len(missing) == len(trained):
+            return
+        self.checked = True
         if missing:
             named = ", ".join(missing[:MOST_PARTS_NAMED]) + (f" and {len(missing) - MOST_PARTS_NAMED} more" if len(missing) > MOST_PARTS_NAMED else "")
             raise ModelError(

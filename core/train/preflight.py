@@ -19,6 +19,8 @@ def check_training_inputs(config: RunConfig, student: ResolvedModel, tokenizer: 
         from .setup import adapter_folder
 
         adapter_folder(config.adapter_from)
+    if method_spec(config.method).samples_answers:
+        check_rewards(config)
     if method_spec(config.method).objective != "distill":
         return None
     from .distill import check_same_tokenizer, resolve_teacher
@@ -27,3 +29,16 @@ def check_training_inputs(config: RunConfig, student: ResolvedModel, tokenizer: 
     teacher = resolve_teacher(config)
     check_same_tokenizer(student, teacher, tokenizer or load_tokenizer(student.path, config.trust_remote_code))
     return teacher
+
+
+def check_rewards(config: RunConfig) -> None:
+    """A GRPO run's rewards can be computed: a code reward is allowed (and its file loads, with its function), a json
+    reward's schema reads and is a schema. A judge is asked only once training starts (it may be a server to start)."""
+    from ..rewards import require_allowed, score_function
+    from .grpo import run_rewards
+
+    rewards = run_rewards(config)
+    require_allowed(rewards, config.allow_code)
+    for reward in rewards:
+        if reward.kind in ("code", "json"):
+            score_function(reward)

@@ -34,6 +34,7 @@ from ..tracking import log_figures
 from .callbacks import EventsCallback, GracefulStop, peak_memory_gb
 from .checkpoints import CheckpointKeeper
 from .distill import load_teacher, teacher_answers
+from .grpo import SampledAnswers
 from .guards import CUT_OFF_HINT, NO_GRAPH, GradientGuard, OverfitWatch, general_perplexity
 from .planning import check_memory_plan
 from .preflight import check_training_inputs
@@ -296,10 +297,12 @@ def _build_trainer(run: RunDir, settled: Settled, inputs: Inputs, model: Model, 
     callbacks = [events, stop, CheckpointKeeper(run, config.save_total_limit), OverfitWatch(run, echo), *extra_callbacks]
     split = sharded(config, hardware)  # FSDP: each process holds only its shard of the weights and their gradients
     if not split:
-        callbacks.insert(0, GradientGuard())
+        callbacks.insert(0, GradientGuard(silent_steps=method_spec(config.method).samples_answers))
     if config.stop_when_recalled:  # the data's answers: the replayed ones are the base's own, held by replay_kl
         callbacks.append(RecallStop(run, train_set[:len(train_set) - len(model.replayed)], echo))
     trainer = build_trainer(args, config, model.model, inputs.tokenizer, train_set, eval_set, callbacks, model.teacher, model.replayed)
+    if method_spec(config.method).samples_answers:
+        trainer.add_callback(SampledAnswers(run, trainer))
     return Training(trainer, events, stop, eval_set, split)
 
 

@@ -2,7 +2,7 @@
 
 sft and distill train on tokenized answers (SFTTrainer, or its distillation subclass);
 dpo, orpo, simpo and reward train on chosen/rejected pairs (DPOTrainer, ORPOTrainer, CPOTrainer, RewardTrainer);
-kto on answers labelled good or bad (KTOTrainer).
+kto on answers labelled good or bad (KTOTrainer); grpo on prompts, sampling and rewarding its own answers (grpo.py).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def kto_weights(labels: list[bool]) -> tuple[float, float]:
 def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer: Any, train: list[Any],
                   evaluation: list[Any], callbacks: list[Any], teacher: Any = None, replayed: list[Any] = ()) -> Any:
     """The trainer for `config.method`'s objective; `train`/`evaluation` are tokenized examples
-    (sft, distill) or pair and labelled Examples (dpo, orpo, simpo, kto, reward); `replayed`, the replayed examples
+    (sft, distill) or pair, labelled and prompt Examples (dpo, orpo, simpo, kto, reward, grpo); `replayed`, the replayed examples
     among `train`."""
     from transformers import EarlyStoppingCallback, PrinterCallback
 
@@ -161,6 +161,10 @@ def build_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer
 
             trainer = DistillTrainer(args=sft_args, **datasets, **common, teacher=teacher,
                                      temperature=config.distill_temperature, weight=config.distill_weight)
+    elif objective == "grpo":
+        from .grpo import build_grpo_trainer
+
+        trainer = build_grpo_trainer(args, config, model, tokenizer, train, evaluation, common)
     elif objective == "kto":
         from datasets import Dataset
         from trl import KTOConfig, KTOTrainer

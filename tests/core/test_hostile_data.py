@@ -66,7 +66,8 @@ def check_example(example, path: Path, line_count: int) -> None:
     if example.text is not None:
         assert isinstance(example.text, str) and example.text.strip()
         return
-    assert example.messages and any(m["role"] == "assistant" for m in example.messages)
+    # An answer to learn from, or (a record of a prompt alone, for GRPO) a prompt that ends with its question.
+    assert example.messages and (any(m["role"] == "assistant" for m in example.messages) or example.messages[-1]["role"] == "user")
     for message in example.messages:
         assert set(message) == {"role", "content"} and message["role"] in CHAT_ROLES
         assert isinstance(message["content"], str)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tuneforge.core.config import RunConfig
 from tuneforge.tui.screens.train import FIELDS, GPU_FIELD, WithinBounds, field_help
 
-NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text", "list", "optional-list")]
+NUMBER_FIELDS = [field for field in (*FIELDS, GPU_FIELD) if field.kind not in ("choice", "optional-text", "list", "optional-list", "rewards")]
 CANDIDATES = ["-1", "0", "1e-8", "0.5", "1", "2", "15", "16", "512"]
 
 

@@ -54,10 +54,31 @@ def forgetting_text(run: RunDir, history: RunHistory) -> Text:
 
 CHARTS: tuple[tuple[str, Callable[[Step], float | None]], ...] = (
     ("loss", lambda step: step.loss),
+    ("reward", lambda step: step.reward),
+    ("KL to the base", lambda step: step.kl),
     ("learning rate", lambda step: step.lr),
     ("gradient norm", lambda step: step.grad_norm),
 )
-"""The curves the run view draws, one at a time (an 80-column terminal has room for one), `g` going to the next."""
+"""The curves the run view draws, one at a time (an 80-column terminal has room for one), `g` going to the next;
+a curve no step has (reward and KL outside GRPO) is skipped. The reward chart draws each reward's mean beside it."""
+SHOWN_SAMPLES = 2
+"""Sampled answers shown under a GRPO run's chart (the newest recorded), each with its rewards."""
+
+
+def samples_text(history: RunHistory) -> Text:
+    """The newest answers a GRPO run sampled, each with what every reward gave it: what is being rewarded, as a
+    person watching a notebook reads it."""
+    text = Text()
+    if not history.samples:
+        return text
+    sampled = history.samples[-1]
+    text.append(f"sampled at step {sampled.step}:", style="bold")
+    for index, answer in enumerate(sampled.answers[-SHOWN_SAMPLES:], start=len(sampled.answers) - min(SHOWN_SAMPLES, len(sampled.answers))):
+        scores = ", ".join(f"{name} {values[index]:g}" for name, values in sampled.rewards.items()
+                           if index < len(values) and values[index] is not None)
+        text.append(f"\n  {' '.join(answer.split())[:100]!r}", style="dim")
+        text.append(f"  → {scores or 'no score'}")
+    return text
 
 
 class RunScreen(JobScreen):
@@ -90,6 +111,7 @@ class RunScreen(JobScreen):
         yield ProgressBar(id="progress", show_eta=False)
         yield Plain("", id="figures")
         yield PlotextPlot(id="loss-chart")
+        yield Plain("", id="samples")
         yield WrappedLog(id="train-log")
         with Horizontal(classes="buttons"):
             yield Button("Stop", id="stop", variant="error", compact=True)
@@ -134,6 +156,9 @@ class RunScreen(JobScreen):
         if state in DONE_STATES and changed and self.state == "running":
             self.notify("Training finished. Press e to export to GGUF.", title="done")
         self.query_one("#figures", Static).update(figures)
+        samples = samples_text(self.history)
+        self.query_one("#samples", Static).update(samples)
+        self.query_one("#samples", Static).display = bool(samples)
         self._plot()
         self.show_buttons(running, can_resume=state in ("stopped", "failed") and self.run.last_checkpoint() is not None)
         self.query_one("#export", Button).disabled = state not in DONE_STATES
@@ -141,24 +166,37 @@ class RunScreen(JobScreen):
         self.query_one("#chat", Button).disabled = state not in DONE_STATES
         self.query_one("#shrink", Button).disabled = not self._can_shrink(state)
 
+    def _charts(self) -> list[int]:
+        """The CHARTS this run has a curve for."""
+        return [index for index, (_, measure) in enumerate(CHARTS)
+                if index == 0 or any(measure(step) is not None for step in self.history.steps)]
+
     def _plot(self) -> None:
         plot = self.query_one("#loss-chart", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        title, measure = CHARTS[self.chart]
-        plt.title(f"{title}  (g: {CHARTS[(self.chart + 1) % len(CHARTS)][0]})")
+        charts = self._charts()
+        shown = self.chart if self.chart in charts else 0
+        title, measure = CHARTS[shown]
+        plt.title(f"{title}  (g: {CHARTS[charts[(charts.index(shown) + 1) % len(charts)]][0]})")
         steps = [e for e in self.history.steps if measure(e) is not None]
         if steps:
-            plt.plot([e.step for e in steps], [measure(e) for e in steps], label="train" if self.chart == 0 else "")
-        if self.chart == 0 and self.history.evals:
+            plt.plot([e.step for e in steps], [measure(e) for e in steps], label="train" if shown == 0 else "mean" if title == "reward" else "")
+        if title == "reward":  # each reward's own mean beside the weighted one
+            names = sorted({name for step in steps for name in (step.rewards or {})})
+            for name in names:
+                scored = [e for e in steps if (e.rewards or {}).get(name) is not None]
+                plt.plot([e.step for e in scored], [e.rewards[name] for e in scored], label=name)  # type: ignore[index]
+        if shown == 0 and self.history.evals:
             evals = self.history.evals
             plt.plot([e.step for e in evals], [e.eval_loss for e in evals], label="eval", marker="dot")
         plot.refresh()
 
     def action_chart(self) -> None:
-        """Show the next curve: loss, learning rate, gradient norm."""
-        self.chart = (self.chart + 1) % len(CHARTS)
+        """Show the next curve: loss, reward and KL (GRPO), learning rate, gradient norm."""
+        charts = self._charts()
+        self.chart = charts[(charts.index(self.chart) + 1) % len(charts)] if self.chart in charts else 0
         self._plot()
 
     @on(Button.Pressed, "#resume")

@@ -60,11 +60,18 @@ FIELDS = (
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("chat_template", "chat format", "choice", tuple((name, name) for name in CHAT_TEMPLATE_CHOICES)),
     Field("teacher", "teacher", "optional-text"),
+    Field("rewards", "rewards", "rewards"),
+    Field("num_generations", "group size", "int"),
+    Field("max_completion_length", "answer tokens", "int"),
+    Field("allow_code", "allow code", "choice", (("off", False), ("on", True))),
     Field("eval_steps", "eval every", "optional-int"),
     Field("save_steps", "save every", "optional-int"),
     Field("seed", "seed", "int"),
     Field("report_to", "report to", "list"),
 )
+ONLY_FOR = {"teacher": "distill", "rewards": "grpo", "num_generations": "grpo", "max_completion_length": "grpo",
+            "allow_code": "grpo"}
+"""Fields of one method's settings, shown while that method is chosen."""
 GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
@@ -79,6 +86,7 @@ PLACEHOLDERS = {
     "eval_steps": "once an epoch",
     "save_steps": "once an epoch",
     "report_to": "none (or: tensorboard, trackio, wandb, mlflow)",
+    "rewards": "contains; ends_turn (or e.g. numeric:0.01; 0.5*length:5-60; regex:^\\d+$)",
 }
 
 
@@ -91,6 +99,8 @@ def parse_field(field: Field, text: str) -> Any:
         return text
     if field.kind in ("list", "optional-list"):  # empty: None for an optional list, [] for a list
         return [part.strip() for part in text.split(",") if part.strip()]
+    if field.kind == "rewards":  # `;` between them: a pattern or a schema may hold commas
+        return [part.strip() for part in text.split(";") if part.strip()]
     return int(text) if field.kind in ("int", "optional-int") else float(text)
 
 
@@ -112,6 +122,20 @@ class WithinBounds(Validator):
         return self.failure(f"{self.field.label} must be {self.bounds.describe()}")
 
 
+class WrittenRewards(Validator):
+    """Each reward of the rewards field is written as core/rewards.py reads it."""
+
+    def validate(self, value: str) -> ValidationResult:
+        from tuneforge.core.rewards import Reward
+
+        for written in parse_field(Field("rewards", "rewards", "rewards"), value):
+            try:
+                Reward.parse(written)
+            except ConfigError as exc:
+                return self.failure(exc.message)
+        return self.success()
+
+
 def field_help(name: str) -> str:
     """A setting's one-line explanation (RunConfig's own), in the form's words: a field left empty is what the
     config calls None."""
@@ -120,7 +144,8 @@ def field_help(name: str) -> str:
 
 def default_values(model: str, max_length: int, eval_split: float | None) -> dict[str, Any]:
     """RunConfig's defaults with the session's model, max length and eval split (auto-fit settles the batch)."""
-    values: dict[str, Any] = {name: info.default for name, info in RunConfig.model_fields.items() if name != "data"}
+    values: dict[str, Any] = {name: info.get_default(call_default_factory=True) for name, info in RunConfig.model_fields.items()
+                              if name != "data"}
     values.update(model=model, max_length=max_length, eval_split=eval_split)
     return values
 
@@ -195,7 +220,7 @@ class TrainFormScreen(TuneforgeScreen):
         with Horizontal(id="train-body"):
             with VerticalScroll(id="train-form"):
                 for field in self.fields:
-                    with Vertical(classes="field"):
+                    with Vertical(classes="field", id=f"row-{field.name}"):
                         with Horizontal(classes="field-row"):
                             yield Label(field.label, classes="field-label")
                             yield self._widget(field)
@@ -212,7 +237,8 @@ class TrainFormScreen(TuneforgeScreen):
             return Select(field.choices, value=value, allow_blank=False, id=f"field-{field.name}", compact=True)
         text = "" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
         placeholder = PLACEHOLDERS.get(field.name, "")
-        validators = [] if field.kind in ("optional-text", "list", "optional-list") else [WithinBounds(field)]
+        validators = ([WrittenRewards()] if field.kind == "rewards" else [] if field.kind in ("optional-text", "list", "optional-list")
+                      else [WithinBounds(field)])
         return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
@@ -222,7 +248,10 @@ class TrainFormScreen(TuneforgeScreen):
         self.describe_method(self.defaults["method"])
 
     def describe_method(self, method: str) -> None:
-        """The chosen method's one-line explanation under its field (and what auto means here)."""
+        """The chosen method's one-line explanation under its field (and what auto means here); the fields of
+        another method's settings hidden."""
+        for name, owner in ONLY_FOR.items():
+            self.query_one(f"#row-{name}").display = METHODS[method].objective == owner
         summary = METHODS[method].summary
         if method == "auto":
             on_gpu = bool(self.tuneforge.hardware and self.tuneforge.hardware.cuda)
