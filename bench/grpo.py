@@ -12,8 +12,9 @@ LoraConfig, two reward functions. tuneforge's side is `tuneforge train --method 
 (create_run, then the training child), with `--reward numeric --reward "regex:^-?\\d+$"`.
 
 Printed per side: before and after, over 48 held-out sums answered greedily: accuracy (the right number), format
-(a number alone) and the mean reward; then the training's sampled tokens per second (prompt and answer tokens of
-every sampled answer, over the steps after the first) and peak memory (RSS on a CPU, CUDA allocation on a GPU).
+(a number alone) and the mean reward; then seconds per step (sampling, scoring and the update; the first step left
+out), peak memory (RSS on a CPU, CUDA allocation on a GPU; tuneforge's planned figure beside it) and the training's
+wall time (tuneforge's includes starting its child process and loading the model there).
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def plain_side(model_path: str, train: list[tuple[str, str]], args: argparse.Nam
     def number_only(completions: list[Any], **kwargs: Any) -> list[float]:
         return [float(bool(re.match(FORMAT, c[0]["content"]))) for c in completions]
 
-    tokens: list[tuple[float, float]] = []
+    step_times: list[float] = []
 
     class Meter(TrainerCallback):
         def on_log(self, targs: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-            if logs and "num_tokens" in logs:
-                tokens.append((time.perf_counter(), logs["num_tokens"]))
+            if logs and "loss" in logs:
+                step_times.append(time.time())
 
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": q}], "answer": a} for q, a in train])
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
@@ -99,14 +100,14 @@ def plain_side(model_path: str, train: list[tuple[str, str]], args: argparse.Nam
                           processing_class=tokenizer, peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"),
                           callbacks=[Meter()])
     trainer.train()
-    return {"tokens": tokens, "peak_gb": peak_memory_gb(), "model": trainer.model, "tokenizer": tokenizer}
+    return {"step_times": step_times, "peak_gb": peak_memory_gb(), "model": trainer.model, "tokenizer": tokenizer}
 
 
 def tuneforge_side(model_path: str, train: list[tuple[str, str]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """`tuneforge train --method grpo` as a person runs it: the run created, trained in its child process."""
     from peft import PeftModel
 
-    from tuneforge.core.api.runs import create_run, train
+    from tuneforge.core.api import runs as runs_api
     from tuneforge.core.config import RunConfig
     from tuneforge.core.language_model import load_language_model
     from tuneforge.core.train.setup import load_tokenizer
@@ -116,15 +117,14 @@ def tuneforge_side(model_path: str, train: list[tuple[str, str]], args: argparse
     config = RunConfig(model=model_path, data=str(data), method="grpo", rewards=["numeric", f"regex:{FORMAT}"], max_steps=args.steps,
                        batch_size=8, num_generations=4, max_completion_length=32, learning_rate=args.lr, beta=args.beta,
                        lora_r=16, lora_alpha=32, seed=42, forgetting_probe=False)
-    run = create_run(config, out / "run")
-    result = train(run.path, echo=None)
+    run = runs_api.create_run(config, out / "run")
+    result = runs_api.train(run.path, echo=None)
     steps = run.history().steps
     import torch
 
     tokenizer = load_tokenizer(model_path)
     base = load_language_model(model_path, dtype=torch.bfloat16 if args.bf16 else torch.float32)
-    rates = [s.tokens_per_second for s in steps[1:]] or [0.0]
-    return {"rate": sum(rates) / len(rates), "peak_gb": result.peak_memory_gb, "planned_gb": result.planned_peak_gb,
+    return {"step_times": [s.time for s in steps], "peak_gb": result.peak_memory_gb, "planned_gb": result.planned_peak_gb,
             "model": PeftModel.from_pretrained(base, run.adapter), "tokenizer": tokenizer}
 
 
@@ -149,13 +149,10 @@ def one_side(side: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     trained = (plain_side if side == "plain" else tuneforge_side)(args.model, train, args, out)
     seconds = time.perf_counter() - started
-    if side == "plain":
-        marks = trained["tokens"]
-        rate = (marks[-1][1] - marks[0][1]) / max(marks[-1][0] - marks[0][0], 1e-9) if len(marks) > 1 else 0.0
-    else:
-        rate = trained["rate"]
+    marks = trained["step_times"]
+    per_step = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else float("nan")
     after = score(greedy_answers(trained["model"], trained["tokenizer"], questions), references)
-    print(json.dumps({"side": side, "before": before, "after": after, "tokens_per_s": rate, "seconds": seconds,
+    print(json.dumps({"side": side, "before": before, "after": after, "step_s": per_step, "seconds": seconds,
                       "peak_gb": trained["peak_gb"], "planned_gb": trained.get("planned_gb")}), flush=True)
 
 
@@ -167,6 +164,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: tuneforge's GRPO rate")
     parser.add_argument("--beta", type=float, default=None, help="default: tuneforge's GRPO KL weight")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one outside the checkout)")
+    parser.add_argument("--sides", default=",".join(SIDES), help="which sides, comma-separated (default: both)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from tuneforge.core.hardware import detect
@@ -184,7 +182,10 @@ def main() -> None:
 
     args.work = args.work or tempfile.mkdtemp(prefix="tuneforge-bench-grpo-")
     rows = []
-    for side in SIDES:
+    sides = [side.strip() for side in args.sides.split(",")]
+    if not set(sides) <= set(SIDES):
+        parser.error(f"--sides: choose from {', '.join(SIDES)}")
+    for side in sides:
         command = [sys.executable, __file__, "--side", side, "--model", args.model, "--steps", str(args.steps),
                    "--prompts", str(args.prompts), "--lr", str(args.lr), "--beta", str(args.beta), "--work", args.work]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TUNEFORGE_HOME": f"{args.work}/home"})
@@ -195,13 +196,13 @@ def main() -> None:
         rows.append(json.loads(lines[-1]))
     print(f"\nGRPO, {Path(args.model).name}: {args.steps} steps, lr {args.lr:g}, beta {args.beta:g}, group 4, 32-token answers, "
           f"batch 8, {args.prompts} training sums, 48 held-out\n")
-    print("| side | accuracy before → after | format before → after | reward before → after | sampled tokens/s | peak memory | planned | time |")
+    print("| side | accuracy before → after | format before → after | reward before → after | s/step | peak memory | planned | train time |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         b, a = row["before"], row["after"]
         planned = f"{row['planned_gb']:.2f} GB" if row.get("planned_gb") else "–"
         print(f"| {row['side']} | {b['accuracy']:.0%} → {a['accuracy']:.0%} | {b['format']:.0%} → {a['format']:.0%} | "
-              f"{b['reward']:.2f} → {a['reward']:.2f} | {row['tokens_per_s']:.0f} | {row['peak_gb']:.2f} GB | {planned} | {row['seconds']:.0f} s |")
+              f"{b['reward']:.2f} → {a['reward']:.2f} | {row['step_s']:.2f} | {row['peak_gb']:.2f} GB | {planned} | {row['seconds']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,23 @@ DEFAULT_REWARDS = ("contains", "ends_turn")
 """What a GRPO run is rewarded for when its config names no reward: answers holding the reference, that end their turn."""
 
 
+def with_defaults(rewards: Sequence[Reward]) -> list[Reward]:
+    """A run's rewards: its own, or DEFAULT_REWARDS when it names none."""
+    return list(rewards) or [Reward.parse(written) for written in DEFAULT_REWARDS]
+
+
+def sampling_note(rewards: Sequence[Reward], generations: int, answer_tokens: int, answers_per_step: int) -> str:
+    """What a GRPO run will do each step, in words, for the plan; a judge's cost said."""
+    rewarded = " + ".join(reward.written() for reward in with_defaults(rewards))
+    note = (f"grpo: {generations} answers sampled per prompt (up to {answer_tokens} tokens each), {answers_per_step} answers "
+            f"a step, rewarded for {rewarded}")
+    judges = [reward.label for reward in rewards if reward.kind == "judge"]
+    if judges:
+        note += (f"; the judge ({judges[0]}) is asked once per sampled answer: {answers_per_step} requests a step, "
+                 "most of each step's time unless it is fast")
+    return note
+
+
 def _first_problem(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -183,7 +200,7 @@ def json_value(text: str) -> Any:
     return json.loads(fenced.group(1) if fenced else text.strip())
 
 
-def read_schema(argument: str | None, base: Path | None = None) -> dict[str, Any] | None:
+def read_schema(argument: str | None) -> dict[str, Any] | None:
     """A json reward's schema: inline JSON (starting with `{`), or a file of it; None for any JSON value."""
     if not argument:
         return None
@@ -191,8 +208,7 @@ def read_schema(argument: str | None, base: Path | None = None) -> dict[str, Any
         if argument.lstrip().startswith("{"):
             schema = json.loads(argument)
         else:
-            path = Path(argument).expanduser()
-            schema = json.loads(((base / path) if base and not path.is_absolute() else path).read_text(encoding="utf-8"))
+            schema = json.loads(Path(argument).expanduser().read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"reward json:{argument}: cannot read the schema ({exc.strerror or exc})",
                           "name a JSON schema file, or write the schema inline: json:{\"type\": \"object\", …}") from None
@@ -244,14 +260,13 @@ def _length(argument: str) -> Score:
     return _per_answer(lambda answer, reference, ended: float(low <= len(answer.split()) <= high))
 
 
-def _code(argument: str, base: Path | None) -> Score:
+def _code(argument: str) -> Score:
     """The function a person wrote: called as `function(completions=[answer, …], prompts=[…], reference=[…],
     ended=[…])`, returning one number (or None) per completion."""
     import importlib.util
 
     file, _, name = argument.partition(":")
     path = Path(file).expanduser()
-    path = (base / path) if base and not path.is_absolute() else path
     if not path.is_file():
         raise ConfigError(f"reward code:{argument}: no such file {path}", "name a Python file that defines the reward function")
     spec = importlib.util.spec_from_file_location(f"tuneforge_reward_{path.stem}", path)
@@ -286,8 +301,8 @@ def _judge(spec: str) -> Score:
     return check
 
 
-def score_function(reward: Reward, base: Path | None = None) -> Score:
-    """What computes `reward` over a batch; relative files (a schema, a code file) are read against `base`."""
+def score_function(reward: Reward) -> Score:
+    """What computes `reward` over a batch (a file it names was made absolute where the run was created)."""
     if reward.kind == "exact":
         return _per_answer(lambda answer, reference, ended: None if reference is None else float(exact_match(answer, reference)))
     if reward.kind == "contains":
@@ -298,13 +313,13 @@ def score_function(reward: Reward, base: Path | None = None) -> Score:
         pattern = re.compile(reward.argument or "")
         return _per_answer(lambda answer, reference, ended: float(pattern.search(answer) is not None))
     if reward.kind == "json":
-        return _json(read_schema(reward.argument, base))
+        return _json(read_schema(reward.argument))
     if reward.kind == "length":
         return _length(reward.argument or "")
     if reward.kind == "ends_turn":
         return _per_answer(lambda answer, reference, ended: float(ended))
     if reward.kind == "code":
-        return _code(reward.argument or "", base)
+        return _code(reward.argument or "")
     return _judge(reward.argument or "")
 
 

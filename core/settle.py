@@ -32,6 +32,7 @@ from .data.prepare import PLAIN_TEXT_SHAPES
 from .errors import DataError
 from .hardware import Hardware, resolve_method
 from .methods import method_spec, trains_lora
+from .rewards import sampling_note
 from .train.replay import GENERAL_ANSWER_TOKENS, REPLAY_PROMPT_TOKENS, replay_prompts
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ def settle_run(config: RunConfig, hardware: Hardware, data: DataFacts | None, di
             notes.append(f"small dataset: replay — the base model's own answers to general prompts train beside the data "
                          f"({config.replay:g} token per token of data){held}, so it keeps what it knew{recall} "
                          "(replay: 0 turns it off)")
+        if method_spec(config.method).samples_answers:
+            notes.append(sampling_note(config.rewards, config.num_generations, config.max_completion_length,
+                                       config.batch_size * config.grad_accum))
         if data.has_eval and not config.eval_data and config.stop_when_recalled:
             notes.append(f"the eval split holds out {config.eval_split:.0%} of the examples, which do not train: for a set of "
                          "facts, set eval_split: 0 or give eval_data (questions asked another way)")

@@ -18,22 +18,22 @@ from ..config import RunConfig
 from ..data.prepare import prompt_messages, reference_answer
 from ..data.records import Example
 from ..events import Sampled
-from ..rewards import DEFAULT_REWARDS, Completions, Reward, checked_scores, score_function
+from ..rewards import Completions, Reward, checked_scores, score_function, with_defaults
 
 SAMPLES_EVERY = 10
 """Steps between the sampled answers a run records for the app (the first step's too): as a notebook prints them."""
 SAMPLES_SHOWN = 4
 
 
-def run_rewards(config: RunConfig) -> list[Reward]:
-    """The run's rewards: its own, or DEFAULT_REWARDS."""
-    return list(config.rewards) or [Reward.parse(written) for written in DEFAULT_REWARDS]
-
-
 def prompt_rows(examples: list[Example]) -> list[dict[str, Any]]:
     """TRL's conversational prompt-only rows, with each record's reference answer (None for a prompt alone) and
     FILE:LINE, which reach the rewards as columns."""
     return [{"prompt": prompt_messages(e), "reference": reference_answer(e), "source": e.source} for e in examples]
+
+
+def _question(prompt: Any) -> str:
+    """A prompt's last message (the question), or the prompt itself when it is a string."""
+    return _text(prompt[-1:]) if isinstance(prompt, list) else str(prompt)
 
 
 def _text(completion: Any) -> str:
@@ -54,7 +54,7 @@ def trl_reward_functions(rewards: list[Reward], tokenizer: Any) -> list[Callable
         def call(prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], reward: Reward = reward,
                  score: Any = score, **columns: Any) -> list[float | None]:
             batch = Completions(
-                prompts=[_text(prompt[-1:]) if isinstance(prompt, list) else str(prompt) for prompt in prompts],
+                prompts=[_question(prompt) for prompt in prompts],
                 answers=[_text(completion) for completion in completions],
                 references=list(columns.get("reference") or [None] * len(completions)),
                 ended=[bool(ids) and ids[-1] in stops for ids in completion_ids],
@@ -82,7 +82,7 @@ def build_grpo_trainer(args: dict[str, Any], config: RunConfig, model: Any, toke
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    rewards = run_rewards(config)
+    rewards = with_defaults(config.rewards)
     stop_at_end_of_turn(model, tokenizer)
     grpo_args = GRPOConfig(**args, beta=config.beta or 0.0, num_generations=config.num_generations,
                            max_completion_length=config.max_completion_length, reward_weights=[r.weight for r in rewards],
@@ -108,5 +108,5 @@ class SampledAnswers(TrainerCallback):
         rewards = {name: [None if v != v else float(v) for v in list(values)[-SAMPLES_SHOWN:]]
                    for name, values in (logs.get("rewards") or {}).items()}
         if answers:
-            self.run.record(Sampled(step=state.global_step, prompts=[_text(p[-1:]) if isinstance(p, list) else str(p) for p in prompts],
+            self.run.record(Sampled(step=state.global_step, prompts=[_question(p) for p in prompts],
                                     answers=[_text(a) for a in answers], rewards=rewards))

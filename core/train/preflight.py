@@ -34,10 +34,9 @@ def check_training_inputs(config: RunConfig, student: ResolvedModel, tokenizer: 
 def check_rewards(config: RunConfig) -> None:
     """A GRPO run's rewards can be computed: a code reward is allowed (and its file loads, with its function), a json
     reward's schema reads and is a schema. A judge is asked only once training starts (it may be a server to start)."""
-    from ..rewards import require_allowed, score_function
-    from .grpo import run_rewards
+    from ..rewards import require_allowed, score_function, with_defaults
 
-    rewards = run_rewards(config)
+    rewards = with_defaults(config.rewards)
     require_allowed(rewards, config.allow_code)
     for reward in rewards:
         if reward.kind in ("code", "json"):

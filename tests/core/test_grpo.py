@@ -15,12 +15,12 @@ from tuneforge.core.rewards import Completions, Reward, checked_scores, last_num
 from ..conftest import FACTS
 
 
-def scores(written: str, answers: list[str], references: list[str | None] | None = None, ended: list[bool] | None = None,
-           base: Path | None = None) -> list[float | None]:
+def scores(written: str, answers: list[str], references: list[str | None] | None = None,
+           ended: list[bool] | None = None) -> list[float | None]:
     reward = Reward.parse(written)
     batch = Completions(prompts=["q"] * len(answers), answers=answers, references=references or [None] * len(answers),
                         ended=ended or [True] * len(answers), sources=[f"data.jsonl:{i + 1}" for i in range(len(answers))])
-    return checked_scores(reward, score_function(reward, base), batch)
+    return checked_scores(reward, score_function(reward), batch)
 
 
 def test_each_built_in_reward_scores_what_it_says(tmp_path):
@@ -168,3 +168,26 @@ def test_the_plan_of_a_grpo_run_is_within_a_fifth_of_its_peak(home, yes_or_no, t
     result = train(create_run(config, tmp_path / "run").path, echo=None)
     assert result.planned_peak_gb and abs(result.peak_memory_gb / result.planned_peak_gb - 1) <= 0.2, (
         result.peak_memory_gb, result.planned_peak_gb)
+
+
+def test_a_judge_reward_asks_the_judge_about_each_answer_and_the_plan_says_what_it_costs():
+    from tuneforge.core.hardware import Hardware
+    from tuneforge.core.settle import DataFacts, settle_run
+
+    from .servers import ScriptedServer
+
+    def verdict(request: dict) -> str:
+        candidate = request["messages"][-1]["content"].split("Candidate answer:")[-1]
+        return json.dumps({"correct": "teal" in candidate, "reason": "the colour"})
+
+    server = ScriptedServer(verdict)
+    try:
+        judged = scores(f"judge:{server.url}", ["It is teal.", "It is red.", "Anything"], ["The door is teal.", "The door is teal.", None])
+    finally:
+        server.stop()
+    assert judged == [1.0, 0.0, None] and len(server.requests) == 2  # a prompt without a reference is not sent
+
+    config = RunConfig(data="d.jsonl", method="grpo", rewards=["contains", f"0.5*judge:{server.url}"], batch_size=8)
+    cpu = Hardware(False, None, 0, 0, False, 16, 12, 100, cpu_cores=2)
+    notes = settle_run(config, cpu, DataFacts([40] * 16, 0.5, 16, False), None).notes
+    assert any("4 answers sampled per prompt" in note and "8 requests a step" in note for note in notes), notes
