@@ -86,6 +86,12 @@ class MethodSpec:
         return self.pairs_data or self.labelled_data or self.samples_answers
 
     @property
+    def prefers_only(self) -> bool:
+        """True when its loss only prefers some answers to others (DPO, SimPO, KTO), with no next-token term on the
+        answers themselves: it cannot teach a base model to end its turn."""
+        return self.objective in ("dpo", "simpo", "kto")
+
+    @property
     def sequences_per_example(self) -> int:
         """How many sequences a step runs through the model per example: two for a pair (chosen and rejected) and
         for KTO (the answer, and a mismatched one that estimates the KL term); one otherwise."""

@@ -255,6 +255,12 @@ def _settle(run: RunDir, config: RunConfig, inputs: Inputs, hardware: Hardware, 
                    "conversation(s): they are not learned")
         run.record(Warned(error=message, hint="train on a model whose template renders reasoning_content or <think> (e.g. Qwen3)"))
         echo(f"warning: {message}")
+    if method_spec(config.method).prefers_only and not inputs.chat_model and is_main_process():
+        message = (f"{inputs.model.name} is a base model given its family's chat template, and {config.method} only prefers "
+                   "some answers to others: it will not learn to end its turn, so its GGUF will fail the chat check")
+        run.record(Warned(error=message, hint="train it with SFT on the chosen answers first (then continue with adapter_from), "
+                                              "or use --method orpo, whose loss includes SFT"))
+        echo(f"warning: {message}")
     echo(f"data: {data.stats.train_examples} train / {data.stats.eval_examples} eval examples, "
          f"{data.stats.total_tokens} train tokens ({data.stats.trained_tokens} trained)")
     return Settled(config, data, fit)

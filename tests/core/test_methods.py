@@ -176,6 +176,21 @@ def test_kto_learns_from_answers_labelled_good_or_bad(home, tiny_config, labelle
     assert result.eval_accuracy is None  # no pair to rank, so no accuracy is claimed
 
 
+def test_a_preference_run_on_a_base_model_warns_that_it_will_not_learn_to_end_its_turn(home, tiny_config, tiny_llama,
+                                                                                       pairs_file, tmp_path):
+    import shutil
+
+    from tuneforge.core.events import Warned
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    (base / "chat_template.jinja").unlink()  # as a base model ships: no chat template of its own
+    run = create_run(tiny_config(model=str(base), method="dpo", data=str(pairs_file), max_steps=1), home / "run")
+    train_run(run, echo=None)
+    warnings = [event for event in run.history().events if isinstance(event, Warned)]
+    assert any("will not learn to end its turn" in w.error and "orpo" in w.hint for w in warnings), warnings
+
+
 def test_kto_takes_pairs_as_one_good_and_one_bad_answer_and_balances_the_labels(pairs_file):
     from tuneforge.core.data.formats import load_examples
     from tuneforge.core.train.trainers import kto_weights, labelled_rows
