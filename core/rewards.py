@@ -30,8 +30,6 @@ from .answer_scores import contains_reference, exact_match
 from .errors import ConfigError, RewardError
 
 RewardKind = Literal["exact", "contains", "numeric", "regex", "json", "length", "ends_turn", "code", "judge"]
-REFERENCE_KINDS = ("exact", "contains", "numeric", "judge")
-"""The kinds that compare an answer with its record's reference answer."""
 NEEDS_ARGUMENT = ("regex", "length", "code", "judge")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 WEIGHTED = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.+)$")

@@ -48,11 +48,27 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_models: Path) -
     return root
 
 
+@pytest.fixture(scope="session")
+def shared_replies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache of a base model's answers (core/replies.py) shared by the tests that train the built-in model with its
+    forgetting probe on: its base answers the everyday questions once a session, as on a person's machine."""
+    return tmp_path_factory.mktemp("replies")
+
+
+def share_replies(home: Path, replies: Path) -> None:
+    """Make `home`'s cache of base answers the session's shared one."""
+    (home / "cache").mkdir(exist_ok=True)
+    (home / "cache" / "replies").symlink_to(replies, target_is_directory=True)
+
+
 @contextmanager
-def session_home(tmp_path_factory: pytest.TempPathFactory, shared_models: Path, name: str):
-    """A TUNEFORGE_HOME for a session fixture (the `home` fixture is one test's), sharing the models cache."""
+def session_home(tmp_path_factory: pytest.TempPathFactory, shared_models: Path, name: str, replies: Path | None = None):
+    """A TUNEFORGE_HOME for a session fixture (the `home` fixture is one test's), sharing the models cache (and, given
+    `replies`, the base answers' cache)."""
     root = tmp_path_factory.mktemp(name)
     (root / "models").symlink_to(shared_models, target_is_directory=True)
+    if replies is not None:
+        share_replies(root, replies)
     previous = os.environ.get("TUNEFORGE_HOME")
     os.environ["TUNEFORGE_HOME"] = str(root)
     try:
@@ -74,13 +90,13 @@ def default_model(shared_models: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
-def demo_run(default_model: Path, shared_models: Path, tmp_path_factory: pytest.TempPathFactory):
+def demo_run(default_model: Path, shared_models: Path, shared_replies: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo, run once a session (`tuneforge demo`: the built-in model trained on the Brindlewick facts, merged,
     exported to a verified q8_0 GGUF and evaluated), for every slow test that needs a real model trained: the
     largest cost of the suite, paid once."""
     from tuneforge.core.demo import run_demo
 
-    with session_home(tmp_path_factory, shared_models, "demo-home") as root:
+    with session_home(tmp_path_factory, shared_models, "demo-home", shared_replies) as root:
         return run_demo(root / "demo", echo=None)
 
 

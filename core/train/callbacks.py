@@ -16,14 +16,26 @@ from ..runs import RunDir
 
 
 def peak_memory_gb() -> float:
-    """Peak memory of this process: CUDA allocations on a GPU, resident set size on a CPU."""
+    """Peak memory of this process: CUDA allocations on a GPU, resident set size on a CPU.
+
+    On Linux the resident peak is the kernel's high-water mark of this process's own memory (VmHWM): `ru_maxrss`
+    carries over the launching process's peak through fork and exec, so a run started by an app that had a model
+    loaded (or by a test process gigabytes large) would report the launcher's memory as its own."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except (OSError, ValueError):
+        pass
     import resource
+    import sys
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**30 if sys.platform == "darwin" else 2**20)  # bytes, KiB
 
 
 class EventsCallback(TrainerCallback):

@@ -47,8 +47,9 @@ def trl_reward_functions(rewards: list[Reward], tokenizer: Any) -> list[Callable
     """One TRL reward function per reward (its `__name__` names the reward's chart), each held to one number or None
     per answer, a failure naming the reward and the record (core/rewards.py)."""
     stops = end_of_turn_ids(tokenizer) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    names = [reward.name for reward in rewards]
     functions = []
-    for reward in rewards:
+    for index, reward in enumerate(rewards):
         score = score_function(reward)
 
         def call(prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], reward: Reward = reward,
@@ -62,7 +63,7 @@ def trl_reward_functions(rewards: list[Reward], tokenizer: Any) -> list[Callable
             )
             return checked_scores(reward, score, batch)
 
-        call.__name__ = reward.name
+        call.__name__ = reward.name if names.count(reward.name) == 1 else f"{reward.name}#{index + 1}"  # one chart each
         functions.append(call)
     return functions
 

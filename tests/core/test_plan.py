@@ -321,6 +321,18 @@ def test_training_fits_itself_and_records_plan_and_peak(home, tiny_config, monke
     assert recorded.peak_memory_gb == result.peak_memory_gb > 0.3  # this process's peak RSS
 
 
+def test_a_process_started_by_a_large_one_reports_its_own_peak_not_its_launchers():
+    import subprocess
+    import sys
+
+    held = bytearray(1536 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])  # resident: 1.5 GB in this process when the child starts
+    code = "from tuneforge.core.train.callbacks import peak_memory_gb; print(peak_memory_gb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+    assert 0.01 < child < 1.2, child  # torch imported, far less than the launcher (ru_maxrss said 1.5 or more)
+    del held
+
+
 def test_a_run_the_plan_cannot_fit_is_refused_before_loading(home, tiny_config, monkeypatch):
     from tuneforge.core.api.runs import create_run
     from tuneforge.core.errors import ResourceError

@@ -13,12 +13,14 @@ from textual.widgets import Input, SelectionList, Static
 
 from tuneforge.tui.app import TuneforgeApp
 
+from ..conftest import share_replies
 from .pilot import CPU_MACHINE, SIZE, text_of, wait_until
 
 pytestmark = pytest.mark.process  # starts child processes: left out of `make test-fast`
 
 
-async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default_model):
+async def test_from_model_pick_to_a_verified_gguf_and_a_chat_reply(home, default_model, shared_replies):
+    share_replies(home, shared_replies)  # the base's everyday answers, once a session (the demo's run asks them too)
     app = TuneforgeApp(hardware=CPU_MACHINE)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")  # Home → Model
