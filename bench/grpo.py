@@ -94,6 +94,7 @@ def plain_side(model_path: str, train: list[tuple[str, str]], args: argparse.Nam
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     config = GRPOConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=8, num_generations=4,
                         max_completion_length=32, learning_rate=args.lr, beta=args.beta, logging_steps=1, seed=42,
+                        temperature=args.temperature,
                         report_to=[], save_strategy="no", bf16=args.bf16, use_cpu=not torch.cuda.is_available(),
                         disable_tqdm=True)
     trainer = GRPOTrainer(model=model, reward_funcs=[numeric, number_only], args=config, train_dataset=dataset,
@@ -116,7 +117,7 @@ def tuneforge_side(model_path: str, train: list[tuple[str, str]], args: argparse
     data.write_text("".join(json.dumps({"prompt": q, "completion": a}) + "\n" for q, a in train), encoding="utf-8")
     config = RunConfig(model=model_path, data=str(data), method="grpo", rewards=["numeric", f"regex:{FORMAT}"], max_steps=args.steps,
                        batch_size=8, num_generations=4, max_completion_length=32, learning_rate=args.lr, beta=args.beta,
-                       lora_r=16, lora_alpha=32, seed=42, forgetting_probe=False)
+                       lora_r=16, lora_alpha=32, seed=42, forgetting_probe=False, sample_temperature=args.temperature)
     run = runs_api.create_run(config, out / "run")
     result = runs_api.train(run.path, echo=None)
     steps = run.history().steps
@@ -163,10 +164,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64, help="training sums")
     parser.add_argument("--lr", type=float, default=None, help="default: tuneforge's GRPO rate")
     parser.add_argument("--beta", type=float, default=None, help="default: tuneforge's GRPO KL weight")
+    parser.add_argument("--temperature", type=float, default=None, help="default: tuneforge's GRPO sampling temperature")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one outside the checkout)")
     parser.add_argument("--sides", default=",".join(SIDES), help="which sides, comma-separated (default: both)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from tuneforge.core.config import RunConfig
     from tuneforge.core.hardware import detect
     from tuneforge.core.methods import method_spec
     from tuneforge.core.models import resolve_model
@@ -175,6 +178,7 @@ def main() -> None:
     args.lr = args.lr or method_spec("grpo").learning_rate
     args.beta = args.beta if args.beta is not None else method_spec("grpo").beta
     args.bf16 = detect().compute_dtype == "bfloat16"
+    args.temperature = args.temperature or RunConfig.model_fields["sample_temperature"].default
     if args.side:
         one_side(args.side, args)
         return
@@ -187,14 +191,16 @@ def main() -> None:
         parser.error(f"--sides: choose from {', '.join(SIDES)}")
     for side in sides:
         command = [sys.executable, __file__, "--side", side, "--model", args.model, "--steps", str(args.steps),
-                   "--prompts", str(args.prompts), "--lr", str(args.lr), "--beta", str(args.beta), "--work", args.work]
+                   "--prompts", str(args.prompts), "--lr", str(args.lr), "--beta", str(args.beta), "--temperature", str(args.temperature),
+                   "--work", args.work]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TUNEFORGE_HOME": f"{args.work}/home"})
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode or not lines:
             print(f"{side}: failed\n{done.stderr[-3000:]}")
             continue
         rows.append(json.loads(lines[-1]))
-    print(f"\nGRPO, {Path(args.model).name}: {args.steps} steps, lr {args.lr:g}, beta {args.beta:g}, group 4, 32-token answers, "
+    print(f"\nGRPO, {Path(args.model).name}: {args.steps} steps, lr {args.lr:g}, beta {args.beta:g}, temperature {args.temperature:g}, "
+          "group 4, 32-token answers, "
           f"batch 8, {args.prompts} training sums, 48 held-out\n")
     print("| side | accuracy before → after | format before → after | reward before → after | s/step | peak memory | planned | train time |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

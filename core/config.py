@@ -172,6 +172,9 @@ class RunConfig(BaseModel):
     """grpo: answers sampled for each prompt; each is rewarded against the others of its group."""
     max_completion_length: int = Field(96, ge=8)
     """grpo: the most tokens a sampled answer may have (an answer cut there has not ended its turn)."""
+    sample_temperature: float = Field(0.7, gt=0, le=2)
+    """grpo: how freely answers are sampled; 1 is the model's own distribution, where a small model's answers turn to
+    noise that no reward can tell apart (bench/grpo.py); lower varies less."""
     replay: float | None = Field(None, ge=0)
     """Replay: the base model's own answers to tuneforge's general chat prompts and everyday questions train beside
     the data, this many tokens of them for every token of the data, so it keeps what it knew (answers that do not

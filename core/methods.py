@@ -136,9 +136,10 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("kto", "learn from answers labelled good or bad one at a time (KTO, LoRA): thumbs up/down feedback, no pairs needed", "kto", "lora",
                5e-5, 0.1),
     # GRPO's KL weight as its paper (DeepSeekMath) set it; TRL's default 0 drops the reference, and with it the pull
-    # towards what the base knew. The rate is measured with bench/grpo.py on the built-in model.
+    # towards what the base knew. The rate from bench/grpo.py on the built-in model (30 steps of sums, sampled at 0.7):
+    # at 2e-4 the training reward rose from 0.04 to 0.54 (mean of the first and last ten steps), at 5e-5 from 0.03 to 0.16.
     MethodSpec("grpo", "sample answers and learn from the ones your rewards score higher (GRPO, LoRA): a checkable answer, "
-               "a format, a length; prompts with or without reference answers", "grpo", "lora", 2e-5, 0.04),
+               "a format, a length; prompts with or without reference answers", "grpo", "lora", 2e-4, 0.04),
     MethodSpec("reward", "a scalar head that scores chosen above rejected (reward model, LoRA): to rank or filter answers; no GGUF", "reward", "lora", 2e-4),
     MethodSpec("distill", "match a teacher model's token distributions (knowledge distillation, LoRA): a larger model's skill in a smaller one", "distill", "lora", 1e-3),
 )}

@@ -79,7 +79,7 @@ def stop_at_end_of_turn(model: Any, tokenizer: Any) -> None:
 
 def build_grpo_trainer(args: dict[str, Any], config: RunConfig, model: Any, tokenizer: Any, train: list[Example],
                        evaluation: list[Example], common: dict[str, Any]) -> Any:
-    """TRL's GRPOTrainer for the run: its rewards, group size, answer budget and KL weight; sampled at temperature 1."""
+    """TRL's GRPOTrainer for the run: its rewards, group size, answer budget, sampling temperature and KL weight."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -87,7 +87,7 @@ def build_grpo_trainer(args: dict[str, Any], config: RunConfig, model: Any, toke
     stop_at_end_of_turn(model, tokenizer)
     grpo_args = GRPOConfig(**args, beta=config.beta or 0.0, num_generations=config.num_generations,
                            max_completion_length=config.max_completion_length, reward_weights=[r.weight for r in rewards],
-                           temperature=1.0, log_completions=False)
+                           temperature=config.sample_temperature, log_completions=False)
     trainer = GRPOTrainer(args=grpo_args, reward_funcs=trl_reward_functions(rewards, tokenizer),
                           train_dataset=Dataset.from_list(prompt_rows(train)),
                           eval_dataset=Dataset.from_list(prompt_rows(evaluation)) if evaluation else None, **common)

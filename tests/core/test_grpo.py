@@ -114,7 +114,7 @@ def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q, _ in FACTS), encoding="utf-8")
     config = RunConfig(model=str(yes_or_no), data=str(prompts), method="grpo", rewards=[r"regex:(?i)\byes\b"], max_steps=20,
                        batch_size=8, num_generations=4, max_completion_length=8, learning_rate=1e-2, lora_r=8, lora_alpha=16,
-                       seed=1, forgetting_probe=False)
+                       sample_temperature=1.0, seed=1, forgetting_probe=False)  # as trained: half its answers say yes
     run = create_run(config, tmp_path / "run")
     result = train_run(run, echo=None)
 
@@ -155,19 +155,6 @@ def test_a_reward_that_returns_no_number_per_answer_is_named():
     with pytest.raises(RewardError, match="returned list for 1 answers"):
         checked_scores(reward, lambda _: [1.0, 0.0], batch)
     assert checked_scores(reward, lambda _: [math.pi], batch) == [math.pi]
-
-
-@pytest.mark.process  # trains in its own child process, as every run does: its peak memory is its own
-def test_the_plan_of_a_grpo_run_is_within_a_fifth_of_its_peak(home, yes_or_no, tmp_path):
-    from tuneforge.core.api.runs import create_run, train
-
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": q, "completion": a}) + "\n" for q, a in FACTS * 4), encoding="utf-8")
-    config = RunConfig(model=str(yes_or_no), data=str(prompts), method="grpo", max_steps=6, batch_size=8, num_generations=4,
-                       max_completion_length=64, seed=1, forgetting_probe=False)
-    result = train(create_run(config, tmp_path / "run").path, echo=None)
-    assert result.planned_peak_gb and abs(result.peak_memory_gb / result.planned_peak_gb - 1) <= 0.2, (
-        result.peak_memory_gb, result.planned_peak_gb)
 
 
 def test_a_judge_reward_asks_the_judge_about_each_answer_and_the_plan_says_what_it_costs():
