@@ -243,7 +243,7 @@ class RunConfig(BaseModel):
         if self.batch_size < method_spec(self.method).min_batch:
             raise ValueError(f"method {self.method} needs batch_size {method_spec(self.method).min_batch} or more: its KL "
                              "estimate pairs each answer with another row's prompt in the same micro-batch")
-        samples = method_spec(self.method).objective == "grpo"
+        samples = method_spec(self.method).samples_answers
         if (self.rewards or self.allow_code) and not samples:
             raise ValueError(f"rewards and allow_code are used by method grpo, not {self.method}")
         if samples and (self.batch_size * self.grad_accum) % self.num_generations:

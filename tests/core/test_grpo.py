@@ -106,6 +106,7 @@ def yes_or_no(tmp_path_factory, tiny_llama: Path, shared_models: Path) -> Path:
     return run.path / "merged"
 
 
+@pytest.mark.standard  # trains a tiny model to say yes or no first: tens of seconds
 def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp_path):
     from tuneforge.core.api.runs import create_run
     from tuneforge.core.train.runner import train_run
@@ -131,6 +132,7 @@ def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp
     assert (merge(run.path) / "config.json").is_file()  # a LoRA adapter: it merges (and exports) as any LoRA run
 
 
+@pytest.mark.standard  # trains a tiny model to say yes or no first: tens of seconds
 def test_a_reward_that_raises_stops_the_run_with_the_reward_and_the_record(home, yes_or_no, tmp_path):
     from tuneforge.core.api.runs import create_run
     from tuneforge.core.train.runner import train_run
