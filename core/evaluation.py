@@ -29,7 +29,6 @@ from .data.records import Example
 from .errors import DataError, GeneratorError, ModelError
 from .general_answers import KeptAnswers, general_questions
 from .judge import judge_answer
-from .models import resolve_model
 from .progress import Progress, ProgressCallback
 from .replies import GENERATION_BATCH
 from .reply import Reply
@@ -265,7 +264,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
                     progress.detail = f"{label}: everyday questions"
                     if on_progress:
                         on_progress(progress)
-                    model.everyday = everyday_answers(chat, base_path=resolve_model(source).path if kind == "base" else None)
+                    model.everyday = everyday_answers(chat, base=kind == "base")
                     progress.done += everyday_count
             finally:
                 chat.close()
@@ -313,15 +312,15 @@ def _replies(chat: Any, label: str, questions: list[EvalQuestion], max_new_token
             on_progress(progress)
 
 
-def everyday_answers(chat: Any, base_path: Path | None = None) -> list[str]:
-    """A chat model's answers to the everyday questions: a transformers model answers them in batches (a base
+def everyday_answers(chat: Any, base: bool = False) -> list[str]:
+    """A chat model's answers to the everyday questions: a transformers model answers them in batches (a `base`
     model's read from the cache of its earlier answers, replies.py, when it gave them in this precision before),
     a GGUF one by one through llama.cpp, as a person would ask it."""
     from .general_answers import ANSWER_TOKENS, base_answers, conversations, general_questions, model_answers
 
     if hasattr(chat, "tokenizer"):
-        if base_path is not None:
-            return base_answers(chat.model, chat.tokenizer, base_path)
+        if base:  # the folder it was loaded from keys the cache, as the training child's probe keys it
+            return base_answers(chat.model, chat.tokenizer, Path(chat.model.name_or_path))
         return model_answers(chat.model, chat.tokenizer)
     return [chat.reply(conversation, ANSWER_TOKENS).text for conversation in conversations(general_questions())]
 

@@ -74,8 +74,9 @@ class Reward(BaseModel):
     @property
     def name(self) -> str:
         """A short name for its chart and log keys: the kind, with a file's name or a short argument."""
-        if self.kind in ("code", "json") and self.argument and not self.argument.lstrip().startswith("{"):
-            return f"{self.kind}:{Path(self.argument.partition(':')[0] if self.kind == 'code' else self.argument).name}"
+        file = reward_file(self.kind, self.argument)
+        if file is not None:
+            return f"{self.kind}:{Path(file).name}"
         return self.label if len(self.label) <= 24 else self.kind
 
     def written(self) -> str:
@@ -103,18 +104,26 @@ def reward_fields(written: Any) -> Any:
     return {"kind": kind.strip(), "argument": argument or None, "weight": weight}
 
 
+def reward_file(kind: Any, argument: Any) -> str | None:
+    """The file a reward's argument names: a code reward's Python file (before `:FUNCTION`), a json reward's schema
+    file (not a schema written inline, which starts with `{`); None for every other reward."""
+    if not isinstance(argument, str) or not argument or kind not in ("code", "json"):
+        return None
+    if kind == "json":
+        return None if argument.lstrip().startswith("{") else argument
+    return argument.partition(":")[0]
+
+
 def with_absolute_file(written: Any, base: Path) -> Any:
     """A reward whose file (a code reward's Python file, a json reward's schema file) is made absolute against `base`,
     the folder it was typed in: the training child runs elsewhere."""
     fields = reward_fields(written.model_dump() if isinstance(written, Reward) else written)
-    if not isinstance(fields, dict) or not fields.get("argument") or fields.get("kind") not in ("code", "json"):
+    file = reward_file(fields.get("kind"), fields.get("argument")) if isinstance(fields, dict) else None
+    if file is None:
         return written
-    argument = str(fields["argument"])
-    if fields["kind"] == "json" and argument.lstrip().startswith("{"):
-        return written
-    file, colon, function = argument.partition(":") if fields["kind"] == "code" else (argument, "", "")
     path = Path(file).expanduser()
-    return {**fields, "argument": str(path if path.is_absolute() else (base / path).resolve()) + colon + function}
+    rest = fields["argument"][len(file):]  # a code reward's `:FUNCTION`
+    return {**fields, "argument": str(path if path.is_absolute() else (base / path).resolve()) + rest}
 
 
 ARGUMENT_HELP = {"regex": "PATTERN", "length": "MIN-MAX (words)", "code": "FILE[:FUNCTION]", "judge": "GENERATOR",
@@ -202,11 +211,9 @@ def read_schema(argument: str | None) -> dict[str, Any] | None:
     """A json reward's schema: inline JSON (starting with `{`), or a file of it; None for any JSON value."""
     if not argument:
         return None
+    file = reward_file("json", argument)
     try:
-        if argument.lstrip().startswith("{"):
-            schema = json.loads(argument)
-        else:
-            schema = json.loads(Path(argument).expanduser().read_text(encoding="utf-8"))
+        schema = json.loads(Path(file).expanduser().read_text(encoding="utf-8") if file else argument)
     except OSError as exc:
         raise ConfigError(f"reward json:{argument}: cannot read the schema ({exc.strerror or exc})",
                           "name a JSON schema file, or write the schema inline: json:{\"type\": \"object\", …}") from None
@@ -263,7 +270,8 @@ def _code(argument: str) -> Score:
     ended=[…])`, returning one number (or None) per completion."""
     import importlib.util
 
-    file, _, name = argument.partition(":")
+    file = reward_file("code", argument) or ""
+    name = argument[len(file) + 1:]
     path = Path(file).expanduser()
     if not path.is_file():
         raise ConfigError(f"reward code:{argument}: no such file {path}", "name a Python file that defines the reward function")

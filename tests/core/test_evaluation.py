@@ -158,6 +158,6 @@ def test_a_transformers_model_answers_the_questions_in_batches_as_it_does_one_by
     assert [reply.text for reply in chat.replies(asked, 12)] == [chat.reply(question, 12).text for question in asked]
 
     # The base's everyday answers are asked once: a later evaluation reads them back.
-    first = everyday_answers(chat, base_path=tiny_llama)
+    first = everyday_answers(chat, base=True)
     monkeypatch.setattr(replies, "generate_replies", lambda *args: pytest.fail("the base was asked again"))
-    assert everyday_answers(chat, base_path=tiny_llama) == first
+    assert everyday_answers(chat, base=True) == first

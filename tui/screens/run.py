@@ -73,7 +73,8 @@ def samples_text(history: RunHistory) -> Text:
         return text
     sampled = history.samples[-1]
     text.append(f"sampled at step {sampled.step}:", style="bold")
-    for index, answer in enumerate(sampled.answers[-SHOWN_SAMPLES:], start=len(sampled.answers) - min(SHOWN_SAMPLES, len(sampled.answers))):
+    for index in range(max(0, len(sampled.answers) - SHOWN_SAMPLES), len(sampled.answers)):
+        answer = sampled.answers[index]
         scores = ", ".join(f"{name} {values[index]:g}" for name, values in sampled.rewards.items()
                            if index < len(values) and values[index] is not None)
         text.append(f"\n  {' '.join(answer.split())[:100]!r}", style="dim")
