@@ -23,7 +23,7 @@ async def test_the_form_offers_rewards_for_grpo_and_says_what_is_wrong_with_one(
         assert not form.query_one("#row-rewards").display and not form.query_one("#row-teacher").display
         form.query_one("#field-method", Select).value = "grpo"
         await pilot.pause()
-        assert form.query_one("#row-rewards").display and form.query_one("#row-num_generations").display
+        assert all(form.query_one(f"#row-{name}").display for name in ("rewards", "num_generations", "sample_temperature"))
         assert "GRPO" in text_of(app, "#help-method")
         form.query_one("#field-rewards", Input).value = "numeric:0.5; length:60-5"
         await pilot.pause()

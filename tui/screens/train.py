@@ -63,6 +63,7 @@ FIELDS = (
     Field("rewards", "rewards", "rewards"),
     Field("num_generations", "group size", "int"),
     Field("max_completion_length", "answer tokens", "int"),
+    Field("sample_temperature", "temperature", "float"),
     Field("allow_code", "allow code", "choice", (("off", False), ("on", True))),
     Field("eval_steps", "eval every", "optional-int"),
     Field("save_steps", "save every", "optional-int"),
@@ -70,7 +71,7 @@ FIELDS = (
     Field("report_to", "report to", "list"),
 )
 ONLY_FOR = {"teacher": "distill", "rewards": "grpo", "num_generations": "grpo", "max_completion_length": "grpo",
-            "allow_code": "grpo"}
+            "sample_temperature": "grpo", "allow_code": "grpo"}
 """Fields of one method's settings, shown while that method is chosen."""
 GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
