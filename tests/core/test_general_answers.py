@@ -289,3 +289,55 @@ def test_the_tuned_model_answers_the_probe_as_merged_and_its_weights_come_back_a
     for name, weight in model.named_parameters():  # taken out again: the base as it was, to the rounding of its dtype
         if "lora" not in name:
             assert torch.allclose(weight, before[name], rtol=0, atol=1e-6 if dtype == "float32" else 2e-2), name
+
+
+def test_replayed_rows_pay_their_answer_loss_and_the_kl_term_in_one_pass_with_the_same_gradients(tiny_llama, smol_tokenizer, tmp_path):
+    """The trainer runs the replayed rows apart from the data's: its loss and gradients are those of the answer loss
+    over every row of the batch plus the weighted KL term on the replayed rows."""
+    import torch
+    import torch.nn.functional as F
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from trl import SFTConfig, SFTTrainer
+
+    from tuneforge.core.language_model import load_language_model
+    from tuneforge.core.train.replay_kl import ReplayKLTrainer
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_language_model(tiny_llama, dtype=torch.float32),
+                           LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))  # already away from the base
+    rows = []
+    for question, answer in [("Who keeps the lighthouse?", "Mara Tovesk."), ("Hi!", "Hello there, how can I help?"),
+                             ("What colour is the door?", "It is teal."), ("Name a fruit.", "An apple.")]:
+        text = smol_tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+        prompt = smol_tokenizer(text, add_special_tokens=False)["input_ids"]
+        reply = smol_tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        rows.append({"input_ids": prompt + reply, "labels": [-100] * len(prompt) + reply})
+    replayed = [tuple(rows[1]["input_ids"]), tuple(rows[3]["input_ids"])]
+    trainer = ReplayKLTrainer(model=model, args=SFTConfig(output_dir=str(tmp_path), report_to=[], max_length=None, bf16=False,
+                                                                         gradient_checkpointing=False),
+                              train_dataset=Dataset.from_list(rows), processing_class=smol_tokenizer, replayed=replayed, weight=0.5)
+    batch = trainer.data_collator(rows)
+    model.train()
+    assert trainer.replayed_rows(batch) == [1, 3]
+
+    def gradients(loss):
+        model.zero_grad()
+        loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    loss = trainer.compute_loss(model, dict(batch))
+    got = gradients(loss)
+    answers = SFTTrainer.compute_loss(trainer, model, dict(batch))  # every row's answers, as plain SFT trains them
+    with torch.no_grad(), model.disable_adapter():
+        base = model(input_ids=batch["input_ids"][[1, 3]], attention_mask=batch["attention_mask"][[1, 3]]).logits
+    tuned = model(input_ids=batch["input_ids"][[1, 3]], attention_mask=batch["attention_mask"][[1, 3]]).logits
+    trained = batch["labels"][[1, 3]][:, 1:] != -100
+    kl = F.kl_div(F.log_softmax(tuned[:, :-1][trained], -1), F.log_softmax(base[:, :-1][trained], -1), log_target=True,
+                  reduction="batchmean")
+    assert kl > 1e-4  # the adapter starts away from the base, so the term has something to pull
+    expected = answers + 0.5 * kl
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    want = gradients(expected)
+    for name, gradient in want.items():
+        torch.testing.assert_close(got[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
