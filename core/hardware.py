@@ -113,7 +113,21 @@ def detect(disk_path: Path | None = None) -> Hardware:
     disk = shutil.disk_usage(_existing_parent(disk_path) if disk_path else Path.home())
     return Hardware(cuda, name, total, free, bf16, memory.total / 2**30, memory.available / 2**30, disk.free / 2**30,
                     gpu_count=count, compute_capability=capability, cpu_bf16=cpu_has_bf16(), cpu_allocator=training_allocator(),
-                    cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+                    cpu_cores=usable_cpus())
+
+
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity: a container or `taskset` can give it fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def usable_cores() -> int:
+    """The physical cores among usable_cpus(): one thread per core is what token-by-token generation wants (a
+    second hyperthread on the same core only contends for it)."""
+    import psutil
+
+    logical, physical = psutil.cpu_count(logical=True) or 1, psutil.cpu_count(logical=False) or 1
+    return max(1, usable_cpus() // max(1, logical // physical))
 
 
 def _existing_parent(path: Path) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.core.errors import ExportError
-from tuneforge.core.hardware import cpu_has_amx, env_switch
+from tuneforge.core.hardware import cpu_has_amx, env_switch, usable_cores, usable_cpus
 
 EXTRA_BUFTS_VARIABLE = "TUNEFORGE_LLAMA_EXTRA_BUFTS"
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir llama-cpp-python'
@@ -51,7 +51,12 @@ def extra_buffers_allowed() -> bool:
 @contextlib.contextmanager
 def open_llama(path: Path, **options: Any) -> Iterator[Any]:
     """A llama_cpp.Llama for the GGUF at `path` (options as Llama takes them), loaded with the safe
-    buffer setting for this CPU, and closed on exit (its destructor is noisy at interpreter shutdown)."""
+    buffer setting for this CPU, and closed on exit (its destructor is noisy at interpreter shutdown).
+
+    Threads, unless given: one per physical core this process may use for generation, every usable CPU for prompts.
+    llama-cpp-python's own defaults count the whole machine and halve it for generation, assuming two threads per
+    core: a machine without hyperthreads generates on half its cores, a container limited to a few CPUs oversubscribes.
+    """
     import llama_cpp
     import llama_cpp.llama as llama_module
 
@@ -65,6 +70,7 @@ def open_llama(path: Path, **options: Any) -> Iterator[Any]:
 
     # Llama() builds its model parameters from llama_model_default_params() and loads the model
     # in its constructor, without exposing use_extra_bufts: give it parameters that carry it.
+    options = {"n_threads": usable_cores(), "n_threads_batch": usable_cpus(), **options}
     with _LOADING:
         llama_module.llama_cpp.llama_model_default_params = safe_params
         try:

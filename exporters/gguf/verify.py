@@ -41,7 +41,7 @@ A broken conversion still fails, since its choices sit far below the HF top logi
 @contextlib.contextmanager
 def open_gguf(path: Path, n_ctx: int = VERIFY_CONTEXT, lora_path: Path | None = None) -> Iterator[Any]:
     """A llama.cpp model with per-position logits, closed on exit."""
-    with open_llama(path, n_ctx=n_ctx, logits_all=True, seed=0, n_threads=None,
+    with open_llama(path, n_ctx=n_ctx, logits_all=True, seed=0,
                     lora_path=str(lora_path) if lora_path else None) as llm:
         yield llm
 

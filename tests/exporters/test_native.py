@@ -43,6 +43,26 @@ def test_every_quantized_type_loads_and_evaluates_with_the_setting_it_was_given(
         assert found == {"positions": len(PROBE_TOKENS), "vocab": 259, "finite": True}, qtype
 
 
+def test_llama_cpp_generates_on_one_thread_per_physical_core_this_process_may_use(probe_files, monkeypatch):
+    import os
+
+    import psutil
+
+    from tuneforge.core import hardware
+
+    machines = {  # (logical CPUs, physical cores, CPUs this process may use) → generation threads
+        (2, 2, 2): 2,  # a VM of two cores without hyperthreads: llama-cpp-python's own default would be 1
+        (16, 8, 16): 8,  # a desktop with hyperthreads: one thread per core, as llama-cpp-python would choose
+        (32, 16, 4): 2,  # a container given 4 of a hyperthreaded machine's CPUs: not 16 threads on 4 CPUs
+    }
+    for (logical, physical, usable), threads in machines.items():
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True, cpus=logical, cores=physical: cpus if logical else cores)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, usable=usable: set(range(usable)), raising=False)
+        assert (hardware.usable_cores(), hardware.usable_cpus()) == (threads, usable)
+    with open_llama(probe_files["q8_0"], n_ctx=64) as llm:
+        assert (llm.n_threads, llm.n_threads_batch) == (threads, usable)  # what open_llama gave llama.cpp
+
+
 def test_the_loader_leaves_llama_cpp_as_it_found_it(probe_files):
     import llama_cpp.llama as llama_module
 
