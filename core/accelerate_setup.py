@@ -66,8 +66,9 @@ def check_world(config: RunConfig, hardware: Hardware, machine: Machine) -> None
                           f"use --gpus {hardware.gpu_count} or fewer")
     from .methods import method_spec
 
-    if method_spec(config.method).quantized_base and not hardware.cuda:
-        raise ConfigError(f"{config.method} (a 4-bit base) on several CPU processes is not supported", "use --method lora for CPU processes")
+    if (method_spec(config.method).quantized_base or config.load_in_4bit) and not hardware.cuda:
+        raise ConfigError(f"{config.method} on a 4-bit base in several CPU processes is not supported",
+                          "use --method lora (or leave out --load-in-4bit) for CPU processes")
     if config.nodes > 1 and not machine.main_address:
         raise ConfigError(f"a run over {config.nodes} machines needs the first machine's address",
                           "pass --main-address HOST (the machine with --node-rank 0) on every machine")

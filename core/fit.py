@@ -58,7 +58,7 @@ def plan_for(config: RunConfig, hardware: Hardware, params_b: float, shape: Shap
         budget_gb=hardware.memory_budget_gb, freeze_layers=config.freeze_layers, compute_dtype=hardware.compute_dtype,
         answer_share=answer_share, lora_targets=config.lora_targets, cpu_allocator=hardware.cpu_allocator,
         teacher_params_b=teacher_params_b(config), replay_kl=bool(config.replay and config.replay_kl),
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, load_in_4bit=config.load_in_4bit,
         packed_tokens=largest_packed_batch(lengths, batch_size, seq_len) if config.padding_free and lengths else None,
     )
 

@@ -362,7 +362,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
                              answer_share: float = 1.0, teacher_params_b: float | None = None,
                              lora_targets: Sequence[str] | None = None, cpu_allocator: str = "glibc",
                              replay_kl: bool = False, checkpoint_every: int = 1,
-                             packed_tokens: int | None = None) -> MemoryEstimate:
+                             packed_tokens: int | None = None, load_in_4bit: bool = False) -> MemoryEstimate:
     """The memory one training step of `method` needs at its peak, as a breakdown.
 
     `seq_len` is the longest batch's length (padding included); `packed_tokens`, for padding-free batches, the
@@ -370,7 +370,8 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     its tokens that are trained answers; `compute_dtype` defaults to bf16 on a GPU, fp32 on a CPU;
     `cpu_allocator` (glibc or tcmalloc) sets how much freed memory a CPU process keeps; `replay_kl`, that
     replayed rows also pay a KL term to the base (train/replay_kl.py); `checkpoint_every` n, that checkpointing
-    covers every n-th layer only (the others keep their activations).
+    covers every n-th layer only (the others keep their activations); `load_in_4bit`, that a LoRA method's base is 4-bit
+    (as qlora's always is).
     """
     spec = method_spec(method)
     params = params_b * 1e9
@@ -378,7 +379,7 @@ def estimate_training_memory(params_b: float, shape: Shape, *, method: str, batc
     value_bytes = 2 if sixteen_bit else 4
     embeddings = shape.vocab * shape.hidden
     whole = spec.weights == "whole"
-    if spec.quantized_base:
+    if spec.quantized_base or load_in_4bit:
         # bitsandbytes quantizes the decoder's linear layers; the embeddings, an untied head and a mixture's experts stay 16-bit.
         unquantized = input_embedding_parameters(shape) + (embeddings if untied_head(params, shape) else 0) + expert_parameters(shape)
         weights = max(0.0, params - unquantized) * QLORA_BYTES_PER_PARAM + unquantized * value_bytes

@@ -92,6 +92,12 @@ class MethodSpec:
         return self.objective in ("dpo", "simpo", "kto")
 
     @property
+    def offers_4bit_base(self) -> bool:
+        """True when its base can go to 4 bits by `load_in_4bit`: the LoRA methods besides plain SFT LoRA, whose
+        4-bit form is the qlora method itself."""
+        return self.trains == "lora" and not self.quantized_base and (self.objective != "sft" or self.dora)
+
+    @property
     def sequences_per_example(self) -> int:
         """How many sequences a step runs through the model per example: two for a pair (chosen and rejected) and
         for KTO (the answer, and a mismatched one that estimates the KL term); one otherwise."""
@@ -150,6 +156,16 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
 def method_spec(name: str) -> MethodSpec:
     """The spec for a method name (names are validated by RunConfig before they get here)."""
     return METHODS[name]
+
+
+def smaller_base_options(method: str, load_in_4bit: bool = False) -> str:
+    """What would shrink `method`'s base in memory, for an out-of-memory hint: 4 bits where it is not yet (--method
+    qlora for SFT and for the methods that train no LoRA, --load-in-4bit for the other LoRA methods), a smaller model."""
+    spec = method_spec(method)
+    if spec.quantized_base or load_in_4bit:
+        return "a smaller model"
+    option = "--load-in-4bit" if spec.offers_4bit_base else "--method qlora"
+    return f"{option}, a smaller model"
 
 
 def trains_lora(method: str) -> bool:

@@ -1,18 +1,8 @@
 """The rewards GRPO trains towards: checks a person states in a word, their own Python function, or a judge model.
 
-A reward is written `KIND[:ARGUMENT]`, with a weight in front when it is not 1 (`2*contains`):
-
-    exact | contains          the answer is the record's reference answer (normalised), or holds its words
-    numeric[:TOLERANCE]       the last number in the answer is the reference's last number, within ± TOLERANCE
-    regex:PATTERN             the answer matches PATTERN (Python `re.search`; anchor it with ^…$ for the whole answer)
-    json[:SCHEMA]             the answer is a JSON value (a ```json fence allowed), valid under SCHEMA (a file or inline)
-    length:MIN-MAX            the answer is MIN to MAX words long
-    ends_turn                 the answer ended its turn within the completion budget (was not cut off)
-    code:FILE[:FUNCTION]      FUNCTION (default `reward`) in the Python FILE: runs your code, so only with allow_code
-    judge:GENERATOR           a judge model (any `data prepare --generator`) says the answer states the reference
-
-Every built-in scores 1 or 0. The reference kinds score nothing (None, left out of the weighted sum as TRL does)
-for a prompt without a reference. A reward that raises stops the run with the reward and the record named.
+A reward is written `KIND[:ARGUMENT]`, with a weight in front when it is not 1 (`2*contains`); KINDS says what each
+kind checks. Every built-in scores 1 or 0. The reference kinds score nothing (None, left out of the weighted sum as
+TRL does) for a prompt without a reference. A reward that raises stops the run with the reward and the record named.
 """
 
 from __future__ import annotations
@@ -30,6 +20,20 @@ from .answer_scores import contains_reference, exact_match
 from .errors import ConfigError, RewardError
 
 RewardKind = Literal["exact", "contains", "numeric", "regex", "json", "length", "ends_turn", "code", "judge"]
+KINDS: dict[str, str] = {
+    "contains": "the answer holds the words of the record's reference answer (normalised)",
+    "exact": "the answer is the record's reference answer (normalised)",
+    "numeric": "the last number in the answer is the reference's last number, within ± TOLERANCE (default 0)",
+    "regex": "the answer matches PATTERN (Python re.search; anchor it with ^…$ for the whole answer)",
+    "json": "the answer is a JSON value (a ```json fence allowed), valid under SCHEMA (a file or inline) when given",
+    "length": "the answer is MIN to MAX words long",
+    "ends_turn": "the answer ended its turn within the answer budget (was not cut off)",
+    "code": "FUNCTION (default `reward`) in the Python FILE scores the answers: runs your code, so only with allow code",
+    "judge": "a judge model (any `data prepare` generator) says the answer states the reference",
+}
+"""Every reward kind and what it checks, in the order the app offers them."""
+REFERENCE_KINDS = ("contains", "exact", "numeric", "judge")
+"""The kinds that compare an answer with the record's reference answer."""
 NEEDS_ARGUMENT = ("regex", "length", "code", "judge")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 WEIGHTED = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*\*\s*(.+)$")
@@ -304,6 +308,7 @@ def _judge(spec: str) -> Score:
                     for prompt, answer, reference in zip(batch.prompts, batch.answers, batch.references, strict=True)]
         return [None if verdict is None or verdict.correct is None else float(verdict.correct) for verdict in verdicts]
 
+    check.close = judge.close  # type: ignore[attr-defined]  # the judge's model or connection, released when training ends
     return check
 
 

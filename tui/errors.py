@@ -44,6 +44,7 @@ APP_WORDS = (
     (re.compile(r"`?tuneforge shrink --resume [^`\s]+`?"), "Resume (r) in the shrink's view"),
     (re.compile(r"`--model default`(?: \(the built-in [^)]*\))?"), "the built-in model (the first row of the Model step)"),
     (re.compile(r"`?--method (\w+)`?"), r"method \1"),
+    (re.compile(r"`?--load-in-4bit`?"), "4-bit base: on"),
 )
 """The core's hints name CLI commands; in the app the same step is a key or a row."""
 

@@ -41,6 +41,8 @@ EvalDataOption = Annotated[str | None, typer.Option(help="Held-out data (default
 DataSplitOption = Annotated[str | None, typer.Option(help="The split of a hub or saved dataset that trains (default: train).")]
 EvalDataSplitOption = Annotated[str | None, typer.Option(help="The split of a hub --eval-data (default: validation, else test).")]
 MethodOption = Annotated[str | None, typer.Option(help=f"One of {', '.join(METHODS)} (listed above).")]
+FourBitOption = Annotated[bool | None, typer.Option(
+    "--load-in-4bit", help="Train a LoRA method (dpo, orpo, simpo, kto, grpo, reward, distill, dora) on a 4-bit nf4 base, as qlora does.")]
 TeacherOption = Annotated[str | None, typer.Option(help="distill: the teacher (a model reference or a trained run directory).")]
 AdapterFromOption = Annotated[str | None, typer.Option("--adapter-from", help="Continue training this run's (or folder's) adapter.")]
 EpochsOption = Annotated[float | None, typer.Option(help="Passes over the data.")]

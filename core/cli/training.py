@@ -24,6 +24,7 @@ from .app import (
     EpochsOption,
     EvalDataOption,
     EvalDataSplitOption,
+    FourBitOption,
     GenerationsOption,
     LrOption,
     MaxLengthOption,
@@ -68,6 +69,7 @@ def train(
     eval_data: EvalDataOption = None,
     eval_data_split: EvalDataSplitOption = None,
     method: MethodOption = None,
+    load_in_4bit: FourBitOption = None,
     epochs: EpochsOption = None,
     lr: LrOption = None,
     max_length: MaxLengthOption = None,
@@ -100,7 +102,7 @@ def train(
     if gpus is not None:
         _require_gpus(gpus)
     machine = Machine(node_rank, main_address, main_port)
-    new_run_options = (model, data, data_split, eval_data, eval_data_split, method, epochs, lr, max_length, batch_size, max_steps, out, config, column,
+    new_run_options = (model, data, data_split, eval_data, eval_data_split, method, load_in_4bit, epochs, lr, max_length, batch_size, max_steps, out, config, column,
                        teacher, adapter_from, gpus, processes, nodes, replay, report_to, reward, allow_code, num_generations,
                        max_completion_length)
     if (resume is not None or run_dir is not None) and any(option is not None for option in new_run_options):
@@ -118,7 +120,7 @@ def train(
         run_path = run_dir
     else:
         run_config = config_from_options(
-            config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
+            config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, load_in_4bit=load_in_4bit, epochs=epochs, learning_rate=lr,
             max_length=max_length, batch_size=batch_size, max_steps=max_steps, columns=columns_option(column),
             teacher=teacher, adapter_from=adapter_from, processes=gpus or processes, nodes=nodes, chat_template=chat_template,
             replay=replay, report_to=trackers_option(report_to), rewards=reward, allow_code=allow_code,
@@ -181,6 +183,7 @@ def run(
     eval_data: EvalDataOption = None,
     eval_data_split: EvalDataSplitOption = None,
     method: MethodOption = None,
+    load_in_4bit: FourBitOption = None,
     epochs: EpochsOption = None,
     lr: LrOption = None,
     max_length: MaxLengthOption = None,
@@ -207,7 +210,7 @@ def run(
 
     quants = parse_gguf_types(quant)  # before hours of training, not after
     run_config = config_from_options(
-        config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, epochs=epochs, learning_rate=lr,
+        config, model=model, data=data, data_split=data_split, eval_data=eval_data, eval_data_split=eval_data_split, method=method, load_in_4bit=load_in_4bit, epochs=epochs, learning_rate=lr,
         max_length=max_length, columns=columns_option(column), teacher=teacher, adapter_from=adapter_from,
         chat_template=chat_template, replay=replay, report_to=trackers_option(report_to), rewards=reward, allow_code=allow_code,
         num_generations=num_generations, max_completion_length=max_completion_length,

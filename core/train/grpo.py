@@ -64,6 +64,8 @@ def trl_reward_functions(rewards: list[Reward], tokenizer: Any) -> list[Callable
             return checked_scores(reward, score, batch)
 
         call.__name__ = reward.name if names.count(reward.name) == 1 else f"{reward.name}#{index + 1}"  # one chart each
+        if hasattr(score, "close"):
+            call.close = score.close  # type: ignore[attr-defined]
         functions.append(call)
     return functions
 
@@ -88,10 +90,24 @@ def build_grpo_trainer(args: dict[str, Any], config: RunConfig, model: Any, toke
     grpo_args = GRPOConfig(**args, beta=config.beta or 0.0, num_generations=config.num_generations,
                            max_completion_length=config.max_completion_length, reward_weights=[r.weight for r in rewards],
                            temperature=config.sample_temperature, log_completions=False)
-    trainer = GRPOTrainer(args=grpo_args, reward_funcs=trl_reward_functions(rewards, tokenizer),
-                          train_dataset=Dataset.from_list(prompt_rows(train)),
+    functions = trl_reward_functions(rewards, tokenizer)
+    trainer = GRPOTrainer(args=grpo_args, reward_funcs=functions, train_dataset=Dataset.from_list(prompt_rows(train)),
                           eval_dataset=Dataset.from_list(prompt_rows(evaluation)) if evaluation else None, **common)
+    trainer.add_callback(ReleaseJudges(functions))
     return trainer
+
+
+class ReleaseJudges(TrainerCallback):
+    """Close the judges' models and connections (judge: rewards) once training ends, before the run's merge and
+    probes need the memory."""
+
+    def __init__(self, functions: list[Any]) -> None:
+        self.closers = [function.close for function in functions if hasattr(function, "close")]
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        for close in self.closers:
+            close()
+        self.closers = []
 
 
 class SampledAnswers(TrainerCallback):

@@ -8,7 +8,7 @@ from ..errors import ResourceError
 from ..events import Planned, Warned
 from ..hardware import Hardware
 from ..memory import merge_and_export_needs
-from ..methods import method_spec
+from ..methods import method_spec, smaller_base_options
 from ..models import ResolvedModel
 from ..runs import RunDir
 from ..settle import SettledRun
@@ -40,7 +40,7 @@ def check_memory_plan(run: RunDir, settled: SettledRun, hardware: Hardware, mode
         raise ResourceError(
             f"{model_ref.name} with {config.method} needs about {fit.plan.total_gb:.1f} GB even at batch {fit.batch_size}"
             f"{' with gradient checkpointing' if fit.gradient_checkpointing else ''}, and {fit.plan.budget_gb:.1f} GB is free",
-            "use --method qlora, a smaller model or a shorter max_length, or close what else uses the memory",
+            f"use {smaller_base_options(config.method, config.load_in_4bit)} or a shorter max_length, or close what else uses the memory",
         )
 
 

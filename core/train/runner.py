@@ -25,7 +25,7 @@ from ..general_answers import base_answers, compare_answers, general_questions, 
 from ..hardware import Hardware, detect, resolve_method
 from ..jobs import oom_kills
 from ..memory import model_shape
-from ..methods import method_spec
+from ..methods import method_spec, smaller_base_options
 from ..models import ResolvedModel, resolve_base
 from ..rank import is_main_process, process_rank
 from ..runs import BASE_RECORD, RunDir
@@ -79,7 +79,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
         raise
     except Exception as exc:
         log.traceback()
-        foreseeable = _as_foreseeable(exc, run)
+        foreseeable = _as_foreseeable(exc, run, config)
         if foreseeable is None:
             run.record(Failed(error=f"{type(exc).__name__}: {exc}", hint=f"see {run.log_file}"))
             raise
@@ -91,7 +91,7 @@ def train_run(run: RunDir, resume: bool = False, echo: Callable[[str], None] | N
     return result
 
 
-def _as_foreseeable(exc: Exception, run: RunDir) -> TuneforgeError | None:
+def _as_foreseeable(exc: Exception, run: RunDir, config: RunConfig) -> TuneforgeError | None:
     """Out of memory, a full disk and a model whose trained parts are all cut off from the loss are foreseeable:
     say so with what to change."""
     if isinstance(exc, RuntimeError) and NO_GRAPH in str(exc):
@@ -100,7 +100,8 @@ def _as_foreseeable(exc: Exception, run: RunDir) -> TuneforgeError | None:
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return ResourceError(
             "training ran out of memory",
-            f"lower batch_size (raising grad_accum keeps the effective batch), max_length, or use --method qlora; {resume}",
+            f"lower batch_size (raising grad_accum keeps the effective batch), max_length, or use "
+            f"{smaller_base_options(config.method, config.load_in_4bit)}; {resume}",
         )
     if is_disk_full(exc):
         return ResourceError(f"the disk holding {run.path} is full", f"free some space or lower save_total_limit; {resume}")
@@ -270,7 +271,7 @@ def _build_model(config: RunConfig, inputs: Inputs, data: PreparedData, hardware
     """Load the base for the method; before it changes, measure what it knows (the forgetting probe) and ask its own
     answers (replay); then make it trainable, and load a distillation's teacher."""
     spec = method_spec(config.method)
-    base = load_base_model(inputs.model, config.method, hardware, config.trust_remote_code)
+    base = load_base_model(inputs.model, config.method, hardware, config.trust_remote_code, config.load_in_4bit)
     probe_forgetting = is_main_process() and config.forgetting_probe and spec.objective != "reward"
     perplexity_before = general_perplexity(base, inputs.tokenizer) if probe_forgetting else None
     # A base model without a chat template of its own has no everyday answers to keep (Gemma 3 270M answers 3 of 116

@@ -11,7 +11,7 @@ from ..catalog import TOWERS
 from ..config import RunConfig
 from ..errors import ConfigError, ModelError, ResourceError
 from ..hardware import Hardware
-from ..methods import method_spec
+from ..methods import method_spec, smaller_base_options
 from ..models import ResolvedModel
 from ..runs import BASE_RECORD
 
@@ -38,8 +38,10 @@ def load_tokenizer(path: Any, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust_remote_code: bool = False) -> Any:
-    """The base for `method`: 4-bit nf4 with double quantization for qlora; fp32 master weights for
+def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust_remote_code: bool = False,
+                    load_in_4bit: bool = False) -> Any:
+    """The base for `method`: 4-bit nf4 with double quantization for qlora (and for any LoRA method with
+    `load_in_4bit`); fp32 master weights for
     methods that train the model's own weights (the trainer computes in bf16/fp16 on a GPU);
     the compute dtype otherwise. The reward method gets a scalar-scoring head instead of the LM head."""
     from transformers import AutoModelForSequenceClassification
@@ -50,7 +52,8 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     compute = torch_dtype(hardware.compute_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype("float32") if spec.weights == "whole" else compute,
                               "trust_remote_code": trust_remote_code, **local_kernels_only()}
-    if spec.quantized_base:
+    quantized = spec.quantized_base or load_in_4bit
+    if quantized:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -70,9 +73,10 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
         base = loader.from_pretrained(model.path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - out of memory and unreadable weights come as many types; both are told apart below
         if "out of memory" in str(exc).lower():
-            raise ResourceError(f"{model.name} does not fit in memory for {method}", "use --method qlora, a smaller model, or a shorter --max-length") from None
+            raise ResourceError(f"{model.name} does not fit in memory for {method}",
+                                f"use {smaller_base_options(method, load_in_4bit)}, or a shorter --max-length") from None
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None
-    if spec.quantized_base and not hardware.cuda:
+    if quantized and not hardware.cuda:
         keep_4bit_layout(base)
     return base
 

@@ -5,14 +5,26 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from tuneforge.core.config import RunConfig
 from tuneforge.core.errors import ConfigError, DataError, RewardError
-from tuneforge.core.rewards import Completions, Reward, checked_scores, last_number, score_function
+from tuneforge.core.rewards import (
+    KINDS,
+    REFERENCE_KINDS,
+    Completions,
+    Reward,
+    RewardKind,
+    checked_scores,
+    last_number,
+    score_function,
+)
+from tuneforge.core.train.grpo import ReleaseJudges
 
 from ..conftest import FACTS
+from .test_train import Snapshot
 
 
 def scores(written: str, answers: list[str], references: list[str | None] | None = None,
@@ -38,6 +50,7 @@ def test_each_built_in_reward_scores_what_it_says(tmp_path):
     assert scores(f"json:{schema}", replies) == [1.0, 1.0, 0.0, 0.0]
     assert scores("json", replies) == [1.0, 1.0, 1.0, 1.0]  # any JSON value: a bare number is one
     assert last_number("-2.5 and then 1,024.75") == 1024.75
+    assert set(KINDS) == set(get_args(RewardKind)) and set(REFERENCE_KINDS) <= set(KINDS)  # the app lists every kind
 
 
 def test_a_reward_is_written_as_typed_with_its_weight_and_a_wrong_one_says_how_to_write_it():
@@ -107,7 +120,8 @@ def yes_or_no(tmp_path_factory, tiny_llama: Path, shared_models: Path) -> Path:
 
 
 @pytest.mark.standard  # trains a tiny model to say yes or no first: tens of seconds
-def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp_path):
+@pytest.mark.parametrize("load_in_4bit", [False, True], ids=["lora", "4-bit base"])
+def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp_path, load_in_4bit):
     from tuneforge.core.api.runs import create_run
     from tuneforge.core.train.runner import train_run
 
@@ -115,9 +129,11 @@ def test_grpo_learns_to_give_the_answer_its_reward_asks_for(home, yes_or_no, tmp
     prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q, _ in FACTS), encoding="utf-8")
     config = RunConfig(model=str(yes_or_no), data=str(prompts), method="grpo", rewards=[r"regex:(?i)\byes\b"], max_steps=20,
                        batch_size=8, num_generations=4, max_completion_length=8, learning_rate=1e-2, lora_r=8, lora_alpha=16,
-                       sample_temperature=1.0, seed=1, forgetting_probe=False)  # as trained: half its answers say yes
+                       sample_temperature=1.0, seed=1, forgetting_probe=False, load_in_4bit=load_in_4bit)  # as trained: half its answers say yes
     run = create_run(config, tmp_path / "run")
-    result = train_run(run, echo=None)
+    snapshot = Snapshot()
+    result = train_run(run, echo=None, callbacks=[snapshot])
+    assert ("Linear4bit" in snapshot.layer_types) == load_in_4bit
 
     history = run.history()
     rewards = [step.reward for step in history.steps]
@@ -172,9 +188,16 @@ def test_a_judge_reward_asks_the_judge_about_each_answer_and_the_plan_says_what_
     server = ScriptedServer(verdict)
     try:
         judged = scores(f"judge:{server.url}", ["It is teal.", "It is red.", "Anything"], ["The door is teal.", "The door is teal.", None])
+        judge = Reward.parse(f"judge:{server.url}")
+        score = score_function(judge)
+        batch = Completions(prompts=["q"], answers=["teal"], references=["teal"], ended=[True], sources=["data.jsonl:1"])
+        assert checked_scores(judge, score, batch) == [1.0]
+        ReleaseJudges([score]).on_train_end(None, None, None)  # as training ends: the judge's connection is closed
+        with pytest.raises(RewardError, match="closed"):
+            checked_scores(judge, score, batch)
     finally:
         server.stop()
-    assert judged == [1.0, 0.0, None] and len(server.requests) == 2  # a prompt without a reference is not sent
+    assert judged == [1.0, 0.0, None] and len(server.requests) == 3  # a prompt without a reference is not sent
 
     config = RunConfig(data="d.jsonl", method="grpo", rewards=["contains", f"0.5*judge:{server.url}"], batch_size=8)
     cpu = Hardware(False, None, 0, 0, False, 16, 12, 100, cpu_cores=2)

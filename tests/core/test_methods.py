@@ -19,7 +19,7 @@ from tuneforge.core.methods import METHODS
 from tuneforge.core.train import train_run
 
 from ..conftest import FACTS
-from .test_train import Snapshot, step_losses
+from .test_train import Snapshot, assert_only_the_adapter_trained, step_losses
 
 pytestmark = pytest.mark.slow  # every method trained, some twice: minutes; left out of `make test-fast`
 
@@ -131,6 +131,19 @@ def test_dpo_raises_the_chosen_over_rejected_margin(home, tiny_config, pairs_fil
     assert margins[-1] > 0.5, margins
     assert all("lora_" in name for name in changed_parameters(snapshot))
     assert result.accuracy_of == "pair accuracy" and result.eval_accuracy == 1.0
+
+
+def test_dpo_on_a_4bit_base_trains_its_adapter_over_linear4bit_layers_and_merges_into_16_bits(home, tiny_config, pairs_file):
+    run = create_run(tiny_config(method="dpo", load_in_4bit=True, data=str(pairs_file), eval_split=0, learning_rate=5e-3, beta=0.5,
+                                 max_steps=12, epochs=None), home / "run")
+    recorder, snapshot = LogRecorder(), Snapshot()
+    train_run(run, echo=None, callbacks=[recorder, snapshot])
+    assert "Linear4bit" in snapshot.layer_types  # the reference is the same 4-bit base with the adapter off
+    assert_only_the_adapter_trained(snapshot)
+    margins = recorder.series("rewards/margins")
+    assert margins[0] == pytest.approx(0.0, abs=1e-3) and margins[-1] > 0.5, margins
+    merged = json.loads((merge_run(run) / "config.json").read_text())
+    assert "quantization_config" not in merged  # merged into the 16-bit base, as a qlora run is
 
 
 def test_orpo_learns_the_chosen_answers(home, tiny_config, pairs_file):

@@ -101,6 +101,23 @@ def test_qlora_checkpointing_and_a_cpu_change_the_terms():
     assert checkpointed["allocator slack"] == pytest.approx((0.8 * (kept + logits) + 0.4 * 1024 * 30 * 4 * 10096) / GIB)
 
 
+def test_any_lora_method_plans_a_4bit_base_with_load_in_4bit_and_its_hints_name_the_option_that_applies():
+    from tuneforge.core.errors import ConfigError
+    from tuneforge.core.methods import smaller_base_options
+
+    def weights(method: str, load_in_4bit: bool = False) -> float:
+        return parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method=method, batch_size=4, seq_len=256, lora_r=16,
+                                              gradient_checkpointing=True, on_gpu=True, budget_gb=24, load_in_4bit=load_in_4bit))["base weights"]
+
+    assert weights("grpo", load_in_4bit=True) == weights("qlora") < 0.5 * weights("grpo")
+    with pytest.raises(ConfigError, match="does not train LoRA"):
+        RunConfig.from_dict({"data": "d.jsonl", "method": "full", "load_in_4bit": True})
+    assert smaller_base_options("grpo").startswith("--load-in-4bit")
+    assert smaller_base_options("dora").startswith("--load-in-4bit")
+    assert smaller_base_options("lora").startswith("--method qlora") and smaller_base_options("full").startswith("--method qlora")
+    assert smaller_base_options("grpo", load_in_4bit=True) == smaller_base_options("qlora") == "a smaller model"
+
+
 def test_whole_model_methods_and_objectives():
     full = parts(estimate_training_memory(SMOL_PARAMS_B, SMOL, method="full", batch_size=1, seq_len=128, lora_r=16,
                                           gradient_checkpointing=False, on_gpu=True, budget_gb=24))

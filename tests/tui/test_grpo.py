@@ -1,8 +1,8 @@
-"""GRPO in the app: the Train form's rewards (checked as typed), and a run's reward and KL charts and sampled answers."""
+"""GRPO in the app: the Train form's rewards (checked as typed), the settings only some methods use, and a run's reward and KL charts and sampled answers."""
 
 from __future__ import annotations
 
-from textual.widgets import Input, Select
+from textual.widgets import Button, Input, Select
 
 from tuneforge.core.config import RunConfig
 from tuneforge.core.events import Finished, Launched, Sampled, Started, Step, TrainResult
@@ -34,6 +34,68 @@ async def test_the_form_offers_rewards_for_grpo_and_says_what_is_wrong_with_one(
         assert values["rewards"] == ["numeric:0.5", r"0.5*regex:^\d+$"] and values["num_generations"] == 4
         config = RunConfig.from_dict(values)
         assert [reward.written() for reward in config.rewards] == ["numeric:0.5", r"0.5*regex:^\d+$"]
+
+
+async def test_rewards_are_picked_from_the_list_of_kinds_with_their_weights_and_a_wrong_one_is_not_added(home, tiny_llama, facts_file):
+    from textual.widgets import OptionList
+
+    from tuneforge.tui.widgets.reward_editor import RewardEditor
+
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(TrainFormScreen())
+        form = app.screen
+        form.query_one("#field-method", Select).value = "grpo"
+        await pilot.pause()
+        form.query_one("#edit-rewards", Button).press()
+        await pilot.pause()
+        editor = app.screen
+        assert isinstance(editor, RewardEditor)
+        assert [reward.written() for reward in editor.rewards] == ["contains", "ends_turn"]  # an empty field: the defaults
+        assert "reference" in text_of(app, "#reward-help")  # contains compares with each record's answer: where that comes from
+        editor.query_one("#reward-kind", Select).value = "length"
+        await pilot.pause()
+        assert "MIN-MAX" in editor.query_one("#reward-argument", Input).placeholder
+        editor.query_one("#reward-argument", Input).value = "60-5"
+        editor.query_one("#reward-weight", Input).value = "0.5"
+        editor.query_one("#reward-add", Button).press()
+        await pilot.pause()
+        assert "MIN-MAX" in text_of(app, "#reward-error") and len(editor.rewards) == 2  # not added
+        editor.query_one("#reward-argument", Input).value = "5-60"
+        editor.query_one("#reward-add", Button).press()
+        await pilot.pause()
+        assert editor.rewards[-1].written() == "0.5*length:5-60" and text_of(app, "#reward-error") == ""
+        editor.query_one("#reward-list", OptionList).highlighted = 1
+        editor.query_one("#reward-remove", Button).press()  # ends_turn
+        editor.query_one("#reward-done", Button).press()
+        await pilot.pause()
+        assert app.screen is form
+        assert form.query_one("#field-rewards", Input).value == "contains; 0.5*length:5-60"
+        assert [reward.written() for reward in RunConfig.from_dict(form.values()).rewards] == ["contains", "0.5*length:5-60"]
+
+
+async def test_a_4bit_base_is_offered_for_the_lora_methods_and_a_hidden_setting_is_not_sent(home, tiny_llama, facts_file):
+    app = TuneforgeApp(hardware=CPU_MACHINE)
+    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(TrainFormScreen())
+        form = app.screen
+        shown = {}
+        for method in ("lora", "qlora", "full", "dora", "dpo", "grpo"):
+            form.query_one("#field-method", Select).value = method
+            await pilot.pause()
+            shown[method] = form.query_one("#row-load_in_4bit").display
+        assert shown == {"lora": False, "qlora": False, "full": False, "dora": True, "dpo": True, "grpo": True}
+        form.query_one("#field-load_in_4bit", Select).value = True
+        form.query_one("#field-rewards", Input).value = "contains"
+        await pilot.pause()
+        assert form.values()["load_in_4bit"] is True and RunConfig.from_dict(form.values()).load_in_4bit
+        form.query_one("#field-method", Select).value = "full"  # neither setting applies to full fine-tuning
+        await pilot.pause()
+        values = form.values()
+        assert "load_in_4bit" not in values and "rewards" not in values
+        assert RunConfig.from_dict(values).method == "full"
 
 
 async def test_a_grpo_run_shows_its_reward_and_kl_curves_and_what_it_sampled(home, facts_file):

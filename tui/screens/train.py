@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -21,11 +22,12 @@ from tuneforge.core.config import RunConfig, setting_bounds
 from tuneforge.core.errors import ConfigError
 from tuneforge.core.hardware import Hardware
 from tuneforge.core.memory import model_shape
-from tuneforge.core.methods import METHODS, auto_method
+from tuneforge.core.methods import METHODS, MethodSpec, auto_method
 from tuneforge.core.settle import DataFacts, SettledRun, settle_run
 
 from ..base import TuneforgeScreen
 from ..widgets import KeyFooter, Plain
+from ..widgets.reward_editor import RewardEditor
 from .job_view import JobStarted
 
 
@@ -39,8 +41,11 @@ class Field:
     choices: tuple[tuple[str, Any], ...] = ()
 
 
+REWARDS_FIELD = Field("rewards", "rewards", "rewards")
+"""grpo's rewards: typed `;`-separated, or picked in the RewardEditor."""
 FIELDS = (
     Field("method", "method", "choice", tuple((name, name) for name in METHODS)),
+    Field("load_in_4bit", "4-bit base", "choice", (("off", False), ("on", True))),
     Field("epochs", "epochs", "optional-float"),
     Field("learning_rate", "learning rate", "optional-float"),
     Field("batch_size", "batch size", "int"),
@@ -60,7 +65,7 @@ FIELDS = (
     Field("gradient_checkpointing", "checkpointing", "choice", (("auto", None), ("on", True), ("off", False))),
     Field("chat_template", "chat format", "choice", tuple((name, name) for name in CHAT_TEMPLATE_CHOICES)),
     Field("teacher", "teacher", "optional-text"),
-    Field("rewards", "rewards", "rewards"),
+    REWARDS_FIELD,
     Field("num_generations", "group size", "int"),
     Field("max_completion_length", "answer tokens", "int"),
     Field("sample_temperature", "temperature", "float"),
@@ -70,9 +75,13 @@ FIELDS = (
     Field("seed", "seed", "int"),
     Field("report_to", "report to", "list"),
 )
-ONLY_FOR = {"teacher": "distill", "rewards": "grpo", "num_generations": "grpo", "max_completion_length": "grpo",
-            "sample_temperature": "grpo", "allow_code": "grpo"}
-"""Fields of one method's settings, shown while that method is chosen."""
+ONLY_FOR: dict[str, Callable[[MethodSpec], bool]] = {
+    "load_in_4bit": lambda spec: spec.offers_4bit_base,
+    "teacher": lambda spec: spec.objective == "distill",
+    **dict.fromkeys(("rewards", "num_generations", "max_completion_length", "sample_temperature", "allow_code"),
+                    lambda spec: spec.samples_answers),
+}
+"""Fields that only some methods use, shown (and sent) only while such a method is chosen."""
 GPU_FIELD = Field("processes", "GPUs", "int")
 """Offered when the machine has several GPUs: how many this run trains on (through accelerate)."""
 PLACEHOLDERS = {
@@ -129,7 +138,7 @@ class WrittenRewards(Validator):
     def validate(self, value: str) -> ValidationResult:
         from tuneforge.core.rewards import Reward
 
-        for written in parse_field(Field("rewards", "rewards", "rewards"), value):
+        for written in parse_field(REWARDS_FIELD, value):
             try:
                 Reward.parse(written)
             except ConfigError as exc:
@@ -225,6 +234,8 @@ class TrainFormScreen(TuneforgeScreen):
                         with Horizontal(classes="field-row"):
                             yield Label(field.label, classes="field-label")
                             yield self._widget(field)
+                            if field.kind == "rewards":
+                                yield Button("Pick…", id="edit-rewards", compact=True)
                         yield Plain(field_help(field.name), id=f"help-{field.name}", classes="field-help")
             yield Plain("", id="memory")
         yield Plain("", id="form-errors", classes="error")
@@ -243,6 +254,17 @@ class TrainFormScreen(TuneforgeScreen):
         return Input(text, placeholder=placeholder, validators=validators, id=f"field-{field.name}",
                      valid_empty=field.kind.startswith("optional"), compact=True)
 
+    @on(Button.Pressed, "#edit-rewards")
+    def edit_rewards(self) -> None:
+        """Pick the rewards from the list of kinds (RewardEditor); the field shows them as written."""
+        field = self.query_one("#field-rewards", Input)
+
+        def edited(rewards: list[str] | None) -> None:
+            if rewards is not None:
+                field.value = "; ".join(rewards)
+
+        self.app.push_screen(RewardEditor(parse_field(REWARDS_FIELD, field.value)), edited)
+
     def on_mount(self) -> None:
         self.query_one("#export-note").display = bool(export_note(self.tuneforge.session.model))
         self.update_estimate()
@@ -251,8 +273,8 @@ class TrainFormScreen(TuneforgeScreen):
     def describe_method(self, method: str) -> None:
         """The chosen method's one-line explanation under its field (and what auto means here); the fields of
         another method's settings hidden."""
-        for name, owner in ONLY_FOR.items():
-            self.query_one(f"#row-{name}").display = METHODS[method].objective == owner
+        for name, used_by in ONLY_FOR.items():
+            self.query_one(f"#row-{name}").display = used_by(METHODS[method])
         summary = METHODS[method].summary
         if method == "auto":
             on_gpu = bool(self.tuneforge.hardware and self.tuneforge.hardware.cuda)
@@ -263,7 +285,10 @@ class TrainFormScreen(TuneforgeScreen):
         """The form's values; a ValueError names the first field that is not a number."""
         session = self.tuneforge.session
         values: dict[str, Any] = {"model": session.model, "data": session.data, "eval_data": session.eval_data}
+        method = METHODS[str(self.query_one("#field-method", Select).value)]
         for field in self.fields:
+            if field.name in ONLY_FOR and not ONLY_FOR[field.name](method):
+                continue  # a hidden setting of another method keeps its default
             widget = self.query_one(f"#field-{field.name}")
             if isinstance(widget, Select):
                 values[field.name] = widget.value
