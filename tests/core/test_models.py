@@ -21,6 +21,26 @@ def test_default_model_is_imported_into_a_plain_checkpoint(home, default_model: 
     assert resolved.lora_targets[0] == "q_proj"
 
 
+@pytest.mark.standard  # imports the built-in model again: seconds
+def test_a_gguf_is_parsed_once_however_many_times_its_import_reads_it(tmp_path, monkeypatch, default_model: Path):
+    import gguf
+
+    from tuneforge.core.models import default_gguf_path, import_gguf
+
+    parses = []
+    original = gguf.GGUFReader
+
+    def counted(path, mode="r"):
+        parses.append(Path(path).name)
+        return original(path, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counted)
+    imported = import_gguf(default_gguf_path(), tmp_path / "imported")
+    assert parses == [default_gguf_path().name]  # the config, the tokenizer, the weights and the SentencePiece model share it
+    assert gguf.GGUFReader is counted  # put back as it was
+    assert (imported / "model.safetensors").read_bytes() == (default_model / "model.safetensors").read_bytes()
+
+
 def test_a_local_folder_resolves(tiny_llama: Path):
     resolved = resolve_model(str(tiny_llama))
     assert resolved.path == tiny_llama and resolved.spec is None and resolved.arch == "llama"
