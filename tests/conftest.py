@@ -169,6 +169,7 @@ def vocab_tokenizer(vocab_gguf, tmp_path_factory: pytest.TempPathFactory):
         """The tokenizer folder of `name`, converted from its GGUF once per session (a 128k vocabulary takes seconds)."""
         from transformers import AutoTokenizer
 
+        from tuneforge.core.models import parsed_once
         from tuneforge.core.sentencepiece_file import add_sentencepiece_model
 
         if name not in made:
@@ -177,8 +178,9 @@ def vocab_tokenizer(vocab_gguf, tmp_path_factory: pytest.TempPathFactory):
             if name == "gemma-4":  # transformers' GGUF loader reads this file's per-layer settings as a config, and fails
                 gemma4_tokenizer(source).save_pretrained(target)
             else:
-                AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(target)
-                add_sentencepiece_model(source, target)  # as tuneforge's own GGUF import does
+                with parsed_once():  # as tuneforge's own GGUF import reads the file
+                    AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(target)
+                    add_sentencepiece_model(source, target)
             made[name] = target
         return made[name]
 
@@ -227,9 +229,12 @@ def gemma3_tokenizer_dir(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFac
 
     from tuneforge.core.sentencepiece_file import add_sentencepiece_model
 
+    from tuneforge.core.models import parsed_once
+
     target = tmp_path_factory.mktemp("gemma3-tokenizer")
-    AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name).save_pretrained(target)
-    add_sentencepiece_model(gemma3_gguf, target)
+    with parsed_once():  # as the import reads it: the config, the tokenizer and the SentencePiece model share one parse
+        AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name).save_pretrained(target)
+        add_sentencepiece_model(gemma3_gguf, target)
     return target
 
 
