@@ -227,9 +227,8 @@ def gemma3_tokenizer_dir(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFac
     tokenizer.model tuneforge's GGUF import writes."""
     from transformers import AutoTokenizer
 
-    from tuneforge.core.sentencepiece_file import add_sentencepiece_model
-
     from tuneforge.core.models import parsed_once
+    from tuneforge.core.sentencepiece_file import add_sentencepiece_model
 
     target = tmp_path_factory.mktemp("gemma3-tokenizer")
     with parsed_once():  # as the import reads it: the config, the tokenizer and the SentencePiece model share one parse

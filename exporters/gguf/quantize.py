@@ -13,8 +13,8 @@ from tuneforge.core.errors import ExportError, ResourceError
 
 from .types import GGUF_TYPES
 
-QUANT_TYPES = tuple(name for name, spec in GGUF_TYPES.items() if not spec.by_converter)
-"""Types made by libllama from an f16 file (the others are written by the converter)."""
+QUANT_TYPES = tuple(name for name, spec in GGUF_TYPES.items() if spec.bits_per_weight < 16)
+"""Types libllama makes from an f16 file: every quantized type (q8_0 is also the converter's, from the HF weights)."""
 
 
 def quantize(source: Path, out_file: Path, qtype: str) -> Path:
