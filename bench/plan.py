@@ -42,6 +42,9 @@ GRID = (
     ("freeze", 8, 256, 0),
     ("qlora", 4, 256, 0),
     ("prompt", 8, 256, 0),
+    # grpo: 8 sampled answers a step (4 per prompt) of at most `tokens` each, to prompts that ask for long answers
+    ("grpo", 8, 32, 0),
+    ("grpo", 8, 96, 0),
 )
 WORDS = ("river stone lantern harbor meadow copper violet thunder garden pillow orbit maple candle "
          "falcon ribbon quartz willow cobalt saddle marble tunnel velvet beacon juniper").split()
@@ -74,10 +77,16 @@ def measure(row: tuple[str, int, int, int], model: str, tokenizer_dir: str, out:
     from tuneforge.core.diagnosis import failure_cause
 
     method, batch, tokens, every = row
-    data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
-    config = RunConfig(model=model, data=str(data), method=method, batch_size=batch, max_length=tokens + 8,
-                       gradient_checkpointing=bool(every), checkpoint_every=every or None, auto_fit=False, max_steps=3, save_steps=1000,
-                       eval_split=0.0, early_stopping_patience=0, forgetting_probe=False, replay=0)
+    if method == "grpo":  # the answers are sampled: prompts that ask for more than the budget, so each answer fills it
+        data = out / "story-prompts.jsonl"
+        data.write_text("".join(json.dumps({"prompt": f"Write a long story about a {word}."}) + "\n" for word in WORDS))
+        settings: dict[str, object] = {"max_completion_length": tokens, "rewards": ["length:5-500"], "num_generations": 4}
+    else:
+        data = uniform_data(out / f"data-{tokens}.jsonl", tokens, tokenizer_dir)
+        settings = {"max_length": tokens + 8, "early_stopping_patience": 0, "replay": 0}
+    config = RunConfig(model=model, data=str(data), method=method, batch_size=batch, gradient_checkpointing=bool(every),
+                       checkpoint_every=every or None, auto_fit=False, max_steps=3, save_steps=1000, eval_split=0.0,
+                       forgetting_probe=False, **settings)
     run = create_run(config, out / f"{time.strftime('%H%M%S')}-{name(row)}")
     child = subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -63,6 +63,8 @@ CPU_TRAINER_GB = 0.15
 """What a training process holds beyond that and its plan's terms: the data, the tokenizer and the trainer's state
 (bench/plan.py's smallest row, batch 1 × 128 tokens, measured 0.15-0.27 GiB above the plan on the default model
 and tiny Qwen3.5 and gpt-oss shapes)."""
+GRPO_LOGIT_BYTES = 20
+"""Bytes a GRPO step holds per sampled answer token and vocabulary entry (see _logits_bytes)."""
 CHECKPOINT_BYTES_PER_PARAM = 2
 """Published checkpoints (and tuneforge's imports of GGUF files) are 16-bit safetensors."""
 CPU_ALLOCATOR_SLACK = {
@@ -465,8 +467,12 @@ def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Sha
         # torch ops, which hold about five fp32 tile-sized temporaries. Plus fp32 gradients of
         # the projected hidden states.
         return tile * (2 if on_gpu else 20) + answers * shape.hidden * 8
-    if objective == "grpo":  # TRL projects only the sampled answers' positions: fp32 logits, log-softmax and gradient
-        return max(1.0, tokens * answer_share) * shape.vocab * 12
+    if objective == "grpo":
+        # TRL projects only the sampled answers' positions, for the policy and again for the reference: fp32 logits,
+        # the temperature-scaled copy, log-softmax, entropy and gradient. Measured in a training child of the tiny test
+        # model (where this term is nearly all of the peak beyond the runtime): 0.50-0.56 GB over 8 × 64 answer tokens
+        # of a 49,152 vocabulary, bf16 or fp32 compute alike, about 20 bytes per entry.
+        return max(1.0, tokens * answer_share) * shape.vocab * GRPO_LOGIT_BYTES
     # dpo, orpo, simpo, kto, distill: fp32 logits, their log-softmax and its gradient (not measured for kto).
     return tokens * shape.vocab * 12
 
