@@ -284,7 +284,8 @@ def _build_model(config: RunConfig, inputs: Inputs, data: PreparedData, hardware
     model = make_trainable(base, config, inputs.model, bool(config.gradient_checkpointing))
     trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
     total = sum(parameter_count(p) for p in model.parameters())
-    echo(f"model: {inputs.model.name} ({config.method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
+    method = f"{config.method} on a 4-bit base" if config.load_in_4bit and not spec.quantized_base else config.method
+    echo(f"model: {inputs.model.name} ({method}), {trainable:,} trainable of {total:,} parameters on {hardware.device_label}")
     teacher = None
     if spec.objective == "distill":
         teacher = load_teacher(inputs.teacher_path, base.dtype, base.device, config.trust_remote_code)

@@ -14,9 +14,15 @@ from tuneforge.tui.screens.train import TrainFormScreen
 from .pilot import CPU_MACHINE, SIZE, text_of
 
 
-async def test_the_form_offers_rewards_for_grpo_and_says_what_is_wrong_with_one(home, tiny_llama, facts_file):
+def app_with_choices(model, data) -> TuneforgeApp:
+    """The app with a model and data chosen, as it reaches the Train form."""
     app = TuneforgeApp(hardware=CPU_MACHINE)
-    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    app.session.model, app.session.data, app.session.eval_split = str(model), str(data), 0.0
+    return app
+
+
+async def test_the_form_offers_rewards_for_grpo_and_says_what_is_wrong_with_one(home, tiny_llama, facts_file):
+    app = app_with_choices(tiny_llama, facts_file)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(TrainFormScreen())
         form = app.screen
@@ -41,8 +47,7 @@ async def test_rewards_are_picked_from_the_list_of_kinds_with_their_weights_and_
 
     from tuneforge.tui.widgets.reward_editor import RewardEditor
 
-    app = TuneforgeApp(hardware=CPU_MACHINE)
-    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    app = app_with_choices(tiny_llama, facts_file)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(TrainFormScreen())
         form = app.screen
@@ -76,8 +81,7 @@ async def test_rewards_are_picked_from_the_list_of_kinds_with_their_weights_and_
 
 
 async def test_a_4bit_base_is_offered_for_the_lora_methods_and_a_hidden_setting_is_not_sent(home, tiny_llama, facts_file):
-    app = TuneforgeApp(hardware=CPU_MACHINE)
-    app.session.model, app.session.data, app.session.eval_split = str(tiny_llama), str(facts_file), 0.0
+    app = app_with_choices(tiny_llama, facts_file)
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(TrainFormScreen())
         form = app.screen
