@@ -473,7 +473,8 @@ def _logits_bytes(objective: str, tokens: float, answer_share: float, shape: Sha
         # model (where this term is nearly all of the peak beyond the runtime): 0.50-0.56 GB over 8 × 64 answer tokens
         # of a 49,152 vocabulary, bf16 or fp32 compute alike, about 20 bytes per entry.
         return max(1.0, tokens * answer_share) * shape.vocab * GRPO_LOGIT_BYTES
-    # dpo, orpo, simpo, kto, distill: fp32 logits, their log-softmax and its gradient (not measured for kto).
+    # dpo, orpo, simpo, kto, distill: fp32 logits, their log-softmax and its gradient (not measured for kto). Distillation
+    # projects only the positions trained in some row of the batch: with prompts of different lengths, up to every one.
     return tokens * shape.vocab * 12
 
 

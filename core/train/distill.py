@@ -23,6 +23,7 @@ from ..models import ResolvedModel, resolve_model
 from ..replies import generate_replies
 from ..runs import RunDir
 from .setup import load_tokenizer
+from .speed import trained_positions
 
 TEACHER_ANSWER_TOKENS = 256
 
@@ -75,16 +76,14 @@ def teacher_answers(examples: list[Example], teacher: Any, tokenizer: Any) -> li
     return answered
 
 
-def distillation_terms(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float) -> tuple[Any, Any, Any]:
-    """(KL × T², cross-entropy, token accuracy) over the positions whose next token is trained."""
+def distillation_terms(student_logits: Any, teacher_logits: Any, targets: Any, temperature: float) -> tuple[Any, Any, Any]:
+    """(KL × T², cross-entropy, token accuracy) over the trained targets; each logit position predicts the target at
+    the same index (targets of -100 are not trained)."""
     import torch
     import torch.nn.functional as F
 
-    student = student_logits[:, :-1].float()
-    teacher = teacher_logits[:, :-1].float()
-    targets = labels[:, 1:]
     mask = targets != -100
-    student, teacher, targets = student[mask], teacher[mask], targets[mask]
+    student, teacher, targets = student_logits.float()[mask], teacher_logits.float()[mask], targets[mask]
     if targets.numel() == 0:
         zero = student_logits.sum() * 0.0
         return zero, zero, torch.tensor(0.0)
@@ -111,10 +110,14 @@ class DistillTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"
         labels = inputs["labels"]
         forward = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
-        outputs = model(**forward, use_cache=False)
+        # Student and teacher project the trained positions only: a prompt's logits over the vocabulary would cost
+        # memory and time for a loss that reads the answers alone.
+        positions = trained_positions(labels)
+        outputs = model(**forward, use_cache=False, logits_to_keep=positions)
         with torch.no_grad():
-            teacher_logits = self.teacher(**forward, use_cache=False).logits
-        kl, cross_entropy, accuracy = distillation_terms(outputs.logits, teacher_logits, labels, self.temperature)
+            teacher_logits = self.teacher(**forward, use_cache=False, logits_to_keep=positions).logits
+        targets = labels[:, 1:][:, positions]
+        kl, cross_entropy, accuracy = distillation_terms(outputs.logits, teacher_logits, targets, self.temperature)
         loss = self.weight * kl + (1 - self.weight) * cross_entropy
         self._metrics[mode]["kl"].append(kl.item())
         self._metrics[mode]["mean_token_accuracy"].append(accuracy.item())

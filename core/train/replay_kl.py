@@ -19,6 +19,8 @@ from typing import Any
 
 from trl import SFTTrainer
 
+from .speed import trained_positions
+
 
 class ReplayKLTrainer(SFTTrainer):
     """TRL's SFT trainer, plus a KL term to the base on the rows of each batch that are replayed answers."""
@@ -63,18 +65,18 @@ class ReplayKLTrainer(SFTTrainer):
         import torch.nn.functional as F
 
         forward = _rows({k: inputs[k] for k in ("input_ids", "attention_mask") if k in inputs}, rows)
-        targets = inputs["labels"][rows][:, 1:]  # the logits at position t predict token t + 1
-        trained = targets != -100
-        positions = trained.any(0).nonzero().squeeze(-1)
+        labels = inputs["labels"][rows]
+        positions = trained_positions(labels)
+        targets = labels[:, 1:][:, positions]
         if positions.numel() == 0:
             zero = inputs["input_ids"].new_zeros((), dtype=torch.float32)
             return zero, zero
         tuned = model(**forward, use_cache=False, logits_to_keep=positions).logits
         with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
             base = model(**forward, use_cache=False, logits_to_keep=positions).logits
-        mask = trained[:, positions]
+        mask = targets != -100
         tuned_log_probs = F.log_softmax(tuned[mask].float(), -1)
-        answer_loss = F.nll_loss(tuned_log_probs, targets[:, positions][mask], reduction="sum")
+        answer_loss = F.nll_loss(tuned_log_probs, targets[mask], reduction="sum")
         kl = F.kl_div(tuned_log_probs, F.log_softmax(base[mask].float(), -1), log_target=True, reduction="batchmean")
         return answer_loss, kl
 

@@ -1,6 +1,7 @@
 """Throughput: what tuneforge's training does beyond a plain TRL script, at the same loss.
 
-- The LM head projects only the tokens that are trained (the answers), on every device.
+- The LM head projects only the tokens that are trained (the answers), on every device; so do the distillation
+  and replay KL losses, for the student, the teacher and the base.
 - Batches of examples of similar length, once the data is large enough to keep them random.
 - bf16 autocast on CPUs with bf16 matrix units (Hardware.compute_dtype), fp32 elsewhere on CPU.
 - Gradient checkpointing only when the memory plan needs it (core/fit.py): TRL turns it on
@@ -40,6 +41,12 @@ def project_answers_only() -> None:
 
     gather_trained_positions.answers_only = True  # type: ignore[attr-defined]
     trl_utils._use_triton = gather_trained_positions
+
+
+def trained_positions(labels: Any) -> Any:
+    """The positions whose logits predict a trained token in some row of the batch (position t predicts token t + 1),
+    for losses that project only those over the vocabulary (`logits_to_keep`): distillation's and replay's KL terms."""
+    return (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
 
 
 def length_grouping(train_examples: int, batch_size: int) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> flo
     with torch.no_grad():
         for example in examples:
             ids, labels = torch.tensor([example.input_ids]), torch.tensor([example.labels])
-            total += float(distillation_terms(student(ids).logits, teacher(ids).logits, labels, 1.0)[0])
+            total += float(distillation_terms(student(ids).logits[:, :-1], teacher(ids).logits[:, :-1], labels[:, 1:], 1.0)[0])
     return total / len(examples)
 
 
