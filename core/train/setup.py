@@ -46,7 +46,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
     the compute dtype otherwise. The reward method gets a scalar-scoring head instead of the LM head."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..language_model import language_model_class, local_kernels_only
+    from ..language_model import contiguous_head_input, language_model_class, local_kernels_only
 
     spec = method_spec(method)
     compute = torch_dtype(hardware.compute_dtype)
@@ -78,7 +78,7 @@ def load_base_model(model: ResolvedModel, method: str, hardware: Hardware, trust
         raise ModelError(f"{model.path}: cannot load the model ({type(exc).__name__}: {exc})", "check that the folder is a complete causal-LM checkpoint") from None
     if quantized and not hardware.cuda:
         keep_4bit_layout(base)
-    return base
+    return contiguous_head_input(base)
 
 
 def parameter_count(parameter: Any) -> int:

@@ -291,6 +291,27 @@ def test_the_tuned_model_answers_the_probe_as_merged_and_its_weights_come_back_a
             assert torch.allclose(weight, before[name], rtol=0, atol=1e-6 if dtype == "float32" else 2e-2), name
 
 
+def test_a_frozen_model_answers_many_questions_at_once_without_a_copy_of_its_head_per_answer(tiny_llama, smol_tokenizer):
+    """An adapter's base is frozen; answering 16 questions together in 16 bits must not copy its LM head once per
+    answer (batch × hidden × vocabulary: here 16 × 64 × 49,152 bf16 values, 100 MB; 20 GB for an 8B Qwen3)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch.profiler import ProfilerActivity, profile
+
+    from tuneforge.core.general_answers import conversations, general_questions
+    from tuneforge.core.language_model import load_language_model
+    from tuneforge.core.replies import GENERATION_BATCH, generate_replies
+
+    model = get_peft_model(load_language_model(tiny_llama, dtype=torch.bfloat16), LoraConfig(r=8, target_modules="all-linear"))
+    assert not model.get_output_embeddings().weight.requires_grad
+    head_copy = GENERATION_BATCH * model.config.hidden_size * model.config.vocab_size * 2
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiled:
+        replies = generate_replies(model, smol_tokenizer, conversations(general_questions()[:GENERATION_BATCH]), 2)
+    assert len(replies) == GENERATION_BATCH
+    largest = max(event.cpu_memory_usage for event in profiled.events())
+    assert largest < head_copy / 20, f"{largest / 2**20:.0f} MB allocated at once"
+
+
 def test_replayed_rows_pay_their_answer_loss_and_the_kl_term_in_one_pass_with_the_same_gradients(tiny_llama, smol_tokenizer, tmp_path):
     """The trainer runs the replayed rows apart from the data's: its loss and gradients are those of the answer loss
     over every row of the batch plus the weighted KL term on the replayed rows."""
