@@ -190,14 +190,15 @@ def vocab_tokenizer(vocab_gguf, tmp_path_factory: pytest.TempPathFactory):
 def gemma4_tokenizer(gguf_file: Path):
     """Gemma 4's tokenizer as its checkpoints publish it (transformers' GemmaTokenizer: byte-fallback BPE over
     "▁"-joined words), built from the pieces, merges, special tokens and chat template of a Gemma 4 GGUF."""
-    from gguf import GGUFReader
     from tokenizers import AddedToken
     from transformers import GemmaTokenizer
 
-    fields = GGUFReader(gguf_file).fields
-    pieces = fields["tokenizer.ggml.tokens"].contents()
-    kinds = fields["tokenizer.ggml.token_type"].contents()
-    merges = [tuple(merge.split(" ")) for merge in fields["tokenizer.ggml.merges"].contents()]
+    from tuneforge.core.weight_integrity import gguf_metadata
+
+    fields = gguf_metadata(gguf_file, {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                                       "tokenizer.chat_template"})
+    pieces, kinds = fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"]
+    merges = [tuple(merge.split(" ")) for merge in fields["tokenizer.ggml.merges"]]
     tokenizer = GemmaTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=merges, bos_token="<bos>",
                                eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", add_bos_token=True)
     control, user_defined = 3, 4  # llama.cpp's token types: <|turn> and the like; <|channel> and the tool-call markers
@@ -207,7 +208,7 @@ def gemma4_tokenizer(gguf_file: Path):
         AddedToken(piece, special=True, normalized=False) for piece, kind in zip(pieces, kinds, strict=True) if kind == control
         and piece not in (tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.pad_token, tokenizer.mask_token)]})
     tokenizer.add_tokens([AddedToken(piece, normalized=False) for piece, kind in zip(pieces, kinds, strict=True) if kind == user_defined])
-    tokenizer.chat_template = fields["tokenizer.chat_template"].contents()
+    tokenizer.chat_template = fields["tokenizer.chat_template"]
     return tokenizer
 
 
@@ -222,19 +223,20 @@ def gemma3_gguf(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gemma3_tokenizer_dir(gemma3_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gemma3_model(gemma3_gguf: Path, shared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Gemma 3 270M base imported from its GGUF into the shared models cache, once: a test that trains it
+    from the GGUF finds it imported, as a person's second run does."""
+    from tuneforge.core.models import resolve_model
+
+    with session_home(tmp_path_factory, shared_models, "gemma3-home"):
+        return resolve_model(str(gemma3_gguf)).path
+
+
+@pytest.fixture(scope="session")
+def gemma3_tokenizer_dir(gemma3_model: Path) -> Path:
     """Gemma 3's real SentencePiece tokenizer (262,144 tokens, no chat template: the base model's), with the
-    tokenizer.model tuneforge's GGUF import writes."""
-    from transformers import AutoTokenizer
-
-    from tuneforge.core.models import parsed_once
-    from tuneforge.core.sentencepiece_file import add_sentencepiece_model
-
-    target = tmp_path_factory.mktemp("gemma3-tokenizer")
-    with parsed_once():  # as the import reads it: the config, the tokenizer and the SentencePiece model share one parse
-        AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name).save_pretrained(target)
-        add_sentencepiece_model(gemma3_gguf, target)
-    return target
+    tokenizer.model tuneforge's GGUF import writes: the imported model's folder."""
+    return gemma3_model
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from tuneforge.core.demo import DEMO_DATA, demo_file
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 
-def test_gemma3_base_trains_exports_verified_and_its_answers_stop(home, gemma3_gguf, tmp_path, capsys):
+def test_gemma3_base_trains_exports_verified_and_its_answers_stop(home, gemma3_gguf, gemma3_model, tmp_path, capsys):
     # Gemma 3's own defaults (its adapter rate, 2e-4, trained until every answer is recalled) learn the facts.
     run_dir = tmp_path / "run"
     code = main(["run", "--model", str(gemma3_gguf), "--data", str(demo_file(DEMO_DATA)), "--run-dir", str(run_dir),

@@ -114,6 +114,20 @@ def test_a_gguf_file_cut_short_is_named_before_anything_loads_it(home, tmp_path)
     assert main(["chat", str(cut), "--prompt", "Hi"]) == ModelError.exit_code
 
 
+def test_a_gguf_headers_values_read_directly_are_those_ggufs_own_reader_gives():
+    from gguf import GGUFReader
+
+    from tuneforge.core.models import default_gguf_path
+    from tuneforge.core.weight_integrity import gguf_architecture, gguf_metadata
+
+    source = default_gguf_path()
+    fields = GGUFReader(source).fields
+    keys = {"general.architecture", "llama.block_count", "llama.rope.freq_base", "tokenizer.ggml.tokens",
+            "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.add_bos_token"}
+    assert gguf_metadata(source, keys) == {key: fields[key].contents() for key in keys}
+    assert gguf_architecture(source) == "llama"
+
+
 def test_corrupt_config_is_named(tmp_path, tiny_llama):
     folder = copy_model(tiny_llama, tmp_path / "model")
     (folder / "config.json").write_text("{not json")
