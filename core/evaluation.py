@@ -10,7 +10,9 @@ GGUF files answer through llama.cpp with the template inside the file, as a pers
 Per answer: exact match, reference contained, token F1 (answer_scores), whether the model ended
 its turn within the budget, and with a judge its verdict and reason. Per model: those as rates,
 the mean answer length, and the forgetting probe's perplexity on general text (base and tuned;
-the GGUFs' perplexity beside the merged model's is in export/export-report.json). The report goes
+the GGUFs' perplexity beside the merged model's is in export/export-report.json). With the base asked, each
+model also answers the everyday questions and keeps some of the base's right answers (forgetting); the base's own are
+those its run recorded before training (general-answers.json), so both count the same right answers. The report goes
 to RUN_DIR/eval/report.json, with the table as RUN_DIR/eval/report.txt.
 """
 
@@ -27,7 +29,8 @@ from .answer_scores import score_answer
 from .atomic import atomic_write_text
 from .data.records import Example
 from .errors import DataError, GeneratorError, ModelError
-from .general_answers import KeptAnswers, general_questions
+from .general_answers import RESULT_FILE as GENERAL_ANSWERS_FILE
+from .general_answers import KeptAnswers, general_questions, recorded_base_answers
 from .judge import judge_answer
 from .progress import Progress, ProgressCallback
 from .replies import GENERATION_BATCH
@@ -264,7 +267,10 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, judge: str | None
                     progress.detail = f"{label}: everyday questions"
                     if on_progress:
                         on_progress(progress)
-                    model.everyday = everyday_answers(chat, base=kind == "base")
+                    # The base answered them before its run trained: the forgetting figures then count the same
+                    # right answers as the run's own probe, and the base is not asked the 116 questions again.
+                    recorded = recorded_base_answers(run.path / GENERAL_ANSWERS_FILE) if kind == "base" else None
+                    model.everyday = recorded or everyday_answers(chat, base=kind == "base")
                     progress.done += everyday_count
             finally:
                 chat.close()

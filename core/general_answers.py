@@ -148,6 +148,18 @@ def write_answers(path: Path, before: Sequence[str], after: Sequence[str], kept:
     atomic_write_text(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
+def recorded_base_answers(path: Path) -> list[str] | None:
+    """The base model's answers RESULT_FILE recorded when its run trained, or None when it has none for today's
+    questions (no probe ran, or the questions have changed since)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))["questions"]
+        if [item["question"] for item in record] != [q.question for q in general_questions()]:
+            return None
+        return [str(item["before"]) for item in record]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_answers(path: Path) -> KeptAnswers | None:
     """The figures and lost questions RESULT_FILE holds, or None when the run has none."""
     try:

@@ -19,6 +19,7 @@ from tuneforge.core.general_answers import (
     forgetting_line,
     general_questions,
     read_answers,
+    recorded_base_answers,
     write_answers,
 )
 from tuneforge.core.hardware import Hardware
@@ -77,6 +78,12 @@ def test_the_answers_file_holds_every_question_and_reads_back(tmp_path):
     assert (again.known, again.kept) == (len(questions), len(questions) - 1)
     assert again.lost[0].after == "I do not know."
     assert read_answers(tmp_path / "missing.json") is None
+    # An evaluation takes the base's answers from the file, unless the questions have changed since it was written.
+    assert recorded_base_answers(tmp_path / "general-answers.json") == before
+    record["questions"][3]["question"] = "A question asked no more?"
+    (tmp_path / "changed.json").write_text(json.dumps(record), encoding="utf-8")
+    assert recorded_base_answers(tmp_path / "changed.json") is None
+    assert recorded_base_answers(tmp_path / "missing.json") is None
 
 
 def test_the_forgetting_line_puts_answers_before_perplexity():
