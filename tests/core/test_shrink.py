@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,9 @@ def trained_four_layers(home, tiny_config, default_model, tmp_path) -> Path:
     return run.path
 
 
-def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> float:
-    """Mean KL(teacher ‖ student) over the answer tokens of the data, as the distill loss measures it."""
+def healing_loss(student_folder: Path, teacher_folder: Path, data: Path, weight: float, temperature: float) -> float:
+    """The distillation loss over the answer tokens of the data, as healing weighs it: KL(teacher ‖ student) at the
+    run's temperature and the answers' cross-entropy."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -56,7 +58,8 @@ def kl_to_teacher(student_folder: Path, teacher_folder: Path, data: Path) -> flo
     with torch.no_grad():
         for example in examples:
             ids, labels = torch.tensor([example.input_ids]), torch.tensor([example.labels])
-            total += float(distillation_terms(student(ids).logits[:, :-1], teacher(ids).logits[:, :-1], labels[:, 1:], 1.0)[0])
+            kl, cross_entropy, _ = distillation_terms(student(ids).logits[:, :-1], teacher(ids).logits[:, :-1], labels[:, 1:], temperature)
+            total += float(weight * kl + (1 - weight) * cross_entropy)
     return total / len(examples)
 
 
@@ -100,8 +103,13 @@ def test_a_run_shrinks_in_stages_resumes_after_ctrl_c_and_each_stage_heals_and_e
         assert json.loads((run.merged / "config.json").read_text())["num_hidden_layers"] == event.layers
         assert event.steps == 12 and event.accuracy is not None and event.accuracy_of == "training data"
         assert event.perplexity is not None
-        # Healing brought the smaller model closer to the one it was cut from.
-        assert kl_to_teacher(run.merged, teacher, facts_file) < kl_to_teacher(run.path / "pruned", teacher, facts_file)
+        # Healing brought the smaller model back towards the one it was cut from and its data, by the loss it weighs
+        # them with (the KL alone need not fall: a 2-core AMD EPYC's first stage went 0.620 → 0.627 while the answers'
+        # cross-entropy fell 10.4 → 8.4, the loss 5.52 → 4.53).
+        config = run.load_config()
+        healing = partial(healing_loss, teacher_folder=teacher, data=facts_file, weight=config.distill_weight,
+                          temperature=config.distill_temperature)
+        assert healing(run.merged) < healing(run.path / "pruned")
         teacher = run.merged
     assert stages[1].parameters < stages[0].parameters
 
