@@ -221,4 +221,4 @@ def test_a_grpo_run_peaks_within_a_fifth_of_its_memory_plan(home, tiny_llama, tm
     subprocess.run([sys.executable, "-m", "tuneforge.core.train", str(run.path)], check=True, capture_output=True)
     history = run.history()
     planned, measured = history.plan.peak_gb, history.finished.result.peak_memory_gb
-    assert abs(measured / planned - 1) <= 0.2, (planned, measured, history.plan.parts)  # measured: 1.29 planned, 1.15-1.21
+    assert abs(measured / planned - 1) <= 0.2, (planned, measured, history.plan.parts)  # measured 1.15-1.21; planned 1.19 (tcmalloc), 1.31 (glibc)
