@@ -47,11 +47,12 @@ def load_language_model(model_dir: str | Path, **settings: Any) -> Any:
 def contiguous_head_input(model: Any) -> Any:
     """`model`, its LM head now given a contiguous input (a forward pre-hook; a model without a head is unchanged).
 
-    Generation projects the last position only, `hidden[:, -1:, :]`: a strided view. torch's matmul multiplies such
-    a batch of rows by a weight that does not require grad as a batched product with the weight expanded over the
-    batch and copied: batch × hidden × vocabulary values. A frozen head (an adapter's base, a teacher) paid that at
-    every answer's first token: 0.9 GB for SmolLM2-135M answering 16 questions at once, 20 GB for an 8B Qwen3, in a
-    product of 16 rows. A contiguous input is one matrix product, as for a trained head."""
+    Generation projects the last position only, `hidden[:, -1:, :]`: a strided view. torch's matmul on a CPU (bf16;
+    fp32 was not affected) multiplies such a batch of rows by a weight that does not require grad as a batched
+    product with the weight expanded over the batch and copied: batch × hidden × vocabulary values. A frozen head (an
+    adapter's base, a teacher) paid that at every answer's first token: 0.9 GB measured for SmolLM2-135M answering
+    16 questions at once (by the same count, 20 GB for an 8B Qwen3), for a product of 16 rows. A contiguous input is
+    one matrix product, as for a trained head. (Not measured on a GPU; the hook costs one small copy there.)"""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is not None and not getattr(head, "_tuneforge_contiguous_input", False):
         head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
