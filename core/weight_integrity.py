@@ -106,9 +106,9 @@ def gguf_metadata(file: Path, keys: set[str]) -> dict[str, Any]:
     merges, where this reads them in a second. Reading stops after the last key asked for."""
     found: dict[str, Any] = {}
     with file.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for key, kind, value, _ in _gguf_metadata(data):
+        for key, _, value, _ in _gguf_metadata(data):
             if key in keys:
-                found[key] = _read_value(data, value, kind)[0]
+                found[key] = value
                 if len(found) == len(keys):
                     break
     return found
@@ -131,16 +131,16 @@ def _read_value(data: mmap.mmap, position: int, kind: int) -> tuple[Any, int]:
     return struct.unpack_from(f"<{GGUF_SCALAR_FORMATS[kind]}", data, position)[0], position + GGUF_SCALAR_SIZES[kind]
 
 
-def _gguf_metadata(data: mmap.mmap) -> Iterator[tuple[str, int, int, int]]:
-    """A GGUF header's metadata entries in order, each as (key, value type, where its value starts, where the entry
-    ends); a caller may stop early, before the vocabulary's long arrays are walked."""
+def _gguf_metadata(data: mmap.mmap) -> Iterator[tuple[str, int, Any, int]]:
+    """A GGUF header's metadata entries in order, each as (key, value type, value, where the entry ends); a caller
+    may stop early, before the vocabulary's long arrays are walked."""
     kv_count = struct.unpack_from("<IQQ", data, 4)[2]
     position = 24
     for _ in range(kv_count):
         key, position = _gguf_string(data, position)
         kind = struct.unpack_from("<I", data, position)[0]
-        end = _skip_value(data, position + 4, kind)
-        yield key, kind, position + 4, end
+        value, end = _read_value(data, position + 4, kind)
+        yield key, kind, value, end
         position = end
 
 
@@ -154,7 +154,7 @@ def _gguf_extent(data: mmap.mmap) -> int:
     for key, kind, value, entry_end in _gguf_metadata(data):
         position = entry_end
         if key == "general.alignment" and kind == GGUF_UINT32:
-            alignment = struct.unpack_from("<I", data, value)[0]
+            alignment = value
     end = 0
     for _ in range(tensor_count):
         _, position = _gguf_string(data, position)
@@ -179,17 +179,3 @@ def _gguf_string(data: mmap.mmap, position: int) -> tuple[str, int]:
     if len(raw) != length:
         raise IndexError("string past the end of the file")
     return raw.decode("utf-8", errors="replace"), position + 8 + length
-
-
-def _skip_value(data: mmap.mmap, position: int, kind: int) -> int:
-    if kind == GGUF_STRING:
-        return _gguf_string(data, position)[1]
-    if kind == GGUF_ARRAY:
-        item_kind, count = struct.unpack_from("<IQ", data, position)
-        position += 12
-        if item_kind in GGUF_SCALAR_SIZES:
-            return position + count * GGUF_SCALAR_SIZES[item_kind]
-        for _ in range(count):
-            position = _skip_value(data, position, item_kind)
-        return position
-    return position + GGUF_SCALAR_SIZES[kind]
