@@ -225,18 +225,12 @@ def gemma3_gguf(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def gemma3_model(gemma3_gguf: Path, shared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Gemma 3 270M base imported from its GGUF into the shared models cache, once: a test that trains it
-    from the GGUF finds it imported, as a person's second run does."""
+    from the GGUF finds it imported, as a person's second run does, and its folder holds Gemma 3's real SentencePiece
+    tokenizer (262,144 tokens, no chat template: the base model's) with the tokenizer.model the import writes."""
     from tuneforge.core.models import resolve_model
 
     with session_home(tmp_path_factory, shared_models, "gemma3-home"):
         return resolve_model(str(gemma3_gguf)).path
-
-
-@pytest.fixture(scope="session")
-def gemma3_tokenizer_dir(gemma3_model: Path) -> Path:
-    """Gemma 3's real SentencePiece tokenizer (262,144 tokens, no chat template: the base model's), with the
-    tokenizer.model tuneforge's GGUF import writes: the imported model's folder."""
-    return gemma3_model
 
 
 @pytest.fixture(scope="session")

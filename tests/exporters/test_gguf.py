@@ -21,7 +21,7 @@ pytestmark = pytest.mark.process  # starts child processes: left out of `make te
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_tokenizer, gemma3_tokenizer_dir) -> dict[str, Path]:
+def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_tokenizer, gemma3_model) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
     return {
         "llama": build_tiny_model("llama", default_model, root / "llama"),
@@ -36,9 +36,9 @@ def tiny_models(tmp_path_factory, default_model, qwen_tokenizer_dir, vocab_token
         "mistral": build_tiny_model("mistral", vocab_tokenizer("llama-spm"), root / "mistral"),
         # Gemma 3's graph (1 + weight norms, sliding-window layers, q/k norms, head size ≠ hidden/heads) with
         # Gemma 3's own SentencePiece vocabulary (no space put before the text, unlike Llama 2's).
-        "gemma3_text": build_tiny_model("gemma3_text", gemma3_tokenizer_dir, root / "gemma3"),
+        "gemma3_text": build_tiny_model("gemma3_text", gemma3_model, root / "gemma3"),
         # Gemma 2's: softcapped attention and logits, every other layer in a sliding window.
-        "gemma2": build_tiny_model("gemma2", gemma3_tokenizer_dir, root / "gemma2"),
+        "gemma2": build_tiny_model("gemma2", gemma3_model, root / "gemma2"),
     }
 
 
