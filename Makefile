@@ -48,9 +48,12 @@ test-fast: setup $(TEST_STAMP)
 test-standard: setup $(TEST_STAMP)
 	$(BIN)/python -m pytest -m "not slow" --durations=10
 
+# ruff, the import contracts (pyproject.toml), and the app's and the CLI's allow-list of core modules (a test: import-linter
+# has no allow-list contract).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q tests/test_import_hygiene.py -k the_shells_import_only
 
 clean:
 	rm -rf $(VENV)

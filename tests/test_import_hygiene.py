@@ -29,12 +29,13 @@ SHELLS_MAY_IMPORT = {
     # What the shells read or describe without doing any work: settings, a run's and a job's files and events, errors and
     # their hints, the machine, the tables of methods, models and chat templates, the memory plan, settling, paths,
     # durations, the launch of several processes in words, quieting the libraries' logs, how a GRPO reward is written (the
-    # Train form checks each as it is typed), and (whoever sees a training child die records why) the diagnosis.
+    # Train form checks each as it is typed), (whoever sees a training child die records why) the diagnosis, and how a
+    # process ends.
     "tuneforge.core.config", "tuneforge.core.runs", "tuneforge.core.jobs", "tuneforge.core.events", "tuneforge.core.errors",
     "tuneforge.core.hardware", "tuneforge.core.methods", "tuneforge.core.catalog", "tuneforge.core.chat_templates",
     "tuneforge.core.memory", "tuneforge.core.fit", "tuneforge.core.settle", "tuneforge.core.paths", "tuneforge.core.progress",
     "tuneforge.core.accelerate_setup", "tuneforge.core.quiet", "tuneforge.core.diagnosis", "tuneforge.core.atomic",
-    "tuneforge.core.rewards",
+    "tuneforge.core.rewards", "tuneforge.core.shutdown",
     # Of the exporters: the export report, the GGUF type table, and fetching llama.cpp's converter (`tuneforge fetch-converter`).
     "tuneforge.exporters.report", "tuneforge.exporters.gguf.types", "tuneforge.exporters.gguf.llama_cpp",
 }

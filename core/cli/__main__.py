@@ -2,7 +2,7 @@
 
 import sys
 
-from ..entrypoint import end_without_final_collection
+from ..shutdown import end_without_final_collection
 from . import main
 
 code = main()

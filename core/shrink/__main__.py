@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..entrypoint import end_without_final_collection
+    from ..shutdown import end_without_final_collection
 
     code = main()
     end_without_final_collection()

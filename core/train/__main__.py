@@ -54,7 +54,7 @@ def _echo(line: str) -> None:
 
 
 if __name__ == "__main__":
-    from ..entrypoint import end_without_final_collection
+    from ..shutdown import end_without_final_collection
 
     relaunch_on_tcmalloc()
     code = main(sys.argv[1:])
