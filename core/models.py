@@ -290,10 +290,23 @@ def _resolve_gguf(path: Path, name: str, spec: catalog.ModelSpec | None) -> Reso
     target = models_cache_dir() / _gguf_cache_key(path)  # a file cut short has another key than the whole one
     if not (target / "config.json").is_file():
         check_gguf(path)
-        import_gguf(path, target)
+        with _importing(target):
+            if not (target / "config.json").is_file():  # another tuneforge process imported it while this one waited
+                import_gguf(path, target)
     elif needs_sentencepiece_model(target):  # imported before tuneforge wrote it
         add_sentencepiece_model(path, target)
     return _resolved_folder(name, target, spec, trust_remote_code=False)
+
+
+@contextlib.contextmanager
+def _importing(target: Path) -> Iterator[None]:
+    """Hold the import into `target` against other tuneforge processes importing the same file (the app and a command
+    started beside it): the second waits, then finds the model imported, instead of replacing the folder under the first."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.parent / f".{target.name}.lock"):
+        yield
 
 
 def import_gguf(gguf_file: Path, target: Path) -> Path:

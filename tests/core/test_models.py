@@ -41,6 +41,35 @@ def test_a_gguf_is_parsed_once_however_many_times_its_import_reads_it(tmp_path, 
     assert (imported / "model.safetensors").read_bytes() == (default_model / "model.safetensors").read_bytes()
 
 
+def test_two_imports_of_one_gguf_at_once_import_it_once_and_both_get_the_model(tmp_path, monkeypatch, tiny_llama, vocab_gguf):
+    # Threads stand in for two tuneforge processes (the app and a command started beside it): the lock is an flock on a
+    # file, which holds two opens of it apart within one process as across processes.
+    import threading
+    import time
+
+    from tuneforge.core import models
+
+    monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path / "home"))
+    gguf_file = tmp_path / "model.gguf"
+    shutil.copy(vocab_gguf("llama-spm"), gguf_file)
+    imports: list[Path] = []
+
+    def slow_import(path: Path, target: Path) -> Path:
+        imports.append(target)
+        time.sleep(1)  # the other arrives while this one imports
+        return copy_model(tiny_llama, target)
+
+    monkeypatch.setattr(models, "import_gguf", slow_import)
+    resolved: list[Path] = []
+    threads = [threading.Thread(target=lambda: resolved.append(resolve_model(str(gguf_file)).path)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(imports) == 1 and len(resolved) == 2 and resolved[0] == resolved[1] == imports[0]
+    assert (imports[0] / "config.json").is_file()
+
+
 def test_a_local_folder_resolves(tiny_llama: Path):
     resolved = resolve_model(str(tiny_llama))
     assert resolved.path == tiny_llama and resolved.spec is None and resolved.arch == "llama"
